@@ -1,0 +1,90 @@
+/* engine.h — the narrow public boundary of the scoring engine.
+ *
+ * The CLI and the server see only this header: open a router, score a batch of
+ * prompts, close. They never touch tensors, tokenizer internals or backends.
+ *
+ * Ownership and threads: an rs_engine owns its weights (mmap'd), its tokenizer
+ * and one activation arena sized at open for max_batch_tokens. It is NOT
+ * thread-safe: one thread at a time calls score/embed on a given engine (the
+ * server gives each engine its own worker thread). Inside a call the engine
+ * uses all n_threads cores itself (BLAS threads plus its own OpenMP loops).
+ * Caller-owned: prompt buffers and the output arrays. */
+#ifndef RS_ENGINE_H
+#define RS_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+#define RS_MAX_LABELS 8
+
+typedef struct rs_engine rs_engine;
+
+typedef struct rs_engine_opts {
+    int n_threads;         /* 0: all online cores */
+    int max_batch_tokens;  /* arena size in tokens per forward; 0: 16384 */
+    int max_tokens;        /* per-prompt truncation; 0: the router's own */
+    const char *backend;   /* "cpu" (default, NULL ok) */
+} rs_engine_opts;
+
+/* One prompt's result. status != RS_OK marks a per-prompt failure (empty
+ * prompt, invalid UTF-8): error says why and the numeric fields are 0. */
+typedef struct rs_score {
+    rs_status status;
+    float win_prob;                   /* P(strong model wins), in [0, 1] */
+    int route_strong;                 /* win_prob >= threshold */
+    int n_labels;                     /* 0 for mf, else the classifier's labels */
+    float label_probs[RS_MAX_LABELS]; /* softmax (or sigmoid) of the head */
+    int tokens;                       /* ids fed to the model, specials included */
+    int truncated;                    /* the prompt was cut to max tokens */
+    char error[160];
+} rs_score;
+
+typedef struct rs_router_info {
+    const char *name;         /* router name (manifest "name", else dir name) */
+    const char *kind;         /* "bert", "mf" or "embed" (encoder without head) */
+    const char *architecture; /* config.json architectures[0] */
+    const char *strong_model;
+    const char *weak_model;
+    float threshold;          /* default decision threshold */
+    int max_tokens;           /* truncation length, specials included */
+    int embed_dim;            /* hidden size of the encoder */
+    int n_labels;
+} rs_router_info;
+
+void rs_engine_opts_default(rs_engine_opts *o);
+
+/* Opens a router directory (see docs/ARCHITECTURE.md: a manifest
+ * routescore.json, or a plain Hugging Face model directory). */
+rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts, rs_engine **out, rs_err *err);
+void rs_engine_close(rs_engine *e);
+
+void rs_engine_info(const rs_engine *e, rs_router_info *out);
+
+/* Scores n prompts. threshold: NaN uses the router's default. The call fails
+ * as a whole only for engine-level errors; per-prompt problems land in
+ * out[i].status. prompts[i] need not be NUL-terminated (lens[i] bytes). */
+rs_status rs_engine_score(rs_engine *e, const char *const *prompts, const size_t *lens, size_t n,
+                          float threshold, rs_score *out, rs_err *err);
+
+/* Sentence embeddings (the router's pooling and normalisation) into
+ * emb[n * embed_dim]; meta[i] gets tokens/truncated/status like score. */
+rs_status rs_engine_embed(rs_engine *e, const char *const *prompts, const size_t *lens, size_t n,
+                          float *emb, rs_score *meta, rs_err *err);
+
+/* The two halves of score, for callers that tokenize on other threads (the
+ * server) or bring their own ids (tests of models without a tokenizer).
+ * rs_engine_tokenize is thread-safe and may run concurrently with score calls
+ * on the same engine. ids gets at most max_tokens ids (cap must be >= that). */
+rs_status rs_engine_tokenize(const rs_engine *e, const char *prompt, size_t len, int32_t *ids,
+                             size_t cap, size_t *n_ids, int *truncated, rs_err *err);
+/* Sequences packed back to back: sequence i is ids[offsets[i] .. offsets[i+1]),
+ * specials included; offsets has n + 1 entries. Each sequence must be
+ * non-empty and at most max_tokens long. out[i].truncated is left 0. */
+rs_status rs_engine_score_tokens(rs_engine *e, const int32_t *ids, const size_t *offsets, size_t n,
+                                 float threshold, rs_score *out, rs_err *err);
+rs_status rs_engine_embed_tokens(rs_engine *e, const int32_t *ids, const size_t *offsets, size_t n,
+                                 float *emb, rs_err *err);
+
+#endif

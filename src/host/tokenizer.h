@@ -1,0 +1,40 @@
+/* tokenizer.h — text to token ids, faithful to Hugging Face `tokenizers`.
+ *
+ * Loaded from a tokenizer.json. The pipeline is the HF one: normalizer ->
+ * pre-tokenizer -> model (WordPiece today; Unigram and byte-level BPE slot in
+ * as further models) -> post-processor (special tokens). Components the file
+ * names that we do not implement are refused at load with their name.
+ *
+ * Ownership and threads: an rs_tokenizer is immutable after load; any number
+ * of threads may call rs_tokenizer_encode on it at once. */
+#ifndef RS_TOKENIZER_H
+#define RS_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+typedef struct rs_tokenizer rs_tokenizer;
+
+rs_status rs_tokenizer_load(const char *tokenizer_json_path, rs_tokenizer **out, rs_err *err);
+void rs_tokenizer_free(rs_tokenizer *t);
+
+/* Encodes text[0..len) (need not be NUL-terminated).
+ * add_special: apply the post-processor (e.g. [CLS] ... [SEP]).
+ * max_tokens: total length bound including specials (0 = none); the
+ *   content is cut on the right, as HF truncation does, and *truncated set.
+ * ids: caller buffer of capacity cap; RS_ERR_TOO_LARGE if the result does not
+ *   fit (with max_tokens <= cap it always fits).
+ * Invalid UTF-8 -> RS_ERR_UTF8 (message gives the byte offset). */
+rs_status rs_tokenizer_encode(const rs_tokenizer *t, const char *text, size_t len, int add_special,
+                              size_t max_tokens, int32_t *ids, size_t cap, size_t *n_out,
+                              int *truncated, rs_err *err);
+
+/* Number of special tokens the post-processor adds to one sequence. */
+size_t rs_tokenizer_num_special(const rs_tokenizer *t);
+size_t rs_tokenizer_vocab_size(const rs_tokenizer *t);
+/* id of a token string, or -1. */
+int32_t rs_tokenizer_token_id(const rs_tokenizer *t, const char *token);
+
+#endif
