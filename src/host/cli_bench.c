@@ -1,0 +1,4 @@
+/* placeholder: being written (replace wholesale). */
+#include <stdio.h>
+#include "cli.h"
+int rs_cli_bench(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "routescore bench: not built yet\n"); return 2; }
