@@ -1,9 +1,494 @@
-/* placeholder: being written (replace wholesale). */
-#include <math.h>
+/* engine.c — a router: tokenizer + encoder + scoring head, behind engine.h.
+ *
+ * A router directory is either a plain Hugging Face model directory (a
+ * *ForSequenceClassification checkpoint is the `bert` router; a bare encoder
+ * only embeds) or a directory with a manifest, routescore.json:
+ *   {"name", "kind": "bert"|"mf"|"embed", "encoder": path relative to the
+ *    router dir (default "."), "head": mf weights file, "pooling":
+ *    "mean"|"cls", "normalize", "threshold", "strong_model", "weak_model",
+ *    "max_tokens", "strong_labels": [label indices summed into win_prob]}
+ *
+ * DESIGN: score() tokenizes a group of prompts in parallel (the tokenizer is
+ * immutable, so OpenMP threads share it), packs the ids back to back until
+ * the arena's token budget is full, runs one forward, and maps the outputs
+ * back to prompt order. All buffers are allocated at open. */
 #include "engine.h"
-void rs_engine_opts_default(rs_engine_opts *o) { o->n_threads = 0; o->max_batch_tokens = 0; o->max_tokens = 0; o->backend = "cpu"; }
-rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts, rs_engine **out, rs_err *err) { (void)opts; (void)out; return rs_errf(err, RS_ERR_UNSUPPORTED, "%s: engine not built yet", dir); }
-void rs_engine_close(rs_engine *e) { (void)e; }
-void rs_engine_info(const rs_engine *e, rs_router_info *out) { (void)e; (void)out; }
-rs_status rs_engine_score(rs_engine *e, const char *const *p, const size_t *l, size_t n, float t, rs_score *o, rs_err *err) { (void)e;(void)p;(void)l;(void)n;(void)t;(void)o; return rs_errf(err, RS_ERR_UNSUPPORTED, "not built"); }
-rs_status rs_engine_embed(rs_engine *e, const char *const *p, const size_t *l, size_t n, float *em, rs_score *m, rs_err *err) { (void)e;(void)p;(void)l;(void)n;(void)em;(void)m; return rs_errf(err, RS_ERR_UNSUPPORTED, "not built"); }
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "backend.h"
+#include "encoder.h"
+#include "model_files.h"
+#include "tokenizer.h"
+
+#define RS_DEFAULT_BATCH_TOKENS 16384
+#define RS_MAX_BATCH_SEQS 512
+#define RS_STAGE_SLOTS 64 /* prompts tokenized in parallel at a time */
+
+typedef enum router_kind { KIND_BERT, KIND_MF, KIND_EMBED } router_kind;
+static const char *const KIND_NAMES[] = {"bert", "mf", "embed"};
+
+struct rs_engine {
+    char name[128], strong[128], weak[128];
+    router_kind kind;
+    float threshold;
+    int max_tokens;  /* per prompt, specials included */
+    int batch_tokens;
+    int pool_mean, normalize;
+    int strong_labels[RS_MAX_LABELS], n_strong_labels;
+    float *mf_w, mf_b; /* (H), the mf head */
+
+    rs_model_files *files;
+    rs_backend *backend;
+    rs_encoder *enc;
+    rs_tokenizer *tok;
+    const rs_encoder_config *cfg;
+
+    /* Staging, sized at open. */
+    int32_t *stage;        /* (RS_STAGE_SLOTS, max_tokens) ids of prompts being tokenized */
+    size_t *stage_n;       /* (RS_STAGE_SLOTS) */
+    rs_score *stage_meta;  /* (RS_STAGE_SLOTS) */
+    int32_t *pack;         /* (batch_tokens) ids of the batch, packed */
+    int32_t *offsets;      /* (RS_MAX_BATCH_SEQS + 1) */
+    size_t *owner;         /* (RS_MAX_BATCH_SEQS) prompt index of each packed sequence */
+    float *out;            /* (RS_MAX_BATCH_SEQS, max(H, labels)) forward outputs */
+    int n_seq;
+};
+
+void rs_engine_opts_default(rs_engine_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->backend = "cpu";
+}
+
+static int is_file(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static void copy_str(char *dst, size_t n, const cJSON *obj, const char *key, const char *dflt) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    snprintf(dst, n, "%s", cJSON_IsString(v) ? v->valuestring : dflt);
+}
+
+/* Reads an optional int from a JSON file's key (sentence-transformers and
+ * tokenizer configs); 0 when absent. */
+static int optional_json_int(const char *dir, const char *file, const char *key) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    cJSON *j = NULL;
+    if (!is_file(path) || rs_read_json_file(path, &j, NULL) != RS_OK) return 0;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    int r = cJSON_IsNumber(v) && v->valuedouble > 0 && v->valuedouble < 1e7 ? v->valueint : 0;
+    cJSON_Delete(j);
+    return r;
+}
+
+/* sentence-transformers pipeline defaults: pooling from 1_Pooling/config.json,
+ * normalisation when modules.json lists a Normalize module. */
+static void sentence_transformers_defaults(rs_engine *e, const char *dir) {
+    e->pool_mean = optional_json_int(dir, "1_Pooling/config.json", "pooling_mode_cls_token") ? 0 : 1;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/modules.json", dir);
+    char *text = NULL;
+    if (is_file(path) && rs_read_text_file(path, 1 << 20, &text, NULL, NULL) == RS_OK)
+        e->normalize = strstr(text, "models.Normalize") != NULL;
+    free(text);
+}
+
+static rs_status parse_manifest(rs_engine *e, const char *dir, const cJSON *m, char *enc_dir, size_t n,
+                                char *head_path, size_t hn, int *max_tokens, rs_err *err) {
+    char kind[32], enc[2048], head[1024];
+    copy_str(kind, sizeof kind, m, "kind", "bert");
+    copy_str(enc, sizeof enc, m, "encoder", ".");
+    copy_str(head, sizeof head, m, "head", "");
+    int k;
+    for (k = 0; k < 3 && strcmp(kind, KIND_NAMES[k]); k++) {}
+    if (k == 3) return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: unknown kind '%s' (bert, mf, embed)", dir, kind);
+    e->kind = (router_kind)k;
+    snprintf(enc_dir, n, "%s%s%s", enc[0] == '/' ? "" : dir, enc[0] == '/' ? "" : "/", enc);
+    if (e->kind == KIND_MF && !*head)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: kind 'mf' needs a \"head\" file", dir);
+    if (*head) snprintf(head_path, hn, "%s/%s", dir, head);
+    copy_str(e->name, sizeof e->name, m, "name", e->name);
+    copy_str(e->strong, sizeof e->strong, m, "strong_model", e->strong);
+    copy_str(e->weak, sizeof e->weak, m, "weak_model", e->weak);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, "threshold");
+    if (v) {
+        if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= 1))
+            return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: threshold must be a number in [0, 1]", dir);
+        e->threshold = (float)v->valuedouble;
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "max_tokens"))) {
+        if (!cJSON_IsNumber(v) || v->valuedouble < 3 || v->valuedouble > 1e6)
+            return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: max_tokens must be a number >= 3", dir);
+        *max_tokens = v->valueint;
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "pooling"))) {
+        if (!cJSON_IsString(v) || (strcmp(v->valuestring, "mean") && strcmp(v->valuestring, "cls")))
+            return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: pooling must be \"mean\" or \"cls\"", dir);
+        e->pool_mean = !strcmp(v->valuestring, "mean");
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "normalize"))) {
+        if (!cJSON_IsBool(v)) return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: normalize must be a boolean", dir);
+        e->normalize = cJSON_IsTrue(v);
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "strong_labels"))) {
+        int cnt = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
+        if (cnt < 1 || cnt > RS_MAX_LABELS)
+            return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: strong_labels must list 1 to %d label indices",
+                           dir, RS_MAX_LABELS);
+        e->n_strong_labels = 0;
+        for (const cJSON *it = v->child; it; it = it->next) {
+            if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= RS_MAX_LABELS)
+                return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: bad label index in strong_labels", dir);
+            e->strong_labels[e->n_strong_labels++] = it->valueint;
+        }
+    }
+    return RS_OK;
+}
+
+static rs_status load_mf_head(rs_engine *e, const char *path, rs_err *err) {
+    rs_st_file *f;
+    rs_status st = rs_st_open(path, &f, err);
+    if (st != RS_OK) return st;
+    const rs_st_tensor *w = rs_st_find(f, "mf.weight"), *b = rs_st_find(f, "mf.bias");
+    const int64_t H = e->cfg->hidden;
+    if (!w || !b)
+        st = rs_errf(err, RS_ERR_NOT_FOUND, "%s: needs tensors 'mf.weight' [%lld] and 'mf.bias' [1]", path, (long long)H);
+    else if (w->n_elems != H || b->n_elems != 1 || w->dtype != RS_DTYPE_F32 || b->dtype != RS_DTYPE_F32)
+        st = rs_errf(err, RS_ERR_FORMAT, "%s: 'mf.weight' must be F32 [%lld] (the encoder's hidden size) and 'mf.bias' F32 [1]",
+                     path, (long long)H);
+    else if (!(e->mf_w = malloc((size_t)H * sizeof(float))))
+        st = rs_errf(err, RS_ERR_NOMEM, "no memory");
+    else {
+        rs_convert_f32(e->mf_w, w->data, w->dtype, (size_t)H);
+        rs_convert_f32(&e->mf_b, b->data, b->dtype, 1);
+    }
+    rs_st_close(f);
+    return st;
+}
+
+rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engine **out, rs_err *err) {
+    *out = NULL;
+    rs_engine_opts opts;
+    if (opts_in)
+        opts = *opts_in;
+    else
+        rs_engine_opts_default(&opts);
+    if (opts.backend && strcmp(opts.backend, "cpu"))
+        return rs_errf(err, RS_ERR_UNSUPPORTED, "backend '%s' is not built into this binary (cpu is)", opts.backend);
+    if (opts.max_batch_tokens < 0 || opts.max_tokens < 0 || opts.n_threads < 0)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "negative engine option");
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return rs_errf(err, RS_ERR_NOT_FOUND, "%s: no such router directory", dir);
+
+    rs_engine *e = calloc(1, sizeof *e);
+    if (!e) return rs_errf(err, RS_ERR_NOMEM, "no memory");
+    const char *base = strrchr(dir, '/');
+    snprintf(e->name, sizeof e->name, "%s", base && base[1] ? base + 1 : dir);
+    snprintf(e->strong, sizeof e->strong, "strong");
+    snprintf(e->weak, sizeof e->weak, "weak");
+    e->threshold = 0.5f;
+    e->strong_labels[0] = 0;
+    e->n_strong_labels = 1;
+
+    char enc_dir[4096], head_path[4096] = "", path[4200];
+    int max_tokens = 0;
+    snprintf(enc_dir, sizeof enc_dir, "%s", dir);
+    snprintf(path, sizeof path, "%s/routescore.json", dir);
+    cJSON *manifest = NULL;
+    rs_status st = RS_OK;
+    int has_manifest = is_file(path);
+    if (has_manifest && (st = rs_read_json_file(path, &manifest, err)) != RS_OK) goto fail;
+    if (has_manifest && !cJSON_IsObject(manifest)) {
+        st = rs_errf(err, RS_ERR_FORMAT, "%s: not a JSON object", path);
+        goto fail;
+    }
+    /* Encoder defaults first; the manifest overrides them. */
+    if (has_manifest) {
+        const cJSON *encv = cJSON_GetObjectItemCaseSensitive(manifest, "encoder");
+        if (cJSON_IsString(encv))
+            snprintf(enc_dir, sizeof enc_dir, "%s%s%s", encv->valuestring[0] == '/' ? "" : dir,
+                     encv->valuestring[0] == '/' ? "" : "/", encv->valuestring);
+    }
+    sentence_transformers_defaults(e, enc_dir);
+    if (has_manifest &&
+        (st = parse_manifest(e, dir, manifest, enc_dir, sizeof enc_dir, head_path, sizeof head_path, &max_tokens, err)) != RS_OK)
+        goto fail;
+
+    if ((st = rs_model_files_open(enc_dir, &e->files, err)) != RS_OK) goto fail;
+    rs_encoder_config cfg;
+    if ((st = rs_encoder_config_parse(rs_model_files_config(e->files), enc_dir, &cfg, err)) != RS_OK) goto fail;
+    if (!has_manifest) e->kind = cfg.head != RS_HEAD_NONE ? KIND_BERT : KIND_EMBED;
+    if (e->kind == KIND_BERT && cfg.head == RS_HEAD_NONE) {
+        st = rs_errf(err, RS_ERR_INVALID_ARG, "%s: kind 'bert' needs a *ForSequenceClassification checkpoint, got '%s'",
+                     enc_dir, cfg.architecture);
+        goto fail;
+    }
+    for (int i = 0; e->kind == KIND_BERT && i < e->n_strong_labels; i++)
+        if (e->strong_labels[i] >= cfg.n_labels) {
+            st = rs_errf(err, RS_ERR_INVALID_ARG, "%s: strong label %d but the head has %d labels", dir,
+                         e->strong_labels[i], cfg.n_labels);
+            goto fail;
+        }
+
+    /* Truncation length: flag > manifest > sentence-transformers > tokenizer
+     * config > what the positions allow. */
+    if (opts.max_tokens) max_tokens = opts.max_tokens;
+    if (!max_tokens) max_tokens = optional_json_int(enc_dir, "sentence_bert_config.json", "max_seq_length");
+    if (!max_tokens) max_tokens = optional_json_int(enc_dir, "tokenizer_config.json", "model_max_length");
+    if (!max_tokens || max_tokens > cfg.max_seq_len) max_tokens = cfg.max_seq_len;
+    e->max_tokens = max_tokens;
+    e->batch_tokens = opts.max_batch_tokens ? opts.max_batch_tokens : RS_DEFAULT_BATCH_TOKENS;
+    if (e->batch_tokens < max_tokens) e->batch_tokens = max_tokens;
+
+    if ((st = rs_backend_cpu_create(opts.n_threads, max_tokens, &e->backend, err)) != RS_OK) goto fail;
+    if ((st = rs_encoder_create(e->files, e->backend, e->batch_tokens, max_tokens, &e->enc, err)) != RS_OK) goto fail;
+    e->cfg = rs_encoder_get_config(e->enc);
+    if (*head_path && (st = load_mf_head(e, head_path, err)) != RS_OK) goto fail;
+
+    /* Without a tokenizer.json the router still scores token ids
+     * (rs_engine_score_tokens), e.g. test checkpoints. */
+    snprintf(path, sizeof path, "%s/tokenizer.json", enc_dir);
+    if (is_file(path) && (st = rs_tokenizer_load(path, &e->tok, err)) != RS_OK) goto fail;
+    if (e->tok && rs_tokenizer_num_special(e->tok) >= (size_t)max_tokens) {
+        st = rs_errf(err, RS_ERR_INVALID_ARG, "%s: max_tokens %d leaves no room beside the special tokens", dir, max_tokens);
+        goto fail;
+    }
+
+    const size_t width = (size_t)(cfg.hidden > RS_MAX_LABELS ? cfg.hidden : RS_MAX_LABELS);
+    e->stage = malloc((size_t)RS_STAGE_SLOTS * (size_t)max_tokens * sizeof *e->stage);
+    e->stage_n = calloc(RS_STAGE_SLOTS, sizeof *e->stage_n);
+    e->stage_meta = calloc(RS_STAGE_SLOTS, sizeof *e->stage_meta);
+    e->pack = malloc((size_t)e->batch_tokens * sizeof *e->pack);
+    e->offsets = malloc((RS_MAX_BATCH_SEQS + 1) * sizeof *e->offsets);
+    e->owner = malloc(RS_MAX_BATCH_SEQS * sizeof *e->owner);
+    e->out = malloc(RS_MAX_BATCH_SEQS * width * sizeof *e->out);
+    if (!e->stage || !e->stage_n || !e->stage_meta || !e->pack || !e->offsets || !e->owner || !e->out) {
+        st = rs_errf(err, RS_ERR_NOMEM, "no memory for staging buffers");
+        goto fail;
+    }
+    cJSON_Delete(manifest);
+    *out = e;
+    return RS_OK;
+fail:
+    cJSON_Delete(manifest);
+    rs_engine_close(e);
+    return st;
+}
+
+void rs_engine_close(rs_engine *e) {
+    if (!e) return;
+    rs_encoder_free(e->enc);
+    if (e->backend) e->backend->ops->destroy(e->backend);
+    rs_model_files_close(e->files);
+    rs_tokenizer_free(e->tok);
+    free(e->mf_w);
+    free(e->stage);
+    free(e->stage_n);
+    free(e->stage_meta);
+    free(e->pack);
+    free(e->offsets);
+    free(e->owner);
+    free(e->out);
+    free(e);
+}
+
+void rs_engine_info(const rs_engine *e, rs_router_info *out) {
+    out->name = e->name;
+    out->kind = KIND_NAMES[e->kind];
+    out->architecture = e->cfg->architecture;
+    out->strong_model = e->strong;
+    out->weak_model = e->weak;
+    out->threshold = e->threshold;
+    out->max_tokens = e->max_tokens;
+    out->embed_dim = e->cfg->hidden;
+    out->n_labels = e->kind == KIND_BERT ? e->cfg->n_labels : 0;
+}
+
+rs_status rs_engine_tokenize(const rs_engine *e, const char *prompt, size_t len, int32_t *ids, size_t cap,
+                             size_t *n_ids, int *truncated, rs_err *err) {
+    *n_ids = 0;
+    *truncated = 0;
+    if (!e->tok) return rs_errf(err, RS_ERR_NOT_FOUND, "router '%s' has no tokenizer.json: it takes token ids only", e->name);
+    if (len == 0) return rs_errf(err, RS_ERR_INVALID_ARG, "empty prompt");
+    rs_status st = rs_tokenizer_encode(e->tok, prompt, len, 1, (size_t)e->max_tokens, ids, cap, n_ids, truncated, err);
+    if (st == RS_OK && *n_ids <= rs_tokenizer_num_special(e->tok))
+        return rs_errf(err, RS_ERR_INVALID_ARG, "prompt has no tokens (only whitespace or control characters)");
+    return st;
+}
+
+/* What a forward is asked for, per router kind. */
+typedef enum batch_mode { MODE_SCORE, MODE_EMBED } batch_mode;
+
+typedef struct sink {
+    batch_mode mode;
+    float threshold;
+    rs_score *scores; /* MODE_SCORE: per prompt; MODE_EMBED: optional meta */
+    float *emb;       /* MODE_EMBED: (n, H) */
+} sink;
+
+static float sigmoidf(float x) { return 1.f / (1.f + expf(-x)); }
+
+static void finish_score(const rs_engine *e, const float *o, float threshold, rs_score *s) {
+    const int H = e->cfg->hidden;
+    if (e->kind == KIND_MF) {
+        double z = e->mf_b;
+        for (int i = 0; i < H; i++) z += (double)e->mf_w[i] * o[i];
+        s->win_prob = sigmoidf((float)z);
+        s->n_labels = 0;
+    } else {
+        const int L = e->cfg->n_labels;
+        s->n_labels = L;
+        if (L == 1) {
+            s->label_probs[0] = s->win_prob = sigmoidf(o[0]);
+        } else {
+            float mx = o[0], sum = 0.f;
+            for (int l = 1; l < L; l++) mx = o[l] > mx ? o[l] : mx;
+            for (int l = 0; l < L; l++) sum += (s->label_probs[l] = expf(o[l] - mx));
+            for (int l = 0; l < L; l++) s->label_probs[l] /= sum;
+            float p = 0.f;
+            for (int k = 0; k < e->n_strong_labels; k++) p += s->label_probs[e->strong_labels[k]];
+            s->win_prob = p > 1.f ? 1.f : p;
+        }
+    }
+    s->route_strong = s->win_prob >= threshold;
+}
+
+/* Runs the packed batch and hands each sequence's output to its prompt. */
+static rs_status flush(rs_engine *e, const sink *k, rs_err *err) {
+    if (!e->n_seq) return RS_OK;
+    const int H = e->cfg->hidden;
+    rs_enc_output what = (k->mode == MODE_SCORE && e->kind == KIND_BERT) ? RS_ENC_OUT_LOGITS
+                         : e->pool_mean ? RS_ENC_OUT_MEAN : RS_ENC_OUT_CLS;
+    rs_status st = rs_encoder_forward(e->enc, e->pack, e->offsets, e->n_seq, what, e->normalize, e->out, err);
+    if (st != RS_OK) return st;
+    const int width = what == RS_ENC_OUT_LOGITS ? e->cfg->n_labels : H;
+    for (int s = 0; s < e->n_seq; s++) {
+        const float *o = e->out + (size_t)s * (size_t)width;
+        size_t p = e->owner[s];
+        if (k->mode == MODE_SCORE)
+            finish_score(e, o, k->threshold, &k->scores[p]);
+        else
+            memcpy(k->emb + p * (size_t)H, o, (size_t)H * sizeof(float));
+    }
+    e->n_seq = 0;
+    e->offsets[0] = 0;
+    return RS_OK;
+}
+
+/* Appends one tokenized sequence to the pack, running the batch first if it
+ * would overflow the arena. */
+static rs_status append(rs_engine *e, const int32_t *ids, size_t n, size_t owner, const sink *k, rs_err *err) {
+    if (e->n_seq == RS_MAX_BATCH_SEQS || (size_t)e->offsets[e->n_seq] + n > (size_t)e->batch_tokens) {
+        rs_status st = flush(e, k, err);
+        if (st != RS_OK) return st;
+    }
+    memcpy(e->pack + e->offsets[e->n_seq], ids, n * sizeof *ids);
+    e->owner[e->n_seq] = owner;
+    e->offsets[e->n_seq + 1] = e->offsets[e->n_seq] + (int32_t)n;
+    e->n_seq++;
+    return RS_OK;
+}
+
+static rs_status run_prompts(rs_engine *e, const char *const *prompts, const size_t *lens, size_t n, const sink *k,
+                             rs_score *meta, rs_err *err) {
+    e->n_seq = 0;
+    e->offsets[0] = 0;
+    for (size_t g = 0; g < n; g += RS_STAGE_SLOTS) {
+        const int m = (int)(n - g < RS_STAGE_SLOTS ? n - g : RS_STAGE_SLOTS);
+        /* Tokenize the group in parallel; the tokenizer is shared read-only. */
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int i = 0; i < m; i++) {
+            rs_score *s = &e->stage_meta[i];
+            memset(s, 0, sizeof *s);
+            rs_err terr = {{0}};
+            int trunc = 0;
+            s->status = prompts[g + i] ? rs_engine_tokenize(e, prompts[g + i], lens[g + i],
+                                                             e->stage + (size_t)i * (size_t)e->max_tokens,
+                                                             (size_t)e->max_tokens, &e->stage_n[i], &trunc, &terr)
+                                       : rs_errf(&terr, RS_ERR_INVALID_ARG, "missing prompt");
+            s->truncated = trunc;
+            s->tokens = (int)e->stage_n[i];
+            if (s->status != RS_OK) snprintf(s->error, sizeof s->error, "%.*s", (int)sizeof s->error - 1, terr.msg);
+        }
+        for (int i = 0; i < m; i++) {
+            if (meta) meta[g + i] = e->stage_meta[i];
+            if (e->stage_meta[i].status != RS_OK) continue;
+            rs_status st = append(e, e->stage + (size_t)i * (size_t)e->max_tokens, e->stage_n[i], g + i, k, err);
+            if (st != RS_OK) return st;
+        }
+    }
+    return flush(e, k, err);
+}
+
+static rs_status check_threshold(const rs_engine *e, float *threshold, rs_err *err) {
+    if (isnan(*threshold)) *threshold = e->threshold;
+    if (!(*threshold >= 0.f && *threshold <= 1.f))
+        return rs_errf(err, RS_ERR_INVALID_ARG, "threshold %g outside [0, 1]", (double)*threshold);
+    if (e->kind == KIND_EMBED)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "router '%s' is a bare encoder (kind embed): it embeds but has no "
+                       "scoring head; train one with `routescore train`", e->name);
+    return RS_OK;
+}
+
+rs_status rs_engine_score(rs_engine *e, const char *const *prompts, const size_t *lens, size_t n, float threshold,
+                          rs_score *out, rs_err *err) {
+    rs_status st = check_threshold(e, &threshold, err);
+    if (st != RS_OK) return st;
+    sink k = {MODE_SCORE, threshold, out, NULL};
+    return run_prompts(e, prompts, lens, n, &k, out, err);
+}
+
+rs_status rs_engine_embed(rs_engine *e, const char *const *prompts, const size_t *lens, size_t n, float *emb,
+                          rs_score *meta, rs_err *err) {
+    memset(emb, 0, n * (size_t)e->cfg->hidden * sizeof *emb);
+    sink k = {MODE_EMBED, 0.f, NULL, emb};
+    return run_prompts(e, prompts, lens, n, &k, meta, err);
+}
+
+static rs_status run_tokens(rs_engine *e, const int32_t *ids, const size_t *offsets, size_t n, const sink *k,
+                            rs_err *err) {
+    e->n_seq = 0;
+    e->offsets[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (offsets[i + 1] <= offsets[i] || offsets[i + 1] - offsets[i] > (size_t)e->max_tokens)
+            return rs_errf(err, RS_ERR_INVALID_ARG, "sequence %zu has %zu tokens (1 to %d allowed)", i,
+                           offsets[i + 1] > offsets[i] ? offsets[i + 1] - offsets[i] : 0, e->max_tokens);
+        for (size_t t = offsets[i]; t < offsets[i + 1]; t++)
+            if (ids[t] < 0 || ids[t] >= e->cfg->vocab_size)
+                return rs_errf(err, RS_ERR_INVALID_ARG, "sequence %zu: token id %d outside the vocabulary (%d)", i,
+                               ids[t], e->cfg->vocab_size);
+        if (k->scores) {
+            memset(&k->scores[i], 0, sizeof k->scores[i]);
+            k->scores[i].tokens = (int)(offsets[i + 1] - offsets[i]);
+        }
+        rs_status st = append(e, ids + offsets[i], offsets[i + 1] - offsets[i], i, k, err);
+        if (st != RS_OK) return st;
+    }
+    return flush(e, k, err);
+}
+
+rs_status rs_engine_score_tokens(rs_engine *e, const int32_t *ids, const size_t *offsets, size_t n, float threshold,
+                                 rs_score *out, rs_err *err) {
+    rs_status st = check_threshold(e, &threshold, err);
+    if (st != RS_OK) return st;
+    sink k = {MODE_SCORE, threshold, out, NULL};
+    return run_tokens(e, ids, offsets, n, &k, err);
+}
+
+rs_status rs_engine_embed_tokens(rs_engine *e, const int32_t *ids, const size_t *offsets, size_t n, float *emb,
+                                 rs_err *err) {
+    sink k = {MODE_EMBED, 0.f, NULL, emb};
+    return run_tokens(e, ids, offsets, n, &k, err);
+}
+
+double rs_engine_flops(const rs_engine *e, const int32_t *offsets, int n_seq) {
+    return rs_encoder_flops(e->cfg, offsets, n_seq);
+}

@@ -87,4 +87,7 @@ rs_status rs_engine_score_tokens(rs_engine *e, const int32_t *ids, const size_t 
 rs_status rs_engine_embed_tokens(rs_engine *e, const int32_t *ids, const size_t *offsets, size_t n,
                                  float *emb, rs_err *err);
 
+/* Floating-point operations of one forward over these packed lengths. */
+double rs_engine_flops(const rs_engine *e, const int32_t *offsets, int n_seq);
+
 #endif

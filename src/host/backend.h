@@ -1,0 +1,84 @@
+/* backend.h — the compute backend interface: a table of functions.
+ *
+ * Model code (encoder.c) is written once against this table. The CPU backend
+ * (backend_cpu.c) is always built and is the numerical reference; a CUDA
+ * backend provides the same table. A backend is chosen per process (or per
+ * engine), never per op.
+ *
+ * Memory: every float* passed to an op lives in the backend's memory space
+ * (host memory for the CPU, device memory for CUDA), obtained from `alloc`.
+ * Weights are handed over once with `weight_load` and referenced through an
+ * opaque rs_bweight; the backend decides their storage (fp32 on the CPU,
+ * bf16 on a GPU). Token metadata (ids, positions, sequence offsets) is passed
+ * as host arrays: the backend copies them where it needs them.
+ *
+ * Threads: a backend instance is used by one thread at a time; ops may use
+ * the backend's own worker threads internally. Ops return rs_status so a
+ * device fault propagates as a value. */
+#ifndef RS_BACKEND_H
+#define RS_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+typedef struct rs_backend rs_backend;  /* one instance: threads, handles, scratch */
+typedef struct rs_bweight rs_bweight;  /* a weight matrix or vector in backend memory */
+
+typedef enum rs_act {
+    RS_ACT_NONE = 0,
+    RS_ACT_GELU, /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
+    RS_ACT_TANH,
+} rs_act;
+
+typedef struct rs_backend_ops {
+    const char *name;
+    void (*destroy)(rs_backend *b);
+
+    /* Activation memory. */
+    rs_status (*alloc)(rs_backend *b, size_t bytes, void **out);
+    void (*release)(rs_backend *b, void *p);
+    rs_status (*to_host)(rs_backend *b, float *dst, const float *src, size_t n);
+
+    /* data: host fp32, rows x cols row-major (cols = 1 for a vector). The
+     * backend may keep a pointer to it (the CPU backend does): the caller
+     * keeps it alive until weight_free. */
+    rs_status (*weight_load)(rs_backend *b, const float *data, int64_t rows, int64_t cols, rs_bweight **out);
+    void (*weight_free)(rs_backend *b, rs_bweight *w);
+
+    /* out[t] = LayerNorm(word[ids[t]] + pos[pos_ids[t]] + type[type_ids[t]]). */
+    rs_status (*embed)(rs_backend *b, const int32_t *ids, const int32_t *pos_ids, const int32_t *type_ids,
+                       int n_tokens, const rs_bweight *word, const rs_bweight *pos, const rs_bweight *type,
+                       const rs_bweight *ln_g, const rs_bweight *ln_b, float eps, int hidden, float *out);
+
+    /* y[M, N] = act(x[M, K] . w[N, K]^T + bias[N]); x rows are ldx apart. */
+    rs_status (*linear)(rs_backend *b, const float *x, int64_t ldx, int64_t M, int64_t K, const rs_bweight *w,
+                        const rs_bweight *bias, rs_act act, float *y);
+
+    /* x[M, N] = LayerNorm(x + residual) with gamma/beta. */
+    rs_status (*add_layernorm)(rs_backend *b, float *x, const float *residual, const rs_bweight *g,
+                               const rs_bweight *beta, float eps, int64_t M, int64_t N);
+
+    /* Bidirectional multi-head attention over packed sequences, no padding:
+     * sequence s is rows offsets[s] .. offsets[s+1] of qkv[T, 3*H*D], laid
+     * out as [Q | K | V], each head-major (head h at columns h*D). Writes
+     * out[T, H*D]. max_len bounds offsets[s+1] - offsets[s]. */
+    rs_status (*attention)(rs_backend *b, const float *qkv, const int32_t *offsets, int n_seq, int max_len,
+                           int n_heads, int head_dim, float *out);
+
+    /* Sentence pooling: out[s, N] = mean (mean_pool != 0) of rows of sequence
+     * s, else its first row; L2-normalised when normalize != 0. */
+    rs_status (*pool)(rs_backend *b, const float *x, const int32_t *offsets, int n_seq, int64_t N, int mean_pool,
+                      int normalize, float *out);
+} rs_backend_ops;
+
+struct rs_backend {
+    const rs_backend_ops *ops;
+};
+
+/* The CPU backend: oneDNN sgemm plus OpenMP loops on n_threads cores
+ * (0 = all). max_len sizes per-thread attention scratch. */
+rs_status rs_backend_cpu_create(int n_threads, int max_len, rs_backend **out, rs_err *err);
+
+#endif
