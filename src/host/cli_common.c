@@ -1,0 +1,668 @@
+/* cli_common.c — shared helpers of the routescore subcommands: default model
+ * lookup, a bounded JSON-lines reader over zlib, field paths, the output
+ * record format, flag parsing and a progress line. See cli_common.h. */
+#include "cli_common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+/* ------------------------------------------------------------------ model */
+
+static int dir_exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+rs_status rs_cli_default_model(char *buf, size_t n) {
+    static const char rel[] = "models/routers/minilm-mf";
+    if (!buf || n == 0) return RS_ERR_INVALID_ARG;
+    const char *env = getenv("ROUTESCORE_MODEL");
+    if (env && *env) {
+        if (strlen(env) >= n) return RS_ERR_TOO_LARGE;
+        memcpy(buf, env, strlen(env) + 1);
+        return RS_OK;
+    }
+    char cand[3][PATH_MAX + 64];
+    int n_cand = 0;
+    snprintf(cand[n_cand++], sizeof cand[0], "./%s", rel);
+    char exe[PATH_MAX];
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (k > 0) {
+        exe[k] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(cand[n_cand++], sizeof cand[0], "%s/../%s", exe, rel);
+            snprintf(cand[n_cand++], sizeof cand[0], "%s/../../%s", exe, rel);
+        }
+    }
+    for (int i = 0; i < n_cand; i++) {
+        if (!dir_exists(cand[i])) continue;
+        /* Resolve the exe-relative forms so messages show a clean path. */
+        char real[PATH_MAX];
+        const char *p = (i > 0 && realpath(cand[i], real)) ? real : cand[i];
+        if (strlen(p) >= n) return RS_ERR_TOO_LARGE;
+        memcpy(buf, p, strlen(p) + 1);
+        return RS_OK;
+    }
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n_cand && used < n; i++) {
+        int w = snprintf(buf + used, n - used, "%s%s", i ? ", " : "", cand[i]);
+        if (w < 0) break;
+        used += (size_t)w;
+    }
+    return RS_ERR_NOT_FOUND;
+}
+
+/* ----------------------------------------------------------------- buffer */
+
+rs_status rs_cli_buf_append(rs_cli_buf *b, const char *s, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *d = realloc(b->data, cap);
+        if (!d) return RS_ERR_NOMEM;
+        b->data = d;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return RS_OK;
+}
+
+void rs_cli_buf_free(rs_cli_buf *b) {
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* ----------------------------------------------------------------- reader */
+
+/* Reading through gzread makes plain and gzip input one code path: zlib
+ * passes non-gzip bytes through unchanged. Lines are assembled from a fixed
+ * chunk into a line buffer that never grows past max_line + 1, so a huge or
+ * newline-free input costs bounded memory. */
+#define READER_CHUNK (256u << 10)
+
+struct rs_cli_reader {
+    gzFile gz;
+    char *path;
+    size_t max_line;
+    char *chunk; /* [READER_CHUNK] */
+    size_t cpos, clen;
+    int eof;
+    rs_cli_buf line;
+    uint64_t line_no;
+    int is_gzip;
+};
+
+rs_status rs_cli_reader_open(const char *path, size_t max_line, rs_cli_reader **out, rs_err *err) {
+    *out = NULL;
+    rs_cli_reader *r = calloc(1, sizeof *r);
+    if (!r) return rs_errf(err, RS_ERR_NOMEM, "out of memory");
+    r->max_line = max_line ? max_line : RS_CLI_MAX_LINE;
+    r->chunk = malloc(READER_CHUNK);
+    r->path = strdup(path);
+    if (!r->chunk || !r->path) {
+        rs_cli_reader_close(r);
+        return rs_errf(err, RS_ERR_NOMEM, "out of memory");
+    }
+    if (!strcmp(path, "-")) {
+        int fd = dup(STDIN_FILENO);
+        r->gz = fd >= 0 ? gzdopen(fd, "rb") : NULL;
+        if (!r->gz && fd >= 0) close(fd);
+    } else {
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            rs_cli_reader_close(r);
+            return rs_errf(err, RS_ERR_IO, "%s: is a directory", path);
+        }
+        r->gz = gzopen(path, "rb");
+    }
+    if (!r->gz) {
+        int e = errno;
+        rs_cli_reader_close(r);
+        return rs_errf(err, RS_ERR_IO, "%s: cannot open: %s", path, e ? strerror(e) : "out of memory");
+    }
+    gzbuffer(r->gz, 128u << 10);
+    /* gzdirect right after open peeks at the header; 0 means compressed. */
+    r->is_gzip = gzdirect(r->gz) == 0;
+    *out = r;
+    return RS_OK;
+}
+
+void rs_cli_reader_close(rs_cli_reader *r) {
+    if (!r) return;
+    if (r->gz) gzclose(r->gz);
+    free(r->chunk);
+    free(r->path);
+    rs_cli_buf_free(&r->line);
+    free(r);
+}
+
+int rs_cli_reader_is_gzip(const rs_cli_reader *r) { return r->is_gzip; }
+
+static rs_status reader_fill(rs_cli_reader *r, rs_err *err) {
+    int got = gzread(r->gz, r->chunk, READER_CHUNK);
+    if (got < 0) {
+        int code = 0;
+        const char *msg = gzerror(r->gz, &code);
+        return rs_errf(err, code == Z_ERRNO ? RS_ERR_IO : RS_ERR_FORMAT, "%s: read failed: %s", r->path,
+                       code == Z_ERRNO ? strerror(errno) : msg);
+    }
+    r->cpos = 0;
+    r->clen = (size_t)got;
+    if (got == 0) {
+        /* A truncated gzip stream reads as a short EOF; gzerror tells. */
+        int code = 0;
+        const char *msg = gzerror(r->gz, &code);
+        if (code != Z_OK && code != Z_STREAM_END)
+            return rs_errf(err, RS_ERR_FORMAT, "%s: %s", r->path, msg);
+        r->eof = 1;
+    }
+    return RS_OK;
+}
+
+rs_status rs_cli_reader_next(rs_cli_reader *r, const char **line, size_t *len, uint64_t *line_no,
+                             rs_err *err) {
+    *line = NULL;
+    *len = 0;
+    r->line.len = 0;
+    int too_long = 0, any = 0;
+    for (;;) {
+        if (r->cpos == r->clen) {
+            if (r->eof) break;
+            rs_status st = reader_fill(r, err);
+            if (st != RS_OK) return st;
+            if (r->eof) break;
+        }
+        const char *start = r->chunk + r->cpos;
+        size_t avail = r->clen - r->cpos;
+        const char *nl = memchr(start, '\n', avail);
+        size_t take = nl ? (size_t)(nl - start) : avail;
+        any = 1;
+        if (!too_long) {
+            if (r->line.len + take > r->max_line) {
+                too_long = 1; /* keep consuming to the newline, store nothing */
+            } else {
+                rs_status st = rs_cli_buf_append(&r->line, start, take);
+                if (st != RS_OK) return rs_errf(err, st, "out of memory reading %s", r->path);
+            }
+        }
+        r->cpos += take + (nl ? 1 : 0);
+        if (nl) goto got_line;
+    }
+    if (!any) return RS_OK; /* end of input */
+got_line:
+    r->line_no++;
+    *line_no = r->line_no;
+    if (too_long) {
+        r->line.len = 0;
+        return rs_errf(err, RS_ERR_TOO_LARGE, "line is longer than %zu bytes", r->max_line);
+    }
+    if (!r->line.data) {
+        rs_status st = rs_cli_buf_append(&r->line, "", 0);
+        if (st != RS_OK) return rs_errf(err, st, "out of memory");
+    }
+    if (r->line.len && r->line.data[r->line.len - 1] == '\r') r->line.data[--r->line.len] = '\0';
+    *line = r->line.data;
+    *len = r->line.len;
+    return RS_OK;
+}
+
+rs_status rs_cli_count_lines(const char *path, uint64_t *n, rs_err *err) {
+    *n = 0;
+    if (!strcmp(path, "-")) return rs_errf(err, RS_ERR_UNSUPPORTED, "stdin: not counted");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return rs_errf(err, RS_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return rs_errf(err, RS_ERR_UNSUPPORTED, "%s: not a regular file", path);
+    }
+    enum { BUF = 1 << 20 };
+    char *buf = malloc(BUF);
+    if (!buf) {
+        close(fd);
+        return rs_errf(err, RS_ERR_NOMEM, "out of memory");
+    }
+    uint64_t lines = 0;
+    char last = '\n';
+    int first = 1;
+    rs_status st = RS_OK;
+    for (;;) {
+        ssize_t k = read(fd, buf, BUF);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            st = rs_errf(err, RS_ERR_IO, "%s: %s", path, strerror(errno));
+            break;
+        }
+        if (k == 0) break;
+        if (first && k >= 2 && (unsigned char)buf[0] == 0x1f && (unsigned char)buf[1] == 0x8b) {
+            st = rs_errf(err, RS_ERR_UNSUPPORTED, "%s: gzip input is not counted", path);
+            break;
+        }
+        first = 0;
+        for (const char *p = buf, *end = buf + k; (p = memchr(p, '\n', (size_t)(end - p))); p++) lines++;
+        last = buf[k - 1];
+    }
+    free(buf);
+    close(fd);
+    if (st != RS_OK) return st;
+    *n = lines + (last != '\n');
+    return RS_OK;
+}
+
+int rs_cli_line_is_blank(const char *line, size_t len) {
+    for (size_t i = 0; i < len; i++)
+        if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r' && line[i] != '\f' && line[i] != '\v')
+            return 0;
+    return 1;
+}
+
+/* Strict UTF-8 (RFC 3629): no overlongs, no surrogates, nothing past
+ * U+10FFFF. Returns the offset of the first bad byte, or len. */
+static size_t utf8_bad_offset(const unsigned char *s, size_t len) {
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t need;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) need = 1;
+        else if (c == 0xE0) need = 2, lo = 0xA0;
+        else if (c == 0xED) need = 2, hi = 0x9F;
+        else if (c >= 0xE1 && c <= 0xEF) need = 2;
+        else if (c == 0xF0) need = 3, lo = 0x90;
+        else if (c >= 0xF1 && c <= 0xF3) need = 3;
+        else if (c == 0xF4) need = 3, hi = 0x8F;
+        else return i;
+        if (i + need >= len) return i; /* truncated sequence */
+        if (s[i + 1] < lo || s[i + 1] > hi) return i;
+        for (size_t k = 2; k <= need; k++)
+            if (s[i + k] < 0x80 || s[i + k] > 0xBF) return i;
+        i += need + 1;
+    }
+    return len;
+}
+
+rs_status rs_cli_check_line(const char *line, size_t len, rs_err *err) {
+    const char *nul = memchr(line, '\0', len);
+    if (nul) return rs_errf(err, RS_ERR_FORMAT, "NUL byte at offset %zu (binary data?)", (size_t)(nul - line));
+    size_t bad = utf8_bad_offset((const unsigned char *)line, len);
+    if (bad != len) return rs_errf(err, RS_ERR_UTF8, "invalid UTF-8 at byte offset %zu", bad);
+    /* "\u0000" counts only when its backslash is not itself escaped. */
+    for (const char *p = line; (p = memchr(p, '\\', (size_t)(line + len - p)));) {
+        size_t run = 0;
+        while (p + run < line + len && p[run] == '\\') run++;
+        const char *after = p + run;
+        if ((run & 1) && line + len - after >= 5 && after[0] == 'u' && !strncmp(after + 1, "0000", 4))
+            return rs_errf(err, RS_ERR_FORMAT, "\\u0000 escape at offset %zu (NUL in a string)",
+                           (size_t)(p + run - 1 - line));
+        p = after;
+    }
+    return RS_OK;
+}
+
+/* ------------------------------------------------------------- field path */
+
+#define PATH_KEY_MAX 256
+
+typedef struct path_step {
+    int is_index;
+    long index;
+    char key[PATH_KEY_MAX];
+} path_step;
+
+/* Parses the step at *p and advances; 0 at end of path, 1 with a step, -1 on
+ * a syntax error (message in err). */
+static int path_next(const char **p, int first, path_step *st, rs_err *err, const char *whole) {
+    const char *s = *p;
+    if (!*s) return first ? (rs_errf(err, RS_ERR_INVALID_ARG, "empty field path"), -1) : 0;
+    if (*s == '[') {
+        s++;
+        if (*s < '0' || *s > '9')
+            return rs_errf(err, RS_ERR_INVALID_ARG, "field path '%s': expected a number after '['", whole), -1;
+        long v = 0;
+        while (*s >= '0' && *s <= '9') {
+            if (v > (INT_MAX - 9) / 10)
+                return rs_errf(err, RS_ERR_INVALID_ARG, "field path '%s': index too large", whole), -1;
+            v = v * 10 + (*s++ - '0');
+        }
+        if (*s != ']') return rs_errf(err, RS_ERR_INVALID_ARG, "field path '%s': expected ']'", whole), -1;
+        s++;
+        st->is_index = 1;
+        st->index = v;
+    } else {
+        if (!first) {
+            if (*s != '.')
+                return rs_errf(err, RS_ERR_INVALID_ARG, "field path '%s': expected '.' or '[' at '%s'", whole, s),
+                       -1;
+            s++;
+        }
+        size_t n = strcspn(s, ".[]");
+        if (n == 0) return rs_errf(err, RS_ERR_INVALID_ARG, "field path '%s': empty key", whole), -1;
+        if (n >= PATH_KEY_MAX) return rs_errf(err, RS_ERR_INVALID_ARG, "field path '%s': key too long", whole), -1;
+        memcpy(st->key, s, n);
+        st->key[n] = '\0';
+        st->is_index = 0;
+        s += n;
+        if (*s == ']') return rs_errf(err, RS_ERR_INVALID_ARG, "field path '%s': unmatched ']'", whole), -1;
+    }
+    *p = s;
+    return 1;
+}
+
+rs_status rs_cli_path_check(const char *path, rs_err *err) {
+    if (!path) return rs_errf(err, RS_ERR_INVALID_ARG, "empty field path");
+    const char *p = path;
+    path_step st;
+    for (int first = 1;; first = 0) {
+        int r = path_next(&p, first, &st, err, path);
+        if (r < 0) return RS_ERR_INVALID_ARG;
+        if (r == 0) return RS_OK;
+    }
+}
+
+const cJSON *rs_cli_json_path(const cJSON *root, const char *path, rs_err *err) {
+    const char *p = path;
+    const cJSON *cur = root;
+    path_step st;
+    for (int first = 1;; first = 0) {
+        const char *step_start = p;
+        int r = path_next(&p, first, &st, err, path);
+        if (r < 0) return NULL;
+        if (r == 0) return cur;
+        int prefix = (int)(step_start - path);
+        if (st.is_index) {
+            if (!cJSON_IsArray(cur)) {
+                rs_errf(err, RS_ERR_NOT_FOUND, "field '%.*s' is not an array", prefix > 0 ? prefix : 1,
+                        prefix > 0 ? path : "$");
+                return NULL;
+            }
+            cur = cJSON_GetArrayItem(cur, (int)st.index);
+        } else {
+            if (!cJSON_IsObject(cur)) {
+                rs_errf(err, RS_ERR_NOT_FOUND, "field '%.*s' is not an object", prefix > 0 ? prefix : 1,
+                        prefix > 0 ? path : "$");
+                return NULL;
+            }
+            cur = cJSON_GetObjectItemCaseSensitive(cur, st.key);
+        }
+        if (!cur) {
+            rs_errf(err, RS_ERR_NOT_FOUND, "missing field '%.*s'", (int)(p - path), path);
+            return NULL;
+        }
+    }
+}
+
+static rs_status take_string(const cJSON *item, const char *what, rs_cli_buf *scratch, rs_err *err) {
+    if (!cJSON_IsString(item) || !item->valuestring)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "field '%s' is not a string", what);
+    rs_status st = rs_cli_buf_append(scratch, item->valuestring, strlen(item->valuestring));
+    return st == RS_OK ? RS_OK : rs_errf(err, st, "out of memory");
+}
+
+/* The text of one message's content: a string, or the "text" parts of a list
+ * joined with "\n". */
+static rs_status message_text(const cJSON *content, rs_cli_buf *scratch, rs_err *err) {
+    if (cJSON_IsString(content)) return take_string(content, "messages[].content", scratch, err);
+    if (!cJSON_IsArray(content))
+        return rs_errf(err, RS_ERR_INVALID_ARG, "last user message: content is neither a string nor a list");
+    int parts = 0;
+    const cJSON *part;
+    cJSON_ArrayForEach(part, content) {
+        const cJSON *text = NULL;
+        if (cJSON_IsString(part)) {
+            text = part;
+        } else if (cJSON_IsObject(part)) {
+            const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+            if (cJSON_IsString(type) && strcmp(type->valuestring, "text") != 0) continue;
+            text = cJSON_GetObjectItemCaseSensitive(part, "text");
+            if (!text) continue;
+        } else {
+            continue;
+        }
+        if (parts++ && rs_cli_buf_append(scratch, "\n", 1) != RS_OK) return rs_errf(err, RS_ERR_NOMEM, "out of memory");
+        rs_status st = take_string(text, "messages[].content[].text", scratch, err);
+        if (st != RS_OK) return st;
+    }
+    if (!parts) return rs_errf(err, RS_ERR_NOT_FOUND, "last user message has no text part");
+    return RS_OK;
+}
+
+rs_status rs_cli_extract_prompt(const cJSON *root, const char *field, rs_cli_buf *scratch,
+                                const char **text, size_t *len, rs_err *err) {
+    *text = NULL;
+    *len = 0;
+    scratch->len = 0;
+    rs_status st;
+    if (field) {
+        const cJSON *item = rs_cli_json_path(root, field, err);
+        if (!item) return RS_ERR_NOT_FOUND;
+        st = take_string(item, field, scratch, err);
+    } else {
+        if (!cJSON_IsObject(root)) return rs_errf(err, RS_ERR_INVALID_ARG, "record is not a JSON object");
+        const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+        const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages");
+        if (prompt) {
+            st = take_string(prompt, "prompt", scratch, err);
+        } else if (msgs) {
+            if (!cJSON_IsArray(msgs)) return rs_errf(err, RS_ERR_INVALID_ARG, "field 'messages' is not a list");
+            const cJSON *last = NULL, *m;
+            cJSON_ArrayForEach(m, msgs) {
+                const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+                if (cJSON_IsString(role) && !strcmp(role->valuestring, "user")) last = m;
+            }
+            if (!last) return rs_errf(err, RS_ERR_NOT_FOUND, "no message with role \"user\"");
+            const cJSON *content = cJSON_GetObjectItemCaseSensitive(last, "content");
+            if (!content) return rs_errf(err, RS_ERR_NOT_FOUND, "last user message has no content");
+            st = message_text(content, scratch, err);
+        } else {
+            return rs_errf(err, RS_ERR_NOT_FOUND, "missing field 'prompt' (and no 'messages')");
+        }
+    }
+    if (st != RS_OK) return st;
+    if (scratch->len == 0) return rs_errf(err, RS_ERR_INVALID_ARG, "empty prompt");
+    *text = scratch->data;
+    *len = scratch->len;
+    return RS_OK;
+}
+
+/* ----------------------------------------------------------------- output */
+
+void rs_cli_write_json_string(FILE *f, const char *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    fputc('"', f);
+    size_t run = 0; /* bytes not yet written that need no escaping */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            run++;
+            continue;
+        }
+        fwrite(s + i - run, 1, run, f);
+        run = 0;
+        switch (c) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default: fprintf(f, "\\u00%c%c", hex[c >> 4], hex[c & 15]); break;
+        }
+    }
+    fwrite(s + n - run, 1, run, f);
+    fputc('"', f);
+}
+
+void rs_cli_write_json_item(FILE *f, const cJSON *item) {
+    char *s = item ? cJSON_PrintUnformatted(item) : NULL;
+    fputs(s ? s : "null", f);
+    cJSON_free(s);
+}
+
+static void write_float(FILE *f, float v) {
+    if (isfinite(v)) fprintf(f, "%.9g", (double)v);
+    else fputs("null", f);
+}
+
+void rs_cli_write_score_json(FILE *f, const char *id_json, const rs_score *s) {
+    fprintf(f, "{\"id\":%s,\"win_prob\":", id_json);
+    write_float(f, s->win_prob);
+    fprintf(f, ",\"route\":\"%s\"", s->route_strong ? "strong" : "weak");
+    if (s->n_labels > 0) {
+        int n = s->n_labels < RS_MAX_LABELS ? s->n_labels : RS_MAX_LABELS;
+        fputs(",\"label_probs\":[", f);
+        for (int i = 0; i < n; i++) {
+            if (i) fputc(',', f);
+            write_float(f, s->label_probs[i]);
+        }
+        fputc(']', f);
+    }
+    fprintf(f, ",\"tokens\":%d,\"truncated\":%s}\n", s->tokens, s->truncated ? "true" : "false");
+}
+
+void rs_cli_write_error_json(FILE *f, const char *id_json, uint64_t line, const char *msg) {
+    fprintf(f, "{\"id\":%s,\"line\":%llu,\"error\":", id_json, (unsigned long long)line);
+    rs_cli_write_json_string(f, msg, strlen(msg));
+    fputs("}\n", f);
+}
+
+void rs_cli_record_id(const cJSON *root, const char *id_path, uint64_t line_no, char *buf, size_t n) {
+    const cJSON *id = NULL;
+    if (id_path) {
+        id = rs_cli_json_path(root, id_path, NULL);
+    } else if (cJSON_IsObject(root)) {
+        id = cJSON_GetObjectItemCaseSensitive(root, "id");
+        if (!id) id = cJSON_GetObjectItemCaseSensitive(root, "question_id");
+    }
+    char *s = id ? cJSON_PrintUnformatted(id) : NULL;
+    if (s && strlen(s) < n) {
+        memcpy(buf, s, strlen(s) + 1);
+    } else {
+        snprintf(buf, n, "%llu", (unsigned long long)line_no);
+    }
+    cJSON_free(s);
+}
+
+/* ------------------------------------------------------------------ flags */
+
+rs_status rs_cli_parse_int(const char *flag, const char *s, long lo, long hi, long *out, rs_err *err) {
+    char *end = NULL;
+    errno = 0;
+    long v = s && *s ? strtol(s, &end, 10) : 0;
+    if (!s || !*s || *end || errno)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "%s: '%s' is not an integer", flag, s ? s : "");
+    if (v < lo || v > hi) return rs_errf(err, RS_ERR_INVALID_ARG, "%s: %ld is outside [%ld, %ld]", flag, v, lo, hi);
+    *out = v;
+    return RS_OK;
+}
+
+rs_status rs_cli_parse_float(const char *flag, const char *s, double lo, double hi, double *out,
+                             rs_err *err) {
+    char *end = NULL;
+    errno = 0;
+    double v = s && *s ? strtod(s, &end) : 0;
+    if (!s || !*s || *end || errno)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "%s: '%s' is not a number", flag, s ? s : "");
+    if (!(v >= lo && v <= hi)) return rs_errf(err, RS_ERR_INVALID_ARG, "%s: %s is outside [%g, %g]", flag, s, lo, hi);
+    *out = v;
+    return RS_OK;
+}
+
+rs_status rs_cli_parse_shard(const char *flag, const char *s, long *index, long *count, rs_err *err) {
+    const char *slash = s ? strchr(s, '/') : NULL;
+    if (!slash || slash == s)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "%s: '%s' is not of the form i/N (e.g. 0/4)", flag, s ? s : "");
+    char head[32];
+    size_t hn = (size_t)(slash - s);
+    if (hn >= sizeof head) return rs_errf(err, RS_ERR_INVALID_ARG, "%s: '%s' is not of the form i/N", flag, s);
+    memcpy(head, s, hn);
+    head[hn] = '\0';
+    long i, n;
+    rs_err e2;
+    if (rs_cli_parse_int(flag, slash + 1, 1, 1L << 30, &n, &e2) != RS_OK)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "%s: '%s': N must be an integer >= 1", flag, s);
+    if (rs_cli_parse_int(flag, head, 0, n - 1, &i, &e2) != RS_OK)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "%s: '%s': i must be an integer in [0, N-1]", flag, s);
+    *index = i;
+    *count = n;
+    return RS_OK;
+}
+
+/* --------------------------------------------------------------- progress */
+
+double rs_cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void rs_cli_progress_init(rs_cli_progress *p, int enabled, uint64_t total) {
+    memset(p, 0, sizeof *p);
+    p->enabled = enabled;
+    p->total = total;
+    p->t_start = rs_cli_now();
+}
+
+static void fmt_duration(char *buf, size_t n, double s) {
+    if (!(s >= 0) || s > 1e7) {
+        snprintf(buf, n, "--:--");
+        return;
+    }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+static void progress_draw(rs_cli_progress *p, double now) {
+    double el = now - p->t_start;
+    double rate = el > 0 ? (double)p->done / el : 0;
+    if (p->total) {
+        enum { W = 28 };
+        double frac = p->done >= p->total ? 1.0 : (double)p->done / (double)p->total;
+        char bar[W + 1];
+        int fill = (int)(frac * W);
+        for (int i = 0; i < W; i++) bar[i] = i < fill ? '#' : '-';
+        bar[W] = '\0';
+        char eta[32];
+        fmt_duration(eta, sizeof eta, rate > 0 ? (double)(p->total - (p->done < p->total ? p->done : p->total)) / rate : -1);
+        fprintf(stderr, "\r[%s] %llu/%llu %5.1f%%  %.1f prompts/s  ETA %s  ", bar, (unsigned long long)p->done,
+                (unsigned long long)p->total, 100.0 * frac, rate, eta);
+    } else {
+        char elapsed[32];
+        fmt_duration(elapsed, sizeof elapsed, el);
+        fprintf(stderr, "\r%llu prompts  %.1f prompts/s  %s elapsed  ", (unsigned long long)p->done, rate, elapsed);
+    }
+    fflush(stderr);
+}
+
+void rs_cli_progress_update(rs_cli_progress *p, uint64_t done) {
+    p->done = done;
+    if (!p->enabled) return;
+    double now = rs_cli_now();
+    if (now - p->t_last < 0.2) return;
+    p->t_last = now;
+    progress_draw(p, now);
+}
+
+void rs_cli_progress_finish(rs_cli_progress *p) {
+    if (!p->enabled) return;
+    progress_draw(p, rs_cli_now());
+    fputc('\n', stderr);
+}

@@ -1,0 +1,174 @@
+/* cli_common.h — helpers shared by the subcommands of the `routescore` binary.
+ *
+ * Every subcommand that reads prompt files (label, score, embed, bench, train)
+ * needs the same five things, so they live here once:
+ *   - where the default router is (rs_cli_default_model);
+ *   - a JSON-lines reader that takes plain or gzip input, any line length up
+ *     to a bound, and never lets one bad line stop the run (rs_cli_reader);
+ *   - the prompt of a record: a field path such as `turns[0]`, or by default
+ *     `prompt`, else the last user message of an OpenAI-style `messages` list
+ *     (rs_cli_extract_prompt);
+ *   - the output record format, shared so `label` and `score` print the same
+ *     thing (rs_cli_write_score_json, rs_cli_write_error_json);
+ *   - strict number parsing for flags (rs_cli_parse_*), used with getopt_long.
+ *
+ * Ownership: the reader owns its line buffer (valid until the next call);
+ * rs_cli_buf is caller-owned and freed with rs_cli_buf_free. Nothing here
+ * keeps global state, so every helper is thread-compatible (distinct objects
+ * on distinct threads). */
+#ifndef RS_CLI_COMMON_H
+#define RS_CLI_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+
+#include "engine.h"
+#include "status.h"
+
+/* Lines longer than this become error records (RS_ERR_TOO_LARGE) instead of
+ * being buffered: it bounds memory whatever the input holds. */
+#define RS_CLI_MAX_LINE (16u << 20)
+
+/* The router used when no --model is given, first match wins:
+ *   1. $ROUTESCORE_MODEL (taken as given, even if it does not exist, so a
+ *      typo there is reported rather than silently replaced);
+ *   2. ./models/routers/minilm-mf;
+ *   3. <dir of /proc/self/exe>/../models/routers/minilm-mf  (installed layout);
+ *   4. <dir of /proc/self/exe>/../../models/routers/minilm-mf (binary in
+ *      build/ or build-x/ of a checkout).
+ * RS_OK: buf holds the path. RS_ERR_NOT_FOUND: no candidate exists; buf holds
+ * a human-readable list of the places tried. RS_ERR_TOO_LARGE: n too small. */
+rs_status rs_cli_default_model(char *buf, size_t n);
+
+/* ---- growable byte buffer ---- */
+typedef struct rs_cli_buf {
+    char *data; /* NUL-terminated when len > 0 or after any append */
+    size_t len;
+    size_t cap;
+} rs_cli_buf;
+
+rs_status rs_cli_buf_append(rs_cli_buf *b, const char *s, size_t n);
+void rs_cli_buf_free(rs_cli_buf *b);
+
+/* ---- JSON-lines reader (plain or gzip, detected from the bytes) ---- */
+typedef struct rs_cli_reader rs_cli_reader;
+
+/* path "-" reads stdin. max_line 0 means RS_CLI_MAX_LINE. */
+rs_status rs_cli_reader_open(const char *path, size_t max_line, rs_cli_reader **out, rs_err *err);
+void rs_cli_reader_close(rs_cli_reader *r);
+
+/* Reads the next line into *line (without its "\n" or "\r\n"; NUL-terminated;
+ * owned by the reader, valid until the next call) and *len. *line_no is its
+ * 1-based physical line number. At end of input returns RS_OK with
+ * *line == NULL. A final line without "\n" is still a line.
+ * Per-line problems are not fatal: a line longer than max_line returns
+ * RS_ERR_TOO_LARGE (the line is consumed, *line == NULL, *line_no set) and the
+ * next call continues with the following line. Only I/O and decompression
+ * errors (RS_ERR_IO, RS_ERR_FORMAT for a corrupt gzip stream) end the input. */
+rs_status rs_cli_reader_next(rs_cli_reader *r, const char **line, size_t *len, uint64_t *line_no,
+                             rs_err *err);
+
+/* 1 when the input is gzip-compressed (known after open). */
+int rs_cli_reader_is_gzip(const rs_cli_reader *r);
+
+/* Counts "\n"-terminated lines (plus a final unterminated one) of a plain
+ * file by a fast raw scan, for progress totals. RS_ERR_UNSUPPORTED for gzip
+ * input or a non-regular file (stdin, pipes): callers show no total then. */
+rs_status rs_cli_count_lines(const char *path, uint64_t *n, rs_err *err);
+
+/* 1 when the line holds nothing but ASCII whitespace. Such lines are not
+ * records: the subcommands skip them (they keep their line numbers). */
+int rs_cli_line_is_blank(const char *line, size_t len);
+
+/* Checks a raw line before it is parsed: no NUL bytes (binary data), no
+ * "\u0000" escape (cJSON would decode it to a NUL and cut the string there),
+ * valid UTF-8. RS_ERR_FORMAT / RS_ERR_UTF8 with a message naming the byte
+ * offset. */
+rs_status rs_cli_check_line(const char *line, size_t len, rs_err *err);
+
+/* ---- field paths ---- */
+
+/* Syntax: KEY ( "." KEY | "[" INDEX "]" )*, e.g. `prompt`, `turns[0]`,
+ * `a.b[2].c`, `[0]` (the record itself is an array). KEY is any run of bytes
+ * other than '.', '[' and ']'; INDEX is a decimal integer >= 0.
+ * Checks a path once, at flag parsing time. */
+rs_status rs_cli_path_check(const char *path, rs_err *err);
+
+/* The item at path in root, or NULL (RS_ERR_NOT_FOUND in err naming the first
+ * missing step) when some step does not exist or has the wrong type. */
+const cJSON *rs_cli_json_path(const cJSON *root, const char *path, rs_err *err);
+
+/* The prompt text of a parsed record.
+ *   field != NULL: the string at that path (RS_ERR_NOT_FOUND when absent,
+ *     RS_ERR_INVALID_ARG when not a string).
+ *   field == NULL: "prompt" if present (must be a string); else, when the
+ *     record has "messages" (an array of {role, content}), the content of the
+ *     LAST message whose role is "user". content may be a string or a list of
+ *     parts; the "text" of every part whose type is "text" are joined with
+ *     "\n" (other part types are ignored). No user message, or no text part,
+ *     is RS_ERR_NOT_FOUND.
+ * The text goes into scratch (reset first) so the result never aliases the
+ * cJSON tree: *text and *len point into scratch->data. An empty result is
+ * RS_ERR_INVALID_ARG. (cJSON decodes "\u0000" into a NUL that would silently
+ * cut the text; rs_cli_check_line rejects such lines before parsing.) */
+rs_status rs_cli_extract_prompt(const cJSON *root, const char *field, rs_cli_buf *scratch,
+                                const char **text, size_t *len, rs_err *err);
+
+/* ---- output records (one JSON object per line, no spaces) ---- */
+
+/* Writes s[0..n) as a JSON string literal (quotes included), escaping
+ * quotes, backslashes and control characters. Bytes >= 0x80 pass through. */
+void rs_cli_write_json_string(FILE *f, const char *s, size_t n);
+
+/* Prints a cJSON item compactly (ids are echoed this way); "null" on failure. */
+void rs_cli_write_json_item(FILE *f, const cJSON *item);
+
+/* {"id":ID,"win_prob":P,"route":"strong"|"weak","label_probs":[..],
+ *  "tokens":N,"truncated":true|false}\n
+ * id_json is already-serialised JSON (e.g. "81", "\"q-1\""); label_probs only
+ * when s->n_labels > 0; floats with "%.9g" (round-trip exact for float),
+ * non-finite values as null. */
+void rs_cli_write_score_json(FILE *f, const char *id_json, const rs_score *s);
+
+/* {"id":ID,"line":LINE,"error":"MSG"}\n — the per-record failure format.
+ * Keeps this exact key order: `label --resume` counts error records by
+ * looking for the structural `"error":` key. */
+void rs_cli_write_error_json(FILE *f, const char *id_json, uint64_t line, const char *msg);
+
+/* Serialises the record's id into buf (any JSON value, compact), else the
+ * decimal line number. id_path NULL: "id", else "question_id" (the key of
+ * MT-Bench / FastChat question files); otherwise the value at that field path.
+ * Ids that do not fit (longer than n - 1) fall back to the line number, so the
+ * output stays valid JSON. Numbers are re-printed by cJSON (a double): integer
+ * ids beyond 2^53 lose digits. */
+void rs_cli_record_id(const cJSON *root, const char *id_path, uint64_t line_no, char *buf, size_t n);
+
+/* ---- flag parsing (use with getopt_long; each rejects trailing junk) ---- */
+rs_status rs_cli_parse_int(const char *flag, const char *s, long lo, long hi, long *out, rs_err *err);
+rs_status rs_cli_parse_float(const char *flag, const char *s, double lo, double hi, double *out,
+                             rs_err *err);
+/* "i/N" with 0 <= i < N, N >= 1. */
+rs_status rs_cli_parse_shard(const char *flag, const char *s, long *index, long *count, rs_err *err);
+
+/* A progress line on stderr, drawn only when enabled (stderr is a terminal
+ * and not --quiet) and at most every 200 ms. total 0: count and rate only. */
+typedef struct rs_cli_progress {
+    int enabled;
+    uint64_t total;
+    uint64_t done;
+    double t_start;
+    double t_last;
+} rs_cli_progress;
+
+void rs_cli_progress_init(rs_cli_progress *p, int enabled, uint64_t total);
+void rs_cli_progress_update(rs_cli_progress *p, uint64_t done);
+/* Draws the final state and ends the line (no-op when disabled). */
+void rs_cli_progress_finish(rs_cli_progress *p);
+
+/* Monotonic seconds. */
+double rs_cli_now(void);
+
+#endif
