@@ -1,4 +1,176 @@
-/* placeholder: being written (replace wholesale). */
+/* cli_bench.c — `routescore bench`: the engine's throughput on a prompt file,
+ * and (--gemm-peak) the GEMM library's own rate here, so benchmarks can state
+ * the engine as a fraction of the hardware limit. One JSON object out. */
+#include <getopt.h>
+#include <math.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli.h"
-int rs_cli_bench(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "routescore bench: not built yet\n"); return 2; }
+#include "cli_common.h"
+#include "cli_engine.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: routescore bench [--model DIR] --in FILE [--field PATH] [--limit N] [--repeat R] [--threads N]\n"
+               "       routescore bench --gemm-peak [--threads N]\n"
+               "\n"
+               "Scores (or, for a bare encoder, embeds) the file's prompts R times after one warm-up\n"
+               "pass and prints {prompts, tokens, seconds, prompts_per_s, tokens_per_s, gflops,\n"
+               "tokenize_seconds}. --gemm-peak prints the sgemm rate at M=2048 N=1536 K=384.\n");
+}
+
+static int gemm_peak(long threads) {
+    const long M = 2048, N = 1536, K = 384, reps = 20;
+    if (threads) omp_set_num_threads((int)threads);
+    float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * N * K), *C = malloc(sizeof(float) * M * N);
+    if (!A || !B || !C) return 2;
+    for (long i = 0; i < M * K; i++) A[i] = (float)(i % 13) * 0.01f;
+    for (long i = 0; i < N * K; i++) B[i] = (float)(i % 7) * 0.01f;
+    dnnl_sgemm('N', 'T', M, N, K, 1.f, A, K, B, K, 0.f, C, N); /* warm-up */
+    double t0 = rs_cli_now();
+    for (long r = 0; r < reps; r++) dnnl_sgemm('N', 'T', M, N, K, 1.f, A, K, B, K, 0.f, C, N);
+    double dt = rs_cli_now() - t0;
+    printf("{\"gemm\":\"dnnl_sgemm\",\"m\":%ld,\"n\":%ld,\"k\":%ld,\"threads\":%d,\"gemm_gflops\":%.1f}\n", M, N, K,
+           omp_get_max_threads(), 2.0 * M * N * K * reps / dt / 1e9);
+    free(A);
+    free(B);
+    free(C);
+    return 0;
+}
+
+int rs_cli_bench(int argc, char **argv) {
+    static const struct option LONG[] = {
+        {"model", required_argument, 0, 'm'},   {"in", required_argument, 0, 'i'},
+        {"field", required_argument, 0, 'f'},   {"limit", required_argument, 0, 'n'},
+        {"repeat", required_argument, 0, 'r'},  {"threads", required_argument, 0, 'j'},
+        {"gemm-peak", no_argument, 0, 'g'},     {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    rs_cli_engine_flags fl = {0};
+    const char *in = NULL, *field = NULL;
+    long limit = 1L << 30, repeat = 1;
+    int peak = 0;
+    rs_err err = {{0}};
+    optind = 1;
+    for (int c; (c = getopt_long(argc, argv, "m:i:f:n:r:j:gh", LONG, NULL)) != -1;) {
+        rs_status st = RS_OK;
+        switch (c) {
+        case 'm': fl.model = optarg; break;
+        case 'i': in = optarg; break;
+        case 'f': field = optarg; st = rs_cli_path_check(optarg, &err); break;
+        case 'n': st = rs_cli_parse_int("--limit", optarg, 1, 1L << 30, &limit, &err); break;
+        case 'r': st = rs_cli_parse_int("--repeat", optarg, 1, 1000, &repeat, &err); break;
+        case 'j': st = rs_cli_parse_int("--threads", optarg, 1, 1024, &fl.threads, &err); break;
+        case 'g': peak = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+        if (st != RS_OK) {
+            fprintf(stderr, "routescore bench: %s\n", err.msg);
+            return 2;
+        }
+    }
+    if (peak) return gemm_peak(fl.threads);
+    if (!in) {
+        usage(stderr);
+        return 2;
+    }
+    /* Load the prompts first: the timed part is the engine alone. */
+    rs_cli_reader *r;
+    if (rs_cli_reader_open(in, 0, &r, &err) != RS_OK) {
+        fprintf(stderr, "routescore bench: %s\n", err.msg);
+        return 2;
+    }
+    size_t n = 0, cap = 0;
+    rs_cli_buf *texts = NULL;
+    int rc = 0;
+    while ((long)n < limit) {
+        const char *line, *text;
+        size_t len, tlen;
+        uint64_t no;
+        rs_status st = rs_cli_reader_next(r, &line, &len, &no, &err);
+        if (st == RS_OK && !line) break;
+        if (st == RS_ERR_IO || st == RS_ERR_FORMAT) {
+            fprintf(stderr, "routescore bench: %s\n", err.msg);
+            rc = 2;
+            break;
+        }
+        cJSON *j = st == RS_OK ? cJSON_ParseWithLength(line, len) : NULL;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            rs_cli_buf *t = realloc(texts, cap * sizeof *t);
+            if (!t) {
+                rc = 2;
+                cJSON_Delete(j);
+                break;
+            }
+            memset(t + n, 0, (cap - n) * sizeof *t);
+            texts = t;
+        }
+        if (j && rs_cli_extract_prompt(j, field, &texts[n], &text, &tlen, &err) == RS_OK) n++;
+        cJSON_Delete(j);
+    }
+    rs_cli_reader_close(r);
+    rs_engine *e = rc ? NULL : rs_cli_open_engine("bench", &fl);
+    const char **prompts = calloc(n ? n : 1, sizeof *prompts);
+    size_t *lens = calloc(n ? n : 1, sizeof *lens);
+    rs_score *out = calloc(n ? n : 1, sizeof *out);
+    int32_t *offsets = calloc(n + 1, sizeof *offsets);
+    if (!e || !prompts || !lens || !out || !offsets || !n) {
+        if (e && !n) fprintf(stderr, "routescore bench: no prompts in %s\n", in);
+        rc = 2;
+        goto done;
+    }
+    rs_router_info info;
+    rs_engine_info(e, &info);
+    float *emb = strcmp(info.kind, "embed") ? NULL : malloc(n * (size_t)info.embed_dim * sizeof *emb);
+    for (size_t i = 0; i < n; i++) {
+        prompts[i] = texts[i].data;
+        lens[i] = texts[i].len;
+    }
+    /* Tokenization alone, one thread, for the split of the time. */
+    int32_t *ids = malloc((size_t)info.max_tokens * sizeof *ids);
+    double t0 = rs_cli_now();
+    for (size_t i = 0; ids && i < n; i++) {
+        size_t k;
+        int trunc;
+        rs_engine_tokenize(e, prompts[i], lens[i], ids, (size_t)info.max_tokens, &k, &trunc, NULL);
+    }
+    double tok_s = rs_cli_now() - t0;
+    free(ids);
+    double best = 0;
+    for (long rep = 0; rep <= repeat; rep++) { /* rep 0 warms up */
+        t0 = rs_cli_now();
+        rs_status st = emb ? rs_engine_embed(e, prompts, lens, n, emb, out, &err)
+                           : rs_engine_score(e, prompts, lens, n, NAN, out, &err);
+        double dt = rs_cli_now() - t0;
+        if (st != RS_OK) {
+            fprintf(stderr, "routescore bench: %s: %s\n", rs_status_str(st), err.msg);
+            rc = 2;
+            break;
+        }
+        if (rep && (best == 0 || dt < best)) best = dt;
+    }
+    free(emb);
+    if (rc == 0) {
+        size_t ok = 0;
+        for (size_t i = 0; i < n; i++)
+            if (out[i].status == RS_OK) offsets[ok + 1] = offsets[ok] + out[i].tokens, ok++;
+        double flops = rs_engine_flops(e, offsets, (int)ok);
+        printf("{\"router\":\"%s\",\"kind\":\"%s\",\"threads\":%d,\"prompts\":%zu,\"tokens\":%d,\"seconds\":%.4f,"
+               "\"prompts_per_s\":%.1f,\"tokens_per_s\":%.1f,\"gflops\":%.1f,\"tokenize_seconds\":%.4f}\n",
+               info.name, info.kind, omp_get_max_threads(), ok, offsets[ok], best, ok / best, offsets[ok] / best,
+               flops / best / 1e9, tok_s);
+    }
+done:
+    for (size_t i = 0; i < n; i++) rs_cli_buf_free(&texts[i]);
+    free(texts);
+    free(prompts);
+    free(lens);
+    free(out);
+    free(offsets);
+    rs_engine_close(e);
+    return rc;
+}
