@@ -202,7 +202,7 @@ rs_status rs_st_open(const char *path, rs_st_file **out, rs_err *err) {
     uint64_t hdr_len = 0;
     for (int i = 7; i >= 0; i--) hdr_len = (hdr_len << 8) | p[i];
     if (hdr_len == 0 || hdr_len > RS_ST_MAX_HEADER || hdr_len > f->map_len - 8) {
-        st = rs_errf(err, RS_ERR_FORMAT, "%s: header length %llu does not fit the file (%zu bytes)", path,
+        st = rs_errf(err, RS_ERR_FORMAT, "%s: header length %llu does not fit the file (%zu bytes): truncated, or not safetensors", path,
                      (unsigned long long)hdr_len, f->map_len);
         goto fail;
     }
