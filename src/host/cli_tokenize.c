@@ -1,4 +1,227 @@
-/* placeholder: being written (replace wholesale). */
+/* cli_tokenize.c — `routescore tokenize`: print the token ids of texts.
+ *
+ * Exists so the tokenizer can be checked against HF `tokenizers` from a
+ * script (tests/tokenizer_oracle.py) and inspected by hand. One output line
+ * per input text or JSON line, in order, so outputs align with inputs; a text
+ * that fails prints {"line": N, "error": "..."} in its place and the run goes
+ * on (exit 1 at the end). */
+#include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
 #include "cli.h"
-int rs_cli_tokenize(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "routescore tokenize: not built yet\n"); return 2; }
+#include "tokenizer.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: routescore tokenize --tokenizer FILE|DIR [--add-special] [--max-tokens N] TEXT...\n"
+            "       routescore tokenize --tokenizer FILE|DIR [--add-special] [--max-tokens N] --in FILE.jsonl "
+            "[--field NAME]\n"
+            "\n"
+            "Prints the ids of each text as a JSON array, one line per text.\n"
+            "  --tokenizer FILE|DIR  a tokenizer.json, or a directory holding one\n"
+            "  --add-special         add the post-processor's special tokens ([CLS] ... [SEP])\n"
+            "  --max-tokens N        truncate to N ids in all (specials included)\n"
+            "  --in FILE.jsonl       read texts from a JSON-lines file\n"
+            "  --field NAME          the text's field (default \"prompt\"; paths like turns[0] or a.b work)\n"
+            "A text that fails prints {\"line\": N, \"error\": \"...\"} instead; exit 1 if any did.\n");
+}
+
+static void print_error(long line, const char *msg) {
+    printf("{\"line\": %ld, \"error\": \"", line);
+    for (const unsigned char *p = (const unsigned char *)msg; *p; p++) {
+        if (*p == '"' || *p == '\\') printf("\\%c", *p);
+        else if (*p < 0x20) printf("\\u%04x", *p);
+        else putchar(*p);
+    }
+    printf("\"}\n");
+}
+
+typedef struct ids_buf {
+    int32_t *v;
+    size_t cap;
+} ids_buf;
+
+/* Encodes and prints one text; returns 0 on success, 1 if it printed an error. */
+static int tokenize_one(const rs_tokenizer *tok, const char *text, size_t len, int add_special, size_t max_tokens,
+                        ids_buf *buf, long line) {
+    size_t want = max_tokens ? max_tokens : len + rs_tokenizer_num_special(tok) + 16;
+    for (;;) {
+        if (want > buf->cap) {
+            int32_t *v = realloc(buf->v, want * sizeof *v);
+            if (!v) {
+                print_error(line, "out of memory");
+                return 1;
+            }
+            buf->v = v;
+            buf->cap = want;
+        }
+        size_t n = 0;
+        int truncated = 0;
+        rs_err err;
+        rs_status st = rs_tokenizer_encode(tok, text, len, add_special, max_tokens, buf->v, buf->cap, &n, &truncated, &err);
+        if (st == RS_ERR_TOO_LARGE && !max_tokens) {
+            want = buf->cap * 2; /* normalization can expand a text: retry bigger */
+            continue;
+        }
+        if (st) {
+            print_error(line, err.msg);
+            return 1;
+        }
+        putchar('[');
+        for (size_t i = 0; i < n; i++) printf(i ? ",%d" : "%d", (int)buf->v[i]);
+        fputs("]\n", stdout);
+        return 0;
+    }
+}
+
+/* Follows a path like `prompt`, `turns[0]` or `a.b[2].c` from a JSON object. */
+static const cJSON *json_path(const cJSON *root, const char *path) {
+    const cJSON *cur = root;
+    const char *p = path;
+    while (*p && cur) {
+        if (*p == '[') {
+            char *end;
+            long k = strtol(p + 1, &end, 10);
+            if (*end != ']' || k < 0) return NULL;
+            cur = cJSON_IsArray(cur) ? cJSON_GetArrayItem(cur, (int)k) : NULL;
+            p = end + 1;
+        } else {
+            if (*p == '.') p++;
+            size_t n = strcspn(p, ".[");
+            char key[256];
+            if (!n || n >= sizeof key) return NULL;
+            memcpy(key, p, n);
+            key[n] = 0;
+            cur = cJSON_IsObject(cur) ? cJSON_GetObjectItemCaseSensitive(cur, key) : NULL;
+            p += n;
+        }
+    }
+    return cur;
+}
+
+static int tokenize_jsonl(const rs_tokenizer *tok, const char *path, const char *field, int add_special,
+                          size_t max_tokens, ids_buf *buf, int *failed) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) {
+        fprintf(stderr, "routescore tokenize: %s: %s\n", path, strerror(errno));
+        return 2;
+    }
+    char *line = NULL;
+    size_t line_cap = 0;
+    ssize_t n;
+    long lineno = 0;
+    char msg[600];
+    while ((n = getline(&line, &line_cap, f)) >= 0) {
+        lineno++;
+        cJSON *root = cJSON_ParseWithLength(line, (size_t)n);
+        const cJSON *v = root ? json_path(root, field) : NULL;
+        if (!root) {
+            print_error(lineno, "malformed JSON");
+            *failed = 1;
+        } else if (!cJSON_IsString(v)) {
+            snprintf(msg, sizeof msg, "no string field '%s'", field);
+            print_error(lineno, msg);
+            *failed = 1;
+        } else if (tokenize_one(tok, v->valuestring, strlen(v->valuestring), add_special, max_tokens, buf, lineno)) {
+            *failed = 1;
+        }
+        cJSON_Delete(root);
+    }
+    free(line);
+    int io_err = ferror(f);
+    if (f != stdin) fclose(f);
+    if (io_err) {
+        fprintf(stderr, "routescore tokenize: %s: read error\n", path);
+        return 2;
+    }
+    return 0;
+}
+
+int rs_cli_tokenize(int argc, char **argv) {
+    const char *tok_path = NULL, *in_path = NULL, *field = "prompt";
+    int add_special = 0;
+    size_t max_tokens = 0;
+    int first_text = argc;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--add-special")) {
+            add_special = 1;
+        } else if (!strcmp(a, "--tokenizer") || !strcmp(a, "--max-tokens") || !strcmp(a, "--in") ||
+                   !strcmp(a, "--field")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "routescore tokenize: %s needs a value\n", a);
+                return 2;
+            }
+            const char *v = argv[++i];
+            if (!strcmp(a, "--tokenizer")) tok_path = v;
+            else if (!strcmp(a, "--in")) in_path = v;
+            else if (!strcmp(a, "--field")) field = v;
+            else {
+                char *end;
+                errno = 0;
+                unsigned long long k = strtoull(v, &end, 10);
+                if (*end || end == v || errno || v[0] == '-') {
+                    fprintf(stderr, "routescore tokenize: bad --max-tokens '%s'\n", v);
+                    return 2;
+                }
+                max_tokens = (size_t)k;
+            }
+        } else if (!strcmp(a, "--")) {
+            first_text = i + 1;
+            break;
+        } else if (a[0] == '-' && a[1] == '-') {
+            fprintf(stderr, "routescore tokenize: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        } else {
+            first_text = i;
+            break;
+        }
+    }
+    if (!tok_path || (in_path && first_text < argc) || (!in_path && first_text >= argc)) {
+        usage(stderr);
+        return 2;
+    }
+    char *file = NULL;
+    struct stat sb;
+    if (stat(tok_path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        size_t n = strlen(tok_path) + sizeof "/tokenizer.json";
+        file = malloc(n);
+        if (!file) return 2;
+        snprintf(file, n, "%s/tokenizer.json", tok_path);
+    }
+    rs_tokenizer *tok = NULL;
+    rs_err err;
+    rs_status st = rs_tokenizer_load(file ? file : tok_path, &tok, &err);
+    free(file);
+    if (st) {
+        fprintf(stderr, "routescore tokenize: %s\n", err.msg);
+        return 2;
+    }
+    if (max_tokens && add_special && max_tokens < rs_tokenizer_num_special(tok)) {
+        fprintf(stderr, "routescore tokenize: --max-tokens %zu leaves no room for %zu special tokens\n", max_tokens,
+                rs_tokenizer_num_special(tok));
+        rs_tokenizer_free(tok);
+        return 2;
+    }
+    ids_buf buf = {0};
+    int failed = 0, rc = 0;
+    if (in_path) {
+        rc = tokenize_jsonl(tok, in_path, field, add_special, max_tokens, &buf, &failed);
+    } else {
+        for (int i = first_text; i < argc; i++)
+            if (tokenize_one(tok, argv[i], strlen(argv[i]), add_special, max_tokens, &buf, i - first_text + 1))
+                failed = 1;
+    }
+    free(buf.v);
+    rs_tokenizer_free(tok);
+    if (fflush(stdout)) return 2;
+    return rc ? rc : failed ? 1 : 0;
+}

@@ -1,0 +1,141 @@
+/* tok_internal.h — the pieces of the tokenizer pipeline, shared by the tok_*.c
+ * files and tokenizer.c; not a public interface.
+ *
+ * Text moves through the pipeline as arrays of code points (int32_t, the type
+ * utf8proc works in), so normalizers and pre-tokenizers never re-decode UTF-8.
+ * The model sees each pre-tokenized word as UTF-8 bytes because vocabularies
+ * are keyed by bytes. Everything here is immutable after load except the
+ * per-call rs_tok_scratch, which is why encode is thread-safe. */
+#ifndef RS_TOK_INTERNAL_H
+#define RS_TOK_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+/* ---- Unicode classes as HF uses them (tok_unicode_tables.c, generated) ---- */
+int rs_tok_is_control(uint32_t cp);         /* clean_text drops these */
+int rs_tok_is_mark_nonspacing(uint32_t cp); /* BertNormalizer strip_accents drops */
+int rs_tok_is_combining_mark(uint32_t cp);  /* StripAccents normalizer drops */
+int rs_tok_is_punctuation(uint32_t cp);     /* Unicode P* (BertPreTokenizer) */
+uint32_t rs_tok_lower_simple(uint32_t cp);  /* Rust to_lowercase, 1-char results */
+/* 1 where HF's NFD (compat: NFKD) changes cp; utf8proc decomposes characters
+ * newer than HF's normalization tables, so we ask this first. */
+int rs_tok_has_decomposition(uint32_t cp, int compat);
+/* 1 where HF's tables give cp a nonzero combining class (marks newer than
+ * them count as starters there, so they must not be reordered here). */
+int rs_tok_is_nonstarter(uint32_t cp);
+int rs_tok_is_word(uint32_t cp); /* regex \w (Rust regex's Unicode tables) */
+
+/* Rust char::is_whitespace (the White_Space property; stable for years). */
+static inline int rs_tok_is_whitespace(uint32_t cp) {
+    if (cp < 0x80) return cp == ' ' || (cp >= 0x09 && cp <= 0x0D);
+    return cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||
+           cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
+
+/* ---- growable code-point buffer (per-call scratch) ---- */
+typedef struct rs_tok_cps {
+    int32_t *v;
+    size_t n, cap;
+} rs_tok_cps;
+
+rs_status rs_tok_cps_reserve(rs_tok_cps *b, size_t need); /* capacity >= need */
+
+/* ---- normalizers ---- */
+typedef enum rs_tok_norm_kind {
+    RS_TOK_NORM_BERT,
+    RS_TOK_NORM_LOWERCASE,
+    RS_TOK_NORM_NFD,
+    RS_TOK_NORM_NFKD,
+    RS_TOK_NORM_NFC,
+    RS_TOK_NORM_NFKC,
+    RS_TOK_NORM_STRIP_ACCENTS,
+    RS_TOK_NORM_STRIP,
+} rs_tok_norm_kind;
+
+typedef struct rs_tok_norm {
+    rs_tok_norm_kind kind;
+    /* BERT */
+    int clean_text, handle_chinese_chars, strip_accents, lowercase;
+    /* STRIP */
+    int strip_left, strip_right;
+} rs_tok_norm;
+
+/* Applies steps[0..n) to *io, using *tmp as the second buffer (swapped in). */
+rs_status rs_tok_normalize(const rs_tok_norm *steps, size_t n, rs_tok_cps *io, rs_tok_cps *tmp);
+/* 1 when normalizing pieces cut after ASCII whitespace equals normalizing the
+ * whole (true for per-character steps; false for Strip). */
+int rs_tok_norm_chunkable(const rs_tok_norm *steps, size_t n);
+
+/* ---- vocabulary: string -> id hash table ---- */
+typedef struct rs_tok_vocab {
+    char *arena;       /* all token bytes */
+    uint32_t *off;     /* (n_ids) byte offset into arena; */
+    uint32_t *len;     /* (n_ids) length, UINT32_MAX where the id is unused */
+    uint32_t *slot_id; /* (mask+1) id + 1, 0 = empty */
+    uint32_t *slot_h;  /* (mask+1) hash of the key in the slot */
+    size_t mask;
+    size_t n_ids;   /* 1 + largest id */
+    size_t n_keys;  /* number of tokens */
+    size_t max_len; /* longest token in bytes */
+} rs_tok_vocab;
+
+/* Builds from a JSON object {token: id}. */
+rs_status rs_tok_vocab_init(rs_tok_vocab *v, const void *cjson_object, rs_err *err);
+void rs_tok_vocab_free(rs_tok_vocab *v);
+/* id of the key a[0..alen) ++ b[0..blen), or -1. Two parts so WordPiece can look
+ * up "##" + piece without copying. */
+int32_t rs_tok_vocab_find2(const rs_tok_vocab *v, const char *a, size_t alen, const char *b, size_t blen);
+
+/* ---- where the model writes ids ---- */
+/* Writes while n < limit but always counts, so the caller sees "more than
+ * limit" (truncation) and a word can be rolled back by resetting n. */
+typedef struct rs_tok_sink {
+    int32_t *ids;
+    size_t n, limit;
+} rs_tok_sink;
+
+static inline void rs_tok_emit(rs_tok_sink *s, int32_t id) {
+    if (s->n < s->limit) s->ids[s->n] = id;
+    s->n++;
+}
+
+/* ---- models ---- */
+typedef struct rs_tok_model_ops {
+    const char *name;
+    /* Appends the ids of one pre-tokenized word (UTF-8, n_chars code points). */
+    void (*encode_word)(const void *model, const char *word, size_t len, size_t n_chars, rs_tok_sink *sink);
+    int32_t (*token_id)(const void *model, const char *tok, size_t len);
+    size_t (*n_ids)(const void *model); /* 1 + largest id */
+    void (*free)(void *model);
+} rs_tok_model_ops;
+
+/* WordPiece from the tokenizer.json "model" object. */
+rs_status rs_tok_wordpiece_load(const void *cjson_model, void **out, rs_err *err);
+extern const rs_tok_model_ops rs_tok_wordpiece_ops;
+
+/* ---- pre-tokenizers ---- */
+typedef enum rs_tok_pre_kind {
+    RS_TOK_PRE_BERT,
+    RS_TOK_PRE_WHITESPACE,       /* regex \w+|[^\w\s]+ */
+    RS_TOK_PRE_WHITESPACE_SPLIT, /* split on whitespace */
+} rs_tok_pre_kind;
+
+/* regex \w as HF uses it (Whitespace pre-tokenizer, single_word added tokens). */
+static inline int rs_tok_is_word_char(uint32_t c) {
+    if (c < 0x80) return (c - 'a' < 26u) || (c - 'A' < 26u) || (c - '0' < 10u) || c == '_';
+    return rs_tok_is_word(c);
+}
+
+/* Called for each word [start, end) of the code-point array; returns nonzero
+ * to stop early (enough tokens). */
+typedef int (*rs_tok_word_fn)(void *ctx, const int32_t *cps, size_t start, size_t end);
+
+/* Runs pre-tokenizers pre[0..n) in sequence over cps[start..end) and calls
+ * fn for each final word; returns nonzero if fn asked to stop. */
+int rs_tok_pretokenize(const rs_tok_pre_kind *pre, size_t n, const int32_t *cps, size_t start, size_t end,
+                       rs_tok_word_fn fn, void *ctx);
+
+#endif
