@@ -299,6 +299,16 @@ static void test_other_components(void) {
         EXPECT(t, "  CAF\xc3\x89 Hello,  ", 1, CLS, CAFE, UNK, SEP); /* "hello," is one word here */
         rs_tokenizer_free(t);
     }
+    /* no pre-tokenizer: the whole text is one word, however long (no chunk cuts) */
+    t = make_tok("nopre", "null", "null", "WordPiece", 100000, "null", NULL, &err);
+    CHECK_MSG(t != NULL, "%s", err.msg);
+    if (t) {
+        size_t len;
+        char *s = repeat("hello ", 6000, &len);
+        EXPECT_LEN(t, s, len, 0, UNK);
+        free(s);
+        rs_tokenizer_free(t);
+    }
     t = make_tok("ws", "{\"type\":\"NFKC\"}", "{\"type\":\"Whitespace\"}", "WordPiece", 100, "null", NULL, &err);
     CHECK_MSG(t != NULL, "%s", err.msg);
     if (t) {

@@ -117,6 +117,31 @@ def check_errors(binary, tok_path):
     return failures
 
 
+def check_added_options(binary, tok_path):
+    """Added tokens with normalized/lstrip/rstrip/single_word set, live against HF."""
+    from tokenizers import AddedToken
+    hf = gold.hf_tokenizer(tok_path)
+    hf.add_tokens([AddedToken("Foo Bar", normalized=True), AddedToken("zap", normalized=True, single_word=True),
+                   AddedToken("<x>", normalized=False, lstrip=True, rstrip=True),
+                   AddedToken("\u00e9clair", normalized=True), AddedToken("<y>", normalized=False, single_word=True),
+                   AddedToken("ab", normalized=False, lstrip=True)])
+    hf.add_special_tokens([AddedToken("<sp>", normalized=False, rstrip=True)])
+    texts = ["foo bar", "FOO BAR baz", "xfoo barx", "zap zapper zap_ zap.", "a <x>  b", "a<x>b", "  <x>",
+             "ECLAIR eclair \u00c9clair", "a <y> b", "a<y>b", "<y>", "<sp>  hi", "xx ab ab", "  ab", "zapzap",
+             "Foo  Bar", "foo bar<x>foo bar", "[SEP]foo bar", "\u4e2dzap\u4e2d", "zap\u0301 zap\u00e9"]
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "tokenizer.json")
+        hf.save(path)
+        rc, out, err = run_cli(binary, path, to_jsonl(texts))
+    want = [e.ids for e in hf.encode_batch(texts)]
+    got = [parse_ids(line) for line in out]
+    wrong = [i for i in range(len(texts)) if i >= len(got) or got[i] != want[i]]
+    print("added-token options: %d texts, %d mismatches" % (len(texts), len(wrong)))
+    for i in wrong[:SHOW]:
+        print("  %s\n    expected %s\n    got      %s" % (excerpt(texts[i]), want[i], got[i] if i < len(got) else None))
+    return len(wrong) + (rc != 0)
+
+
 def main():
     binary = os.environ.get("RS_BIN")
     tok_path = gold.default_tokenizer_json()
@@ -163,6 +188,7 @@ def main():
                 print("  text %d %s\n    expected %s\n    got      %s"
                       % (i, excerpt(texts[i]), want[i], got[i] if i < len(got) else None))
             bad += len(wrong) + (rc != 0)
+        bad += check_added_options(binary, tok_path)
     bad += check_errors(binary, tok_path)
     print("tokenizer_oracle: %s" % ("ok" if not bad else "FAILED (%d)" % bad))
     return 1 if bad else 0

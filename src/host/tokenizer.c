@@ -303,7 +303,9 @@ static rs_status load_from_json(rs_tokenizer *t, const cJSON *root, rs_err *err)
     if (!cJSON_IsObject(model)) return rs_errf(err, RS_ERR_FORMAT, "no model");
     if ((st = load_model(t, model, err))) return st;
     if ((st = load_post_processor(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), err))) return st;
-    t->chunkable = rs_tok_norm_chunkable(t->norm, t->n_norm);
+    /* every pre-tokenizer we implement splits at whitespace, so a cut after
+     * whitespace is a word boundary; with none, the text is one word */
+    t->chunkable = t->n_pre > 0 && rs_tok_norm_chunkable(t->norm, t->n_norm);
     if ((st = load_added_tokens(t, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), err))) return st;
     size_t n = t->model_ops->n_ids(t->model);
     if (n > t->n_ids) t->n_ids = n;
