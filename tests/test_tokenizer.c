@@ -274,7 +274,7 @@ static void test_refusals(void) {
          "null", "Replace"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        rs_status st;
+        rs_status st = RS_OK;
         rs_err err;
         rs_tokenizer *t = make_tok("refuse", cases[i].norm, cases[i].pre, cases[i].model, 100, cases[i].post, &st, &err);
         CHECK_MSG(!t && st == RS_ERR_UNSUPPORTED && strstr(err.msg, cases[i].name), "case %zu: st=%d msg=%s", i, st,

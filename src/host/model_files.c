@@ -47,8 +47,8 @@ rs_status rs_read_text_file(const char *path, size_t max_bytes, char **out, size
 }
 
 rs_status rs_read_json_file(const char *path, cJSON **out, rs_err *err) {
-    char *text;
-    size_t len;
+    char *text = NULL;
+    size_t len = 0;
     rs_status st = rs_read_text_file(path, RS_MAX_JSON_BYTES, &text, &len, err);
     if (st != RS_OK) return st;
     const char *end = NULL;

@@ -201,7 +201,7 @@ static rs_status load_post_processor(rs_tokenizer *t, const cJSON *j, rs_err *er
     if (!strcmp(type, "TemplateProcessing")) return load_template(t, j, err);
     if (!strcmp(type, "BertProcessing") || !strcmp(type, "RobertaProcessing")) {
         /* single sequence: cls A sep for both */
-        int32_t cls, sep;
+        int32_t cls = -1, sep = -1;
         rs_status st = pair_id(j, "cls", &cls, err);
         if (!st) st = pair_id(j, "sep", &sep, err);
         if (st) return st;
