@@ -1,4 +1,828 @@
-/* placeholder: being written (replace wholesale). */
+/* cli_train.c — `routescore train`: fit an mf router head on labelled prompts.
+ *
+ * RouteLLM's mf router collapses to p = sigmoid(v . e) over a prompt
+ * embedding e (REFERENCE.md §1), but its e is a paid remote embedder. This
+ * command retrains the head for a local encoder: it embeds every prompt with
+ * the engine (the encoder's own pooling and L2 normalisation, so training and
+ * serving see the same e), fits L2-regularised logistic regression
+ * p = sigmoid(w . e + b) by Newton's method, reports held-out quality beside
+ * a constant baseline, and writes a router directory the engine opens:
+ * head.safetensors ("mf.weight" [d], "mf.bias" [1]) and routescore.json.
+ *
+ * Choices, and why:
+ *   - Newton, not SGD: d is a few hundred, so the (d+1)^2 Hessian is small,
+ *     and Newton converges to the exact optimum in ~10 steps with no learning
+ *     rate to tune; the result is deterministic for a given input.
+ *   - Loss = sum of per-example log-losses + (l2/2)|w|^2, bias unpenalised.
+ *     Default l2 = 1.0 on the summed loss: with unit-norm embeddings and
+ *     ~10^4 examples that is a light prior (about 1e-4 per example) that only
+ *     keeps the problem strictly convex when the classes are nearly
+ *     separable; --l2 raises it for small data sets.
+ *   - Holdout = records whose 0-based line index % K == 0 (default K = 5):
+ *     deterministic and independent of content, like label's shards.
+ *   - Threshold = the (1 - S) quantile of the scores of the training prompts
+ *     (RouteLLM's calibration rule, linear interpolation as numpy's default),
+ *     so about a share S of traffic like the training prompts goes strong.
+ *   - All arithmetic of the fit in double; the head is stored as F32. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "cli.h"
-int rs_cli_train(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "routescore train: not built yet\n"); return 2; }
+#include "cli_common.h"
+#include "engine.h"
+#include "safetensors.h"
+
+#define TRAIN_BATCH 64
+#define NEWTON_MAX_ITERS 100
+#define GRAD_TOL 1e-6
+#define WARN_LIMIT 10 /* skipped-record warnings printed before summarising */
+
+typedef struct train_opts {
+    const char *encoder, *in, *out, *field, *name;
+    double l2;
+    long holdout_every;
+    double share;
+    long threads;
+    int json, quiet;
+} train_opts;
+
+/* The examples, in input order. emb is [n * d]. */
+typedef struct train_data {
+    size_t n, cap;
+    char **prompts;
+    size_t *lens;
+    int *label;
+    int *heldout;
+    uint64_t *line;
+    float *emb;
+    int d;
+} train_data;
+
+typedef struct metrics {
+    double logloss, auc, brier;
+} metrics;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: routescore train --encoder DIR --in FILE.jsonl --out ROUTER_DIR [options]\n"
+            "\n"
+            "Fits an mf router head p = sigmoid(w . e + b) on the encoder's sentence embeddings e.\n"
+            "Input lines: {\"prompt\": \"...\", \"label\": 0|1}   (label 1 = route to the strong model;\n"
+            "models/make_train_labels.py builds such a file). Writes ROUTER_DIR/head.safetensors and\n"
+            "ROUTER_DIR/routescore.json, and prints held-out log-loss, AUC and Brier score beside a\n"
+            "constant baseline (the training positive rate).\n"
+            "\n"
+            "options:\n"
+            "  --encoder DIR          sentence encoder (a Hugging Face model directory)\n"
+            "  --in FILE              labelled JSON lines (plain or .gz)\n"
+            "  --out DIR              router directory to write (created if needed)\n"
+            "  --l2 L                 L2 penalty on w, on the summed log-loss (default 1.0)\n"
+            "  --holdout-every K      hold out records whose 0-based line index %% K == 0 (default 5;\n"
+            "                         0: no holdout)\n"
+            "  --threshold-share S    threshold = (1-S) quantile of training scores (default 0.5)\n"
+            "  --field PATH           prompt field (default \"prompt\", else the last user message)\n"
+            "  --name NAME            router name (default: the directory name)\n"
+            "  --threads N            engine threads (default: all cores)\n"
+            "  --json                 print the metrics as one JSON line on stdout (table to stderr)\n"
+            "  --quiet                no progress or warnings\n");
+}
+
+static int parse_opts(int argc, char **argv, train_opts *o) {
+    enum { O_ENC = 1000, O_IN, O_OUT, O_L2, O_HOLD, O_SHARE, O_FIELD, O_NAME, O_THREADS, O_JSON, O_QUIET, O_HELP };
+    static const struct option longs[] = {
+        {"encoder", required_argument, NULL, O_ENC},
+        {"in", required_argument, NULL, O_IN},
+        {"out", required_argument, NULL, O_OUT},
+        {"l2", required_argument, NULL, O_L2},
+        {"holdout-every", required_argument, NULL, O_HOLD},
+        {"threshold-share", required_argument, NULL, O_SHARE},
+        {"field", required_argument, NULL, O_FIELD},
+        {"name", required_argument, NULL, O_NAME},
+        {"threads", required_argument, NULL, O_THREADS},
+        {"json", no_argument, NULL, O_JSON},
+        {"quiet", no_argument, NULL, O_QUIET},
+        {"help", no_argument, NULL, O_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof *o);
+    o->l2 = 1.0;
+    o->holdout_every = 5;
+    o->share = 0.5;
+    rs_err err = {{0}};
+    optind = 0;
+    opterr = 0;
+    for (;;) {
+        int c = getopt_long(argc, argv, ":h", longs, NULL);
+        if (c == -1) break;
+        rs_status st = RS_OK;
+        switch (c) {
+        case O_ENC: o->encoder = optarg; break;
+        case O_IN: o->in = optarg; break;
+        case O_OUT: o->out = optarg; break;
+        case O_L2: st = rs_cli_parse_float("--l2", optarg, 0.0, 1e12, &o->l2, &err); break;
+        case O_HOLD:
+            st = rs_cli_parse_int("--holdout-every", optarg, 0, 1L << 30, &o->holdout_every, &err);
+            if (st == RS_OK && o->holdout_every == 1)
+                st = rs_errf(&err, RS_ERR_INVALID_ARG, "--holdout-every 1 would hold out everything (use 0 for none)");
+            break;
+        case O_SHARE: st = rs_cli_parse_float("--threshold-share", optarg, 0.0, 1.0, &o->share, &err); break;
+        case O_FIELD:
+            o->field = optarg;
+            st = rs_cli_path_check(optarg, &err);
+            break;
+        case O_NAME:
+            o->name = optarg;
+            if (!*optarg) st = rs_errf(&err, RS_ERR_INVALID_ARG, "--name must not be empty");
+            break;
+        case O_THREADS: st = rs_cli_parse_int("--threads", optarg, 0, 4096, &o->threads, &err); break;
+        case O_JSON: o->json = 1; break;
+        case O_QUIET: o->quiet = 1; break;
+        case 'h':
+        case O_HELP: usage(stdout); return 0;
+        case ':': fprintf(stderr, "routescore train: option '%s' needs a value\n", argv[optind - 1]); return 2;
+        default:
+            fprintf(stderr, "routescore train: unknown or malformed option '%s' (routescore train --help for usage)\n",
+                    argv[optind - 1]);
+            return 2;
+        }
+        if (st != RS_OK) {
+            fprintf(stderr, "routescore train: %s\n", err.msg);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "routescore train: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!o->encoder || !o->in || !o->out) {
+        fprintf(stderr, "routescore train: --encoder, --in and --out are required (routescore train --help)\n");
+        return 2;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------- the input */
+
+static void data_free(train_data *t) {
+    for (size_t i = 0; i < t->n; i++) free(t->prompts[i]);
+    free(t->prompts);
+    free(t->lens);
+    free(t->label);
+    free(t->heldout);
+    free(t->line);
+    free(t->emb);
+    memset(t, 0, sizeof *t);
+}
+
+static rs_status data_push(train_data *t, const char *text, size_t len, int label, int heldout, uint64_t line) {
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 1024;
+        char **p = realloc(t->prompts, cap * sizeof *p);
+        if (p) t->prompts = p;
+        size_t *l = realloc(t->lens, cap * sizeof *l);
+        if (l) t->lens = l;
+        int *y = realloc(t->label, cap * sizeof *y);
+        if (y) t->label = y;
+        int *h = realloc(t->heldout, cap * sizeof *h);
+        if (h) t->heldout = h;
+        uint64_t *ln = realloc(t->line, cap * sizeof *ln);
+        if (ln) t->line = ln;
+        if (!p || !l || !y || !h || !ln) return RS_ERR_NOMEM;
+        t->cap = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy) return RS_ERR_NOMEM;
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    t->prompts[t->n] = copy;
+    t->lens[t->n] = len;
+    t->label[t->n] = label;
+    t->heldout[t->n] = heldout;
+    t->line[t->n] = line;
+    t->n++;
+    return RS_OK;
+}
+
+static void warn_skip(const train_opts *o, uint64_t *n_skipped, uint64_t line, const char *why) {
+    if (!o->quiet && *n_skipped < WARN_LIMIT)
+        fprintf(stderr, "routescore train: line %llu skipped: %s\n", (unsigned long long)line, why);
+    (*n_skipped)++;
+}
+
+/* Reads every record; malformed ones are skipped with a warning (a training
+ * set is curated data: a few bad lines should not cost a long run). */
+static rs_status read_input(const train_opts *o, train_data *t, uint64_t *n_skipped, rs_err *err) {
+    rs_cli_reader *r = NULL;
+    rs_status st = rs_cli_reader_open(o->in, 0, &r, err);
+    if (st != RS_OK) return st;
+    rs_cli_buf scratch = {0};
+    for (;;) {
+        const char *line;
+        size_t len;
+        uint64_t no = 0;
+        rs_err e = {{0}};
+        st = rs_cli_reader_next(r, &line, &len, &no, &e);
+        if (st == RS_ERR_TOO_LARGE) {
+            warn_skip(o, n_skipped, no, e.msg);
+            continue;
+        }
+        if (st != RS_OK) {
+            rs_errf(err, st, "%s", e.msg);
+            break;
+        }
+        if (!line) break;
+        if (rs_cli_line_is_blank(line, len)) continue;
+        if (rs_cli_check_line(line, len, &e) != RS_OK) {
+            warn_skip(o, n_skipped, no, e.msg);
+            continue;
+        }
+        cJSON *root = cJSON_ParseWithLength(line, len);
+        const char *text = NULL;
+        size_t tlen = 0;
+        const cJSON *lab = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "label") : NULL;
+        int y = -1;
+        if (cJSON_IsBool(lab)) y = cJSON_IsTrue(lab);
+        else if (cJSON_IsNumber(lab) && (lab->valuedouble == 0.0 || lab->valuedouble == 1.0)) y = (int)lab->valuedouble;
+        if (!root) {
+            warn_skip(o, n_skipped, no, "invalid JSON");
+        } else if (rs_cli_extract_prompt(root, o->field, &scratch, &text, &tlen, &e) != RS_OK) {
+            warn_skip(o, n_skipped, no, e.msg);
+        } else if (y < 0) {
+            warn_skip(o, n_skipped, no, "\"label\" must be 0 or 1");
+        } else {
+            int held = o->holdout_every > 0 && (no - 1) % (uint64_t)o->holdout_every == 0;
+            st = data_push(t, text, tlen, y, held, no);
+        }
+        cJSON_Delete(root);
+        if (st != RS_OK) {
+            rs_errf(err, st, "out of memory reading %s", o->in);
+            break;
+        }
+    }
+    rs_cli_buf_free(&scratch);
+    rs_cli_reader_close(r);
+    return st;
+}
+
+/* Embeds every prompt; prompts the engine refuses are dropped (compacted
+ * out of t, with a warning). */
+static rs_status embed_all(const train_opts *o, rs_engine *eng, train_data *t, uint64_t *n_skipped, rs_err *err) {
+    rs_router_info info;
+    rs_engine_info(eng, &info);
+    t->d = info.embed_dim;
+    if (t->d <= 0) return rs_errf(err, RS_ERR_UNSUPPORTED, "%s: the encoder reports no embedding size", o->encoder);
+    t->emb = malloc(t->n * (size_t)t->d * sizeof *t->emb + 1);
+    rs_score *meta = calloc(TRAIN_BATCH, sizeof *meta);
+    if (!t->emb || !meta) {
+        free(meta);
+        return rs_errf(err, RS_ERR_NOMEM, "out of memory for %zu embeddings", t->n);
+    }
+    rs_cli_progress prog;
+    rs_cli_progress_init(&prog, !o->quiet && isatty(STDERR_FILENO), t->n);
+    size_t kept = 0, i;
+    rs_status st = RS_OK;
+    for (i = 0; i < t->n; i += TRAIN_BATCH) {
+        size_t b = t->n - i < TRAIN_BATCH ? t->n - i : TRAIN_BATCH;
+        float *dst = t->emb + i * (size_t)t->d;
+        st = rs_engine_embed(eng, (const char *const *)t->prompts + i, t->lens + i, b, dst, meta, err);
+        if (st != RS_OK) break;
+        for (size_t k = 0; k < b; k++) {
+            size_t j = i + k;
+            if (meta[k].status != RS_OK) {
+                warn_skip(o, n_skipped, t->line[j], meta[k].error[0] ? meta[k].error : rs_status_str(meta[k].status));
+                free(t->prompts[j]);
+                continue;
+            }
+            /* Compact in place: kept <= j, so nothing unread is overwritten. */
+            if (kept != j) {
+                memmove(t->emb + kept * (size_t)t->d, t->emb + j * (size_t)t->d, (size_t)t->d * sizeof *t->emb);
+                t->prompts[kept] = t->prompts[j];
+                t->lens[kept] = t->lens[j];
+                t->label[kept] = t->label[j];
+                t->heldout[kept] = t->heldout[j];
+                t->line[kept] = t->line[j];
+            }
+            kept++;
+        }
+        rs_cli_progress_update(&prog, i + b);
+    }
+    rs_cli_progress_finish(&prog);
+    /* Entries in [kept, i) were freed or moved down; on failure [i, n) were
+     * never reached and are freed here. */
+    for (size_t j = i; j < t->n; j++) free(t->prompts[j]);
+    t->n = kept;
+    free(meta);
+    return st;
+}
+
+/* ---------------------------------------------------------------- the fit */
+
+static double sigmoid(double z) {
+    if (z >= 0) return 1.0 / (1.0 + exp(-z));
+    double e = exp(z);
+    return e / (1.0 + e);
+}
+
+/* log(1 + exp(z)) without overflow. */
+static double softplus(double z) { return z > 0 ? z + log1p(exp(-z)) : log1p(exp(z)); }
+
+static double dot_row(const float *e, const double *w, int d) {
+    double s = 0;
+    for (int k = 0; k < d; k++) s += (double)e[k] * w[k];
+    return s;
+}
+
+/* Summed loss of theta = [w (d), b] over the training rows. */
+static double train_loss(const train_data *t, const double *theta, double l2) {
+    const int d = t->d;
+    double loss = 0;
+#pragma omp parallel for reduction(+ : loss) schedule(static)
+    for (size_t i = 0; i < t->n; i++) {
+        if (t->heldout[i]) continue;
+        double z = dot_row(t->emb + i * (size_t)d, theta, d) + theta[d];
+        loss += softplus(z) - (t->label[i] ? z : 0.0);
+    }
+    double ww = 0;
+    for (int k = 0; k < d; k++) ww += theta[k] * theta[k];
+    return loss + 0.5 * l2 * ww;
+}
+
+/* In-place Cholesky of the m x m SPD matrix a (lower triangle used), then
+ * solves a x = b into b. 0 on success, -1 when a is not positive definite. */
+static int cholesky_solve(double *a, double *b, int m) {
+    for (int j = 0; j < m; j++) {
+        double s = a[(size_t)j * m + j];
+        for (int k = 0; k < j; k++) s -= a[(size_t)j * m + k] * a[(size_t)j * m + k];
+        if (!(s > 0)) return -1;
+        double l = sqrt(s);
+        a[(size_t)j * m + j] = l;
+        for (int i = j + 1; i < m; i++) {
+            double v = a[(size_t)i * m + j];
+            for (int k = 0; k < j; k++) v -= a[(size_t)i * m + k] * a[(size_t)j * m + k];
+            a[(size_t)i * m + j] = v / l;
+        }
+    }
+    for (int i = 0; i < m; i++) { /* L y = b */
+        double v = b[i];
+        for (int k = 0; k < i; k++) v -= a[(size_t)i * m + k] * b[k];
+        b[i] = v / a[(size_t)i * m + i];
+    }
+    for (int i = m - 1; i >= 0; i--) { /* L^T x = y */
+        double v = b[i];
+        for (int k = i + 1; k < m; k++) v -= a[(size_t)k * m + i] * b[k];
+        b[i] = v / a[(size_t)i * m + i];
+    }
+    return 0;
+}
+
+/* Newton's method with backtracking on the summed loss. theta [d + 1] in/out
+ * (starts at w = 0, b = logit of the positive rate). */
+static rs_status fit(const train_opts *o, const train_data *t, double *theta, int *iters, double *gnorm_out,
+                     rs_err *err) {
+    const int d = t->d, m = d + 1;
+    double *H = malloc((size_t)m * m * sizeof *H);
+    double *g = malloc((size_t)m * sizeof *g);
+    double *step = malloc((size_t)m * sizeof *step);
+    double *trial = malloc((size_t)m * sizeof *trial);
+    rs_status st = RS_OK;
+    if (!H || !g || !step || !trial) {
+        st = rs_errf(err, RS_ERR_NOMEM, "out of memory for the Hessian");
+        goto out;
+    }
+    double loss = train_loss(t, theta, o->l2);
+    double gnorm = INFINITY;
+    int it;
+    for (it = 0; it < NEWTON_MAX_ITERS; it++) {
+        memset(H, 0, (size_t)m * m * sizeof *H);
+        memset(g, 0, (size_t)m * sizeof *g);
+        /* Lower triangle of sum_i p_i (1 - p_i) x_i x_i^T with x_i = [e_i, 1];
+         * each thread accumulates a private copy, merged under a lock. */
+#pragma omp parallel
+        {
+            double *Hl = calloc((size_t)m * m, sizeof *Hl), *gl = calloc((size_t)m, sizeof *gl);
+            double x[m];
+            if (Hl && gl) {
+#pragma omp for schedule(static)
+                for (size_t i = 0; i < t->n; i++) {
+                    if (t->heldout[i]) continue;
+                    const float *e = t->emb + i * (size_t)d;
+                    for (int k = 0; k < d; k++) x[k] = e[k];
+                    x[d] = 1.0;
+                    double p = sigmoid(dot_row(e, theta, d) + theta[d]);
+                    double r = p - t->label[i], s = p * (1.0 - p);
+                    for (int a = 0; a < m; a++) {
+                        gl[a] += r * x[a];
+                        double sa = s * x[a];
+                        double *row = Hl + (size_t)a * m;
+                        for (int c = 0; c <= a; c++) row[c] += sa * x[c];
+                    }
+                }
+            }
+#pragma omp critical
+            {
+                if (!Hl || !gl) {
+                    H[0] = NAN; /* reported below */
+                } else {
+                    for (size_t k = 0; k < (size_t)m * m; k++) H[k] += Hl[k];
+                    for (int k = 0; k < m; k++) g[k] += gl[k];
+                }
+            }
+            free(Hl);
+            free(gl);
+        }
+        if (isnan(H[0])) {
+            st = rs_errf(err, RS_ERR_NOMEM, "out of memory for the Hessian");
+            goto out;
+        }
+        for (int k = 0; k < d; k++) {
+            g[k] += o->l2 * theta[k];
+            H[(size_t)k * m + k] += o->l2;
+        }
+        gnorm = 0;
+        for (int k = 0; k < m; k++) gnorm += g[k] * g[k];
+        gnorm = sqrt(gnorm);
+        if (gnorm < GRAD_TOL) break;
+        memcpy(step, g, (size_t)m * sizeof *step);
+        /* Without a penalty a separable set has no optimum and H goes
+         * singular; a tiny ridge keeps the step defined. */
+        if (cholesky_solve(H, step, m) != 0) {
+            for (int k = 0; k < m; k++) step[k] = g[k];
+        }
+        double t_step = 1.0, new_loss = loss;
+        for (int ls = 0; ls < 40; ls++, t_step *= 0.5) {
+            for (int k = 0; k < m; k++) trial[k] = theta[k] - t_step * step[k];
+            new_loss = train_loss(t, trial, o->l2);
+            if (new_loss <= loss) break;
+        }
+        if (!(new_loss <= loss)) break; /* no descent left: at the optimum to rounding */
+        memcpy(theta, trial, (size_t)m * sizeof *theta);
+        if (loss - new_loss == 0 && t_step < 1.0) break;
+        loss = new_loss;
+    }
+    *iters = it;
+    *gnorm_out = gnorm;
+out:
+    free(H);
+    free(g);
+    free(step);
+    free(trial);
+    return st;
+}
+
+/* ------------------------------------------------------------ the metrics */
+
+typedef struct scored {
+    double p;
+    int y;
+} scored;
+
+static int scored_cmp(const void *a, const void *b) {
+    double x = ((const scored *)a)->p, y = ((const scored *)b)->p;
+    return (x > y) - (x < y);
+}
+
+/* Rank-based AUC (Mann-Whitney U), ties given their average rank. NaN when a
+ * class is absent. Sorts s. */
+static double auc(scored *s, size_t n) {
+    qsort(s, n, sizeof *s, scored_cmp);
+    double rank_sum = 0;
+    size_t n_pos = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && s[j].p == s[i].p) j++;
+        double avg = 0.5 * (double)(i + 1 + j); /* ranks i+1 .. j */
+        for (size_t k = i; k < j; k++)
+            if (s[k].y) {
+                rank_sum += avg;
+                n_pos++;
+            }
+        i = j;
+    }
+    size_t n_neg = n - n_pos;
+    if (!n_pos || !n_neg) return NAN;
+    return (rank_sum - 0.5 * (double)n_pos * (double)(n_pos + 1)) / ((double)n_pos * (double)n_neg);
+}
+
+static metrics evaluate(scored *s, size_t n) {
+    metrics m = {NAN, NAN, NAN};
+    if (!n) return m;
+    double ll = 0, br = 0;
+    for (size_t i = 0; i < n; i++) {
+        double p = fmin(fmax(s[i].p, 1e-15), 1.0 - 1e-15);
+        ll -= s[i].y ? log(p) : log1p(-p);
+        br += (s[i].p - s[i].y) * (s[i].p - s[i].y);
+    }
+    m.logloss = ll / (double)n;
+    m.brier = br / (double)n;
+    m.auc = auc(s, n);
+    return m;
+}
+
+static int double_cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* numpy.quantile(x, q) with its default linear interpolation. Sorts x. */
+static double quantile(double *x, size_t n, double q) {
+    if (!n) return NAN;
+    qsort(x, n, sizeof *x, double_cmp);
+    double pos = q * (double)(n - 1);
+    size_t lo = (size_t)floor(pos);
+    if (lo >= n - 1) return x[n - 1];
+    double frac = pos - (double)lo;
+    return x[lo] + frac * (x[lo + 1] - x[lo]);
+}
+
+/* ------------------------------------------------------------- the output */
+
+/* Path of target relative to the directory base (both must exist). */
+static rs_status relative_path(const char *base, const char *target, char *out, size_t n, rs_err *err) {
+    char b[PATH_MAX], t[PATH_MAX];
+    if (!realpath(base, b)) return rs_errf(err, RS_ERR_IO, "%s: %s", base, strerror(errno));
+    if (!realpath(target, t)) return rs_errf(err, RS_ERR_IO, "%s: %s", target, strerror(errno));
+    /* Longest common prefix that ends at a component boundary. */
+    size_t common = 0;
+    for (size_t i = 0;; i++) {
+        char cb = b[i], ct = t[i];
+        if ((cb == '/' || cb == '\0') && (ct == '/' || ct == '\0')) common = i;
+        if (cb != ct || cb == '\0') break;
+    }
+    size_t used = 0;
+    out[0] = '\0';
+    for (const char *p = b + common; *p; p++) { /* one ".." per component of base left */
+        if (*p == '/' && p[1] && p[1] != '/') {
+            int w = snprintf(out + used, n - used, "%s..", used ? "/" : "");
+            if (w < 0 || (size_t)w >= n - used) return rs_errf(err, RS_ERR_TOO_LARGE, "path too long");
+            used += (size_t)w;
+        }
+    }
+    const char *rest = t + common;
+    while (*rest == '/') rest++;
+    int w = snprintf(out + used, n - used, "%s%s", used && *rest ? "/" : "", rest);
+    if (w < 0 || (size_t)w >= n - used) return rs_errf(err, RS_ERR_TOO_LARGE, "path too long");
+    if (!out[0]) snprintf(out, n, ".");
+    return RS_OK;
+}
+
+static rs_status mkdir_p(const char *dir, rs_err *err) {
+    char p[PATH_MAX];
+    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return rs_errf(err, RS_ERR_TOO_LARGE, "path too long");
+    for (char *s = p + 1;; s++) {
+        if (*s == '/' || *s == '\0') {
+            char c = *s;
+            *s = '\0';
+            if (mkdir(p, 0777) != 0 && errno != EEXIST)
+                return rs_errf(err, RS_ERR_IO, "cannot create %s: %s", p, strerror(errno));
+            *s = c;
+            if (!c) break;
+        }
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return rs_errf(err, RS_ERR_IO, "%s is not a directory", dir);
+    return RS_OK;
+}
+
+/* Writes text to path through a temp file + fsync + rename, so a reader
+ * sees the old file or the new one, never a torn one. */
+static rs_status write_atomic(const char *path, const char *text, rs_err *err) {
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
+        return rs_errf(err, RS_ERR_TOO_LARGE, "path too long");
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return rs_errf(err, RS_ERR_IO, "%s: %s", tmp, strerror(errno));
+    size_t n = strlen(text);
+    int ok = fwrite(text, 1, n, f) == n && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return rs_errf(err, RS_ERR_IO, "%s: write failed: %s", path, strerror(e));
+    }
+    return RS_OK;
+}
+
+static void json_num(cJSON *obj, const char *key, double v) {
+    if (isfinite(v)) cJSON_AddNumberToObject(obj, key, v);
+    else cJSON_AddNullToObject(obj, key);
+}
+
+static void print_table(FILE *f, const metrics *mh, const metrics *mb, size_t n_train, size_t n_held,
+                        double pos_train, double pos_held, double threshold, int iters, double gnorm) {
+    fprintf(f, "examples   train %zu (positive %.2f%%)   held-out %zu (positive %.2f%%)\n", n_train,
+            100.0 * pos_train, n_held, 100.0 * pos_held);
+    fprintf(f, "fit        %d Newton steps, |grad| %.3g   threshold %.6g\n", iters, gnorm, threshold);
+    if (!n_held) {
+        fprintf(f, "held-out   none (--holdout-every 0)\n");
+        return;
+    }
+    fprintf(f, "%-10s %12s %12s\n", "held-out", "mf head", "constant");
+    fprintf(f, "%-10s %12.5f %12.5f\n", "log-loss", mh->logloss, mb->logloss);
+    fprintf(f, "%-10s %12.5f %12.5f\n", "AUC", mh->auc, mb->auc);
+    fprintf(f, "%-10s %12.5f %12.5f\n", "Brier", mh->brier, mb->brier);
+}
+
+int rs_cli_train(int argc, char **argv) {
+    train_opts o;
+    int rc = parse_opts(argc, argv, &o);
+    if (rc >= 0) return rc;
+    rc = 2;
+
+    rs_err err = {{0}};
+    train_data t = {0};
+    rs_engine *eng = NULL;
+    double *theta = NULL, *train_scores = NULL;
+    scored *held = NULL, *base = NULL;
+    float *wf = NULL;
+    cJSON *man = NULL, *report = NULL;
+    char *text = NULL;
+    uint64_t n_skipped = 0;
+
+    /* Output dir first: a typo there should not cost an embedding run. */
+    if (mkdir_p(o.out, &err) != RS_OK) {
+        fprintf(stderr, "routescore train: --out %s\n", err.msg);
+        goto done;
+    }
+    if (read_input(&o, &t, &n_skipped, &err) != RS_OK) {
+        fprintf(stderr, "routescore train: --in %s\n", err.msg);
+        goto done;
+    }
+    rs_engine_opts eo;
+    rs_engine_opts_default(&eo);
+    eo.n_threads = (int)o.threads;
+    if (rs_engine_open(o.encoder, &eo, &eng, &err) != RS_OK) {
+        fprintf(stderr, "routescore train: --encoder %s: %s\n", o.encoder, err.msg);
+        goto done;
+    }
+    double t0 = rs_cli_now();
+    if (embed_all(&o, eng, &t, &n_skipped, &err) != RS_OK) {
+        fprintf(stderr, "routescore train: embedding failed: %s\n", err.msg);
+        goto done;
+    }
+    double t_embed = rs_cli_now() - t0;
+    if (n_skipped && !o.quiet)
+        fprintf(stderr, "routescore train: %llu records skipped in all\n", (unsigned long long)n_skipped);
+
+    size_t n_train = 0, n_held = 0, pos_train = 0, pos_held = 0;
+    for (size_t i = 0; i < t.n; i++) {
+        if (t.heldout[i]) {
+            n_held++;
+            pos_held += (size_t)t.label[i];
+        } else {
+            n_train++;
+            pos_train += (size_t)t.label[i];
+        }
+    }
+    if (n_train == 0 || pos_train == 0 || pos_train == n_train) {
+        fprintf(stderr, "routescore train: the training part needs both labels (%zu examples, %zu positive)\n",
+                n_train, pos_train);
+        goto done;
+    }
+    const int d = t.d;
+    double rate = (double)pos_train / (double)n_train;
+    theta = calloc((size_t)d + 1, sizeof *theta);
+    train_scores = malloc(n_train * sizeof *train_scores);
+    held = malloc((n_held + 1) * sizeof *held);
+    base = malloc((n_held + 1) * sizeof *base);
+    wf = malloc(((size_t)d + 1) * sizeof *wf);
+    if (!theta || !train_scores || !held || !base || !wf) {
+        fprintf(stderr, "routescore train: out of memory\n");
+        goto done;
+    }
+    theta[d] = log(rate / (1.0 - rate)); /* the constant model: a good start */
+    int iters = 0;
+    double gnorm = NAN;
+    t0 = rs_cli_now();
+    if (fit(&o, &t, theta, &iters, &gnorm, &err) != RS_OK) {
+        fprintf(stderr, "routescore train: %s\n", err.msg);
+        goto done;
+    }
+    double t_fit = rs_cli_now() - t0;
+    if (!(gnorm < GRAD_TOL) && !o.quiet)
+        fprintf(stderr, "routescore train: note: stopped at |grad| = %.3g after %d steps (target %g)\n", gnorm, iters,
+                GRAD_TOL);
+
+    /* The head is stored as F32: score with the rounded weights, as the
+     * engine will. */
+    for (int k = 0; k <= d; k++) {
+        wf[k] = (float)theta[k];
+        theta[k] = wf[k];
+    }
+    size_t it = 0, ih = 0;
+    for (size_t i = 0; i < t.n; i++) {
+        double p = sigmoid(dot_row(t.emb + i * (size_t)d, theta, d) + theta[d]);
+        if (t.heldout[i]) {
+            held[ih] = (scored){p, t.label[i]};
+            base[ih++] = (scored){rate, t.label[i]};
+        } else {
+            train_scores[it++] = p;
+        }
+    }
+    metrics mh = evaluate(held, n_held), mb = evaluate(base, n_held);
+    double threshold = quantile(train_scores, n_train, 1.0 - o.share);
+
+    /* head.safetensors, then the manifest that names it. */
+    char path[PATH_MAX], enc_rel[PATH_MAX];
+    if (relative_path(o.out, o.encoder, enc_rel, sizeof enc_rel, &err) != RS_OK) {
+        fprintf(stderr, "routescore train: %s\n", err.msg);
+        goto done;
+    }
+    snprintf(path, sizeof path, "%s/head.safetensors", o.out);
+    rs_st_out_tensor tensors[2] = {
+        {.name = "mf.weight", .n_dims = 1, .shape = {d}, .data = wf},
+        {.name = "mf.bias", .n_dims = 1, .shape = {1}, .data = wf + d},
+    };
+    if (rs_st_write_f32(path, tensors, 2, &err) != RS_OK) {
+        fprintf(stderr, "routescore train: %s\n", err.msg);
+        goto done;
+    }
+    const char *name = o.name;
+    char dir_name[PATH_MAX];
+    if (!name) {
+        char real[PATH_MAX];
+        const char *r = realpath(o.out, real) ? real : o.out;
+        const char *slash = strrchr(r, '/');
+        snprintf(dir_name, sizeof dir_name, "%s", slash && slash[1] ? slash + 1 : r);
+        name = dir_name;
+    }
+    const char *src = strrchr(o.in, '/') ? strrchr(o.in, '/') + 1 : o.in;
+    man = cJSON_CreateObject();
+    cJSON_AddStringToObject(man, "name", name);
+    cJSON_AddStringToObject(man, "kind", "mf");
+    cJSON_AddStringToObject(man, "encoder", enc_rel);
+    cJSON_AddStringToObject(man, "head", "head.safetensors");
+    cJSON_AddStringToObject(man, "pooling", "mean");
+    cJSON_AddTrueToObject(man, "normalize");
+    json_num(man, "threshold", (double)(float)threshold);
+    cJSON_AddStringToObject(man, "strong_model", "gpt-4-1106-preview");
+    cJSON_AddStringToObject(man, "weak_model", "mixtral-8x7b-instruct-v0.1");
+    cJSON *tr = cJSON_AddObjectToObject(man, "trained");
+    cJSON_AddNumberToObject(tr, "examples", (double)n_train);
+    cJSON_AddNumberToObject(tr, "heldout", (double)n_held);
+    cJSON_AddNumberToObject(tr, "l2", o.l2);
+    json_num(tr, "heldout_logloss", mh.logloss);
+    json_num(tr, "heldout_auc", mh.auc);
+    json_num(tr, "heldout_brier", mh.brier);
+    cJSON_AddStringToObject(tr, "source", src);
+    text = cJSON_Print(man);
+    snprintf(path, sizeof path, "%s/routescore.json", o.out);
+    size_t tl = text ? strlen(text) : 0;
+    char *with_nl = text ? realloc(text, tl + 2) : NULL;
+    if (with_nl) {
+        text = with_nl;
+        memcpy(text + tl, "\n", 2);
+    }
+    if (!text || write_atomic(path, text, &err) != RS_OK) {
+        fprintf(stderr, "routescore train: %s\n", text ? err.msg : "out of memory");
+        goto done;
+    }
+
+    print_table(o.json ? stderr : stdout, &mh, &mb, n_train, n_held, rate,
+                n_held ? (double)pos_held / (double)n_held : NAN, threshold, iters, gnorm);
+    if (!o.quiet)
+        fprintf(stderr, "routescore train: embedded %zu prompts in %.1fs, fit in %.1fs -> %s\n", t.n, t_embed, t_fit,
+                o.out);
+    if (o.json) {
+        report = cJSON_CreateObject();
+        cJSON_AddStringToObject(report, "router", o.out);
+        cJSON_AddNumberToObject(report, "train", (double)n_train);
+        cJSON_AddNumberToObject(report, "heldout", (double)n_held);
+        json_num(report, "train_positive_rate", rate);
+        json_num(report, "heldout_positive_rate", n_held ? (double)pos_held / (double)n_held : NAN);
+        cJSON_AddNumberToObject(report, "skipped", (double)n_skipped);
+        cJSON_AddNumberToObject(report, "l2", o.l2);
+        cJSON_AddNumberToObject(report, "newton_steps", iters);
+        json_num(report, "grad_norm", gnorm);
+        json_num(report, "threshold", (double)(float)threshold);
+        json_num(report, "logloss", mh.logloss);
+        json_num(report, "auc", mh.auc);
+        json_num(report, "brier", mh.brier);
+        json_num(report, "baseline_logloss", mb.logloss);
+        json_num(report, "baseline_auc", mb.auc);
+        json_num(report, "baseline_brier", mb.brier);
+        char *line = cJSON_PrintUnformatted(report);
+        if (line) printf("%s\n", line);
+        cJSON_free(line);
+    }
+    rc = fflush(stdout) == 0 ? 0 : 2;
+
+done:
+    cJSON_Delete(man);
+    cJSON_Delete(report);
+    free(text);
+    free(theta);
+    free(train_scores);
+    free(held);
+    free(base);
+    free(wf);
+    rs_engine_close(eng);
+    data_free(&t);
+    return rc;
+}
