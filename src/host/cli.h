@@ -11,5 +11,6 @@ int rs_cli_embed(int argc, char **argv);
 int rs_cli_train(int argc, char **argv);
 int rs_cli_tokenize(int argc, char **argv);
 int rs_cli_bench(int argc, char **argv);
+int rs_cli_serve(int argc, char **argv); /* src/server/cli_serve.c */
 
 #endif

@@ -17,6 +17,7 @@ static const subcommand SUBCOMMANDS[] = {
     {"train", rs_cli_train, "fit an mf head on labelled prompts"},
     {"tokenize", rs_cli_tokenize, "print token ids of texts"},
     {"bench", rs_cli_bench, "measure the engine's throughput on a prompt file"},
+    {"serve", rs_cli_serve, "gRPC scoring service with dynamic batching, health and metrics"},
 };
 
 static void usage(FILE *f) {

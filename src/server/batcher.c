@@ -1,0 +1,378 @@
+/* batcher.c — see batcher.h (DESIGN). */
+#include "batcher.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli_common.h"
+
+typedef enum slot_state { SLOT_FREE, SLOT_FILLING, SLOT_READY, SLOT_COMPUTING } slot_state;
+
+/* One batch being prepared or computed. */
+typedef struct slot {
+    slot_state state;
+    uint64_t seq;      /* order of closing: the worker takes the oldest */
+    size_t n, n_tok;   /* prompts, tokens packed */
+    double t_oldest;   /* admission time of the oldest prompt in it */
+    int32_t *ids;      /* (max_batch_tokens) packed back to back */
+    size_t *offsets;   /* (max_batch_size + 1) */
+    rs_item **items;   /* (max_batch_size) */
+    rs_score *out;     /* (max_batch_size) */
+    float *wp;         /* (max_batch_size) win probabilities, for the online window */
+} slot;
+
+struct rs_batcher {
+    rs_engine *engine;
+    rs_batcher_opts o;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_former; /* queue grew, a slot freed, stop */
+    pthread_cond_t cv_worker; /* a slot is ready, the former ended */
+    rs_item *head, *tail;     /* FIFO of admitted prompts not yet in a slot */
+    long admitted_tokens;     /* admitted and not yet finished (queue + slots) */
+    uint64_t next_seq;
+    int stopping, former_done, worker_busy, fatal;
+    char fatal_msg[256];
+    slot slots[2];
+    pthread_t former, worker;
+    _Atomic uint64_t batches;
+};
+
+typedef enum fate { FATE_SCORED, FATE_CANCELLED, FATE_EXPIRED, FATE_FAILED } fate;
+
+static int item_dead(const rs_item *it, double now) {
+    return atomic_load(&it->work->cancelled) || now >= it->work->deadline;
+}
+
+/* The last step of every prompt: record its fate, and finish its work when it
+ * was the last one. Called without the batcher lock. */
+static void finish_item(rs_batcher *b, rs_item *it, fate f, rs_status st, const char *msg) {
+    rs_work *w = it->work;
+    if (b->o.metrics) rs_metrics_queue(b->o.metrics, b->o.router_index, -1, -(int64_t)it->n_ids);
+    if (f != FATE_SCORED) {
+        rs_score *s = &w->scores[it->index];
+        memset(s, 0, sizeof *s);
+        s->status = f == FATE_FAILED ? st : RS_ERR_INVALID_ARG;
+        snprintf(s->error, sizeof s->error, "%s",
+                 f == FATE_CANCELLED ? "cancelled" : f == FATE_EXPIRED ? "deadline exceeded" : msg);
+        if (f == FATE_CANCELLED) atomic_fetch_add(&w->n_cancelled, 1);
+        if (f == FATE_EXPIRED) atomic_fetch_add(&w->n_expired, 1);
+        if (f == FATE_FAILED) {
+            /* Only the worker fails prompts, so these two fields have one writer. */
+            if (!atomic_fetch_add(&w->n_failed, 1)) {
+                w->fail_status = st;
+                snprintf(w->fail_msg, sizeof w->fail_msg, "%.250s", msg);
+            }
+        }
+        if (b->o.metrics && f != FATE_FAILED)
+            rs_metrics_drop(b->o.metrics, b->o.router_index, f == FATE_CANCELLED ? RS_DROP_CANCELLED : RS_DROP_EXPIRED, 1);
+    }
+    if (atomic_fetch_sub(&w->pending, 1) == 1) w->done(w);
+}
+
+static void finish_dead(rs_batcher *b, rs_item *dead) {
+    while (dead) {
+        rs_item *next = dead->next;
+        finish_item(b, dead, atomic_load(&dead->work->cancelled) ? FATE_CANCELLED : FATE_EXPIRED, RS_OK, NULL);
+        dead = next;
+    }
+}
+
+static slot *find_slot(rs_batcher *b, slot_state st) {
+    slot *best = NULL;
+    for (int i = 0; i < 2; i++)
+        if (b->slots[i].state == st && (!best || b->slots[i].seq < best->seq)) best = &b->slots[i];
+    return best;
+}
+
+static void abs_deadline(struct timespec *ts, double wait_s) {
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    double s = (double)ts->tv_sec + (double)ts->tv_nsec * 1e-9 + (wait_s > 0 ? wait_s : 0);
+    ts->tv_sec = (time_t)s;
+    ts->tv_nsec = (long)((s - (double)ts->tv_sec) * 1e9);
+}
+
+static void *former_main(void *arg) {
+    rs_batcher *b = arg;
+    const double delay = (double)b->o.max_queue_delay_us * 1e-6;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        slot *s = find_slot(b, SLOT_FILLING);
+        if (!s) s = find_slot(b, SLOT_FREE);
+        if (!s || (s->state == SLOT_FREE && !b->head)) {
+            if (b->stopping && !b->head) break;
+            pthread_cond_wait(&b->cv_former, &b->mu);
+            continue;
+        }
+        if (s->state == SLOT_FREE) {
+            s->state = SLOT_FILLING;
+            s->n = s->n_tok = 0;
+            s->offsets[0] = 0;
+        }
+        /* Pack from the head of the queue; dead prompts leave it here. */
+        rs_item *dead = NULL;
+        const double now = rs_cli_now();
+        while (b->head) {
+            rs_item *it = b->head;
+            int dead_now = item_dead(it, now);
+            if (!dead_now && (s->n == (size_t)b->o.max_batch_size || s->n_tok + it->n_ids > (size_t)b->o.max_batch_tokens))
+                break;
+            b->head = it->next;
+            if (!b->head) b->tail = NULL;
+            if (dead_now) {
+                b->admitted_tokens -= it->n_ids;
+                it->next = dead;
+                dead = it;
+                continue;
+            }
+            if (s->n == 0) s->t_oldest = it->work->t_enqueue;
+            memcpy(s->ids + s->n_tok, it->ids, it->n_ids * sizeof(int32_t));
+            s->items[s->n++] = it;
+            s->n_tok += it->n_ids;
+            s->offsets[s->n] = s->n_tok;
+        }
+        const int full = s->n == (size_t)b->o.max_batch_size ||
+                         (b->head && s->n_tok + b->head->n_ids > (size_t)b->o.max_batch_tokens);
+        const int engine_idle = !b->worker_busy && !find_slot(b, SLOT_READY);
+        int closed = 0;
+        if (s->n > 0 && (full || b->stopping || (engine_idle && now >= s->t_oldest + delay))) {
+            s->state = SLOT_READY;
+            s->seq = b->next_seq++;
+            pthread_cond_signal(&b->cv_worker);
+            closed = 1;
+        } else if (s->n == 0) {
+            s->state = SLOT_FREE;
+        }
+        if (dead) {
+            pthread_mutex_unlock(&b->mu);
+            finish_dead(b, dead);
+            pthread_mutex_lock(&b->mu);
+            continue;
+        }
+        if (closed) continue;
+        if (s->n > 0 && engine_idle) {
+            struct timespec ts;
+            abs_deadline(&ts, s->t_oldest + delay - now);
+            pthread_cond_timedwait(&b->cv_former, &b->mu, &ts);
+        } else {
+            pthread_cond_wait(&b->cv_former, &b->mu);
+        }
+    }
+    b->former_done = 1;
+    pthread_cond_broadcast(&b->cv_worker);
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
+/* Computes one closed batch (worker thread, no lock held). */
+static void run_batch(rs_batcher *b, slot *s) {
+    const double now = rs_cli_now();
+    rs_item *dead = NULL;
+    /* Drop prompts that died since packing; slide the rest left. */
+    size_t k = 0, tok = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        rs_item *it = s->items[i];
+        if (item_dead(it, now)) {
+            it->next = dead;
+            dead = it;
+            continue;
+        }
+        size_t len = s->offsets[i + 1] - s->offsets[i];
+        if (tok != s->offsets[i]) memmove(s->ids + tok, s->ids + s->offsets[i], len * sizeof(int32_t));
+        s->items[k] = it;
+        s->offsets[k] = tok;
+        tok += len;
+        k++;
+    }
+    s->offsets[k] = tok;
+    rs_status st = RS_OK;
+    rs_err err = {{0}};
+    if (b->fatal) {
+        st = rs_errf(&err, RS_ERR_BACKEND, "engine unusable after an earlier failure: %s", b->fatal_msg);
+    } else if (k > 0) {
+        const double t0 = rs_cli_now();
+        st = rs_engine_score_tokens(b->engine, s->ids, s->offsets, k, NAN, s->out, &err);
+        const double t1 = rs_cli_now();
+        atomic_fetch_add(&b->batches, 1);
+        if (st == RS_OK) {
+            for (size_t i = 0; i < k; i++) {
+                rs_work *w = s->items[i]->work;
+                w->scores[s->items[i]->index] = s->out[i];
+                if (w->t_first_start == 0) w->t_first_start = t0;
+                w->t_last_end = t1;
+                s->wp[i] = s->out[i].win_prob;
+            }
+            if (b->o.online) rs_online_observe(b->o.online, s->wp, k);
+            if (b->o.metrics) {
+                rs_metrics *m = b->o.metrics;
+                const int r = b->o.router_index;
+                rs_metrics_observe(m, r, RS_H_BATCH_SIZE, (double)k);
+                rs_metrics_observe(m, r, RS_H_BATCH_TOKENS, (double)tok);
+                rs_metrics_observe(m, r, RS_H_INFERENCE, t1 - t0);
+                rs_metrics_prompts(m, r, k, tok);
+                for (size_t i = 0; i < k; i++) rs_metrics_observe(m, r, RS_H_QUEUE_WAIT, t0 - s->items[i]->work->t_enqueue);
+            }
+        } else if (st == RS_ERR_BACKEND) {
+            pthread_mutex_lock(&b->mu);
+            b->fatal = 1;
+            snprintf(b->fatal_msg, sizeof b->fatal_msg, "%.250s", err.msg);
+            pthread_mutex_unlock(&b->mu);
+            if (b->o.on_fatal) b->o.on_fatal(b->o.fatal_arg, err.msg);
+        }
+    }
+    for (size_t i = 0; i < k; i++)
+        finish_item(b, s->items[i], st == RS_OK ? FATE_SCORED : FATE_FAILED, st, err.msg);
+    finish_dead(b, dead);
+}
+
+static void *worker_main(void *arg) {
+    rs_batcher *b = arg;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        slot *s = find_slot(b, SLOT_READY);
+        if (!s) {
+            if (b->former_done) break;
+            pthread_cond_wait(&b->cv_worker, &b->mu);
+            continue;
+        }
+        s->state = SLOT_COMPUTING;
+        b->worker_busy = 1;
+        pthread_mutex_unlock(&b->mu);
+        run_batch(b, s);
+        pthread_mutex_lock(&b->mu);
+        b->admitted_tokens -= (long)s->n_tok;
+        s->state = SLOT_FREE;
+        s->n = s->n_tok = 0;
+        b->worker_busy = 0;
+        pthread_cond_signal(&b->cv_former);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
+static void free_slots(rs_batcher *b) {
+    for (int i = 0; i < 2; i++) {
+        slot *s = &b->slots[i];
+        free(s->ids);
+        free(s->offsets);
+        free(s->items);
+        free(s->out);
+        free(s->wp);
+    }
+}
+
+rs_status rs_batcher_start(rs_engine *e, const rs_batcher_opts *o, rs_batcher **out, rs_err *err) {
+    *out = NULL;
+    if (o->max_batch_tokens < 1 || o->max_batch_size < 1 || o->max_queue_delay_us < 0 ||
+        o->max_queue_tokens < o->max_batch_tokens)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "batcher: bad limits");
+    rs_batcher *b = calloc(1, sizeof *b);
+    if (!b) return rs_errf(err, RS_ERR_NOMEM, "no memory");
+    b->engine = e;
+    b->o = *o;
+    for (int i = 0; i < 2; i++) {
+        slot *s = &b->slots[i];
+        s->ids = malloc((size_t)o->max_batch_tokens * sizeof *s->ids);
+        s->offsets = malloc(((size_t)o->max_batch_size + 1) * sizeof *s->offsets);
+        s->items = malloc((size_t)o->max_batch_size * sizeof *s->items);
+        s->out = malloc((size_t)o->max_batch_size * sizeof *s->out);
+        s->wp = malloc((size_t)o->max_batch_size * sizeof *s->wp);
+        if (!s->ids || !s->offsets || !s->items || !s->out || !s->wp) {
+            free_slots(b);
+            free(b);
+            return rs_errf(err, RS_ERR_NOMEM, "no memory for batch slots");
+        }
+    }
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&b->cv_former, &ca);
+    pthread_cond_init(&b->cv_worker, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&b->worker, NULL, worker_main, b) != 0) {
+        free_slots(b);
+        free(b);
+        return rs_errf(err, RS_ERR_INTERNAL, "batcher: cannot start the engine worker thread");
+    }
+    if (pthread_create(&b->former, NULL, former_main, b) != 0) {
+        pthread_mutex_lock(&b->mu);
+        b->former_done = 1;
+        pthread_cond_broadcast(&b->cv_worker);
+        pthread_mutex_unlock(&b->mu);
+        pthread_join(b->worker, NULL);
+        free_slots(b);
+        free(b);
+        return rs_errf(err, RS_ERR_INTERNAL, "batcher: cannot start the former thread");
+    }
+    *out = b;
+    return RS_OK;
+}
+
+rs_admit rs_batcher_submit(rs_batcher *b, rs_work *w) {
+    long tokens = 0;
+    for (size_t i = 0; i < w->n; i++) {
+        w->items[i].work = w;
+        w->items[i].next = i + 1 < w->n ? &w->items[i + 1] : NULL;
+        tokens += w->items[i].n_ids;
+    }
+    if (tokens > b->o.max_queue_tokens) return RS_ADMIT_TOO_BIG;
+    atomic_store(&w->pending, w->n);
+    atomic_store(&w->n_cancelled, 0);
+    atomic_store(&w->n_expired, 0);
+    atomic_store(&w->n_failed, 0);
+    w->t_first_start = w->t_last_end = 0;
+    pthread_mutex_lock(&b->mu);
+    if (b->stopping) {
+        pthread_mutex_unlock(&b->mu);
+        return RS_ADMIT_STOPPED;
+    }
+    if (b->admitted_tokens + tokens > b->o.max_queue_tokens) {
+        pthread_mutex_unlock(&b->mu);
+        if (b->o.metrics) rs_metrics_refused(b->o.metrics, b->o.router_index);
+        return RS_ADMIT_FULL;
+    }
+    if (w->n == 0) { /* nothing to do: finish at once, outside the lock */
+        pthread_mutex_unlock(&b->mu);
+        w->done(w);
+        return RS_ADMIT_OK;
+    }
+    b->admitted_tokens += tokens;
+    w->t_enqueue = rs_cli_now();
+    if (b->tail)
+        b->tail->next = &w->items[0];
+    else
+        b->head = &w->items[0];
+    b->tail = &w->items[w->n - 1];
+    if (b->o.metrics) rs_metrics_queue(b->o.metrics, b->o.router_index, (int64_t)w->n, tokens);
+    pthread_cond_signal(&b->cv_former);
+    pthread_mutex_unlock(&b->mu);
+    return RS_ADMIT_OK;
+}
+
+void rs_batcher_stop(rs_batcher *b) {
+    if (!b) return;
+    pthread_mutex_lock(&b->mu);
+    int was = b->stopping;
+    b->stopping = 1;
+    pthread_cond_broadcast(&b->cv_former);
+    pthread_mutex_unlock(&b->mu);
+    if (was) return;
+    pthread_join(b->former, NULL);
+    pthread_join(b->worker, NULL);
+}
+
+void rs_batcher_free(rs_batcher *b) {
+    if (!b) return;
+    rs_batcher_stop(b);
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv_former);
+    pthread_cond_destroy(&b->cv_worker);
+    free_slots(b);
+    free(b);
+}
+
+uint64_t rs_batcher_batches(rs_batcher *b) { return atomic_load(&b->batches); }

@@ -1,0 +1,116 @@
+/* batcher.h — dynamic batching of tokenized prompts in front of one engine.
+ *
+ * DESIGN
+ *   Threads. Request threads (the gRPC completion-queue threads) tokenize a
+ *   request's prompts themselves (rs_engine_tokenize is thread-safe) and
+ *   submit them as one rs_work. Each batcher owns two threads of its own:
+ *     - the former, which moves prompts from the FIFO queue into the free
+ *       batch slot (packing ids back to back) and decides when that batch is
+ *       closed;
+ *     - the engine worker, the only thread that ever calls the engine: it
+ *       takes a closed batch, runs rs_engine_score_tokens, hands each prompt
+ *       its score and finishes the requests whose last prompt that was.
+ *   Two slots, so one batch computes while the next is being prepared.
+ *
+ *   Closing rule. A batch is closed when it is full (max_batch_size prompts,
+ *   or the next prompt would pass max_batch_tokens), or when the engine is
+ *   idle and its oldest prompt has waited max_queue_delay_us. While the
+ *   engine is busy the prepared batch keeps filling, so under load batches
+ *   grow to their limits without any timer (TEI's token budget) and at low
+ *   load a lone prompt waits at most max_queue_delay_us (Triton's rule).
+ *   The queue is one FIFO over all callers: prompts of one request are
+ *   contiguous and may span batches, and nobody is overtaken, so nobody
+ *   starves.
+ *
+ *   Admission. A request is admitted whole or not at all: when the tokens
+ *   admitted and not yet finished would pass max_queue_tokens it is refused
+ *   at once (RS_ADMIT_FULL -> RESOURCE_EXHAUSTED), never queued.
+ *
+ *   Dropping. A work whose `cancelled` flag is set, or whose deadline has
+ *   passed, loses its prompts that have not started computing: the former
+ *   skips them when packing and the worker removes them from a closed batch
+ *   just before the forward. They are never computed.
+ *
+ *   Completion. work->done(work) runs exactly once, on the former or worker
+ *   thread, when every prompt of the work is scored or dropped. It must be
+ *   quick and must not call back into the batcher (the server posts a
+ *   completion-queue event from it).
+ *
+ * Ownership: the batcher borrows the engine (the caller closes it after
+ * rs_batcher_free), the metrics and the online window; a submitted work and
+ * its arrays belong to the submitter but must stay alive until done() runs. */
+#ifndef RS_BATCHER_H
+#define RS_BATCHER_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+#include "metrics.h"
+#include "quantile.h"
+#include "status.h"
+
+typedef struct rs_work rs_work;
+
+/* One prompt in the queue. */
+typedef struct rs_item {
+    struct rs_item *next; /* FIFO link, owned by the batcher while queued */
+    rs_work *work;
+    const int32_t *ids;   /* (n_ids) token ids, specials included */
+    uint32_t n_ids;
+    uint32_t index;       /* the prompt's position in its request */
+} rs_item;
+
+struct rs_work {
+    /* Set by the submitter before rs_batcher_submit; read-only afterwards. */
+    size_t n;
+    rs_item *items;           /* (n) items[i].ids / n_ids / index filled in */
+    rs_score *scores;         /* (n) written by the engine worker */
+    double deadline;          /* rs_cli_now() seconds; INFINITY for none */
+    void (*done)(rs_work *w); /* see DESIGN */
+    void *owner;              /* for done() */
+    /* Set by anyone at any time: prompts not yet computed are dropped. */
+    _Atomic int cancelled;
+    /* Written by the batcher threads, read by done() and after it. */
+    _Atomic size_t pending;   /* prompts neither scored nor dropped */
+    _Atomic size_t n_cancelled, n_expired, n_failed;
+    double t_enqueue;         /* admission */
+    double t_first_start;     /* start of the first forward holding one of its prompts (0: none) */
+    double t_last_end;        /* end of the last one */
+    rs_status fail_status;    /* n_failed > 0: the engine's error */
+    char fail_msg[256];
+};
+
+typedef struct rs_batcher_opts {
+    int max_batch_tokens;
+    int max_batch_size;
+    long max_queue_delay_us;
+    long max_queue_tokens;
+    int router_index;         /* for metrics */
+    rs_metrics *metrics;      /* may be NULL */
+    rs_online *online;        /* every score is observed into it; may be NULL */
+    /* A backend error (RS_ERR_BACKEND) leaves the engine unusable: called once
+     * from the worker, which then fails every later batch without computing. */
+    void (*on_fatal)(void *arg, const char *msg);
+    void *fatal_arg;
+} rs_batcher_opts;
+
+typedef struct rs_batcher rs_batcher;
+
+typedef enum rs_admit {
+    RS_ADMIT_OK,
+    RS_ADMIT_FULL,      /* the queue is full now: try later */
+    RS_ADMIT_TOO_BIG,   /* the request alone exceeds max_queue_tokens */
+    RS_ADMIT_STOPPED,   /* rs_batcher_stop was called */
+} rs_admit;
+
+rs_status rs_batcher_start(rs_engine *e, const rs_batcher_opts *o, rs_batcher **out, rs_err *err);
+rs_admit rs_batcher_submit(rs_batcher *b, rs_work *w);
+/* Stops admitting, lets everything admitted finish, joins both threads. */
+void rs_batcher_stop(rs_batcher *b);
+void rs_batcher_free(rs_batcher *b);
+/* Forwards run so far (for tests and logs). */
+uint64_t rs_batcher_batches(rs_batcher *b);
+
+#endif

@@ -1,0 +1,344 @@
+/* metrics.c — see metrics.h. */
+#include "metrics.h"
+
+#include <arpa/inet.h>
+#include <math.h>
+#include <stdarg.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "srv_config.h"
+
+#define N_CODES 17 /* grpc_status_code 0..16 */
+
+const char *const RS_METHOD_NAMES[RS_METHOD_COUNT] = {
+    "Score", "ScoreStream", "ListRouters", "Health.Check", "Health.Watch", "ServerReflectionInfo", "unknown"};
+
+static const char *const CODE_NAMES[N_CODES] = {
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+    "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+
+/* Bucket upper bounds, per histogram. Sums are kept in integer micro-units
+ * (seconds) or units (sizes) so that recording is one atomic add. */
+#define MAX_BUCKETS 16
+static const struct {
+    const char *name, *help;
+    int nb;
+    double bounds[MAX_BUCKETS];
+    double scale; /* value * scale is what the sum accumulates */
+} HISTS[RS_H_COUNT] = {
+    {"routescore_batch_size", "Prompts per forward pass.", 10, {1, 2, 4, 8, 16, 32, 64, 128, 256, 512}, 1},
+    {"routescore_batch_tokens", "Tokens per forward pass.", 11,
+     {64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536}, 1},
+    {"routescore_queue_wait_seconds", "Per prompt: admission to the start of its forward pass.", 14,
+     {.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}, 1e6},
+    {"routescore_tokenize_seconds", "Tokenizing one request's prompts.", 12,
+     {.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05}, 1e6},
+    {"routescore_inference_seconds", "One forward pass (engine time).", 14,
+     {.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}, 1e6},
+    {"routescore_request_duration_seconds", "Score requests, receipt to response, server side.", 14,
+     {.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}, 1e6},
+};
+
+typedef struct hist {
+    _Atomic uint64_t counts[MAX_BUCKETS + 1]; /* last: +Inf */
+    _Atomic uint64_t sum;
+} hist;
+
+typedef struct router_m {
+    char name[128];
+    _Atomic uint64_t requests[RS_METHOD_COUNT][N_CODES];
+    _Atomic uint64_t prompts, tokens, strong, weak, refused;
+    _Atomic uint64_t dropped[RS_DROP_COUNT];
+    _Atomic int64_t q_prompts, q_tokens;
+    _Atomic uint32_t threshold_bits;
+    hist h[RS_H_COUNT];
+} router_m;
+
+struct rs_metrics {
+    int n;           /* routers; r[n] is "unknown" */
+    router_m *r;
+    _Atomic int ready;
+    struct MHD_Daemon *http;
+};
+
+rs_status rs_metrics_init(int n, const char *const *names, rs_metrics **out, rs_err *err) {
+    rs_metrics *m = calloc(1, sizeof *m);
+    if (!m || !(m->r = calloc((size_t)n + 1, sizeof *m->r))) {
+        free(m);
+        return rs_errf(err, RS_ERR_NOMEM, "no memory for metrics");
+    }
+    m->n = n;
+    for (int i = 0; i < n; i++) snprintf(m->r[i].name, sizeof m->r[i].name, "%s", names[i]);
+    snprintf(m->r[n].name, sizeof m->r[n].name, "%s", "");
+    *out = m;
+    return RS_OK;
+}
+
+void rs_metrics_free(rs_metrics *m) {
+    if (!m) return;
+    rs_metrics_http_stop(m);
+    free(m->r);
+    free(m);
+}
+
+static router_m *R(rs_metrics *m, int router) { return &m->r[router >= 0 && router < m->n ? router : m->n]; }
+
+void rs_metrics_request(rs_metrics *m, int router, rs_method method, int code) {
+    if (code < 0 || code >= N_CODES) code = 2;
+    atomic_fetch_add(&R(m, router)->requests[method][code], 1);
+}
+
+void rs_metrics_prompts(rs_metrics *m, int router, uint64_t prompts, uint64_t tokens) {
+    atomic_fetch_add(&R(m, router)->prompts, prompts);
+    atomic_fetch_add(&R(m, router)->tokens, tokens);
+}
+
+void rs_metrics_decision(rs_metrics *m, int router, int strong) {
+    atomic_fetch_add(strong ? &R(m, router)->strong : &R(m, router)->weak, 1);
+}
+
+void rs_metrics_observe(rs_metrics *m, int router, rs_hist_kind k, double v) {
+    hist *h = &R(m, router)->h[k];
+    int b = 0;
+    while (b < HISTS[k].nb && v > HISTS[k].bounds[b]) b++;
+    atomic_fetch_add(&h->counts[b], 1);
+    double s = v * HISTS[k].scale;
+    atomic_fetch_add(&h->sum, s > 0 ? (uint64_t)llround(s) : 0);
+}
+
+void rs_metrics_drop(rs_metrics *m, int router, rs_drop_reason r, uint64_t prompts) {
+    atomic_fetch_add(&R(m, router)->dropped[r], prompts);
+}
+
+void rs_metrics_refused(rs_metrics *m, int router) { atomic_fetch_add(&R(m, router)->refused, 1); }
+
+void rs_metrics_queue(rs_metrics *m, int router, int64_t dp, int64_t dt) {
+    atomic_fetch_add(&R(m, router)->q_prompts, dp);
+    atomic_fetch_add(&R(m, router)->q_tokens, dt);
+}
+
+void rs_metrics_threshold(rs_metrics *m, int router, float t) {
+    uint32_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    atomic_store(&R(m, router)->threshold_bits, bits);
+}
+
+void rs_metrics_ready(rs_metrics *m, int ready) { atomic_store(&m->ready, ready); }
+
+/* ---- rendering ---- */
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+__attribute__((format(printf, 2, 3))) static void sb_printf(sbuf *b, const char *fmt, ...) {
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (k < 0) {
+            b->oom = 1;
+            return;
+        }
+        if ((size_t)k < b->cap - b->len) {
+            b->len += (size_t)k;
+            return;
+        }
+        size_t nc = (b->cap + (size_t)k + 1) * 2;
+        char *np = realloc(b->p, nc);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = nc;
+    }
+}
+
+/* Router names come from manifests or config: escape for a label value. */
+static const char *label_esc(const char *s, char *buf, size_t n) {
+    size_t o = 0;
+    for (; *s && o + 3 < n; s++) {
+        if (*s == '"' || *s == '\\') buf[o++] = '\\';
+        if (*s == '\n') {
+            buf[o++] = '\\';
+            buf[o++] = 'n';
+            continue;
+        }
+        buf[o++] = *s;
+    }
+    buf[o] = 0;
+    return buf;
+}
+
+rs_status rs_metrics_render(rs_metrics *m, char **out, size_t *len, rs_err *err) {
+    sbuf b = {malloc(16384), 0, 16384, 0};
+    if (!b.p) return rs_errf(err, RS_ERR_NOMEM, "no memory");
+    char esc[300];
+    sb_printf(&b, "# HELP routescore_build_info Build information.\n# TYPE routescore_build_info gauge\n"
+                  "routescore_build_info{version=\"%s\"} 1\n",
+              RS_VERSION);
+    sb_printf(&b, "# HELP routescore_ready 1 when every router is loaded and warmed up and the server is not draining.\n"
+                  "# TYPE routescore_ready gauge\nroutescore_ready %d\n",
+              atomic_load(&m->ready));
+    sb_printf(&b, "# HELP routescore_requests_total RPCs (and ScoreStream messages) by router, method and status code.\n"
+                  "# TYPE routescore_requests_total counter\n");
+    for (int r = 0; r <= m->n; r++)
+        for (int k = 0; k < RS_METHOD_COUNT; k++)
+            for (int c = 0; c < N_CODES; c++) {
+                uint64_t v = atomic_load(&m->r[r].requests[k][c]);
+                if (v)
+                    sb_printf(&b, "routescore_requests_total{router=\"%s\",method=\"%s\",code=\"%s\"} %llu\n",
+                              label_esc(m->r[r].name, esc, sizeof esc), RS_METHOD_NAMES[k], CODE_NAMES[c],
+                              (unsigned long long)v);
+            }
+#define PER_ROUTER(metric, type, help, expr)                                                          \
+    do {                                                                                              \
+        sb_printf(&b, "# HELP " metric " " help "\n# TYPE " metric " " type "\n");                    \
+        for (int r = 0; r < m->n; r++) {                                                              \
+            router_m *x = &m->r[r];                                                                   \
+            (void)x;                                                                                  \
+            sb_printf(&b, metric "{router=\"%s\"} %lld\n", label_esc(x->name, esc, sizeof esc),       \
+                      (long long)(expr));                                                             \
+        }                                                                                             \
+    } while (0)
+    PER_ROUTER("routescore_prompts_total", "counter", "Prompts scored.", atomic_load(&x->prompts));
+    PER_ROUTER("routescore_tokens_total", "counter", "Tokens scored (special tokens included).", atomic_load(&x->tokens));
+    PER_ROUTER("routescore_queue_refused_total", "counter", "Requests refused at once because the queue was full.",
+               atomic_load(&x->refused));
+    PER_ROUTER("routescore_queue_prompts", "gauge", "Prompts admitted and not yet scored.", atomic_load(&x->q_prompts));
+    PER_ROUTER("routescore_queue_tokens", "gauge", "Tokens admitted and not yet scored.", atomic_load(&x->q_tokens));
+    sb_printf(&b, "# HELP routescore_decisions_total Routing decisions by route.\n# TYPE routescore_decisions_total counter\n");
+    for (int r = 0; r < m->n; r++) {
+        label_esc(m->r[r].name, esc, sizeof esc);
+        sb_printf(&b, "routescore_decisions_total{router=\"%s\",route=\"strong\"} %llu\n", esc,
+                  (unsigned long long)atomic_load(&m->r[r].strong));
+        sb_printf(&b, "routescore_decisions_total{router=\"%s\",route=\"weak\"} %llu\n", esc,
+                  (unsigned long long)atomic_load(&m->r[r].weak));
+    }
+    sb_printf(&b, "# HELP routescore_dropped_prompts_total Prompts that left the queue unscored.\n"
+                  "# TYPE routescore_dropped_prompts_total counter\n");
+    for (int r = 0; r < m->n; r++) {
+        label_esc(m->r[r].name, esc, sizeof esc);
+        sb_printf(&b, "routescore_dropped_prompts_total{router=\"%s\",reason=\"cancelled\"} %llu\n", esc,
+                  (unsigned long long)atomic_load(&m->r[r].dropped[RS_DROP_CANCELLED]));
+        sb_printf(&b, "routescore_dropped_prompts_total{router=\"%s\",reason=\"deadline\"} %llu\n", esc,
+                  (unsigned long long)atomic_load(&m->r[r].dropped[RS_DROP_EXPIRED]));
+    }
+    sb_printf(&b, "# HELP routescore_threshold The router's default decision threshold now.\n# TYPE routescore_threshold gauge\n");
+    for (int r = 0; r < m->n; r++) {
+        uint32_t bits = atomic_load(&m->r[r].threshold_bits);
+        float t;
+        memcpy(&t, &bits, sizeof t);
+        sb_printf(&b, "routescore_threshold{router=\"%s\"} %.9g\n", label_esc(m->r[r].name, esc, sizeof esc), (double)t);
+    }
+    for (int k = 0; k < RS_H_COUNT; k++) {
+        sb_printf(&b, "# HELP %s %s\n# TYPE %s histogram\n", HISTS[k].name, HISTS[k].help, HISTS[k].name);
+        for (int r = 0; r < m->n; r++) {
+            hist *h = &m->r[r].h[k];
+            label_esc(m->r[r].name, esc, sizeof esc);
+            uint64_t cum = 0;
+            for (int i = 0; i < HISTS[k].nb; i++) {
+                cum += atomic_load(&h->counts[i]);
+                sb_printf(&b, "%s_bucket{router=\"%s\",le=\"%g\"} %llu\n", HISTS[k].name, esc, HISTS[k].bounds[i],
+                          (unsigned long long)cum);
+            }
+            cum += atomic_load(&h->counts[HISTS[k].nb]);
+            sb_printf(&b, "%s_bucket{router=\"%s\",le=\"+Inf\"} %llu\n", HISTS[k].name, esc, (unsigned long long)cum);
+            sb_printf(&b, "%s_sum{router=\"%s\"} %.9g\n", HISTS[k].name, esc, (double)atomic_load(&h->sum) / HISTS[k].scale);
+            sb_printf(&b, "%s_count{router=\"%s\"} %llu\n", HISTS[k].name, esc, (unsigned long long)cum);
+        }
+    }
+    if (b.oom) {
+        free(b.p);
+        return rs_errf(err, RS_ERR_NOMEM, "no memory");
+    }
+    *out = b.p;
+    *len = b.len;
+    return RS_OK;
+}
+
+/* ---- HTTP ---- */
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                              const char *version, const char *upload_data, size_t *upload_size, void **req_cls) {
+    (void)version;
+    (void)upload_data;
+    (void)upload_size;
+    (void)req_cls;
+    rs_metrics *m = cls;
+    const char *body;
+    size_t len;
+    char *text = NULL;
+    unsigned code = MHD_HTTP_OK;
+    static const char NOT_FOUND[] = "not found: try /metrics\n";
+    static const char BAD_METHOD[] = "only GET\n";
+    rs_err err;
+    if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+        body = BAD_METHOD;
+        len = sizeof BAD_METHOD - 1;
+        code = MHD_HTTP_METHOD_NOT_ALLOWED;
+    } else if (strcmp(url, "/metrics")) {
+        body = NOT_FOUND;
+        len = sizeof NOT_FOUND - 1;
+        code = MHD_HTTP_NOT_FOUND;
+    } else if (rs_metrics_render(m, &text, &len, &err) != RS_OK) {
+        body = "out of memory\n";
+        len = strlen(body);
+        code = MHD_HTTP_INTERNAL_SERVER_ERROR;
+    } else {
+        body = text;
+    }
+    struct MHD_Response *resp =
+        text ? MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE)
+             : MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    if (code == MHD_HTTP_OK) MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    enum MHD_Result r = MHD_queue_response(conn, code, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+rs_status rs_metrics_http_start(rs_metrics *m, const char *addr, int *bound_port, rs_err *err) {
+    char host[256];
+    int port;
+    rs_status st = rs_srv_split_hostport(addr, host, sizeof host, &port, err);
+    if (st != RS_OK) return st;
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    int gai = getaddrinfo(host, ps, &hints, &ai);
+    if (gai != 0) return rs_errf(err, RS_ERR_INVALID_ARG, "metrics_listen %s: %s", addr, gai_strerror(gai));
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+    m->http = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, m, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                               MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!m->http) return rs_errf(err, RS_ERR_IO, "metrics: cannot listen on %s", addr);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(m->http, MHD_DAEMON_INFO_BIND_PORT);
+    *bound_port = info ? info->port : port;
+    return RS_OK;
+}
+
+void rs_metrics_http_stop(rs_metrics *m) {
+    if (m && m->http) {
+        MHD_stop_daemon(m->http);
+        m->http = NULL;
+    }
+}

@@ -1,0 +1,361 @@
+/* srv_config.c — see srv_config.h. Each JSON object is read against a table
+ * of the keys it may hold, so an unknown key or a wrong type is caught in
+ * one place and the message names the key's full path. */
+#include "srv_config.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void rs_srv_router_default(rs_srv_router_cfg *r) {
+    memset(r, 0, sizeof *r);
+    snprintf(r->backend, sizeof r->backend, "cpu");
+    r->max_batch_tokens = 16384;
+    r->max_batch_size = 256;
+    r->max_queue_delay_us = 2000;
+    r->max_queue_tokens = 16L * 16384;
+    r->online_share = 0.5f;
+    r->online_window = 4096;
+    r->online_min_samples = 256;
+}
+
+void rs_srv_config_default(rs_srv_config *c) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->listen, sizeof c->listen, "0.0.0.0:50051");
+    snprintf(c->metrics_listen, sizeof c->metrics_listen, "0.0.0.0:9090");
+    c->cq_threads = 2;
+    c->grace_s = 25;
+    c->max_request_bytes = 4L << 20;
+    c->max_prompts = 1024;
+    c->max_prompt_bytes = 256L << 10;
+    c->stream_window = 16;
+    snprintf(c->log_level, sizeof c->log_level, "info");
+}
+
+/* ---- table-driven object reader ---- */
+
+typedef enum key_type { K_STR, K_PATH, K_INT, K_LONG, K_FLOAT, K_DOUBLE, K_BOOL } key_type;
+
+typedef struct key_spec {
+    const char *name;
+    key_type type;
+    size_t off;    /* into the target struct */
+    size_t size;   /* K_STR / K_PATH: buffer size */
+    double lo, hi; /* numbers: inclusive range */
+    size_t has_off; /* offset of an int set to 1 when the key is present; (size_t)-1 none */
+} key_spec;
+
+#define NO_HAS ((size_t)-1)
+
+static int is_dir(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* Relative paths in a config file are relative to the file's directory. */
+static void resolve_path(char *dst, size_t n, const char *base_dir, const char *v) {
+    if (v[0] == '/' || !base_dir || !*base_dir || !v[0])
+        snprintf(dst, n, "%s", v);
+    else
+        snprintf(dst, n, "%s/%s", base_dir, v);
+}
+
+static rs_status read_object(const cJSON *obj, const char *where, const key_spec *keys, size_t nkeys, void *target,
+                             const char *base_dir, const char *const *nested, size_t n_nested, rs_err *err) {
+    if (!cJSON_IsObject(obj)) return rs_errf(err, RS_ERR_INVALID_ARG, "config: %s must be an object", where);
+    for (const cJSON *it = obj->child; it; it = it->next) {
+        int nested_ok = 0;
+        for (size_t i = 0; i < n_nested; i++) nested_ok |= !strcmp(it->string, nested[i]);
+        if (nested_ok) continue; /* the caller reads these */
+        const key_spec *k = NULL;
+        for (size_t i = 0; i < nkeys && !k; i++)
+            if (!strcmp(keys[i].name, it->string)) k = &keys[i];
+        if (!k) return rs_errf(err, RS_ERR_INVALID_ARG, "config: unknown key '%s%s%s'", where, *where ? "." : "", it->string);
+        char *p = (char *)target + k->off;
+        const char *what = NULL;
+        switch (k->type) {
+        case K_STR:
+        case K_PATH:
+            if (!cJSON_IsString(it)) {
+                what = "a string";
+                break;
+            }
+            if (strlen(it->valuestring) + 1 > k->size) {
+                what = "a shorter string";
+                break;
+            }
+            if (k->type == K_PATH)
+                resolve_path(p, k->size, base_dir, it->valuestring);
+            else
+                snprintf(p, k->size, "%s", it->valuestring);
+            break;
+        case K_BOOL:
+            if (!cJSON_IsBool(it)) {
+                what = "true or false";
+                break;
+            }
+            *(int *)p = cJSON_IsTrue(it);
+            break;
+        default: {
+            double v = it->valuedouble;
+            int integral = k->type == K_INT || k->type == K_LONG;
+            if (!cJSON_IsNumber(it) || !isfinite(v) || v < k->lo || v > k->hi || (integral && v != floor(v))) {
+                return rs_errf(err, RS_ERR_INVALID_ARG, "config: '%s%s%s' must be %s in [%g, %g]", where,
+                               *where ? "." : "", it->string, integral ? "an integer" : "a number", k->lo, k->hi);
+            }
+            if (k->type == K_INT) *(int *)p = (int)v;
+            if (k->type == K_LONG) *(long *)p = (long)v;
+            if (k->type == K_FLOAT) *(float *)p = (float)v;
+            if (k->type == K_DOUBLE) *(double *)p = v;
+        }
+        }
+        if (what) return rs_errf(err, RS_ERR_INVALID_ARG, "config: '%s%s%s' must be %s", where, *where ? "." : "", it->string, what);
+        if (k->has_off != NO_HAS) *(int *)((char *)target + k->has_off) = 1;
+    }
+    return RS_OK;
+}
+
+#define CF(field) offsetof(rs_srv_config, field)
+#define RF(field) offsetof(rs_srv_router_cfg, field)
+
+static const key_spec TOP_KEYS[] = {
+    {"listen", K_STR, CF(listen), sizeof(((rs_srv_config *)0)->listen), 0, 0, NO_HAS},
+    {"metrics_listen", K_STR, CF(metrics_listen), sizeof(((rs_srv_config *)0)->metrics_listen), 0, 0, NO_HAS},
+    {"cq_threads", K_INT, CF(cq_threads), 0, 1, 64, NO_HAS},
+    {"grace_period_s", K_DOUBLE, CF(grace_s), 0, 0, 3600, NO_HAS},
+    {"max_request_bytes", K_LONG, CF(max_request_bytes), 0, 1024, 1L << 30, NO_HAS},
+    {"max_prompts_per_request", K_INT, CF(max_prompts), 0, 1, 65536, NO_HAS},
+    {"max_prompt_bytes", K_LONG, CF(max_prompt_bytes), 0, 1, 1L << 28, NO_HAS},
+    {"stream_window", K_INT, CF(stream_window), 0, 1, 4096, NO_HAS},
+    {"log_level", K_STR, CF(log_level), sizeof(((rs_srv_config *)0)->log_level), 0, 0, NO_HAS},
+};
+
+static const key_spec TLS_KEYS[] = {
+    {"cert", K_PATH, CF(tls_cert), RS_SRV_PATH, 0, 0, NO_HAS},
+    {"key", K_PATH, CF(tls_key), RS_SRV_PATH, 0, 0, NO_HAS},
+    {"client_ca", K_PATH, CF(tls_client_ca), RS_SRV_PATH, 0, 0, NO_HAS},
+};
+
+static const key_spec AUTH_KEYS[] = {
+    {"bearer_tokens_file", K_PATH, CF(auth_tokens_file), RS_SRV_PATH, 0, 0, NO_HAS},
+};
+
+static const key_spec ROUTER_KEYS[] = {
+    {"name", K_STR, RF(name), sizeof(((rs_srv_router_cfg *)0)->name), 0, 0, NO_HAS},
+    {"model", K_PATH, RF(model), RS_SRV_PATH, 0, 0, NO_HAS},
+    {"threshold", K_FLOAT, RF(threshold), 0, 0, 1, RF(has_threshold)},
+    {"backend", K_STR, RF(backend), sizeof(((rs_srv_router_cfg *)0)->backend), 0, 0, NO_HAS},
+    {"device", K_INT, RF(device), 0, 0, 1024, NO_HAS},
+    {"threads", K_INT, RF(threads), 0, 0, 1024, NO_HAS},
+    {"max_tokens", K_INT, RF(max_tokens), 0, 0, 1 << 20, NO_HAS},
+    {"max_batch_tokens", K_INT, RF(max_batch_tokens), 0, 16, 1 << 22, NO_HAS},
+    {"max_batch_size", K_INT, RF(max_batch_size), 0, 1, 512, NO_HAS},
+    {"max_queue_delay_us", K_LONG, RF(max_queue_delay_us), 0, 0, 10000000, NO_HAS},
+    {"max_queue_tokens", K_LONG, RF(max_queue_tokens), 0, 16, 1L << 30, NO_HAS},
+};
+
+static const key_spec ONLINE_KEYS[] = {
+    {"strong_share", K_FLOAT, RF(online_share), 0, 1e-6, 1, RF(online)},
+    {"window", K_INT, RF(online_window), 0, 1, 1 << 24, NO_HAS},
+    {"min_samples", K_INT, RF(online_min_samples), 0, 1, 1 << 24, NO_HAS},
+};
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static rs_status read_file(const char *path, cJSON **out, rs_err *err) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return rs_errf(err, RS_ERR_IO, "config: cannot open %s", path);
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            if (cap > (16u << 20)) {
+                free(buf);
+                fclose(f);
+                return rs_errf(err, RS_ERR_TOO_LARGE, "config: %s is larger than 16 MiB", path);
+            }
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return rs_errf(err, RS_ERR_NOMEM, "no memory");
+            }
+            buf = nb;
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0) break;
+    }
+    fclose(f);
+    buf[n] = 0;
+    const char *end = NULL;
+    *out = cJSON_ParseWithOpts(buf, &end, 1);
+    if (!*out) {
+        size_t off = end ? (size_t)(end - buf) : 0;
+        free(buf);
+        return rs_errf(err, RS_ERR_FORMAT, "config: %s is not valid JSON (near byte %zu)", path, off);
+    }
+    free(buf);
+    return RS_OK;
+}
+
+static void dir_of(const char *path, char *dir, size_t n) {
+    snprintf(dir, n, "%s", path);
+    char *s = strrchr(dir, '/');
+    if (s)
+        *s = 0;
+    else
+        snprintf(dir, n, ".");
+}
+
+rs_status rs_srv_config_load(const char *path, rs_srv_config *c, rs_err *err) {
+    cJSON *root;
+    rs_status st = read_file(path, &root, err);
+    if (st != RS_OK) return st;
+    char base[RS_SRV_PATH];
+    dir_of(path, base, sizeof base);
+    static const char *const TOP_NESTED[] = {"tls", "auth", "routers"};
+    st = read_object(root, "", TOP_KEYS, N(TOP_KEYS), c, base, TOP_NESTED, N(TOP_NESTED), err);
+    const cJSON *v;
+    if (st == RS_OK && (v = cJSON_GetObjectItemCaseSensitive(root, "tls")))
+        st = read_object(v, "tls", TLS_KEYS, N(TLS_KEYS), c, base, NULL, 0, err);
+    if (st == RS_OK && (v = cJSON_GetObjectItemCaseSensitive(root, "auth")))
+        st = read_object(v, "auth", AUTH_KEYS, N(AUTH_KEYS), c, base, NULL, 0, err);
+    if (st == RS_OK && (v = cJSON_GetObjectItemCaseSensitive(root, "routers"))) {
+        int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
+        if (n < 1 || n > RS_SRV_MAX_ROUTERS)
+            st = rs_errf(err, RS_ERR_INVALID_ARG, "config: 'routers' must be an array of 1 to %d routers", RS_SRV_MAX_ROUTERS);
+        c->n_routers = 0;
+        int i = 0;
+        for (const cJSON *r = st == RS_OK ? v->child : NULL; r && st == RS_OK; r = r->next, i++) {
+            char where[32];
+            snprintf(where, sizeof where, "routers[%d]", i);
+            rs_srv_router_cfg *rc = &c->routers[i];
+            rs_srv_router_default(rc);
+            static const char *const R_NESTED[] = {"online"};
+            st = read_object(r, where, ROUTER_KEYS, N(ROUTER_KEYS), rc, base, R_NESTED, 1, err);
+            const cJSON *on;
+            if (st == RS_OK && (on = cJSON_GetObjectItemCaseSensitive(r, "online"))) {
+                char w2[48];
+                snprintf(w2, sizeof w2, "%s.online", where);
+                st = read_object(on, w2, ONLINE_KEYS, N(ONLINE_KEYS), rc, base, NULL, 0, err);
+                if (st == RS_OK && !rc->online)
+                    st = rs_errf(err, RS_ERR_INVALID_ARG, "config: '%s.strong_share' is required", w2);
+            }
+            if (st == RS_OK && !rc->model[0]) st = rs_errf(err, RS_ERR_INVALID_ARG, "config: '%s.model' is required", where);
+            c->n_routers = i + 1;
+        }
+    }
+    if (st == RS_OK) snprintf(c->path, sizeof c->path, "%s", path);
+    cJSON_Delete(root);
+    return st;
+}
+
+rs_status rs_srv_split_hostport(const char *s, char *host, int hn, int *port, rs_err *err) {
+    const char *colon = strrchr(s, ':');
+    if (!colon) return rs_errf(err, RS_ERR_INVALID_ARG, "'%s' is not host:port", s);
+    const char *h = s;
+    size_t hl = (size_t)(colon - s);
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl == 0 || hl >= (size_t)hn) return rs_errf(err, RS_ERR_INVALID_ARG, "'%s': missing or overlong host", s);
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (!colon[1] || *end || p < 0 || p > 65535) return rs_errf(err, RS_ERR_INVALID_ARG, "'%s': port must be 0 to 65535", s);
+    memcpy(host, h, hl);
+    host[hl] = 0;
+    *port = (int)p;
+    return RS_OK;
+}
+
+static rs_status check_readable(const char *what, const char *path, rs_err *err) {
+    if (access(path, R_OK) != 0) return rs_errf(err, RS_ERR_NOT_FOUND, "config: %s '%s' is not a readable file", what, path);
+    return RS_OK;
+}
+
+rs_status rs_srv_config_validate(const rs_srv_config *c, rs_err *err) {
+    char host[256];
+    int port;
+    rs_status st = rs_srv_split_hostport(c->listen, host, sizeof host, &port, err);
+    if (st != RS_OK) return rs_errf(err, st, "config: listen: %s", err->msg);
+    if (c->metrics_listen[0] && (st = rs_srv_split_hostport(c->metrics_listen, host, sizeof host, &port, err)) != RS_OK)
+        return rs_errf(err, st, "config: metrics_listen: %s", err->msg);
+    if (c->metrics_listen[0] && !strcmp(c->metrics_listen, c->listen) && port != 0)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "config: listen and metrics_listen are the same address");
+    static const char *const LEVELS[] = {"debug", "info", "warn", "error"};
+    int ok = 0;
+    for (int i = 0; i < 4; i++) ok |= !strcmp(c->log_level, LEVELS[i]);
+    if (!ok) return rs_errf(err, RS_ERR_INVALID_ARG, "config: log_level must be debug, info, warn or error");
+    if (!!c->tls_cert[0] != !!c->tls_key[0]) return rs_errf(err, RS_ERR_INVALID_ARG, "config: tls needs both 'cert' and 'key'");
+    if (c->tls_client_ca[0] && !c->tls_cert[0])
+        return rs_errf(err, RS_ERR_INVALID_ARG, "config: tls.client_ca (mTLS) needs tls.cert and tls.key");
+    if (c->tls_cert[0] && (st = check_readable("tls.cert", c->tls_cert, err)) != RS_OK) return st;
+    if (c->tls_key[0] && (st = check_readable("tls.key", c->tls_key, err)) != RS_OK) return st;
+    if (c->tls_client_ca[0] && (st = check_readable("tls.client_ca", c->tls_client_ca, err)) != RS_OK) return st;
+    if (c->auth_tokens_file[0] && (st = check_readable("auth.bearer_tokens_file", c->auth_tokens_file, err)) != RS_OK)
+        return st;
+    if (c->n_routers < 1) return rs_errf(err, RS_ERR_INVALID_ARG, "config: no router (give --model DIR or 'routers' in --config)");
+    for (int i = 0; i < c->n_routers; i++) {
+        const rs_srv_router_cfg *r = &c->routers[i];
+        if (!is_dir(r->model)) return rs_errf(err, RS_ERR_NOT_FOUND, "config: routers[%d].model '%s' is not a directory", i, r->model);
+        if (r->max_queue_tokens < r->max_batch_tokens)
+            return rs_errf(err, RS_ERR_INVALID_ARG, "config: routers[%d]: max_queue_tokens (%ld) must be >= max_batch_tokens (%d)", i,
+                           r->max_queue_tokens, r->max_batch_tokens);
+        if (r->max_tokens && r->max_tokens > r->max_batch_tokens)
+            return rs_errf(err, RS_ERR_INVALID_ARG, "config: routers[%d]: max_tokens (%d) must be <= max_batch_tokens (%d)", i,
+                           r->max_tokens, r->max_batch_tokens);
+        if (r->online && r->online_min_samples > r->online_window)
+            return rs_errf(err, RS_ERR_INVALID_ARG, "config: routers[%d].online: min_samples must be <= window", i);
+        for (int j = 0; j < i; j++)
+            if (r->name[0] && !strcmp(r->name, c->routers[j].name))
+                return rs_errf(err, RS_ERR_INVALID_ARG, "config: two routers are named '%s'", r->name);
+    }
+    return RS_OK;
+}
+
+/* The "threshold" of a router manifest, NaN when absent or unreadable. */
+static float manifest_threshold(const char *dir) {
+    char path[RS_SRV_PATH + 32];
+    snprintf(path, sizeof path, "%s/routescore.json", dir);
+    cJSON *m;
+    rs_err e;
+    if (access(path, R_OK) != 0 || read_file(path, &m, &e) != RS_OK) return NAN;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, "threshold");
+    float t = cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= 1 ? (float)v->valuedouble : NAN;
+    cJSON_Delete(m);
+    return t;
+}
+
+rs_status rs_srv_config_thresholds(const rs_srv_config *c, float *out, rs_err *err) {
+    rs_srv_config fresh;
+    const rs_srv_config *src = c;
+    if (c->path[0]) {
+        rs_srv_config_default(&fresh);
+        rs_status st = rs_srv_config_load(c->path, &fresh, err);
+        if (st != RS_OK) return st;
+        src = &fresh;
+    }
+    for (int i = 0; i < c->n_routers; i++) {
+        out[i] = NAN;
+        /* Match by position and model: a reload changes thresholds, not the router set. */
+        const rs_srv_router_cfg *r = &c->routers[i];
+        if (r->threshold_flag)
+            out[i] = r->threshold;
+        else if (c->path[0] && i < src->n_routers && src->routers[i].has_threshold)
+            out[i] = src->routers[i].threshold;
+        else if (!c->path[0] && r->has_threshold)
+            out[i] = r->threshold;
+        else
+            out[i] = manifest_threshold(r->model);
+    }
+    return RS_OK;
+}

@@ -1,0 +1,78 @@
+/* srv_config.h — the server's configuration: one JSON file, then flags.
+ *
+ * The file (docs/SERVING.md has the full reference):
+ *   {"listen": "0.0.0.0:50051", "metrics_listen": "0.0.0.0:9090",
+ *    "cq_threads": 2, "grace_period_s": 25, "log_level": "info",
+ *    "max_request_bytes": 4194304, "max_prompts_per_request": 1024,
+ *    "max_prompt_bytes": 262144, "stream_window": 16,
+ *    "tls": {"cert": "server.pem", "key": "server.key", "client_ca": "ca.pem"},
+ *    "auth": {"bearer_tokens_file": "tokens.txt"},
+ *    "routers": [{"name": "minilm-mf", "model": "models/routers/minilm-mf",
+ *                 "threshold": 0.5, "backend": "cpu", "device": 0, "threads": 0,
+ *                 "max_tokens": 0, "max_batch_tokens": 16384, "max_batch_size": 256,
+ *                 "max_queue_delay_us": 2000, "max_queue_tokens": 262144,
+ *                 "online": {"strong_share": 0.3, "window": 4096, "min_samples": 256}}]}
+ * Relative paths are taken from the config file's directory. Every key is
+ * checked: an unknown key, a wrong type or a value out of range is an error
+ * that names the key. Flags (cli_serve.c) are applied on top, then
+ * rs_srv_config_validate checks the whole. Plain data: no ownership. */
+#ifndef RS_SRV_CONFIG_H
+#define RS_SRV_CONFIG_H
+
+#include "status.h"
+
+#define RS_SRV_MAX_ROUTERS 16
+#define RS_SRV_PATH 4096
+
+typedef struct rs_srv_router_cfg {
+    char name[128];            /* "" until resolved: manifest name or dir name */
+    char model[RS_SRV_PATH];   /* router directory */
+    int has_threshold;         /* threshold given here (overrides the manifest's) */
+    float threshold;
+    int threshold_flag;        /* it came from --threshold: reloads keep it */
+    char backend[32];          /* "cpu" (the only one built without CUDA) */
+    int device;
+    int threads;               /* engine threads; 0: all cores */
+    int max_tokens;            /* truncation; 0: the router's own */
+    int max_batch_tokens;      /* token budget of one forward */
+    int max_batch_size;        /* prompts in one forward */
+    long max_queue_delay_us;   /* longest wait for companions while the engine is idle */
+    long max_queue_tokens;     /* admitted, unfinished tokens; refuse beyond */
+    int online;                /* online threshold mode */
+    float online_share;        /* its target strong share, (0, 1] */
+    int online_window;         /* scores in the sliding window */
+    int online_min_samples;    /* fall back to the static threshold below this */
+} rs_srv_router_cfg;
+
+typedef struct rs_srv_config {
+    char path[RS_SRV_PATH];          /* the config file, "" when none (SIGHUP re-reads it) */
+    char listen[256];                /* gRPC host:port */
+    char metrics_listen[256];        /* Prometheus host:port; "" disables */
+    int cq_threads;
+    double grace_s;                  /* SIGTERM drain limit */
+    long max_request_bytes;          /* gRPC max receive message length */
+    int max_prompts;                 /* per request */
+    long max_prompt_bytes;           /* per prompt */
+    int stream_window;               /* in-flight requests per ScoreStream */
+    char log_level[16];
+    char tls_cert[RS_SRV_PATH], tls_key[RS_SRV_PATH], tls_client_ca[RS_SRV_PATH];
+    char auth_tokens_file[RS_SRV_PATH];
+    int n_routers;
+    rs_srv_router_cfg routers[RS_SRV_MAX_ROUTERS];
+} rs_srv_config;
+
+void rs_srv_config_default(rs_srv_config *c);
+void rs_srv_router_default(rs_srv_router_cfg *r);
+/* Reads the file into c (keys it does not name keep their values). */
+rs_status rs_srv_config_load(const char *path, rs_srv_config *c, rs_err *err);
+/* Cross-field checks and file existence (TLS files, token file, router dirs). */
+rs_status rs_srv_config_validate(const rs_srv_config *c, rs_err *err);
+/* "host:port" -> host (no brackets) and port; RS_ERR_INVALID_ARG if malformed. */
+rs_status rs_srv_split_hostport(const char *s, char *host, int hn, int *port, rs_err *err);
+/* Thresholds only, for SIGHUP: re-reads the config file (when there is one)
+ * and each router's manifest. out[i] is the new default threshold of router
+ * i, NaN when neither names one. Fails without changing anything when the
+ * file no longer parses. */
+rs_status rs_srv_config_thresholds(const rs_srv_config *c, float *out, rs_err *err);
+
+#endif
