@@ -7,6 +7,10 @@
  *
  * Memory: every float* passed to an op lives in the backend's memory space
  * (host memory for the CPU, device memory for CUDA), obtained from `alloc`.
+ * Activation buffers are opaque to model code: their element type is the
+ * backend's choice (fp32 on the CPU, bf16 on CUDA), `alloc` is asked for
+ * the fp32 size (always enough), and only `to_host` / `from_host` convert
+ * to and from fp32 host arrays, counting elements.
  * Weights are handed over once with `weight_load` and referenced through an
  * opaque rs_bweight; the backend decides their storage (fp32 on the CPU,
  * bf16 on a GPU). Token metadata (ids, positions, sequence offsets) is passed
@@ -14,7 +18,10 @@
  *
  * Threads: a backend instance is used by one thread at a time; ops may use
  * the backend's own worker threads internally. Ops return rs_status so a
- * device fault propagates as a value. */
+ * device fault propagates as a value. A fault that leaves the device
+ * unusable (CUDA's sticky errors: illegal address, launch failure) marks the
+ * backend lost: `lost` then returns non-zero and every op fails fast with
+ * RS_ERR_BACKEND; the process should stop serving and exit (REFERENCE §4). */
 #ifndef RS_BACKEND_H
 #define RS_BACKEND_H
 
@@ -39,7 +46,11 @@ typedef struct rs_backend_ops {
     /* Activation memory. */
     rs_status (*alloc)(rs_backend *b, size_t bytes, void **out);
     void (*release)(rs_backend *b, void *p);
+    /* n elements: src/dst are activation buffers, the other side fp32 host. */
     rs_status (*to_host)(rs_backend *b, float *dst, const float *src, size_t n);
+    rs_status (*from_host)(rs_backend *b, float *dst, const float *src, size_t n);
+    /* Non-zero once the backend hit an unrecoverable device fault. */
+    int (*lost)(rs_backend *b);
 
     /* data: host fp32, rows x cols row-major (cols = 1 for a vector). The
      * backend may keep a pointer to it (the CPU backend does): the caller
@@ -80,5 +91,15 @@ struct rs_backend {
 /* The CPU backend: oneDNN sgemm plus OpenMP loops on n_threads cores
  * (0 = all). max_len sizes per-thread attention scratch. */
 rs_status rs_backend_cpu_create(int n_threads, int max_len, rs_backend **out, rs_err *err);
+
+#ifdef RS_HAVE_CUDA
+/* The CUDA backend (src/kernels/): bf16 weights and activations, fp32
+ * accumulation, cuBLASLt GEMMs, one stream, on GPU `device`. max_len bounds
+ * a sequence; max_tokens bounds the rows of one forward (token metadata
+ * staging). Out of device memory is RS_ERR_NOMEM with the sizes in err. */
+rs_status rs_backend_cuda_create(int device, int max_len, size_t max_tokens, rs_backend **out, rs_err *err);
+/* GPUs the CUDA runtime sees; 0 when there is none or no usable driver. */
+int rs_cuda_device_count(void);
+#endif
 
 #endif

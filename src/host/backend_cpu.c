@@ -57,6 +57,15 @@ static rs_status cpu_to_host(rs_backend *b, float *dst, const float *src, size_t
     return RS_OK;
 }
 
+static rs_status cpu_from_host(rs_backend *b, float *dst, const float *src, size_t n) {
+    return cpu_to_host(b, dst, src, n); /* both sides are fp32 host memory */
+}
+
+static int cpu_lost(rs_backend *b) {
+    (void)b;
+    return 0; /* nothing on the CPU poisons later calls */
+}
+
 static rs_status cpu_weight_load(rs_backend *b, const float *data, int64_t rows, int64_t cols, rs_bweight **out) {
     (void)b;
     rs_bweight *w = malloc(sizeof *w);
@@ -242,6 +251,8 @@ static const rs_backend_ops CPU_OPS = {
     .alloc = cpu_alloc,
     .release = cpu_release,
     .to_host = cpu_to_host,
+    .from_host = cpu_from_host,
+    .lost = cpu_lost,
     .weight_load = cpu_weight_load,
     .weight_free = cpu_weight_free,
     .embed = cpu_embed,

@@ -180,8 +180,23 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
         opts = *opts_in;
     else
         rs_engine_opts_default(&opts);
-    if (opts.backend && strcmp(opts.backend, "cpu"))
-        return rs_errf(err, RS_ERR_UNSUPPORTED, "backend '%s' is not built into this binary (cpu is)", opts.backend);
+    /* Backend: per process or engine, never per op. "auto" is cuda when a
+     * GPU is visible, else cpu. */
+    const char *bname = opts.backend ? opts.backend : "cpu";
+    int use_cuda = 0;
+    if (!strcmp(bname, "cuda"))
+        use_cuda = 1;
+    else if (!strcmp(bname, "auto")) {
+#ifdef RS_HAVE_CUDA
+        use_cuda = rs_cuda_device_count() > 0;
+#endif
+    } else if (strcmp(bname, "cpu"))
+        return rs_errf(err, RS_ERR_INVALID_ARG, "unknown backend '%s' (cpu, cuda, auto)", bname);
+#ifndef RS_HAVE_CUDA
+    if (use_cuda)
+        return rs_errf(err, RS_ERR_UNSUPPORTED, "backend 'cuda' is not built into this binary (cpu is)");
+#endif
+    if (opts.device < 0) return rs_errf(err, RS_ERR_INVALID_ARG, "negative device index %d", opts.device);
     if (opts.max_batch_tokens < 0 || opts.max_tokens < 0 || opts.n_threads < 0)
         return rs_errf(err, RS_ERR_INVALID_ARG, "negative engine option");
     struct stat sb;
@@ -248,7 +263,13 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
     e->batch_tokens = opts.max_batch_tokens ? opts.max_batch_tokens : RS_DEFAULT_BATCH_TOKENS;
     if (e->batch_tokens < max_tokens) e->batch_tokens = max_tokens;
 
-    if ((st = rs_backend_cpu_create(opts.n_threads, max_tokens, &e->backend, err)) != RS_OK) goto fail;
+#ifdef RS_HAVE_CUDA
+    if (use_cuda)
+        st = rs_backend_cuda_create(opts.device, max_tokens, (size_t)e->batch_tokens, &e->backend, err);
+    else
+#endif
+        st = rs_backend_cpu_create(opts.n_threads, max_tokens, &e->backend, err);
+    if (st != RS_OK) goto fail;
     if ((st = rs_encoder_create(e->files, e->backend, e->batch_tokens, max_tokens, &e->enc, err)) != RS_OK) goto fail;
     e->cfg = rs_encoder_get_config(e->enc);
     if (*head_path && (st = load_mf_head(e, head_path, err)) != RS_OK) goto fail;
@@ -488,6 +509,10 @@ rs_status rs_engine_embed_tokens(rs_engine *e, const int32_t *ids, const size_t 
     sink k = {MODE_EMBED, 0.f, NULL, emb};
     return run_tokens(e, ids, offsets, n, &k, err);
 }
+
+int rs_engine_lost(const rs_engine *e) { return e->backend->ops->lost(e->backend); }
+
+const char *rs_engine_backend(const rs_engine *e) { return e->backend->ops->name; }
 
 double rs_engine_flops(const rs_engine *e, const int32_t *offsets, int n_seq) {
     return rs_encoder_flops(e->cfg, offsets, n_seq);

@@ -25,7 +25,8 @@ typedef struct rs_engine_opts {
     int n_threads;         /* 0: all online cores */
     int max_batch_tokens;  /* arena size in tokens per forward; 0: 16384 */
     int max_tokens;        /* per-prompt truncation; 0: the router's own */
-    const char *backend;   /* "cpu" (default, NULL ok) */
+    const char *backend;   /* "cpu" (default, NULL ok), "cuda", or "auto" (cuda when a GPU is present) */
+    int device;            /* GPU index for the cuda backend; 0 by default */
 } rs_engine_opts;
 
 /* One prompt's result. status != RS_OK marks a per-prompt failure (empty
@@ -86,6 +87,13 @@ rs_status rs_engine_score_tokens(rs_engine *e, const int32_t *ids, const size_t 
                                  float threshold, rs_score *out, rs_err *err);
 rs_status rs_engine_embed_tokens(rs_engine *e, const int32_t *ids, const size_t *offsets, size_t n,
                                  float *emb, rs_err *err);
+
+/* Non-zero once the engine's compute backend hit an unrecoverable device
+ * fault (CUDA sticky error): every later call fails with RS_ERR_BACKEND, so
+ * a server should report NOT_SERVING and exit for a restart. */
+int rs_engine_lost(const rs_engine *e);
+/* The backend this engine runs on: "cpu" or "cuda". */
+const char *rs_engine_backend(const rs_engine *e);
 
 /* Floating-point operations of one forward over these packed lengths. */
 double rs_engine_flops(const rs_engine *e, const int32_t *offsets, int n_seq);

@@ -1,0 +1,268 @@
+/* attention_varlen.cu — bidirectional multi-head attention over packed
+ * sequences, flash-attention style (FlashAttention-2's forward): no score
+ * matrix in memory, no padding, cost follows the real tokens.
+ *
+ * Grid: (query tile, head, sequence). A block of 4 warps takes 64 query rows
+ * of one (sequence, head); each warp owns 16 rows. Blocks whose tile starts
+ * past their sequence's end leave at once (a batch mixing lengths launches
+ * ceil(max_len / 64) tiles for every sequence).
+ *
+ * Per block: Q tile -> shared memory -> registers (A fragments, kept for the
+ * whole loop); then for each 64-key tile, K and V go to shared memory and
+ * each warp computes S = Q K^T (16 x 64, fp32, tensor cores: mma.sync
+ * m16n8k16 bf16), masks keys past the sequence, updates the running row max
+ * and row sum (online softmax in base 2, scale folded in), rescales its
+ * output accumulator and adds P V, P rounded to bf16 straight from the S
+ * accumulator registers (the C layout of two n8 tiles is the A layout of one
+ * k16 step). The row sums stay per lane and are reduced across the quad at
+ * the end, as the rescale factors are quad-uniform.
+ *
+ * Head dims: compiled for DP = 16, 32, 64, 128; a head_dim D <= DP runs in
+ * the next one up with zero-filled columns (zeros add nothing to Q.K, and
+ * output columns >= D are not written). D % 8 == 0 takes 16-byte loads.
+ *
+ * Fragment layouts (PTX ISA, mma.m16n8k16, g = lane / 4, t = lane % 4):
+ *   A 16x16 row-major: a0 (g, 2t..2t+1) a1 (g+8, 2t..) a2 (g, 2t+8..) a3 (g+8, 2t+8..)
+ *   B 16x8 "col":      b0 (k = 2t..2t+1, n = g)      b1 (k = 2t+8..2t+9, n = g)
+ *   C 16x8 fp32:       c0,c1 (g, 2t..2t+1)          c2,c3 (g+8, 2t..2t+1)
+ * Shared rows are padded by 8 bf16 (16 bytes): the 32-bit fragment loads of
+ * a warp then fall in 32 distinct banks for every DP. */
+#include <math.h>
+
+#include "attention_varlen.cuh"
+#include "cuda_common.cuh"
+
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kBlockQ = 16 * kWarps; /* query rows per block */
+constexpr int kBlockK = 64;          /* keys per tile */
+
+__device__ __forceinline__ void mma_bf16_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+/* Two consecutive bf16 (the lower index in the low half) as one register. */
+__device__ __forceinline__ uint32_t lds_pair(const uint16_t *p) { return *reinterpret_cast<const uint32_t *>(p); }
+
+/* Two bf16 from different rows, first in the low half. */
+__device__ __forceinline__ uint32_t lds_2rows(const uint16_t *lo, const uint16_t *hi) {
+    return (uint32_t)*lo | ((uint32_t)*hi << 16);
+}
+
+/* Loads rows [r0, r0 + 64) of one head's D columns (src row r at src + r*ld)
+ * into tile[64][DP + 8]; rows >= L and columns >= D are zero. */
+template <int DP>
+__device__ __forceinline__ void load_tile(uint16_t (*tile)[DP + 8], const uint16_t *__restrict__ src, int64_t ld,
+                                          int r0, int L, int D, bool vec) {
+    if (vec) {
+        constexpr int kChunks = DP / 8; /* 16-byte chunks per row */
+        for (int i = threadIdx.x; i < kBlockK * kChunks; i += kWarps * 32) {
+            const int r = i / kChunks, ch = i % kChunks, col = ch * 8;
+            uint4 v = make_uint4(0u, 0u, 0u, 0u);
+            if (r0 + r < L && col < D) v = *reinterpret_cast<const uint4 *>(src + (int64_t)(r0 + r) * ld + col);
+            *reinterpret_cast<uint4 *>(&tile[r][col]) = v;
+        }
+    } else {
+        for (int i = threadIdx.x; i < kBlockK * DP; i += kWarps * 32) {
+            const int r = i / DP, col = i % DP;
+            uint16_t v = 0;
+            if (r0 + r < L && col < D) v = src[(int64_t)(r0 + r) * ld + col];
+            tile[r][col] = v;
+        }
+    }
+}
+
+template <int DP>
+__global__ void __launch_bounds__(kWarps * 32)
+    attention_varlen_kernel(const uint16_t *__restrict__ qkv, const int32_t *__restrict__ offsets, int n_heads,
+                            int D, float scale_log2, uint16_t *__restrict__ out) {
+    static_assert(DP % 16 == 0 && DP <= 128, "head dim tile");
+    __shared__ __align__(16) uint16_t sK[kBlockK][DP + 8];
+    __shared__ __align__(16) uint16_t sV[kBlockK][DP + 8];
+
+    const int s = blockIdx.z, h = blockIdx.y;
+    const int64_t t0 = offsets[s];
+    const int L = offsets[s + 1] - (int)t0;
+    const int q0 = blockIdx.x * kBlockQ;
+    if (q0 >= L) return; /* uniform over the block: before any barrier */
+
+    const int64_t hd = (int64_t)n_heads * D, ld = 3 * hd;
+    const uint16_t *Qg = qkv + t0 * ld + (int64_t)h * D;
+    const uint16_t *Kg = Qg + hd, *Vg = Qg + 2 * hd;
+    const bool vec = (D % 8) == 0;
+
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int g = lane >> 2, t = lane & 3;
+
+    /* Q tile through sK (free until the first K tile) into A fragments. */
+    load_tile<DP>(sK, Qg, ld, q0, L, D, vec);
+    __syncthreads();
+    uint32_t qf[DP / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < DP / 16; kk++) {
+        const int r = warp * 16 + g, col = kk * 16 + 2 * t;
+        qf[kk][0] = lds_pair(&sK[r][col]);
+        qf[kk][1] = lds_pair(&sK[r + 8][col]);
+        qf[kk][2] = lds_pair(&sK[r][col + 8]);
+        qf[kk][3] = lds_pair(&sK[r + 8][col + 8]);
+    }
+    __syncthreads();
+
+    float o[DP / 8][4];
+#pragma unroll
+    for (int j = 0; j < DP / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+    float m0 = -INFINITY, m1 = -INFINITY; /* running max of rows g and g + 8 (log2 units) */
+    float l0 = 0.f, l1 = 0.f;             /* this lane's part of the row sums */
+
+    for (int k0 = 0; k0 < L; k0 += kBlockK) {
+        load_tile<DP>(sK, Kg, ld, k0, L, D, vec);
+        load_tile<DP>(sV, Vg, ld, k0, L, D, vec);
+        __syncthreads();
+
+        /* S = Q K^T: 8 n-tiles of 8 keys. */
+        float sc[kBlockK / 8][4];
+#pragma unroll
+        for (int j = 0; j < kBlockK / 8; j++) {
+            sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < DP / 16; kk++) {
+                const uint16_t *kr = &sK[j * 8 + g][kk * 16 + 2 * t];
+                mma_bf16_16816(sc[j], qf[kk], lds_pair(kr), lds_pair(kr + 8));
+            }
+        }
+
+        /* Scale to log2 units, mask keys past the end, row maxima. */
+        float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < kBlockK / 8; j++) {
+            const int key = k0 + j * 8 + 2 * t;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const bool valid = key + (e & 1) < L;
+                sc[j][e] = valid ? sc[j][e] * scale_log2 : -INFINITY;
+            }
+            mx0 = fmaxf(mx0, fmaxf(sc[j][0], sc[j][1]));
+            mx1 = fmaxf(mx1, fmaxf(sc[j][2], sc[j][3]));
+        }
+        /* The four lanes of a quad hold one row's 64 scores. */
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        /* Key k0 < L is valid in every tile, so the new maxima are finite. */
+        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+        const float alpha0 = exp2f(m0 - mn0), alpha1 = exp2f(m1 - mn1); /* 0 on the first tile */
+        m0 = mn0;
+        m1 = mn1;
+        l0 *= alpha0;
+        l1 *= alpha1;
+#pragma unroll
+        for (int j = 0; j < DP / 8; j++) {
+            o[j][0] *= alpha0;
+            o[j][1] *= alpha0;
+            o[j][2] *= alpha1;
+            o[j][3] *= alpha1;
+        }
+#pragma unroll
+        for (int j = 0; j < kBlockK / 8; j++) {
+            sc[j][0] = exp2f(sc[j][0] - mn0);
+            sc[j][1] = exp2f(sc[j][1] - mn0);
+            sc[j][2] = exp2f(sc[j][2] - mn1);
+            sc[j][3] = exp2f(sc[j][3] - mn1);
+            l0 += sc[j][0] + sc[j][1];
+            l1 += sc[j][2] + sc[j][3];
+        }
+
+        /* O += P V: 4 k-steps of 16 keys, DP / 8 n-tiles of 8 dims. */
+#pragma unroll
+        for (int kk = 0; kk < kBlockK / 16; kk++) {
+            uint32_t pa[4];
+            pa[0] = pack_bf16x2(sc[2 * kk][0], sc[2 * kk][1]);
+            pa[1] = pack_bf16x2(sc[2 * kk][2], sc[2 * kk][3]);
+            pa[2] = pack_bf16x2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
+            pa[3] = pack_bf16x2(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
+            const int key = kk * 16 + 2 * t;
+#pragma unroll
+            for (int j = 0; j < DP / 8; j++) {
+                const int d = j * 8 + g;
+                const uint32_t b0 = lds_2rows(&sV[key][d], &sV[key + 1][d]);
+                const uint32_t b1 = lds_2rows(&sV[key + 8][d], &sV[key + 9][d]);
+                mma_bf16_16816(o[j], pa, b0, b1);
+            }
+        }
+        __syncthreads(); /* before the next tile overwrites sK / sV */
+    }
+
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const float inv0 = 1.f / l0, inv1 = 1.f / l1; /* l >= 1: the max term contributes exp2(0) */
+
+    const int r0 = q0 + warp * 16 + g, r1 = r0 + 8;
+    uint16_t *O0 = out + (t0 + r0) * hd + (int64_t)h * D;
+    uint16_t *O1 = out + (t0 + r1) * hd + (int64_t)h * D;
+#pragma unroll
+    for (int j = 0; j < DP / 8; j++) {
+        const int d = j * 8 + 2 * t;
+        if (d >= D) continue;
+        const __nv_bfloat162 v0 = __floats2bfloat162_rn(o[j][0] * inv0, o[j][1] * inv0);
+        const __nv_bfloat162 v1 = __floats2bfloat162_rn(o[j][2] * inv1, o[j][3] * inv1);
+        if ((D & 1) == 0) { /* d even, D even: 4-byte aligned pairs, d + 1 < D */
+            if (r0 < L) *reinterpret_cast<__nv_bfloat162 *>(O0 + d) = v0;
+            if (r1 < L) *reinterpret_cast<__nv_bfloat162 *>(O1 + d) = v1;
+        } else {
+            const __nv_bfloat16 *e0 = reinterpret_cast<const __nv_bfloat16 *>(&v0);
+            const __nv_bfloat16 *e1 = reinterpret_cast<const __nv_bfloat16 *>(&v1);
+            if (r0 < L) {
+                reinterpret_cast<__nv_bfloat16 *>(O0)[d] = e0[0];
+                if (d + 1 < D) reinterpret_cast<__nv_bfloat16 *>(O0)[d + 1] = e0[1];
+            }
+            if (r1 < L) {
+                reinterpret_cast<__nv_bfloat16 *>(O1)[d] = e1[0];
+                if (d + 1 < D) reinterpret_cast<__nv_bfloat16 *>(O1)[d + 1] = e1[1];
+            }
+        }
+    }
+}
+
+template <int DP>
+cudaError_t launch(cudaStream_t st, const bf16 *qkv, const int32_t *offsets, int n_seq, int max_len, int n_heads,
+                   int D, bf16 *out) {
+    const dim3 grid((unsigned)((max_len + kBlockQ - 1) / kBlockQ), (unsigned)n_heads, (unsigned)n_seq);
+    const float scale_log2 = 1.4426950408889634f / sqrtf((float)D);
+    attention_varlen_kernel<DP><<<grid, kWarps * 32, 0, st>>>(reinterpret_cast<const uint16_t *>(qkv), offsets,
+                                                              n_heads, D, scale_log2,
+                                                              reinterpret_cast<uint16_t *>(out));
+    return cudaGetLastError();
+}
+
+} // namespace
+
+rs_status rs_cuda_attention_varlen(rs_cuda *c, const bf16 *qkv, const int32_t *offsets, int n_seq, int max_len,
+                                   int n_heads, int head_dim, bf16 *out) {
+    if (n_seq <= 0) return RS_OK;
+    if (head_dim < 1 || head_dim > 128 || n_heads < 1 || n_heads > 65535 || n_seq > 65535 || max_len < 1)
+        return RS_ERR_UNSUPPORTED;
+    cudaError_t e;
+    if (head_dim <= 16)
+        e = launch<16>(c->stream, qkv, offsets, n_seq, max_len, n_heads, head_dim, out);
+    else if (head_dim <= 32)
+        e = launch<32>(c->stream, qkv, offsets, n_seq, max_len, n_heads, head_dim, out);
+    else if (head_dim <= 64)
+        e = launch<64>(c->stream, qkv, offsets, n_seq, max_len, n_heads, head_dim, out);
+    else
+        e = launch<128>(c->stream, qkv, offsets, n_seq, max_len, n_heads, head_dim, out);
+    RS_CUDA_CHECK(c, e);
+    return RS_OK;
+}
