@@ -21,6 +21,8 @@ rs_engine *rs_cli_open_engine(const char *cmd, const rs_cli_engine_flags *fl) {
     o.n_threads = (int)fl->threads;
     o.max_tokens = (int)fl->max_tokens;
     o.max_batch_tokens = (int)fl->batch_tokens;
+    if (fl->backend) o.backend = fl->backend;
+    o.device = (int)fl->device;
     rs_engine *e = NULL;
     rs_err err = {{0}};
     rs_status st = rs_engine_open(dir, &o, &e, &err);

@@ -331,6 +331,7 @@ void rs_engine_info(const rs_engine *e, rs_router_info *out) {
     out->max_tokens = e->max_tokens;
     out->embed_dim = e->cfg->hidden;
     out->n_labels = e->kind == KIND_BERT ? e->cfg->n_labels : 0;
+    out->vocab_size = e->cfg->vocab_size;
 }
 
 rs_status rs_engine_tokenize(const rs_engine *e, const char *prompt, size_t len, int32_t *ids, size_t cap,

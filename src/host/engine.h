@@ -52,6 +52,7 @@ typedef struct rs_router_info {
     int max_tokens;           /* truncation length, specials included */
     int embed_dim;            /* hidden size of the encoder */
     int n_labels;
+    int vocab_size;           /* token ids are in [0, vocab_size) */
 } rs_router_info;
 
 void rs_engine_opts_default(rs_engine_opts *o);
