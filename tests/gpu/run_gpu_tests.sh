@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# run_gpu_tests.sh — the GPU test tier: builds the CUDA backend (if no build
+# directory is given), runs the `gpu` CTest label, then the op test under
+# compute-sanitizer's memcheck and racecheck (synccheck and initcheck too).
+#
+#   tests/gpu/run_gpu_tests.sh [BUILD_DIR]      (default: build-cuda)
+#
+# Exit status: 0 all passed, 77 no GPU here (everything skipped), else the
+# first failure's. Meant for a machine with an NVIDIA GPU (benchmarks/gpu/
+# README.md says how to run it on the lent device); without one the tests
+# report themselves skipped and so does this script.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=${1:-build-cuda}
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+
+if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+    cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release || exit 2
+fi
+cmake --build "$BUILD" -j"$JOBS" --target test_gpu_ops test_gpu_e2e test_gpu_lost routescore || exit 2
+grep -q "RS_HAVE_CUDA" "$BUILD/CMakeFiles/rs_host.dir/flags.make" 2>/dev/null ||
+    { echo "run_gpu_tests: $BUILD has no CUDA backend (no nvcc at configure time?)"; exit 2; }
+
+rc=0
+(cd "$BUILD" && ctest -L gpu --output-on-failure) || rc=$?
+# ctest returns 0 when all tests were skipped: tell the two apart.
+if "$BUILD/tests/test_gpu_ops" >/dev/null 2>&1; then :; else
+    r=$?
+    if [ "$r" = 77 ]; then
+        echo "run_gpu_tests: SKIP: no CUDA device here; compute-sanitizer not run"
+        exit 77
+    fi
+fi
+[ "$rc" = 0 ] || { echo "run_gpu_tests: ctest -L gpu failed"; exit "$rc"; }
+
+SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+if [ ! -x "$SAN" ]; then
+    echo "run_gpu_tests: compute-sanitizer not found; sanitizer runs skipped"
+    exit 0
+fi
+export RS_TEST_DATA="$PWD/tests/data"
+# test_gpu_lost is left out: its illegal address is deliberate. memcheck and
+# racecheck must pass; synccheck and initcheck are reported only (initcheck
+# can flag library code, e.g. cuBLASLt reading its own workspace).
+for tool in memcheck racecheck synccheck initcheck; do
+    echo "== compute-sanitizer --tool $tool test_gpu_ops"
+    "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 20 "$BUILD/tests/test_gpu_ops" > "$BUILD/sanitizer_$tool.log" 2>&1
+    r=$?
+    tail -5 "$BUILD/sanitizer_$tool.log"
+    if [ "$r" != 0 ]; then
+        echo "run_gpu_tests: compute-sanitizer $tool failed (exit $r); log in $BUILD/sanitizer_$tool.log"
+        case $tool in memcheck | racecheck) rc=$r ;; *) echo "run_gpu_tests: ($tool is advisory)" ;; esac
+    fi
+done
+echo "== compute-sanitizer --tool memcheck test_gpu_e2e"
+"$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 "$BUILD/tests/test_gpu_e2e" > "$BUILD/sanitizer_e2e.log" 2>&1 || {
+    r=$?
+    echo "run_gpu_tests: memcheck of test_gpu_e2e failed (exit $r); log in $BUILD/sanitizer_e2e.log"
+    rc=$r
+}
+tail -3 "$BUILD/sanitizer_e2e.log"
+[ "$rc" = 0 ] && echo "run_gpu_tests: all GPU tests and sanitizer runs passed"
+exit "$rc"
