@@ -74,9 +74,12 @@ static void finish_item(rs_batcher *b, rs_item *it, fate f, rs_status st, const 
 }
 
 static void finish_dead(rs_batcher *b, rs_item *dead) {
+    const double now = rs_cli_now();
     while (dead) {
         rs_item *next = dead->next;
-        finish_item(b, dead, atomic_load(&dead->work->cancelled) ? FATE_CANCELLED : FATE_EXPIRED, RS_OK, NULL);
+        /* The core cancels a call when its deadline passes, so test the
+         * deadline first: that is the reason the caller will see. */
+        finish_item(b, dead, now >= dead->work->deadline ? FATE_EXPIRED : FATE_CANCELLED, RS_OK, NULL);
         dead = next;
     }
 }

@@ -1,0 +1,206 @@
+"""server_errors.py — a live server fed bad and hostile input answers each with
+the right status code and keeps serving.
+
+Malformed protobuf, oversized messages, over-long prompts, invalid UTF-8,
+empty or too many prompts, unknown router, bad threshold / strong_share,
+deadlines that expire in the queue (dropped, never computed), cancellation
+mid-request (the rest of its prompts dropped), queue overflow
+(RESOURCE_EXHAUSTED at once). After each group: Health SERVING and a Score
+still work.
+"""
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import server_util as su  # noqa: E402
+import grpc  # noqa: E402
+
+LONG = "word " * 280  # truncated to the router's max_tokens
+
+
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def raw_prompt_request(prompt_bytes):
+    """A ScoreRequest with one prompt whose bytes are given (may be invalid UTF-8)."""
+    return b"\x12" + varint(len(prompt_bytes)) + prompt_bytes
+
+
+def main():
+    check = su.Check()
+    tmp = su.tmpdir()
+    router = su.router_dir(tmp)
+    st = su.Stubs(tmp)
+    pb, hp = st.scorer, st.health
+    srv = su.Server(["--model", router, "--max-request-bytes", "262144", "--max-prompt-bytes", "8192",
+                     "--max-prompts", "300", "--max-batch-size", "16", "--max-queue-delay-us", "500"])
+    try:
+        ch = srv.channel()
+        scorer = st.scorer_grpc.ScorerStub(ch)
+        health = st.health_grpc.HealthStub(ch)
+        raw_score = ch.unary_unary("/routescore.v1.Scorer/Score")
+
+        def still_serving(what):
+            ok = health.Check(hp.HealthCheckRequest(), timeout=10).status == hp.HealthCheckResponse.SERVING
+            r = scorer.Score(pb.ScoreRequest(prompts=["still there?"]), timeout=30)
+            check(ok and len(r.scores) == 1, f"after {what}: SERVING and scoring")
+
+        def expect(code, fn, what):
+            try:
+                fn()
+                check(False, f"{what}: expected {code.name}, got OK")
+            except grpc.RpcError as e:
+                check(e.code() == code, f"{what} -> {code.name} ({e.code().name}: {e.details()})")
+
+        # --- malformed and hostile messages ---
+        expect(grpc.StatusCode.INVALID_ARGUMENT, lambda: raw_score(b"\xff\xff\xff\xff\x0f garbage", timeout=10),
+               "malformed protobuf")
+        expect(grpc.StatusCode.INVALID_ARGUMENT, lambda: raw_score(b"\x12\x50abc", timeout=10),
+               "truncated protobuf (length past the end)")
+        expect(grpc.StatusCode.INVALID_ARGUMENT,
+               lambda: ch.unary_unary("/routescore.v1.Scorer/ListRouters")(b"\x0a\x05ab", timeout=10),
+               "malformed ListRoutersRequest")
+        expect(grpc.StatusCode.INVALID_ARGUMENT, lambda: ch.unary_unary("/grpc.health.v1.Health/Check")(b"\x0b", timeout=10),
+               "malformed HealthCheckRequest")
+        expect(grpc.StatusCode.INVALID_ARGUMENT, lambda: raw_score(raw_prompt_request(b"abc\xff\xfedef"), timeout=10),
+               "invalid UTF-8 prompt")
+        expect(grpc.StatusCode.INVALID_ARGUMENT, lambda: raw_score(raw_prompt_request(b"\xc3\x28"), timeout=10),
+               "invalid UTF-8 (bad continuation byte)")
+        expect(grpc.StatusCode.INVALID_ARGUMENT, lambda: raw_score(raw_prompt_request(b"\xed\xa0\x80"), timeout=10),
+               "invalid UTF-8 (encoded surrogate)")
+        expect(grpc.StatusCode.RESOURCE_EXHAUSTED,
+               lambda: scorer.Score(pb.ScoreRequest(prompts=["x" * 300000]), timeout=10), "oversized message (300 KB > 256 KiB)")
+        expect(grpc.StatusCode.INVALID_ARGUMENT,
+               lambda: scorer.Score(pb.ScoreRequest(prompts=["ok", "y" * 9000]), timeout=10), "prompt over max_prompt_bytes")
+        expect(grpc.StatusCode.INVALID_ARGUMENT, lambda: scorer.Score(pb.ScoreRequest(prompts=[]), timeout=10), "no prompts")
+        expect(grpc.StatusCode.INVALID_ARGUMENT, lambda: scorer.Score(pb.ScoreRequest(prompts=["a", ""]), timeout=10),
+               "an empty prompt")
+        expect(grpc.StatusCode.INVALID_ARGUMENT, lambda: scorer.Score(pb.ScoreRequest(prompts=["   \t "]), timeout=10),
+               "a whitespace-only prompt")
+        expect(grpc.StatusCode.INVALID_ARGUMENT, lambda: scorer.Score(pb.ScoreRequest(prompts=["a"] * 301), timeout=10),
+               "too many prompts (301 > 300)")
+        expect(grpc.StatusCode.INVALID_ARGUMENT,
+               lambda: scorer.Score(pb.ScoreRequest(prompts=["a"], router="no-such-router"), timeout=10), "unknown router")
+        expect(grpc.StatusCode.INVALID_ARGUMENT, lambda: scorer.Score(pb.ScoreRequest(prompts=["a"], threshold=1.5), timeout=10),
+               "threshold 1.5")
+        expect(grpc.StatusCode.INVALID_ARGUMENT,
+               lambda: scorer.Score(pb.ScoreRequest(prompts=["a"], threshold=float("nan")), timeout=10), "threshold NaN")
+        expect(grpc.StatusCode.INVALID_ARGUMENT,
+               lambda: scorer.Score(pb.ScoreRequest(prompts=["a"], strong_share=0.0), timeout=10), "strong_share 0")
+        # a stream fed garbage ends INVALID_ARGUMENT... no: per-request errors ride in the responses
+        raw_stream = ch.stream_stream("/routescore.v1.Scorer/ScoreStream")
+        outs = list(raw_stream(iter([b"\xff\xff\xff", raw_prompt_request(b"fine")]), timeout=30))
+        resp = [pb.ScoreResponse.FromString(o) for o in outs]
+        check(len(resp) == 2 and resp[0].error.code == 3 and len(resp[1].scores) == 1,
+              "ScoreStream: a malformed message gets an error response, the next one is scored")
+        still_serving("malformed input")
+
+        m0 = srv.metrics()
+        drop_deadline0 = su.metric_value(m0, "routescore_dropped_prompts_total", {"reason": "deadline"}) or 0
+        drop_cancel0 = su.metric_value(m0, "routescore_dropped_prompts_total", {"reason": "cancelled"}) or 0
+        prompts0 = su.metric_value(m0, "routescore_prompts_total") or 0
+
+        # --- a deadline that expires in the queue: DEADLINE_EXCEEDED, never computed ---
+        blocker = scorer.Score.future(pb.ScoreRequest(prompts=[LONG] * 48), timeout=120)  # ~3 batches of long prompts
+        time.sleep(0.05)
+        t0 = time.time()
+        expect(grpc.StatusCode.DEADLINE_EXCEEDED,
+               lambda: scorer.Score(pb.ScoreRequest(prompts=[LONG + str(i) for i in range(16)]), timeout=0.15),
+               "a request whose deadline passes while queued")
+        check(time.time() - t0 < 1.0, f"DEADLINE_EXCEEDED arrives at the deadline ({time.time() - t0:.2f}s)")
+        expect(grpc.StatusCode.DEADLINE_EXCEEDED,
+               lambda: scorer.Score(pb.ScoreRequest(prompts=["already late"]), timeout=0.000001), "an already-expired deadline")
+        blocker.result()
+        time.sleep(0.3)
+        m1 = srv.metrics()
+        dropped = (su.metric_value(m1, "routescore_dropped_prompts_total", {"reason": "deadline"}) or 0) - drop_deadline0
+        scored = (su.metric_value(m1, "routescore_prompts_total") or 0) - prompts0
+        check(dropped >= 16, f"the expired requests' prompts left the queue unscored ({dropped:.0f} >= 16)")
+        check(scored == 48, f"only the blocker's 48 prompts were computed ({scored:.0f})")
+        still_serving("expired deadlines")
+
+        # --- cancellation mid-request: prompts not yet computed are dropped ---
+        m1 = srv.metrics()
+        prompts1 = su.metric_value(m1, "routescore_prompts_total") or 0
+        drop_cancel0 = su.metric_value(m1, "routescore_dropped_prompts_total", {"reason": "cancelled"}) or 0
+        fut = scorer.Score.future(pb.ScoreRequest(prompts=[LONG + str(i) for i in range(160)]), timeout=120)
+        time.sleep(1.0)  # a few 16-prompt batches are done by now
+        fut.cancel()
+        try:
+            fut.result()
+            check(False, "cancelled call completed")
+        except grpc.FutureCancelledError:
+            check(True, "client-side cancel mid-request")
+        time.sleep(1.5)
+        m2 = srv.metrics()
+        dropped = (su.metric_value(m2, "routescore_dropped_prompts_total", {"reason": "cancelled"}) or 0) - drop_cancel0
+        scored = (su.metric_value(m2, "routescore_prompts_total") or 0) - prompts1
+        check(dropped > 0 and scored < 160 and dropped + scored == 160,
+              f"cancelled: {scored:.0f} prompts computed before the cancel, {dropped:.0f} dropped unscored")
+        check(su.metric_value(m2, "routescore_queue_prompts") == 0, "queue empty again")
+        still_serving("cancellation")
+        ch.close()
+    finally:
+        rc = srv.stop()
+    check(rc == 0, f"exit 0 after SIGTERM ({rc})")
+
+    # --- queue overflow: a small queue refuses at once, never queues ---
+    srv = su.Server(["--model", router, "--max-batch-tokens", "2048", "--max-queue-tokens", "4096",
+                     "--max-batch-size", "16"])
+    try:
+        ch = srv.channel()
+        scorer = st.scorer_grpc.ScorerStub(ch)
+        codes, lat = [], []
+        lock = threading.Lock()
+
+        def client(k):
+            t = time.time()
+            try:
+                scorer.Score(pb.ScoreRequest(prompts=[LONG + str(k)] * 8), timeout=120)  # ~2048 tokens
+                c = grpc.StatusCode.OK
+            except grpc.RpcError as e:
+                c = e.code()
+            with lock:
+                codes.append(c)
+                lat.append((c, time.time() - t))
+
+        ts = [threading.Thread(target=client, args=(k,)) for k in range(12)]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+        n_ok = codes.count(grpc.StatusCode.OK)
+        n_full = codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED)
+        check(n_ok >= 2 and n_full >= 1 and n_ok + n_full == 12,
+              f"queue overflow: {n_ok} OK, {n_full} RESOURCE_EXHAUSTED, nothing else ({set(codes)})")
+        fast = [d for c, d in lat if c == grpc.StatusCode.RESOURCE_EXHAUSTED]
+        slow = [d for c, d in lat if c == grpc.StatusCode.OK]
+        check(fast and max(fast) < max(slow), f"refusals are immediate (max {max(fast or [0]):.3f}s vs OK up to {max(slow):.3f}s)")
+        m = srv.metrics()
+        check((su.metric_value(m, "routescore_queue_refused_total") or 0) == n_full, "queue_refused_total counts them")
+        check((su.metric_value(m, "routescore_requests_total", {"code": "RESOURCE_EXHAUSTED"}) or 0) == n_full,
+              "requests_total{code=RESOURCE_EXHAUSTED} counts them")
+        expect_big = None
+        try:
+            scorer.Score(pb.ScoreRequest(prompts=[LONG] * 20), timeout=30)  # 20 x 256 tokens > the whole queue
+        except grpc.RpcError as e:
+            expect_big = e.code()
+        check(expect_big == grpc.StatusCode.INVALID_ARGUMENT, f"a request larger than the whole queue -> INVALID_ARGUMENT ({expect_big})")
+        r = scorer.Score(pb.ScoreRequest(prompts=["after the storm"]), timeout=30)
+        check(len(r.scores) == 1, "serving after overflow")
+        ch.close()
+    finally:
+        rc = srv.stop()
+    check(rc == 0, f"exit 0 after SIGTERM ({rc})")
+    check.done()
+
+
+if __name__ == "__main__":
+    main()
