@@ -131,6 +131,13 @@ void rs_metrics_threshold(rs_metrics *m, int router, float t) {
 
 void rs_metrics_ready(rs_metrics *m, int ready) { atomic_store(&m->ready, ready); }
 
+uint64_t rs_metrics_requests(rs_metrics *m, rs_method method, int code) {
+    uint64_t n = 0;
+    if (code < 0 || code >= N_CODES) return 0;
+    for (int r = 0; r <= m->n; r++) n += atomic_load(&m->r[r].requests[method][code]);
+    return n;
+}
+
 /* ---- rendering ---- */
 
 typedef struct sbuf {

@@ -54,6 +54,8 @@ void rs_metrics_refused(rs_metrics *m, int router); /* queue full */
 void rs_metrics_queue(rs_metrics *m, int router, int64_t d_prompts, int64_t d_tokens); /* gauge deltas */
 void rs_metrics_threshold(rs_metrics *m, int router, float t);
 void rs_metrics_ready(rs_metrics *m, int ready);
+/* Requests of a method that ended with a code, over all routers (for logs and tests). */
+uint64_t rs_metrics_requests(rs_metrics *m, rs_method method, int code);
 
 /* Prometheus text format 0.0.4 into a malloc'd string (*out, caller frees). */
 rs_status rs_metrics_render(rs_metrics *m, char **out, size_t *len, rs_err *err);

@@ -961,7 +961,7 @@ static void dispatch(rs_tag *t, int ok) {
         if (c->close_cancelled) {
             c->cancelled = 1;
             for (rs_req *r = c->inflight_head; r; r = r->next) atomic_store(&r->work.cancelled, 1);
-            if (!c->finishing && s->metrics) {
+            if (!c->finishing && c->kind != CK_STREAM && s->metrics) {
                 grpc_status_code code = rs_cli_now() >= c->deadline ? GRPC_STATUS_DEADLINE_EXCEEDED : GRPC_STATUS_CANCELLED;
                 rs_metrics_request(s->metrics, c->metric_router, METHODS[c->kind].metric, (int)code);
             }
@@ -1388,8 +1388,14 @@ int rs_server_drain(rs_server *s) {
     uint64_t batches = 0;
     for (int i = 0; i < s->n_routers; i++)
         if (s->routers[i].batcher) batches += rs_batcher_batches(s->routers[i].batcher);
-    rs_log(RS_LOG_INFO, "drained", "\"seconds\":%.3f,\"in_time\":%s,\"batches\":%llu", rs_cli_now() - t0,
-           in_time ? "true" : "false", (unsigned long long)batches);
+    rs_metrics *m = s->metrics;
+    rs_log(RS_LOG_INFO, "drained",
+           "\"seconds\":%.3f,\"in_time\":%s,\"batches\":%llu,\"score_ok\":%llu,\"score_unavailable\":%llu,"
+           "\"stream_messages_ok\":%llu",
+           rs_cli_now() - t0, in_time ? "true" : "false", (unsigned long long)batches,
+           (unsigned long long)rs_metrics_requests(m, RS_METHOD_SCORE, GRPC_STATUS_OK),
+           (unsigned long long)rs_metrics_requests(m, RS_METHOD_SCORE, GRPC_STATUS_UNAVAILABLE),
+           (unsigned long long)rs_metrics_requests(m, RS_METHOD_SCORE_STREAM, GRPC_STATUS_OK));
     return atomic_load(&s->fatal) ? 3 : cancelled ? 1 : 0;
 }
 
