@@ -266,12 +266,15 @@ static void test_long_inputs(const rs_tokenizer *t) {
 
 static void test_refusals(void) {
     struct { const char *norm, *pre, *model, *post, *name; } cases[] = {
-        {"{\"type\":\"Precompiled\",\"precompiled_charsmap\":\"\"}", "null", "WordPiece", "null", "Precompiled"},
-        {"null", "{\"type\":\"Metaspace\",\"replacement\":\"_\"}", "WordPiece", "null", "Metaspace"},
+        {"{\"type\":\"ByteLevel\"}", "null", "WordPiece", "null", "ByteLevel"},
+        {"null", "{\"type\":\"UnicodeScripts\"}", "WordPiece", "null", "UnicodeScripts"},
+        {"null", "{\"type\":\"ByteLevel\"}", "WordPiece", "null", "ByteLevel"},
         {"null", "null", "BPE", "null", "BPE"},
-        {"null", "null", "WordPiece", "{\"type\":\"ByteLevel\"}", "ByteLevel"},
-        {"{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"NFC\"},{\"type\":\"Replace\"}]}", "null", "WordPiece",
-         "null", "Replace"},
+        {"null", "null", "WordLevel", "null", "WordLevel"},
+        {"null", "null", "WordPiece", "{\"type\":\"Custom\"}", "Custom"},
+        {"{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"NFC\"},{\"type\":\"Replace\",\"pattern\":"
+         "{\"Regex\":\"(\"},\"content\":\"x\"}]}",
+         "null", "WordPiece", "null", "regex"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         rs_status st = RS_OK;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "cli.h"
 #include "tokenizer.h"
@@ -18,6 +19,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: routescore tokenize --tokenizer FILE|DIR [--add-special] [--max-tokens N] TEXT...\n"
+            "       routescore tokenize --tokenizer FILE|DIR --decode [--add-special] '[ID, ...]'...\n"
             "       routescore tokenize --tokenizer FILE|DIR [--add-special] [--max-tokens N] --in FILE.jsonl "
             "[--field NAME]\n"
             "\n"
@@ -27,7 +29,11 @@ static void usage(FILE *f) {
             "  --max-tokens N        truncate to N ids in all (specials included)\n"
             "  --in FILE.jsonl       read texts from a JSON-lines file\n"
             "  --field NAME          the text's field (default \"prompt\"; paths like turns[0] or a.b work)\n"
-            "A text that fails prints {\"line\": N, \"error\": \"...\"} instead; exit 1 if any did.\n");
+            "  --decode              inputs are JSON arrays of ids; print each text as a JSON string\n"
+            "                        (special tokens skipped unless --add-special)\n"
+            "  --bench N             encode the inputs N times, print only a timing summary (JSON)\n"
+            "A text that fails prints {\"line\": N, \"error\": \"...\"} instead; exit 1 if any did.\n"
+            "FILE may be a tokenizer.json or a tiktoken rank file (read as Llama 3's).\n");
 }
 
 static void print_error(long line, const char *msg) {
@@ -43,7 +49,58 @@ static void print_error(long line, const char *msg) {
 typedef struct ids_buf {
     int32_t *v;
     size_t cap;
+    int quiet;    /* --bench: count, print nothing */
+    size_t total; /* ids produced while quiet */
 } ids_buf;
+
+static void print_json_string(const char *s, size_t len) {
+    putchar('"');
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') printf("\\%c", c);
+        else if (c == '\n') fputs("\\n", stdout);
+        else if (c == '\t') fputs("\\t", stdout);
+        else if (c == '\r') fputs("\\r", stdout);
+        else if (c < 0x20) printf("\\u%04x", c);
+        else putchar(c);
+    }
+    fputs("\"\n", stdout);
+}
+
+/* --decode: a JSON array of ids -> the text as a JSON string */
+static int decode_one(const rs_tokenizer *tok, const cJSON *arr, int skip_special, long line) {
+    if (!cJSON_IsArray(arr)) {
+        print_error(line, "not a JSON array of ids");
+        return 1;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(arr), k = 0;
+    int32_t *ids = malloc((n + 1) * sizeof *ids);
+    if (!ids) {
+        print_error(line, "out of memory");
+        return 1;
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr) {
+        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 0x7FFFFFFF) {
+            free(ids);
+            print_error(line, "ids must be integers >= 0");
+            return 1;
+        }
+        ids[k++] = (int32_t)e->valuedouble;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    rs_err err;
+    rs_status st = rs_tokenizer_decode(tok, ids, k, skip_special, &text, &len, &err);
+    free(ids);
+    if (st) {
+        print_error(line, err.msg);
+        return 1;
+    }
+    print_json_string(text, len);
+    free(text);
+    return 0;
+}
 
 /* Encodes and prints one text; returns 0 on success, 1 if it printed an error. */
 static int tokenize_one(const rs_tokenizer *tok, const char *text, size_t len, int add_special, size_t max_tokens,
@@ -71,8 +128,12 @@ static int tokenize_one(const rs_tokenizer *tok, const char *text, size_t len, i
             print_error(line, err.msg);
             return 1;
         }
+        if (buf->quiet) {
+            buf->total += n;
+            return 0;
+        }
         putchar('[');
-        for (size_t i = 0; i < n; i++) printf(i ? ",%d" : "%d", (int)buf->v[i]);
+        for (size_t i = 0; i < n; i++) printf(i ? ", %d" : "%d", (int)buf->v[i]);
         fputs("]\n", stdout);
         return 0;
     }
@@ -104,7 +165,7 @@ static const cJSON *json_path(const cJSON *root, const char *path) {
 }
 
 static int tokenize_jsonl(const rs_tokenizer *tok, const char *path, const char *field, int add_special,
-                          size_t max_tokens, ids_buf *buf, int *failed) {
+                          size_t max_tokens, ids_buf *buf, int *failed, int decode) {
     FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
     if (!f) {
         fprintf(stderr, "routescore tokenize: %s: %s\n", path, strerror(errno));
@@ -122,6 +183,8 @@ static int tokenize_jsonl(const rs_tokenizer *tok, const char *path, const char 
         if (!root) {
             print_error(lineno, "malformed JSON");
             *failed = 1;
+        } else if (decode) {
+            if (decode_one(tok, v, !add_special, lineno)) *failed = 1;
         } else if (!cJSON_IsString(v)) {
             snprintf(msg, sizeof msg, "no string field '%s'", field);
             print_error(lineno, msg);
@@ -141,9 +204,57 @@ static int tokenize_jsonl(const rs_tokenizer *tok, const char *path, const char 
     return 0;
 }
 
+/* --bench: every text in memory first, then only the encode calls are timed */
+static int bench(const rs_tokenizer *tok, const char *path, const char *field, int add_special, size_t max_tokens,
+                 long passes) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) {
+        fprintf(stderr, "routescore tokenize: %s: %s\n", path, strerror(errno));
+        return 2;
+    }
+    char **texts = NULL, *line = NULL;
+    size_t n = 0, cap = 0, line_cap = 0, bytes = 0;
+    ssize_t k;
+    while ((k = getline(&line, &line_cap, f)) >= 0) {
+        cJSON *root = cJSON_ParseWithLength(line, (size_t)k);
+        const cJSON *v = root ? json_path(root, field) : NULL;
+        if (cJSON_IsString(v)) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 1024;
+                char **t = realloc(texts, cap * sizeof *t);
+                if (!t) return 2;
+                texts = t;
+            }
+            texts[n] = strdup(v->valuestring);
+            bytes += strlen(v->valuestring);
+            n++;
+        }
+        cJSON_Delete(root);
+    }
+    free(line);
+    if (f != stdin) fclose(f);
+    ids_buf buf = {.quiet = 1};
+    int failed = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (long p = 0; p < passes; p++)
+        for (size_t i = 0; i < n; i++)
+            if (tokenize_one(tok, texts[i], strlen(texts[i]), add_special, max_tokens, &buf, (long)i + 1)) failed = 1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double sec = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    printf("{\"texts\": %zu, \"bytes\": %zu, \"passes\": %ld, \"tokens\": %zu, \"seconds\": %.6f, "
+           "\"tokens_per_s\": %.1f}\n",
+           n, bytes, passes, buf.total / (size_t)(passes > 0 ? passes : 1), sec, sec > 0 ? (double)buf.total / sec : 0.0);
+    for (size_t i = 0; i < n; i++) free(texts[i]);
+    free(texts);
+    free(buf.v);
+    return failed;
+}
+
 int rs_cli_tokenize(int argc, char **argv) {
     const char *tok_path = NULL, *in_path = NULL, *field = "prompt";
-    int add_special = 0;
+    int add_special = 0, decode = 0;
+    long bench_passes = 0;
     size_t max_tokens = 0;
     int first_text = argc;
     for (int i = 1; i < argc; i++) {
@@ -153,8 +264,10 @@ int rs_cli_tokenize(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--add-special")) {
             add_special = 1;
+        } else if (!strcmp(a, "--decode")) {
+            decode = 1;
         } else if (!strcmp(a, "--tokenizer") || !strcmp(a, "--max-tokens") || !strcmp(a, "--in") ||
-                   !strcmp(a, "--field")) {
+                   !strcmp(a, "--field") || !strcmp(a, "--bench")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "routescore tokenize: %s needs a value\n", a);
                 return 2;
@@ -168,10 +281,11 @@ int rs_cli_tokenize(int argc, char **argv) {
                 errno = 0;
                 unsigned long long k = strtoull(v, &end, 10);
                 if (*end || end == v || errno || v[0] == '-') {
-                    fprintf(stderr, "routescore tokenize: bad --max-tokens '%s'\n", v);
+                    fprintf(stderr, "routescore tokenize: bad %s '%s'\n", a, v);
                     return 2;
                 }
-                max_tokens = (size_t)k;
+                if (!strcmp(a, "--bench")) bench_passes = k > 1000000 ? 1000000 : (long)k;
+                else max_tokens = (size_t)k;
             }
         } else if (!strcmp(a, "--")) {
             first_text = i + 1;
@@ -185,17 +299,26 @@ int rs_cli_tokenize(int argc, char **argv) {
             break;
         }
     }
-    if (!tok_path || (in_path && first_text < argc) || (!in_path && first_text >= argc)) {
+    if (!tok_path || (in_path && first_text < argc) || (!in_path && first_text >= argc) ||
+        (bench_passes && (!in_path || decode))) {
         usage(stderr);
         return 2;
     }
     char *file = NULL;
     struct stat sb;
     if (stat(tok_path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        size_t n = strlen(tok_path) + sizeof "/tokenizer.json";
-        file = malloc(n);
-        if (!file) return 2;
-        snprintf(file, n, "%s/tokenizer.json", tok_path);
+        /* a model directory: its tokenizer.json, else a rank file beside it */
+        const char *names[] = {"tokenizer.json", "tokenizer.model"};
+        for (int k = 0; k < 2 && !file; k++) {
+            size_t n = strlen(tok_path) + strlen(names[k]) + 2;
+            file = malloc(n);
+            if (!file) return 2;
+            snprintf(file, n, "%s/%s", tok_path, names[k]);
+            if (stat(file, &sb) != 0 && k == 0) {
+                free(file);
+                file = NULL;
+            }
+        }
     }
     rs_tokenizer *tok = NULL;
     rs_err err;
@@ -213,12 +336,21 @@ int rs_cli_tokenize(int argc, char **argv) {
     }
     ids_buf buf = {0};
     int failed = 0, rc = 0;
-    if (in_path) {
-        rc = tokenize_jsonl(tok, in_path, field, add_special, max_tokens, &buf, &failed);
+    if (bench_passes) {
+        rc = bench(tok, in_path, field, add_special, max_tokens, bench_passes);
+    } else if (in_path) {
+        rc = tokenize_jsonl(tok, in_path, field, add_special, max_tokens, &buf, &failed, decode);
     } else {
-        for (int i = first_text; i < argc; i++)
-            if (tokenize_one(tok, argv[i], strlen(argv[i]), add_special, max_tokens, &buf, i - first_text + 1))
+        for (int i = first_text; i < argc; i++) {
+            long line = i - first_text + 1;
+            if (decode) {
+                cJSON *arr = cJSON_Parse(argv[i]);
+                if (decode_one(tok, arr, !add_special, line)) failed = 1;
+                cJSON_Delete(arr);
+            } else if (tokenize_one(tok, argv[i], strlen(argv[i]), add_special, max_tokens, &buf, line)) {
                 failed = 1;
+            }
+        }
     }
     free(buf.v);
     rs_tokenizer_free(tok);

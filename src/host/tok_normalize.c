@@ -175,6 +175,61 @@ static int all_below(const rs_tok_cps *b, int32_t limit) {
     return 1;
 }
 
+typedef struct replace_ctx {
+    const rs_tok_norm *s;
+    const rs_tok_cps *in;
+    rs_tok_cps *out;
+    size_t pos; /* input copied up to here */
+    rs_status st;
+} replace_ctx;
+
+static int copy_range(replace_ctx *r, size_t a, size_t b) {
+    if (rs_tok_cps_reserve(r->out, r->out->n + (b - a) + 1)) return 1;
+    memcpy(r->out->v + r->out->n, r->in->v + a, (b - a) * sizeof *r->in->v);
+    r->out->n += b - a;
+    return 0;
+}
+
+static int on_replace(void *ctx, size_t ms, size_t me) {
+    replace_ctx *r = ctx;
+    if (copy_range(r, r->pos, ms) || rs_tok_cps_reserve(r->out, r->out->n + r->s->n_content + 1)) {
+        r->st = RS_ERR_NOMEM;
+        return 1;
+    }
+    memcpy(r->out->v + r->out->n, r->s->content, r->s->n_content * sizeof *r->s->content);
+    r->out->n += r->s->n_content;
+    r->pos = me;
+    return 0;
+}
+
+/* HF Replace: every non-overlapping match, left to right, becomes content */
+static rs_status replace(const rs_tok_norm *s, const rs_tok_cps *in, rs_tok_cps *out) {
+    replace_ctx r = {.s = s, .in = in, .out = out};
+    out->n = 0;
+    int rc = rs_tok_pattern_find(s->pattern, in->v, 0, in->n, on_replace, &r);
+    if (rc < 0) return RS_ERR_NOMEM;
+    if (r.st) return r.st;
+    if (copy_range(&r, r.pos, in->n)) return RS_ERR_NOMEM;
+    return RS_OK;
+}
+
+static rs_status prepend(const rs_tok_norm *s, const rs_tok_cps *in, rs_tok_cps *out) {
+    if (rs_tok_cps_reserve(out, in->n + s->n_content + 1)) return RS_ERR_NOMEM;
+    memcpy(out->v, s->content, s->n_content * sizeof *s->content);
+    memcpy(out->v + s->n_content, in->v, in->n * sizeof *in->v);
+    out->n = in->n + s->n_content;
+    return RS_OK;
+}
+
+void rs_tok_norm_free(rs_tok_norm *n) {
+    rs_tok_pattern_free(n->pattern);
+    free(n->content);
+    rs_tok_precompiled_free(n->pc);
+    n->pattern = NULL;
+    n->content = NULL;
+    n->pc = NULL;
+}
+
 rs_status rs_tok_normalize(const rs_tok_norm *steps, size_t n, rs_tok_cps *io, rs_tok_cps *tmp) {
     rs_status st = RS_OK;
     for (size_t k = 0; k < n && st == RS_OK; k++) {
@@ -215,13 +270,40 @@ rs_status rs_tok_normalize(const rs_tok_norm *steps, size_t n, rs_tok_cps *io, r
         case RS_TOK_NORM_STRIP:
             strip(io, s->strip_left, s->strip_right);
             break;
+        case RS_TOK_NORM_REPLACE:
+            if ((st = replace(s, io, tmp))) break;
+            swap_cps(io, tmp);
+            break;
+        case RS_TOK_NORM_PREPEND:
+            if (!io->n) break; /* HF prepends to non-empty text only */
+            if ((st = prepend(s, io, tmp))) break;
+            swap_cps(io, tmp);
+            break;
+        case RS_TOK_NORM_PRECOMPILED:
+            if ((st = rs_tok_precompiled_apply(s->pc, io, tmp))) break;
+            swap_cps(io, tmp);
+            break;
         }
     }
     return st;
 }
 
+/* Chunks are cut before an ASCII space that follows ASCII non-space
+ * (tokenizer.c), so a step is chunkable when it cannot see across such a cut:
+ * per-character steps, right-only Strip (a chunk never ends in whitespace but
+ * the last), Precompiled (the cut is a grapheme boundary), Replace of runs of
+ * spaces or of literals without a space. Left Strip and Prepend act on each
+ * piece's start, unknown regexes on anything. */
 int rs_tok_norm_chunkable(const rs_tok_norm *steps, size_t n) {
-    for (size_t k = 0; k < n; k++)
-        if (steps[k].kind == RS_TOK_NORM_STRIP) return 0;
+    for (size_t k = 0; k < n; k++) {
+        const rs_tok_norm *s = &steps[k];
+        if (s->kind == RS_TOK_NORM_STRIP && s->strip_left) return 0;
+        if (s->kind == RS_TOK_NORM_PREPEND) return 0;
+        if (s->kind == RS_TOK_NORM_REPLACE) {
+            int kind = rs_tok_pattern_kind(s->pattern);
+            if (kind == RS_TOK_PAT_PCRE2) return 0;
+            if (kind == RS_TOK_PAT_LITERAL) return 0; /* conservative: literals may hold spaces */
+        }
+    }
     return 1;
 }

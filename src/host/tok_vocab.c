@@ -104,3 +104,52 @@ rs_status rs_tok_vocab_init(rs_tok_vocab *v, const void *json, rs_err *err) {
     }
     return RS_OK;
 }
+
+rs_status rs_tok_vocab_build(rs_tok_vocab *v, size_t n_ids, const char *const *key, const uint32_t *len, rs_err *err) {
+    memset(v, 0, sizeof *v);
+    size_t n_keys = 0, bytes = 0;
+    for (size_t id = 0; id < n_ids; id++)
+        if (key[id]) {
+            n_keys++;
+            bytes += len[id];
+        }
+    if (bytes > 0xFFFFFFF0u) return rs_errf(err, RS_ERR_TOO_LARGE, "vocabulary is too large");
+    v->n_ids = n_ids;
+    v->n_keys = n_keys;
+    size_t slots = 16;
+    while (slots < n_keys * 2) slots *= 2;
+    v->mask = slots - 1;
+    v->arena = malloc(bytes + 1);
+    v->off = malloc((n_ids + 1) * sizeof *v->off);
+    v->len = malloc((n_ids + 1) * sizeof *v->len);
+    v->slot_id = calloc(slots, sizeof *v->slot_id);
+    v->slot_h = calloc(slots, sizeof *v->slot_h);
+    if (!v->arena || !v->off || !v->len || !v->slot_id || !v->slot_h) {
+        rs_tok_vocab_free(v);
+        return rs_errf(err, RS_ERR_NOMEM, "vocabulary: out of memory");
+    }
+    size_t pos = 0;
+    for (size_t id = 0; id < n_ids; id++) {
+        v->len[id] = UINT32_MAX;
+        if (!key[id]) continue;
+        size_t l = len[id];
+        memcpy(v->arena + pos, key[id], l);
+        v->off[id] = (uint32_t)pos;
+        v->len[id] = (uint32_t)l;
+        if (l > v->max_len) v->max_len = l;
+        uint32_t h = hash_bytes(HASH_SEED, key[id], l);
+        size_t s = h & v->mask;
+        while (v->slot_id[s]) {
+            uint32_t o = v->slot_id[s] - 1;
+            if (v->slot_h[s] == h && key_eq(v->arena + v->off[o], v->len[o], key[id], l, "", 0)) {
+                v->n_keys--; /* as a map built from the list: the last id gets the key */
+                break;
+            }
+            s = (s + 1) & v->mask;
+        }
+        v->slot_id[s] = (uint32_t)id + 1;
+        v->slot_h[s] = h;
+        pos += l;
+    }
+    return RS_OK;
+}

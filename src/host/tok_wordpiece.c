@@ -60,6 +60,10 @@ static int32_t wp_token_id(const void *model, const char *tok, size_t len) {
     return rs_tok_vocab_find2(&m->vocab, "", 0, tok, len);
 }
 
+static const char *wp_id_to_token(const void *model, int32_t id, size_t *len) {
+    return rs_tok_vocab_str(&((const wordpiece *)model)->vocab, id, len);
+}
+
 static size_t wp_n_ids(const void *model) { return ((const wordpiece *)model)->vocab.n_ids; }
 
 static void wp_free(void *model) {
@@ -74,6 +78,7 @@ const rs_tok_model_ops rs_tok_wordpiece_ops = {
     .encode_word = wp_encode_word,
     .token_id = wp_token_id,
     .n_ids = wp_n_ids,
+    .id_to_token = wp_id_to_token,
     .free = wp_free,
 };
 

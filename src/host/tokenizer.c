@@ -1,4 +1,5 @@
-/* tokenizer.c — load a HF tokenizer.json and run the encode pipeline.
+/* tokenizer.c — load a HF tokenizer.json (or a tiktoken rank file) and run
+ * the encode and decode pipelines.
  *
  * DESIGN. encode = validate UTF-8 (the whole input, always) -> split out
  * added tokens that match the raw text -> for each remaining piece, in chunks
@@ -14,6 +15,7 @@
 #include "tokenizer.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,8 +25,20 @@
 #include "tok_internal.h"
 
 #define MAX_NORMALIZERS 16
-#define MAX_PRETOKENIZERS 16
+#define MAX_PRETOKENIZERS RS_TOK_MAX_PRE
 #define CHUNK_BYTES 4096 /* raw bytes per chunk before we look for a cut */
+
+/* How ids become text again (the tokenizer.json "decoder"). */
+typedef enum decoder_kind {
+    DEC_NONE,      /* no decoder: tokens joined with spaces */
+    DEC_BYTES,     /* byte-level (ByteLevel decoder, tiktoken): raw bytes, lossy UTF-8 */
+    DEC_METASPACE, /* replacement -> space, leading space of the first token dropped */
+    DEC_WORDPIECE, /* "##" pieces glued, others space-separated, optional cleanup */
+    DEC_UNSUPPORTED,
+} decoder_kind;
+
+static rs_status decode_utf8(const char *s, size_t len, rs_tok_cps *out);
+static size_t utf8_invalid_at(const char *s, size_t len);
 
 typedef struct added_token {
     char *content; /* raw pattern (normalized == 0) */
@@ -32,14 +46,15 @@ typedef struct added_token {
     int32_t *ncps; /* normalized pattern (normalized == 1) */
     size_t n_ncps;
     int32_t id;
-    int single_word, lstrip, rstrip, normalized;
+    int single_word, lstrip, rstrip, normalized, special;
 } added_token;
 
 struct rs_tokenizer {
     rs_tok_norm norm[MAX_NORMALIZERS];
     size_t n_norm;
-    rs_tok_pre_kind pre[MAX_PRETOKENIZERS];
+    rs_tok_pre pre[MAX_PRETOKENIZERS];
     size_t n_pre;
+    int byte_level; /* a ByteLevel pre-tokenizer: the BPE model runs on bytes */
     const rs_tok_model_ops *model_ops;
     void *model;
     added_token *added;
@@ -50,6 +65,15 @@ struct rs_tokenizer {
     size_t n_prefix, n_suffix;
     int chunkable;
     size_t n_ids;
+    size_t cap_added; /* allocated entries of added */
+    /* decoder */
+    decoder_kind dec;
+    char dec_name[48]; /* DEC_UNSUPPORTED: its type */
+    int32_t dec_replacement;
+    int dec_prepend; /* METASPACE: drop the first leading space */
+    char dec_prefix[16]; /* WORDPIECE */
+    int dec_cleanup;
+    int tiktoken; /* loaded from a rank file */
 };
 
 /* ------------------------------------------------------------------ load */
@@ -103,11 +127,56 @@ static rs_status load_normalizer(rs_tokenizer *t, const cJSON *j, rs_err *err) {
         n.kind = RS_TOK_NORM_STRIP;
         n.strip_left = json_bool(j, "strip_left", 1);
         n.strip_right = json_bool(j, "strip_right", 1);
+    } else if (!strcmp(type, "Replace") || !strcmp(type, "Prepend")) {
+        int is_replace = !strcmp(type, "Replace");
+        const char *key = is_replace ? "content" : "prepend";
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, key);
+        if (!cJSON_IsString(c)) return rs_errf(err, RS_ERR_FORMAT, "%s normalizer without %s", type, key);
+        size_t len = strlen(c->valuestring);
+        n.kind = is_replace ? RS_TOK_NORM_REPLACE : RS_TOK_NORM_PREPEND;
+        n.content = malloc((len + 1) * sizeof *n.content);
+        if (!n.content) return rs_errf(err, RS_ERR_NOMEM, "out of memory");
+        utf8proc_ssize_t k = utf8proc_decompose((const utf8proc_uint8_t *)c->valuestring, (utf8proc_ssize_t)len,
+                                                n.content, (utf8proc_ssize_t)len + 1, 0);
+        if (k < 0) {
+            free(n.content);
+            return rs_errf(err, RS_ERR_FORMAT, "%s normalizer: %s is not UTF-8", type, key);
+        }
+        n.n_content = (size_t)k;
+        if (is_replace) {
+            const cJSON *pat = cJSON_GetObjectItemCaseSensitive(j, "pattern");
+            const cJSON *re = cJSON_GetObjectItemCaseSensitive(pat, "Regex");
+            const cJSON *str = cJSON_GetObjectItemCaseSensitive(pat, "String");
+            rs_status st = cJSON_IsString(re)    ? rs_tok_pattern_regex(re->valuestring, &n.pattern, err)
+                           : cJSON_IsString(str) ? rs_tok_pattern_literal(str->valuestring, &n.pattern, err)
+                                                 : rs_errf(err, RS_ERR_FORMAT, "Replace normalizer without a pattern");
+            if (st) {
+                free(n.content);
+                return st;
+            }
+        }
+    } else if (!strcmp(type, "Precompiled")) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "precompiled_charsmap");
+        n.kind = RS_TOK_NORM_PRECOMPILED;
+        if (cJSON_IsNull(c) || (cJSON_IsString(c) && !c->valuestring[0])) return RS_OK; /* HF: empty map, no-op */
+        if (!cJSON_IsString(c)) return rs_errf(err, RS_ERR_FORMAT, "Precompiled normalizer without precompiled_charsmap");
+        rs_status st = rs_tok_precompiled_load(c->valuestring, &n.pc, err);
+        if (st) return st;
     } else {
         return rs_errf(err, RS_ERR_UNSUPPORTED, "normalizer type '%s' is not supported", type);
     }
     t->norm[t->n_norm++] = n;
     return RS_OK;
+}
+
+static rs_status parse_behavior(const char *b, rs_tok_behavior *out, rs_err *err) {
+    static const char *names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext", "Contiguous"};
+    for (int i = 0; i < 5; i++)
+        if (!strcmp(b, names[i])) {
+            *out = (rs_tok_behavior)i;
+            return RS_OK;
+        }
+    return rs_errf(err, RS_ERR_UNSUPPORTED, "split behavior '%.32s' is not supported", b);
 }
 
 static rs_status load_pre_tokenizer(rs_tokenizer *t, const cJSON *j, rs_err *err) {
@@ -125,19 +194,80 @@ static rs_status load_pre_tokenizer(rs_tokenizer *t, const cJSON *j, rs_err *err
     }
     if (t->n_pre == MAX_PRETOKENIZERS)
         return rs_errf(err, RS_ERR_UNSUPPORTED, "more than %d pre-tokenizers", MAX_PRETOKENIZERS);
-    if (!strcmp(type, "BertPreTokenizer")) t->pre[t->n_pre++] = RS_TOK_PRE_BERT;
-    else if (!strcmp(type, "Whitespace")) t->pre[t->n_pre++] = RS_TOK_PRE_WHITESPACE;
-    else if (!strcmp(type, "WhitespaceSplit")) t->pre[t->n_pre++] = RS_TOK_PRE_WHITESPACE_SPLIT;
-    else return rs_errf(err, RS_ERR_UNSUPPORTED, "pre_tokenizer type '%s' is not supported", type);
+    rs_tok_pre p = {0};
+    rs_status st = RS_OK;
+    if (!strcmp(type, "BertPreTokenizer")) p.kind = RS_TOK_PRE_BERT;
+    else if (!strcmp(type, "Whitespace")) p.kind = RS_TOK_PRE_WHITESPACE;
+    else if (!strcmp(type, "WhitespaceSplit")) p.kind = RS_TOK_PRE_WHITESPACE_SPLIT;
+    else if (!strcmp(type, "Metaspace")) {
+        p.kind = RS_TOK_PRE_METASPACE;
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "replacement");
+        utf8proc_int32_t c = 0x2581;
+        if (cJSON_IsString(r)) {
+            size_t len = strlen(r->valuestring);
+            if (!len || utf8proc_iterate((const utf8proc_uint8_t *)r->valuestring, (utf8proc_ssize_t)len, &c) !=
+                            (utf8proc_ssize_t)len)
+                return rs_errf(err, RS_ERR_FORMAT, "Metaspace: replacement must be one character");
+        }
+        p.replacement = c;
+        p.split = json_bool(j, "split", 1);
+        const cJSON *ps = cJSON_GetObjectItemCaseSensitive(j, "prepend_scheme");
+        if (cJSON_IsString(ps)) {
+            if (!strcmp(ps->valuestring, "always")) p.prepend_scheme = 2;
+            else if (!strcmp(ps->valuestring, "first")) p.prepend_scheme = 1;
+            else if (!strcmp(ps->valuestring, "never")) p.prepend_scheme = 0;
+            else return rs_errf(err, RS_ERR_FORMAT, "Metaspace: unknown prepend_scheme '%.32s'", ps->valuestring);
+        } else {
+            p.prepend_scheme = json_bool(j, "add_prefix_space", 1) ? 2 : 0; /* older files */
+        }
+    } else if (!strcmp(type, "ByteLevel")) {
+        p.kind = RS_TOK_PRE_BYTELEVEL;
+        p.add_prefix_space = json_bool(j, "add_prefix_space", 1);
+        if (json_bool(j, "use_regex", 1)) st = rs_tok_pattern_known(RS_TOK_PAT_GPT2, &p.pattern);
+        if (st) return rs_errf(err, st, "out of memory");
+        t->byte_level = 1;
+    } else if (!strcmp(type, "Split")) {
+        p.kind = RS_TOK_PRE_SPLIT;
+        const cJSON *pat = cJSON_GetObjectItemCaseSensitive(j, "pattern");
+        const cJSON *re = cJSON_GetObjectItemCaseSensitive(pat, "Regex");
+        const cJSON *str = cJSON_GetObjectItemCaseSensitive(pat, "String");
+        const cJSON *beh = cJSON_GetObjectItemCaseSensitive(j, "behavior");
+        p.invert = json_bool(j, "invert", 0);
+        if (!cJSON_IsString(beh)) return rs_errf(err, RS_ERR_FORMAT, "Split without a behavior");
+        if ((st = parse_behavior(beh->valuestring, &p.behavior, err))) return st;
+        if (cJSON_IsString(re)) st = rs_tok_pattern_regex(re->valuestring, &p.pattern, err);
+        else if (cJSON_IsString(str)) st = rs_tok_pattern_literal(str->valuestring, &p.pattern, err);
+        else st = rs_errf(err, RS_ERR_FORMAT, "Split without a pattern");
+        if (st) return st;
+    } else if (!strcmp(type, "Digits")) {
+        p.kind = RS_TOK_PRE_DIGITS;
+        p.individual_digits = json_bool(j, "individual_digits", 0);
+    } else if (!strcmp(type, "Punctuation")) {
+        p.kind = RS_TOK_PRE_PUNCTUATION;
+        const cJSON *beh = cJSON_GetObjectItemCaseSensitive(j, "behavior");
+        p.behavior = RS_TOK_ISOLATED;
+        if (cJSON_IsString(beh) && (st = parse_behavior(beh->valuestring, &p.behavior, err))) return st;
+    } else return rs_errf(err, RS_ERR_UNSUPPORTED, "pre_tokenizer type '%s' is not supported", type);
+    t->pre[t->n_pre++] = p;
     return RS_OK;
 }
 
 static rs_status load_model(rs_tokenizer *t, const cJSON *j, rs_err *err) {
     const char *type = json_type(j);
     if (!type) return rs_errf(err, RS_ERR_FORMAT, "model without a type");
+    if (t->byte_level && strcmp(type, "BPE"))
+        return rs_errf(err, RS_ERR_UNSUPPORTED, "ByteLevel pre-tokenizer with a %s model is not supported", type);
     if (!strcmp(type, "WordPiece")) {
         t->model_ops = &rs_tok_wordpiece_ops;
         return rs_tok_wordpiece_load(j, &t->model, err);
+    }
+    if (!strcmp(type, "Unigram")) {
+        t->model_ops = &rs_tok_unigram_ops;
+        return rs_tok_unigram_load(j, &t->model, err);
+    }
+    if (!strcmp(type, "BPE")) {
+        t->model_ops = &rs_tok_bpe_ops;
+        return rs_tok_bpe_load(j, t->byte_level, &t->model, err);
     }
     return rs_errf(err, RS_ERR_UNSUPPORTED, "model type '%s' is not supported", type);
 }
@@ -199,6 +329,16 @@ static rs_status load_post_processor(rs_tokenizer *t, const cJSON *j, rs_err *er
     const char *type = json_type(j);
     if (!type) return rs_errf(err, RS_ERR_FORMAT, "post_processor without a type");
     if (!strcmp(type, "TemplateProcessing")) return load_template(t, j, err);
+    if (!strcmp(type, "ByteLevel")) return RS_OK; /* offsets only: ids unchanged */
+    if (!strcmp(type, "Sequence")) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(j, "processors"), *e;
+        if (!cJSON_IsArray(list)) return rs_errf(err, RS_ERR_FORMAT, "Sequence post_processor without processors");
+        cJSON_ArrayForEach(e, list) {
+            rs_status st = load_post_processor(t, e, err);
+            if (st) return st;
+        }
+        return RS_OK;
+    }
     if (!strcmp(type, "BertProcessing") || !strcmp(type, "RobertaProcessing")) {
         /* single sequence: cls A sep for both */
         int32_t cls = -1, sep = -1;
@@ -212,8 +352,6 @@ static rs_status load_post_processor(rs_tokenizer *t, const cJSON *j, rs_err *er
     return rs_errf(err, RS_ERR_UNSUPPORTED, "post_processor type '%s' is not supported", type);
 }
 
-static rs_status decode_utf8(const char *s, size_t len, rs_tok_cps *out);
-static size_t utf8_invalid_at(const char *s, size_t len);
 
 static rs_status load_added_tokens(rs_tokenizer *t, const cJSON *list, rs_err *err) {
     if (!list || cJSON_IsNull(list)) return RS_OK;
@@ -221,6 +359,7 @@ static rs_status load_added_tokens(rs_tokenizer *t, const cJSON *list, rs_err *e
     int n = cJSON_GetArraySize(list);
     t->added = calloc((size_t)n + 1, sizeof *t->added);
     if (!t->added) return rs_errf(err, RS_ERR_NOMEM, "out of memory");
+    t->cap_added = (size_t)n + 1;
     rs_tok_cps a = {0}, b = {0};
     const cJSON *e;
     rs_status st = RS_OK;
@@ -240,6 +379,7 @@ static rs_status load_added_tokens(rs_tokenizer *t, const cJSON *list, rs_err *e
         at->lstrip = json_bool(e, "lstrip", 0);
         at->rstrip = json_bool(e, "rstrip", 0);
         int special = json_bool(e, "special", 0);
+        at->special = special;
         at->normalized = json_bool(e, "normalized", !special);
         at->content = malloc(len + 1);
         if (!at->content) {
@@ -285,6 +425,8 @@ static rs_status load_added_tokens(rs_tokenizer *t, const cJSON *list, rs_err *e
 void rs_tokenizer_free(rs_tokenizer *t) {
     if (!t) return;
     if (t->model_ops) t->model_ops->free(t->model);
+    for (size_t i = 0; i < t->n_norm; i++) rs_tok_norm_free(&t->norm[i]);
+    for (size_t i = 0; i < t->n_pre; i++) rs_tok_pre_free(&t->pre[i]);
     for (size_t i = 0; i < t->n_added; i++) {
         free(t->added[i].content);
         free(t->added[i].ncps);
@@ -295,6 +437,39 @@ void rs_tokenizer_free(rs_tokenizer *t) {
     free(t);
 }
 
+/* Decoders are only needed for ids -> text: one we do not implement is
+ * remembered and refused by rs_tokenizer_decode, not at load. */
+static rs_status load_decoder(rs_tokenizer *t, const cJSON *j, rs_err *err) {
+    (void)err;
+    if (!j || cJSON_IsNull(j)) {
+        t->dec = t->byte_level ? DEC_BYTES : DEC_NONE;
+        return RS_OK;
+    }
+    const char *type = json_type(j);
+    if (!type) type = "?";
+    if (!strcmp(type, "ByteLevel") && t->byte_level) {
+        t->dec = DEC_BYTES;
+    } else if (!strcmp(type, "Metaspace")) {
+        t->dec = DEC_METASPACE;
+        t->dec_replacement = 0x2581;
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "replacement");
+        utf8proc_int32_t c;
+        if (cJSON_IsString(r) && utf8proc_iterate((const utf8proc_uint8_t *)r->valuestring, -1, &c) > 0)
+            t->dec_replacement = c;
+        const cJSON *ps = cJSON_GetObjectItemCaseSensitive(j, "prepend_scheme");
+        t->dec_prepend = cJSON_IsString(ps) ? strcmp(ps->valuestring, "never") != 0 : json_bool(j, "add_prefix_space", 1);
+    } else if (!strcmp(type, "WordPiece")) {
+        t->dec = DEC_WORDPIECE;
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "prefix");
+        snprintf(t->dec_prefix, sizeof t->dec_prefix, "%s", cJSON_IsString(p) ? p->valuestring : "##");
+        t->dec_cleanup = json_bool(j, "cleanup", 1);
+    } else {
+        t->dec = DEC_UNSUPPORTED;
+        snprintf(t->dec_name, sizeof t->dec_name, "%s", type);
+    }
+    return RS_OK;
+}
+
 static rs_status load_from_json(rs_tokenizer *t, const cJSON *root, rs_err *err) {
     rs_status st;
     if ((st = load_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), err))) return st;
@@ -303,13 +478,89 @@ static rs_status load_from_json(rs_tokenizer *t, const cJSON *root, rs_err *err)
     if (!cJSON_IsObject(model)) return rs_errf(err, RS_ERR_FORMAT, "no model");
     if ((st = load_model(t, model, err))) return st;
     if ((st = load_post_processor(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), err))) return st;
-    /* every pre-tokenizer we implement splits at whitespace, so a cut after
-     * whitespace is a word boundary; with none, the text is one word */
+    /* every pre-tokenizer we implement, bar arbitrary Split patterns, splits
+     * before a space that follows a printable ASCII char (see run_piece); with
+     * none, the text is one word */
     t->chunkable = t->n_pre > 0 && rs_tok_norm_chunkable(t->norm, t->n_norm);
+    for (size_t i = 0; i < t->n_pre; i++)
+        if (t->pre[i].kind == RS_TOK_PRE_SPLIT) {
+            int k = rs_tok_pattern_kind(t->pre[i].pattern);
+            if (k != RS_TOK_PAT_GPT2 && k != RS_TOK_PAT_LLAMA3) t->chunkable = 0;
+        }
+    if ((st = load_decoder(t, cJSON_GetObjectItemCaseSensitive(root, "decoder"), err))) return st;
     if ((st = load_added_tokens(t, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), err))) return st;
     size_t n = t->model_ops->n_ids(t->model);
     if (n > t->n_ids) t->n_ids = n;
-    /* the decoder only matters for ids -> text, which we never do */
+    return RS_OK;
+}
+
+/* A tiktoken rank file: lines of base64, a space, a decimal rank. */
+static int looks_like_ranks(const char *buf, size_t len) {
+    size_t i = 0;
+    while (i < len && (isalnum((unsigned char)buf[i]) || buf[i] == '+' || buf[i] == '/' || buf[i] == '=')) i++;
+    if (i == 0 || i % 4 || i >= len || buf[i] != ' ') return 0;
+    size_t j = ++i;
+    while (i < len && buf[i] >= '0' && buf[i] <= '9') i++;
+    return i > j && (i == len || buf[i] == '\n');
+}
+
+/* Llama 3's special tokens, after the ranked ones (Meta's tokenizer.py). */
+static const char *const LLAMA3_SPECIALS[] = {
+    "<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>", "<|reserved_special_token_1|>",
+    "<|finetune_right_pad_id|>", "<|step_id|>", "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>",
+    "<|eot_id|>", "<|python_tag|>", "<|image|>",
+};
+#define LLAMA3_N_SPECIAL 256
+
+/* A rank file is read as Llama 3's tokenizer: its split pattern, its 256
+ * special tokens from the first id after the ranks, and BOS as the one
+ * special token --add-special puts in front (as HF's Llama 3 tokenizer). */
+static rs_status load_tiktoken(rs_tokenizer *t, const char *buf, size_t len, rs_err *err) {
+    rs_status st = rs_tok_bpe_load_ranks(buf, len, &t->model, err);
+    if (st) return st;
+    t->model_ops = &rs_tok_bpe_ops;
+    t->tiktoken = 1;
+    t->byte_level = 1;
+    t->dec = DEC_BYTES;
+    rs_tok_pre p = {.kind = RS_TOK_PRE_SPLIT, .behavior = RS_TOK_ISOLATED};
+    if (rs_tok_pattern_known(RS_TOK_PAT_LLAMA3, &p.pattern)) return rs_errf(err, RS_ERR_NOMEM, "out of memory");
+    t->pre[t->n_pre++] = p;
+    t->chunkable = 1;
+    size_t base = t->model_ops->n_ids(t->model);
+    t->n_ids = base;
+    size_t n_named = sizeof LLAMA3_SPECIALS / sizeof LLAMA3_SPECIALS[0];
+    for (size_t i = 0; i < LLAMA3_N_SPECIAL; i++) {
+        char name[64];
+        if (i < n_named) snprintf(name, sizeof name, "%s", LLAMA3_SPECIALS[i]);
+        else snprintf(name, sizeof name, "<|reserved_special_token_%zu|>", i - n_named + 2);
+        if ((st = rs_tokenizer_add_special(t, name, (int32_t)(base + i), err))) return st;
+    }
+    return push_id(&t->prefix_ids, &t->n_prefix, (int32_t)base) ? rs_errf(err, RS_ERR_NOMEM, "out of memory") : RS_OK;
+}
+
+rs_status rs_tokenizer_add_special(rs_tokenizer *t, const char *content, int32_t id, rs_err *err) {
+    size_t len = content ? strlen(content) : 0;
+    if (!len || id < 0) return rs_errf(err, RS_ERR_INVALID_ARG, "added token needs content and an id >= 0");
+    if (utf8_invalid_at(content, len) < len) return rs_errf(err, RS_ERR_UTF8, "added token is not valid UTF-8");
+    if (t->n_added + 1 > t->cap_added) {
+        size_t cap = t->cap_added ? t->cap_added * 2 : 64;
+        added_token *a = realloc(t->added, cap * sizeof *a);
+        if (!a) return rs_errf(err, RS_ERR_NOMEM, "out of memory");
+        t->added = a;
+        t->cap_added = cap;
+    }
+    added_token *at = &t->added[t->n_added];
+    memset(at, 0, sizeof *at);
+    at->content = malloc(len + 1);
+    if (!at->content) return rs_errf(err, RS_ERR_NOMEM, "out of memory");
+    memcpy(at->content, content, len + 1);
+    at->len = len;
+    at->id = id;
+    at->special = 1;
+    t->n_added++;
+    t->raw_first_byte[(unsigned char)content[0]] = 1;
+    t->has_raw_added = 1;
+    if ((size_t)id + 1 > t->n_ids) t->n_ids = (size_t)id + 1;
     return RS_OK;
 }
 
@@ -340,6 +591,18 @@ rs_status rs_tokenizer_load(const char *path, rs_tokenizer **out, rs_err *err) {
         return rs_errf(err, RS_ERR_IO, "%s: read error", path);
     }
     buf[len] = 0;
+    if (looks_like_ranks(buf, len)) {
+        rs_tokenizer *t = calloc(1, sizeof *t);
+        rs_err inner;
+        rs_status st = t ? load_tiktoken(t, buf, len, &inner) : rs_errf(&inner, RS_ERR_NOMEM, "out of memory");
+        free(buf);
+        if (st) {
+            rs_tokenizer_free(t);
+            return rs_errf(err, st, "%s: %s", path, inner.msg);
+        }
+        *out = t;
+        return RS_OK;
+    }
     cJSON *root = cJSON_ParseWithLength(buf, len);
     free(buf);
     if (!cJSON_IsObject(root)) {
@@ -425,6 +688,7 @@ static size_t utf8_invalid_at(const char *s, size_t len) {
 typedef struct enc {
     const rs_tokenizer *t;
     rs_tok_sink sink;
+    rs_tok_pre_run pre;
     rs_tok_cps a, b; /* normalization ping-pong */
     char *word;      /* UTF-8 of the current word */
     size_t word_cap;
@@ -432,6 +696,8 @@ typedef struct enc {
 } enc;
 
 static int full(const enc *e) { return e->sink.n > e->sink.limit; }
+
+/* chunk start positions (byte offset 0 of the text gets `first`) */
 
 static int on_word(void *ctx, const int32_t *cps, size_t start, size_t end) {
     enc *e = ctx;
@@ -478,18 +744,19 @@ static int find_norm_added(const rs_tokenizer *t, const int32_t *cps, size_t fro
 }
 
 /* Pre-tokenize and model cps[a..b) of the normalized chunk. */
-static int run_words(enc *e, size_t a, size_t b) {
-    const rs_tokenizer *t = e->t;
-    return rs_tok_pretokenize(t->pre, t->n_pre, e->a.v, a, b, on_word, e);
+static int run_words(enc *e, size_t a, size_t b, int first) {
+    int r = rs_tok_pretokenize(&e->pre, e->a.v, a, b, first);
+    if (e->pre.st && !e->st) e->st = e->pre.st;
+    return r;
 }
 
 /* One chunk of raw text (no raw added token inside): normalize, split on
  * normalized added tokens, pre-tokenize, model. Returns nonzero to stop. */
-static int run_chunk(enc *e, const char *s, size_t len) {
+static int run_chunk(enc *e, const char *s, size_t len, int first) {
     const rs_tokenizer *t = e->t;
     if ((e->st = decode_utf8(s, len, &e->a))) return 1;
     if ((e->st = rs_tok_normalize(t->norm, t->n_norm, &e->a, &e->b))) return 1;
-    if (!t->has_norm_added) return run_words(e, 0, e->a.n);
+    if (!t->has_norm_added) return run_words(e, 0, e->a.n, first);
     /* HF find_matches over the normalized text, in code points */
     const int32_t *v = e->a.v;
     size_t n = e->a.n, from = 0, done = 0, ms, me;
@@ -506,28 +773,29 @@ static int run_chunk(enc *e, const char *s, size_t len) {
             while (me < n && rs_tok_is_whitespace((uint32_t)v[me])) me++;
             from = me;
         }
-        if (run_words(e, done, ms)) return 1;
+        if (run_words(e, done, ms, first && done == 0)) return 1;
         rs_tok_emit(&e->sink, tok->id);
         if (full(e)) return 1;
         done = me;
     }
-    return run_words(e, done, n);
+    return run_words(e, done, n, first && done == 0);
 }
 
-/* A piece of raw text between raw added tokens. */
-static int run_piece(enc *e, const char *s, size_t len) {
-    if (!e->t->chunkable) return run_chunk(e, s, len);
+/* A piece of raw text between raw added tokens; first: it starts the text. */
+static int run_piece(enc *e, const char *s, size_t len, int first) {
+    if (!e->t->chunkable) return run_chunk(e, s, len, first);
     size_t pos = 0;
     while (pos < len) {
         size_t end = len;
         if (len - pos > CHUNK_BYTES) {
-            /* cut just after ASCII whitespace: a word boundary for every
-             * chunkable pipeline, and never inside a UTF-8 sequence */
+            /* cut just before a space that follows a printable ASCII char: a
+             * word boundary for every chunkable pipeline (no pre-tokenizer
+             * joins such a pair, none of the chunkable normalizers looks
+             * across it, it is a grapheme boundary), never inside UTF-8 */
             end = pos + CHUNK_BYTES;
-            while (end < len && s[end - 1] != ' ' && s[end - 1] != '\n' && s[end - 1] != '\t' && s[end - 1] != '\r')
-                end++;
+            while (end < len && !(s[end] == ' ' && s[end - 1] > ' ' && s[end - 1] < 0x7F)) end++;
         }
-        if (run_chunk(e, s + pos, end - pos)) return 1;
+        if (run_chunk(e, s + pos, end - pos, first && pos == 0)) return 1;
         pos = end;
     }
     return 0;
@@ -579,7 +847,7 @@ static int find_raw_added(const rs_tokenizer *t, const char *s, size_t from, siz
 static void run_text(enc *e, const char *s, size_t len) {
     const rs_tokenizer *t = e->t;
     if (!t->has_raw_added) {
-        run_piece(e, s, len);
+        run_piece(e, s, len, 1);
         return;
     }
     size_t from = 0, done = 0, ms, me;
@@ -598,12 +866,12 @@ static void run_text(enc *e, const char *s, size_t len) {
             while (me < len && rs_tok_is_whitespace(cp_at(s, me, len))) me += utf8_len_at(s, me);
             from = me;
         }
-        if (ms > done && run_piece(e, s + done, ms - done)) return;
+        if (ms > done && run_piece(e, s + done, ms - done, done == 0)) return;
         rs_tok_emit(&e->sink, tok->id);
         if (full(e)) return;
         done = me;
     }
-    if (done < len) run_piece(e, s + done, len - done);
+    if (done < len) run_piece(e, s + done, len - done, done == 0);
 }
 
 rs_status rs_tokenizer_encode(const rs_tokenizer *t, const char *text, size_t len, int add_special,
@@ -623,10 +891,15 @@ rs_status rs_tokenizer_encode(const rs_tokenizer *t, const char *text, size_t le
     size_t keep = max_tokens ? max_tokens - n_special : SIZE_MAX;
     size_t room = cap - n_special;
     enc e = {.t = t, .sink = {.ids = ids + n_pre, .n = 0, .limit = keep < room ? keep : room}};
+    e.pre.pre = t->pre;
+    e.pre.n = t->n_pre;
+    e.pre.fn = on_word;
+    e.pre.ctx = &e;
     run_text(&e, text, len);
     free(e.a.v);
     free(e.b.v);
     free(e.word);
+    rs_tok_pre_run_free(&e.pre);
     if (e.st) return rs_errf(err, e.st, "tokenize failed: %s", rs_status_str(e.st));
     size_t n = e.sink.n;
     if (n > e.sink.limit) {
@@ -637,5 +910,179 @@ rs_status rs_tokenizer_encode(const rs_tokenizer *t, const char *text, size_t le
     if (n_pre) memcpy(ids, t->prefix_ids, n_pre * sizeof *ids);
     if (n_suf) memcpy(ids + n_pre + n, t->suffix_ids, n_suf * sizeof *ids);
     *n_out = n_pre + n + n_suf;
+    return RS_OK;
+}
+
+/* ---------------------------------------------------------------- decode */
+
+typedef struct strbuf {
+    char *v;
+    size_t n, cap;
+    int oom;
+} strbuf;
+
+static void sb_put(strbuf *b, const char *s, size_t len) {
+    if (b->oom) return;
+    if (b->n + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + len + 1) cap *= 2;
+        char *v = realloc(b->v, cap);
+        if (!v) {
+            b->oom = 1;
+            return;
+        }
+        b->v = v;
+        b->cap = cap;
+    }
+    memcpy(b->v + b->n, s, len);
+    b->n += len;
+    b->v[b->n] = 0;
+}
+
+static void sb_put_cp(strbuf *b, int32_t c) {
+    utf8proc_uint8_t u[4];
+    sb_put(b, (const char *)u, (size_t)utf8proc_encode_char(c, u));
+}
+
+/* Rust's String::from_utf8_lossy (and Python's errors="replace"): each
+ * maximal invalid subsequence becomes one U+FFFD. */
+static void sb_put_lossy(strbuf *b, const unsigned char *s, size_t len) {
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            sb_put(b, (const char *)s + i, 1);
+            i++;
+            continue;
+        }
+        size_t need = 0;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) need = 1;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            if (c == 0xE0) lo = 0xA0;
+            if (c == 0xED) hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            if (c == 0xF0) lo = 0x90;
+            if (c == 0xF4) hi = 0x8F;
+        }
+        size_t k = 1;
+        if (need) {
+            if (i + 1 < len && s[i + 1] >= lo && s[i + 1] <= hi) {
+                k = 2;
+                while (k <= need && i + k < len && s[i + k] >= 0x80 && s[i + k] <= 0xBF) k++;
+            }
+        }
+        if (need && k == need + 1) sb_put(b, (const char *)s + i, k);
+        else sb_put(b, "\xEF\xBF\xBD", 3);
+        i += need && k == need + 1 ? k : (k > 1 ? k : 1);
+    }
+}
+
+static void wordpiece_cleanup(strbuf *b, size_t from) {
+    static const char *const pairs[][2] = {{" .", "."},   {" ?", "?"},     {" !", "!"},     {" ,", ","},
+                                           {" ' ", "'"},  {" n't", "n't"}, {" 'm", "'m"},   {" do not", " don't"},
+                                           {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+    for (size_t p = 0; p < sizeof pairs / sizeof pairs[0]; p++) {
+        size_t fl = strlen(pairs[p][0]), tl = strlen(pairs[p][1]);
+        size_t r = from, w = from;
+        while (r < b->n) {
+            if (r + fl <= b->n && !memcmp(b->v + r, pairs[p][0], fl)) {
+                memmove(b->v + w, pairs[p][1], tl); /* tl <= fl: never overtakes r */
+                w += tl;
+                r += fl;
+            } else {
+                b->v[w++] = b->v[r++];
+            }
+        }
+        b->n = w;
+        b->v[w] = 0;
+    }
+}
+
+rs_status rs_tokenizer_decode(const rs_tokenizer *t, const int32_t *ids, size_t n, int skip_special, char **text,
+                              size_t *text_len, rs_err *err) {
+    *text = NULL;
+    if (text_len) *text_len = 0;
+    if (t->dec == DEC_UNSUPPORTED)
+        return rs_errf(err, RS_ERR_UNSUPPORTED, "decoder type '%s' is not supported", t->dec_name);
+    strbuf b = {0};
+    sb_put(&b, "", 0);
+    size_t k = 0; /* tokens written (HF drops unknown ids and skipped specials first) */
+    for (size_t i = 0; i < n; i++) {
+        const char *s = NULL;
+        size_t len = 0;
+        int added = 0;
+        for (size_t a = 0; a < t->n_added; a++)
+            if (t->added[a].id == ids[i]) {
+                if (skip_special && t->added[a].special) goto next;
+                s = t->added[a].content;
+                len = t->added[a].len;
+                added = 1;
+                break;
+            }
+        if (!s) s = t->model_ops->id_to_token(t->model, ids[i], &len);
+        if (!s) continue;
+        switch (t->dec) {
+        case DEC_BYTES:
+            if (added && !t->tiktoken) { /* text in GPT-2's alphabet where it maps */
+                rs_tok_cps tmp = {0};
+                int ok = decode_utf8(s, len, &tmp) == RS_OK;
+                for (size_t c = 0; ok && c < tmp.n; c++) ok = rs_tok_char_to_byte((uint32_t)tmp.v[c]) >= 0;
+                if (ok)
+                    for (size_t c = 0; c < tmp.n; c++) {
+                        char byte = (char)rs_tok_char_to_byte((uint32_t)tmp.v[c]);
+                        sb_put(&b, &byte, 1);
+                    }
+                else sb_put(&b, s, len);
+                free(tmp.v);
+            } else {
+                sb_put(&b, s, len);
+            }
+            break;
+        case DEC_NONE:
+            if (k) sb_put(&b, " ", 1);
+            sb_put(&b, s, len);
+            break;
+        case DEC_METASPACE: {
+            rs_tok_cps tmp = {0};
+            if (decode_utf8(s, len, &tmp) == RS_OK)
+                for (size_t c = 0; c < tmp.n; c++) {
+                    if (tmp.v[c] != t->dec_replacement) sb_put_cp(&b, tmp.v[c]);
+                    else if (!(k == 0 && t->dec_prepend)) sb_put(&b, " ", 1);
+                }
+            free(tmp.v);
+            break;
+        }
+        case DEC_WORDPIECE: {
+            size_t from = b.n, pl = strlen(t->dec_prefix);
+            if (k && len >= pl && !memcmp(s, t->dec_prefix, pl)) sb_put(&b, s + pl, len - pl);
+            else {
+                if (k) sb_put(&b, " ", 1);
+                sb_put(&b, s, len);
+            }
+            if (t->dec_cleanup && !b.oom) wordpiece_cleanup(&b, from);
+            break;
+        }
+        case DEC_UNSUPPORTED:
+            break;
+        }
+        k++;
+    next:;
+    }
+    if (t->dec == DEC_BYTES && !b.oom) { /* bytes -> text, invalid UTF-8 replaced */
+        strbuf o = {0};
+        sb_put(&o, "", 0);
+        sb_put_lossy(&o, (const unsigned char *)b.v, b.n);
+        free(b.v);
+        b = o;
+    }
+    if (b.oom) {
+        free(b.v);
+        return rs_errf(err, RS_ERR_NOMEM, "out of memory");
+    }
+    *text = b.v;
+    if (text_len) *text_len = b.n;
     return RS_OK;
 }

@@ -1,9 +1,9 @@
 /* tokenizer.h — text to token ids, faithful to Hugging Face `tokenizers`.
  *
  * Loaded from a tokenizer.json. The pipeline is the HF one: normalizer ->
- * pre-tokenizer -> model (WordPiece today; Unigram and byte-level BPE slot in
- * as further models) -> post-processor (special tokens). Components the file
- * names that we do not implement are refused at load with their name.
+ * pre-tokenizer -> model (WordPiece, Unigram, BPE) -> post-processor (special
+ * tokens). Components the file names that we do not implement are refused at
+ * load with their name (decoders: at decode).
  *
  * Ownership and threads: an rs_tokenizer is immutable after load; any number
  * of threads may call rs_tokenizer_encode on it at once. */
@@ -17,7 +17,10 @@
 
 typedef struct rs_tokenizer rs_tokenizer;
 
-rs_status rs_tokenizer_load(const char *tokenizer_json_path, rs_tokenizer **out, rs_err *err);
+/* path: a tokenizer.json, or a tiktoken rank file (base64 + space + rank
+ * lines; read as Llama 3's tokenizer: its split pattern, its 256 special
+ * tokens after the ranks, BOS as the post-processor). */
+rs_status rs_tokenizer_load(const char *path, rs_tokenizer **out, rs_err *err);
 void rs_tokenizer_free(rs_tokenizer *t);
 
 /* Encodes text[0..len) (need not be NUL-terminated).
@@ -30,6 +33,18 @@ void rs_tokenizer_free(rs_tokenizer *t);
 rs_status rs_tokenizer_encode(const rs_tokenizer *t, const char *text, size_t len, int add_special,
                               size_t max_tokens, int32_t *ids, size_t cap, size_t *n_out,
                               int *truncated, rs_err *err);
+
+/* Adds a special token matched in raw text before the model runs (HF
+ * add_special_tokens with normalized=false), e.g. Llama 3's rating tokens
+ * [[1]]..[[5]] at 128256... Call before the tokenizer is shared: this is the
+ * one call that changes it. */
+rs_status rs_tokenizer_add_special(rs_tokenizer *t, const char *content, int32_t id, rs_err *err);
+
+/* ids -> text with the tokenizer's decoder (HF Tokenizer.decode): unknown
+ * ids are dropped; skip_special drops special added tokens. *text is
+ * NUL-terminated, malloc'd, owned by the caller; *text_len may be NULL. */
+rs_status rs_tokenizer_decode(const rs_tokenizer *t, const int32_t *ids, size_t n, int skip_special, char **text,
+                              size_t *text_len, rs_err *err);
 
 /* Number of special tokens the post-processor adds to one sequence. */
 size_t rs_tokenizer_num_special(const rs_tokenizer *t);
