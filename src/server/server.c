@@ -40,6 +40,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -1137,6 +1138,15 @@ static void resolve_name(const rs_srv_router_cfg *rc, char *out, size_t n) {
     cJSON_Delete(m);
 }
 
+/* libgrpc's own log lines, as JSON lines like ours (its INFO is our debug). */
+static void grpc_log_json(gpr_log_func_args *a) {
+    rs_log_level l = a->severity == GPR_LOG_SEVERITY_ERROR ? RS_LOG_WARN : RS_LOG_DEBUG;
+    if (!rs_log_enabled(l)) return;
+    char f[256], m[1024];
+    rs_log(l, "grpc", "\"file\":\"%s\",\"line\":%d,\"message\":\"%s\"", rs_log_esc(f, sizeof f, a->file), a->line,
+           rs_log_esc(m, sizeof m, a->message));
+}
+
 rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *err) {
     *out = NULL;
     rs_server *s = calloc(1, sizeof *s);
@@ -1171,6 +1181,8 @@ rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *er
     if (cfg->metrics_listen[0] && (st = rs_metrics_http_start(s->metrics, cfg->metrics_listen, &s->metrics_port, err)) != RS_OK)
         goto fail;
 
+    gpr_set_log_function(grpc_log_json);
+    gpr_set_log_verbosity(rs_log_enabled(RS_LOG_DEBUG) ? GPR_LOG_SEVERITY_INFO : GPR_LOG_SEVERITY_ERROR);
     grpc_init();
     grpc_arg args[3];
     args[0].type = GRPC_ARG_INTEGER;

@@ -285,10 +285,11 @@ static rs_status check_readable(const char *what, const char *path, rs_err *err)
 rs_status rs_srv_config_validate(const rs_srv_config *c, rs_err *err) {
     char host[256];
     int port;
-    rs_status st = rs_srv_split_hostport(c->listen, host, sizeof host, &port, err);
-    if (st != RS_OK) return rs_errf(err, st, "config: listen: %s", err->msg);
-    if (c->metrics_listen[0] && (st = rs_srv_split_hostport(c->metrics_listen, host, sizeof host, &port, err)) != RS_OK)
-        return rs_errf(err, st, "config: metrics_listen: %s", err->msg);
+    rs_err e2;
+    rs_status st = rs_srv_split_hostport(c->listen, host, sizeof host, &port, &e2);
+    if (st != RS_OK) return rs_errf(err, st, "config: listen: %s", e2.msg);
+    if (c->metrics_listen[0] && (st = rs_srv_split_hostport(c->metrics_listen, host, sizeof host, &port, &e2)) != RS_OK)
+        return rs_errf(err, st, "config: metrics_listen: %s", e2.msg);
     if (c->metrics_listen[0] && !strcmp(c->metrics_listen, c->listen) && port != 0)
         return rs_errf(err, RS_ERR_INVALID_ARG, "config: listen and metrics_listen are the same address");
     static const char *const LEVELS[] = {"debug", "info", "warn", "error"};
