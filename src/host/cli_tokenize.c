@@ -61,8 +61,15 @@ static void print_json_string(const char *s, size_t len) {
         else if (c == '\n') fputs("\\n", stdout);
         else if (c == '\t') fputs("\\t", stdout);
         else if (c == '\r') fputs("\\r", stdout);
-        else if (c < 0x20) printf("\\u%04x", c);
-        else putchar(c);
+        else if (c < 0x20 || c == 0x7F) printf("\\u%04x", c);
+        /* U+2028, U+2029 and U+0085 end lines for some readers: escaped */
+        else if (c == 0xE2 && i + 2 < len && (unsigned char)s[i + 1] == 0x80 && ((unsigned char)s[i + 2] & 0xFE) == 0xA8) {
+            printf("\\u%04x", (unsigned char)s[i + 2] == 0xA8 ? 0x2028 : 0x2029);
+            i += 2;
+        } else if (c == 0xC2 && i + 1 < len && (unsigned char)s[i + 1] == 0x85) {
+            fputs("\\u0085", stdout);
+            i++;
+        } else putchar(c);
     }
     fputs("\"\n", stdout);
 }

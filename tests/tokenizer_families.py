@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""tokenizer_families — routescore's Unigram, byte-level BPE and tiktoken paths
+against their upstream oracles, on every RouteLLM prompt plus the adversarial
+texts of tests/advtext.py. Zero mismatches is the bar.
+
+Families (each skipped when its tokenizer file is absent):
+  xlmr_unigram  tests/data/tokenizer/xlmr_unigram/tokenizer.json (committed; built
+                by tests/gen_tok_unigram.py the way XLM-R's is) vs HF `tokenizers`,
+                with the post-processor's <s> ... </s>
+  smollm2       models/cache/smollm2/tokenizer.json (models/fetch_smollm2_tokenizer.sh)
+                vs HF `tokenizers`
+  llama3        models/cache/llama3/tokenizer.model (models/fetch_llama3_tokenizer.sh)
+                vs `tiktoken` with Llama 3's pattern and special tokens (specials in
+                the text are matched, as allowed_special="all"), no BOS
+Each is checked against its committed golden (tests/data/tokenizer/<family>_golden.txt:
+a digest and count of each text's ids) and, when the oracle is importable, live;
+a live run also compares decoding (ids -> text) with the oracle's on every text.
+Then invalid UTF-8 and malformed lines must come back as per-line errors.
+
+usage: tokenizer_families.py [--regen] [FAMILY...]   (--regen rewrites the goldens)
+Exit 77 (skipped) when no family can run or the shared data is absent.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import gen_tokenizer_golden as gold  # noqa: E402
+import rsdata  # noqa: E402
+import tokenizer_oracle as base  # noqa: E402
+
+ROOT = os.path.join(HERE, "..")
+CACHE = os.environ.get("RS_MODEL_CACHE") or os.path.join(ROOT, "models", "cache")
+DATA = os.path.join(HERE, "data", "tokenizer")
+
+LLAMA3_PAT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+              r"\s*[\r\n]+|\s+(?!\S)|\s+")
+LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
+                   "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>", "<|step_id|>",
+                   "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>", "<|python_tag|>",
+                   "<|image|>"]
+
+
+class HF:
+    def __init__(self, path):
+        self.tok = gold.hf_tokenizer(path)
+
+    def encode(self, texts):
+        return [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=True)]
+
+    def decode(self, ids_list):
+        return self.tok.decode_batch(ids_list, skip_special_tokens=True)
+
+
+class Tiktoken:
+    def __init__(self, path):
+        import tiktoken
+        from tiktoken.load import load_tiktoken_bpe
+        ranks = load_tiktoken_bpe(path)
+        names = LLAMA3_SPECIALS + ["<|reserved_special_token_%d|>" % (2 + i)
+                                   for i in range(256 - len(LLAMA3_SPECIALS))]
+        self.specials = {n: len(ranks) + i for i, n in enumerate(names)}
+        self.enc = tiktoken.Encoding(name="llama3", pat_str=LLAMA3_PAT, mergeable_ranks=ranks,
+                                     special_tokens=self.specials)
+
+    def encode(self, texts):
+        return self.enc.encode_batch(texts, allowed_special="all", num_threads=1)
+
+    def decode(self, ids_list):
+        # routescore skips special tokens by default, as HF does
+        sp = set(self.specials.values())
+        return [self.enc.decode([i for i in ids if i not in sp]) for ids in ids_list]
+
+
+FAMILIES = {
+    "xlmr_unigram": (os.path.join(DATA, "xlmr_unigram", "tokenizer.json"), HF, True),
+    "smollm2": (os.path.join(CACHE, "smollm2", "tokenizer.json"), HF, True),
+    "llama3": (os.path.join(CACHE, "llama3", "tokenizer.model"), Tiktoken, False),
+}
+
+
+def run_cli(binary, tok_path, jsonl_bytes, extra):
+    with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as f:
+        f.write(jsonl_bytes)
+        name = f.name
+    try:
+        p = subprocess.run([binary, "tokenize", "--tokenizer", tok_path, *extra, "--in", name],
+                           capture_output=True)
+    finally:
+        os.unlink(name)
+    lines = p.stdout.decode("utf-8", "replace").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return p.returncode, lines, p.stderr.decode("utf-8", "replace")
+
+
+def golden_path(name):
+    return os.path.join(DATA, "%s_golden.txt" % name)
+
+
+def write_golden(name, texts, n_real, ids_list, oracle_desc):
+    with open(golden_path(name), "w") as f:
+        f.write("# %s ids by %s; real %d adversarial %d seed %d texts %s\n"
+                % (name, oracle_desc, n_real, len(texts) - n_real, gold.advtext.SEED, gold.texts_digest(texts)))
+        for ids in ids_list:
+            f.write("%s %d\n" % (gold.ids_digest(ids), len(ids)))
+
+
+def oracle_desc(cls):
+    if cls is Tiktoken:
+        import tiktoken
+        return "tiktoken %s" % tiktoken.__version__
+    import tokenizers
+    return "tokenizers %s" % tokenizers.__version__
+
+
+def check_family(binary, name, real, adv, regen):
+    path, cls, add_special = FAMILIES[name]
+    if not os.path.isfile(path):
+        print("%s: skipped (%s not found)" % (name, path))
+        return None
+    texts = real + adv
+    try:
+        oracle = cls(path)
+    except ImportError as e:
+        oracle = None
+        print("%s: note: oracle not importable (%s); checking against the golden only" % (name, e))
+    want = oracle.encode(texts) if oracle else None
+    if regen:
+        if not oracle:
+            print("%s: cannot regenerate without the oracle" % name)
+            return 1
+        write_golden(name, texts, len(real), want, oracle_desc(cls))
+        print("%s: wrote %s" % (name, golden_path(name)))
+    header, golden = base.load_golden(golden_path(name))
+    if gold.texts_digest(texts) not in header or len(golden) != len(texts):
+        print("%s: golden does not match the texts: regenerate with tests/tokenizer_families.py --regen" % name)
+        return 1
+    extra = ["--add-special"] if add_special else []
+    rc, out, err = run_cli(binary, path, base.to_jsonl(texts), extra + ["--field", "prompt"])
+    bad = 0
+    if rc != 0:
+        print("%s: routescore tokenize exited %d: %s" % (name, rc, err.strip()[:500]))
+        bad += 1
+    n = len(real)
+    bad += base.report("%s real prompts" % name, real, out[:n], golden[:n], want[:n] if want else None)
+    bad += base.report("%s adversarial texts" % name, adv, out[n:], golden[n:], want[n:] if want else None)
+    if oracle:
+        # decoding: the oracle's ids back to text, both ways
+        ids_jsonl = "".join(json.dumps({"ids": ids}) + "\n" for ids in want).encode()
+        rc, out, err = run_cli(binary, path, ids_jsonl, ["--decode", "--field", "ids"])
+        exp = oracle.decode(want)
+        got = [json.loads(line) if line.startswith('"') else None for line in out]
+        wrong = [i for i in range(len(texts)) if i >= len(got) or got[i] != exp[i]]
+        print("%s decode: %d texts, %d mismatches" % (name, len(texts), len(wrong)))
+        for i in wrong[:base.SHOW]:
+            print("  text %d %s\n    expected %r\n    got      %r"
+                  % (i, base.excerpt(texts[i]), exp[i][:120], (got[i] or "")[:120] if i < len(got) else None))
+        bad += len(wrong) + (rc != 0)
+    bad += base.check_errors(binary, path)
+    return bad
+
+
+def main():
+    args = sys.argv[1:]
+    regen = "--regen" in args
+    names = [a for a in args if not a.startswith("--")] or list(FAMILIES)
+    binary = os.environ.get("RS_BIN")
+    rsdata.skip_if_absent()
+    if not binary or not os.path.exists(binary):
+        print("RS_BIN not set or missing: %s" % binary)
+        return 1
+    real, adv = gold.all_texts()
+    total, ran = 0, 0
+    for name in names:
+        r = check_family(binary, name, real, adv, regen)
+        if r is None:
+            continue
+        ran += 1
+        total += r
+    if not ran:
+        print("skipped: no tokenizer family available")
+        return 77
+    print("tokenizer_families: %s" % ("ok" if not total else "FAILED (%d)" % total))
+    return 1 if total else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
