@@ -346,6 +346,105 @@ static void *thread_main(void *p) {
     return NULL;
 }
 
+static rs_tokenizer *write_and_load(const char *name, const char *json, rs_status *st, rs_err *err) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) return NULL;
+    fputs(json, f);
+    fclose(f);
+    rs_tokenizer *t = NULL;
+    *st = rs_tokenizer_load(path, &t, err);
+    return t;
+}
+
+/* Llama 3's rank file (skipped when models/fetch_llama3_tokenizer.sh has not
+ * run): the issue's check, BOS, special tokens in text, the rating tokens
+ * added through the API, decoding. */
+static void test_tiktoken(void) {
+    const char *cache = test_env("RS_MODEL_CACHE");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/llama3/tokenizer.model", cache ? cache : "models/cache");
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        printf("test_tiktoken: skipped (%s not found)\n", path);
+        return;
+    }
+    fclose(f);
+    rs_tokenizer *t = NULL;
+    rs_err err;
+    CHECK_MSG(rs_tokenizer_load(path, &t, &err) == RS_OK, "%s", err.msg);
+    if (!t) return;
+    int32_t ids[64];
+    size_t n;
+    int tr;
+    const char *s = "This is a test sentence.";
+    const int32_t want[] = {128000, 2028, 374, 264, 1296, 11914, 13};
+    CHECK(rs_tokenizer_encode(t, s, strlen(s), 0, 0, ids, 64, &n, &tr, &err) == RS_OK && n == 6 &&
+          !memcmp(ids, want + 1, sizeof want - sizeof want[0]));
+    CHECK(rs_tokenizer_encode(t, s, strlen(s), 1, 0, ids, 64, &n, &tr, &err) == RS_OK && n == 7 &&
+          !memcmp(ids, want, sizeof want));
+    CHECK(rs_tokenizer_num_special(t) == 1 && rs_tokenizer_vocab_size(t) == 128256);
+    CHECK(rs_tokenizer_token_id(t, "<|eot_id|>") == 128009 && rs_tokenizer_token_id(t, "<|reserved_special_token_245|>") == 128255);
+    /* the rating tokens, as the causal router adds them */
+    char name[16];
+    for (int k = 1; k <= 5; k++) {
+        snprintf(name, sizeof name, "[[%d]]", k);
+        CHECK(rs_tokenizer_add_special(t, name, 128255 + k, &err) == RS_OK);
+    }
+    CHECK(rs_tokenizer_vocab_size(t) == 128261 && rs_tokenizer_token_id(t, "[[3]]") == 128258);
+    s = "<|start_header_id|>user<|end_header_id|>\n\n[[4]]x[[5]]";
+    CHECK(rs_tokenizer_encode(t, s, strlen(s), 0, 0, ids, 64, &n, &tr, &err) == RS_OK && n == 7 && ids[0] == 128006 &&
+          ids[2] == 128007 && ids[4] == 128259 && ids[6] == 128260);
+    char *text = NULL;
+    size_t len = 0;
+    CHECK(rs_tokenizer_decode(t, ids, n, 0, &text, &len, &err) == RS_OK && text && !strcmp(text, s));
+    free(text);
+    CHECK(rs_tokenizer_decode(t, ids, n, 1, &text, &len, &err) == RS_OK && text && !strcmp(text, "user\n\nx"));
+    free(text);
+    /* a lone continuation byte decodes to U+FFFD, as tiktoken's errors="replace" */
+    int32_t lone[] = {2028, 128}; /* "This", the lone lead byte 0xC4 (rank 128) */
+    CHECK(rs_tokenizer_decode(t, lone, 2, 1, &text, &len, &err) == RS_OK && text && !strcmp(text, "This\xef\xbf\xbd"));
+    free(text);
+    rs_tokenizer_free(t);
+}
+
+/* Corrupt inputs for the new loaders: clear errors, never a crash. */
+static void test_corrupt_files(void) {
+    rs_status st;
+    rs_err err;
+    rs_tokenizer *t;
+    /* rank files */
+    t = write_and_load("ranks1", "IQ== 0\nIg== x\n", &st, &err);
+    CHECK_MSG(!t && st == RS_ERR_FORMAT, "%s", err.msg);
+    t = write_and_load("ranks2", "IQ== 0\nIQ== 1\n", &st, &err);
+    CHECK_MSG(!t && st == RS_ERR_FORMAT, "%s", err.msg);
+    t = write_and_load("ranks3", "IQ== 0\nIg== 1\n", &st, &err); /* not all 256 bytes */
+    CHECK_MSG(!t && st == RS_ERR_FORMAT && strstr(err.msg, "byte"), "%s", err.msg);
+    /* a Precompiled charsmap whose trie size overruns the blob, then one
+     * whose trie points everywhere: the first is refused, the second loads
+     * and normalizes within bounds */
+    const char *fmt =
+        "{\"normalizer\":{\"type\":\"Precompiled\",\"precompiled_charsmap\":\"%s\"},\"pre_tokenizer\":"
+        "{\"type\":\"Metaspace\",\"replacement\":\"\u2581\",\"prepend_scheme\":\"always\",\"split\":true},"
+        "\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":[[\"<unk>\",0.0],[\"\u2581a\",-1.0],[\"a\",-2.0]]}}";
+    char json[1024];
+    snprintf(json, sizeof json, fmt, "/////w=="); /* trie size 0xFFFFFFFF */
+    t = write_and_load("pc1", json, &st, &err);
+    CHECK_MSG(!t && st == RS_ERR_FORMAT && strstr(err.msg, "Precompiled"), "%s", err.msg);
+    /* size 8, units 0xFFFFFFFF x2, then "b\0" */
+    snprintf(json, sizeof json, fmt, "CAAAAP//////////YgA=");
+    t = write_and_load("pc2", json, &st, &err);
+    CHECK_MSG(t && st == RS_OK, "%s", err.msg);
+    if (t) {
+        int32_t ids[16];
+        size_t n;
+        int tr;
+        CHECK(rs_tokenizer_encode(t, "a a\xc3\xa9", 5, 0, 0, ids, 16, &n, &tr, &err) == RS_OK && n >= 2 && ids[0] == 1);
+        rs_tokenizer_free(t);
+    }
+}
+
 static void test_threads(const rs_tokenizer *t) {
     const char *text = "Hello, World! unaffable caf\xc3\xa9 [SEP] \xe4\xb8\xad\xe6\x96\x87 zzz aaaa";
     int32_t want[4096];
@@ -381,6 +480,8 @@ int main(void) {
     test_threads(t);
     test_refusals();
     test_other_components();
+    test_tiktoken();
+    test_corrupt_files();
     rs_tokenizer_free(t);
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
