@@ -120,7 +120,9 @@ def main():
         expect(grpc.StatusCode.DEADLINE_EXCEEDED,
                lambda: scorer.Score(pb.ScoreRequest(prompts=["already late"]), timeout=0.000001), "an already-expired deadline")
         blocker.result()
-        time.sleep(0.3)
+        t0 = time.time()
+        while su.metric_value(srv.metrics(), "routescore_queue_prompts") != 0 and time.time() - t0 < 60:
+            time.sleep(0.05)
         m1 = srv.metrics()
         dropped = (su.metric_value(m1, "routescore_dropped_prompts_total", {"reason": "deadline"}) or 0) - drop_deadline0
         scored = (su.metric_value(m1, "routescore_prompts_total") or 0) - prompts0
@@ -132,15 +134,19 @@ def main():
         m1 = srv.metrics()
         prompts1 = su.metric_value(m1, "routescore_prompts_total") or 0
         drop_cancel0 = su.metric_value(m1, "routescore_dropped_prompts_total", {"reason": "cancelled"}) or 0
-        fut = scorer.Score.future(pb.ScoreRequest(prompts=[LONG + str(i) for i in range(160)]), timeout=120)
-        time.sleep(1.0)  # a few 16-prompt batches are done by now
+        fut = scorer.Score.future(pb.ScoreRequest(prompts=[LONG + str(i) for i in range(160)]), timeout=300)
+        t0 = time.time()  # cancel once its first 16-prompt batch is done (slow builds take longer)
+        while (su.metric_value(srv.metrics(), "routescore_prompts_total") or 0) - prompts1 < 16 and time.time() - t0 < 120:
+            time.sleep(0.02)
         fut.cancel()
         try:
             fut.result()
             check(False, "cancelled call completed")
         except grpc.FutureCancelledError:
             check(True, "client-side cancel mid-request")
-        time.sleep(1.5)
+        t0 = time.time()  # until the queue is empty again
+        while su.metric_value(srv.metrics(), "routescore_queue_prompts") != 0 and time.time() - t0 < 120:
+            time.sleep(0.05)
         m2 = srv.metrics()
         dropped = (su.metric_value(m2, "routescore_dropped_prompts_total", {"reason": "cancelled"}) or 0) - drop_cancel0
         scored = (su.metric_value(m2, "routescore_prompts_total") or 0) - prompts1
