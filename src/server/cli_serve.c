@@ -125,6 +125,7 @@ static int check_config(const rs_srv_config *c) {
         eo.max_batch_tokens = r->max_batch_tokens;
         eo.max_tokens = r->max_tokens;
         eo.backend = r->backend;
+        eo.device = r->device;
         rs_engine *e;
         rs_err err = {{0}};
         rs_status st = rs_engine_open(r->model, &eo, &e, &err);

@@ -1267,6 +1267,7 @@ rs_status rs_server_load(rs_server *s, rs_err *err) {
         eo.max_batch_tokens = r->cfg.max_batch_tokens;
         eo.max_tokens = r->cfg.max_tokens;
         eo.backend = r->cfg.backend;
+        eo.device = r->cfg.device;
         rs_status st = rs_engine_open(r->cfg.model, &eo, &r->engine, err);
         if (st != RS_OK) return rs_errf(err, st, "router '%s': %s", r->name, err->msg);
         rs_engine_info(r->engine, &r->info);
