@@ -9,7 +9,9 @@
  *     that nearly every sequence runs alone);
  *   - mean-pooled, normalised embeddings within 2e-2 absolute (cosine > 0.999);
  *   - "auto" opens on the GPU when there is one.
- * Exits 77 (skipped) without CUDA in the build or without a device. */
+ * Without CUDA in the build or without a device it checks backend selection
+ * ("auto" falls back to the CPU, "cuda" is a clean error), then exits 77
+ * (skipped). */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
@@ -19,8 +21,35 @@
 #include "engine.h"
 #include "test_util.h"
 
+/* Backend selection where no GPU can be used (any build): "auto" falls back
+ * to the CPU, "cuda" is a clean error, an unknown name is refused. Returns
+ * non-zero when a check failed. */
+static int test_selection_without_gpu(void) {
+    const char *data = test_env("RS_TEST_DATA");
+    if (!data) return 0;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/fidelity/xlmr_tiny", data);
+    rs_engine_opts o;
+    rs_engine_opts_default(&o);
+    rs_engine *e = NULL;
+    rs_err err = {{0}};
+    o.backend = "auto";
+    CHECK_MSG(rs_engine_open(dir, &o, &e, &err) == RS_OK, "%s", err.msg);
+    CHECK(e && !strcmp(rs_engine_backend(e), "cpu") && !rs_engine_lost(e));
+    rs_engine_close(e);
+    e = NULL;
+    o.backend = "cuda";
+    rs_status st = rs_engine_open(dir, &o, &e, &err);
+    CHECK_MSG((st == RS_ERR_UNSUPPORTED || st == RS_ERR_NOT_FOUND) && e == NULL, "status %d: %s", (int)st, err.msg);
+    printf("  backend 'cuda' without a GPU: %s\n", err.msg);
+    o.backend = "tpu";
+    CHECK(rs_engine_open(dir, &o, &e, &err) == RS_ERR_INVALID_ARG && e == NULL && strstr(err.msg, "tpu"));
+    return rs_test_failures;
+}
+
 #ifndef RS_HAVE_CUDA
 int main(void) {
+    if (test_selection_without_gpu()) return test_done("test_gpu_e2e");
     printf("test_gpu_e2e: SKIP: this build has no CUDA backend (RS_WITH_CUDA=OFF or no nvcc)\n");
     return 77;
 }
@@ -144,6 +173,7 @@ done:
 int main(void) {
     int n_dev = rs_cuda_device_count();
     if (n_dev < 1) {
+        if (test_selection_without_gpu()) return test_done("test_gpu_e2e");
         printf("test_gpu_e2e: SKIP: no CUDA device visible (cudaGetDeviceCount reports %d)\n", n_dev);
         return 77;
     }
