@@ -31,6 +31,11 @@
  *   thread. A call's handlers run under its mutex; several completion-queue
  *   threads serve different calls in parallel.
  *
+ *   Locks: the server mutex (live-call list, counters, events) may be held
+ *   while taking a call's mutex (wake_live_calls); a thread holding a call's
+ *   mutex takes the server mutex only for a call not yet in the live list
+ *   (arming, on_new), so the two orders never meet on one call.
+ *
  *   Status codes: every failure is an (rs_srv_err, rs_status) pair, turned
  *   into a gRPC code by grpc_code() — the one place that mapping exists. */
 #include "server.h"
@@ -367,7 +372,8 @@ static void call_destroy(rs_call *c) {
         n = r->next;
         req_free(r);
     }
-    pthread_mutex_destroy(&c->mu);
+    /* Unlink before destroying the mutex: wake_live_calls() may still lock
+     * it (it then sees refs == 0 and leaves the call alone). */
     pthread_mutex_lock(&s->mu);
     if (c->live) {
         if (c->live_prev)
@@ -379,6 +385,7 @@ static void call_destroy(rs_call *c) {
     s->n_calls--;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
+    pthread_mutex_destroy(&c->mu);
     free(c);
 }
 

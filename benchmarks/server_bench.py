@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+"""server_bench.py — load generator for `routescore serve` (issue 4, item 9).
+
+Measures, on one machine, with the same router and the same prompts:
+
+  engine   `routescore bench` on the prompt file: the engine alone, batched,
+           no RPC (the ceiling the server is compared with);
+  server   `routescore serve` (dynamic batching) driven by an asyncio gRPC
+           client: closed loop at saturation (N callers, each with one call
+           in flight), then open loop (Poisson arrivals) at several offered
+           loads given as fractions of the engine's rate; throughput, p50 and
+           p99 latency as the client sees them, and refusals;
+  baseline the RouteLLM way of serving: a Python gRPC server (grpcio, thread
+           pool) that scores each call's prompts one at a time. The scoring
+           itself is the same C engine, one prompt per forward: there is no
+           in-process Python binding of the engine and no PyTorch here, so
+           the Python server makes one blocking call per prompt to a
+           `routescore serve` started with --max-batch-size 1
+           --max-queue-delay-us 0 (one prompt per forward, one forward at a
+           time). That backend hop over loopback is extra work the real
+           RouteLLM server does not do (~0.2 ms a prompt); the forward at
+           batch 1 is what it does do.
+
+Everything (load generator, servers, engine) shares this machine's cores,
+which costs the server side some throughput; the figures are relative.
+
+  python3 benchmarks/server_bench.py [--bin build-srv/routescore] [--model DIR]
+        [--prompts FILE --field F] [--duration 8] [--loads 0.25,0.5,0.75,0.9,1.2]
+
+Prints a markdown block. Default prompts: GSM8K test questions from the
+shared RouteLLM data (routing-sized prompts, ~57 tokens), else a built-in set.
+"""
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from concurrent import futures
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(SRC, "tests"))
+import server_util as su  # noqa: E402
+import grpc  # noqa: E402
+
+
+def load_prompts(path, field, limit):
+    out = []
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                rec = json.loads(line)
+                v = rec.get(field) if field else rec.get("prompt") or rec.get("question")
+                if isinstance(v, str) and v.strip():
+                    out.append(v)
+            if len(out) >= limit:
+                break
+    return out
+
+
+def default_prompts(limit):
+    shared = os.environ.get("RS_SHARED_DATA") or os.path.join(SRC, "..", "shared", "data")
+    p = os.path.join(shared, "routellm", "gsm8k", "test.jsonl")
+    if os.path.exists(p):
+        return load_prompts(p, "question", limit), "GSM8K test questions"
+    base = ["What is the capital of France?", "Write a haiku about the sea.",
+            "Explain the difference between TCP and UDP in detail, with examples.",
+            "Prove that the square root of two is irrational."]
+    return [f"{base[i % 4]} (variant {i})" for i in range(limit)], "built-in prompts"
+
+
+def pct(xs, q):
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    k = (len(xs) - 1) * q
+    i = int(k)
+    return xs[i] + (xs[min(i + 1, len(xs) - 1)] - xs[i]) * (k - i)
+
+
+async def closed_loop(addr, st, prompts, conc, duration, per_call=1):
+    lat, errs = [], {}
+    async with grpc.aio.insecure_channel(addr) as ch:
+        stub = st.scorer_grpc.ScorerStub(ch)
+        stop = time.perf_counter() + duration
+
+        async def worker(k):
+            i = k * per_call
+            while time.perf_counter() < stop:
+                req = st.scorer.ScoreRequest(prompts=[prompts[(i + j) % len(prompts)] for j in range(per_call)])
+                t = time.perf_counter()
+                try:
+                    await stub.Score(req, timeout=60)
+                    lat.append(time.perf_counter() - t)
+                except grpc.aio.AioRpcError as e:
+                    errs[e.code().name] = errs.get(e.code().name, 0) + 1
+                i += conc * per_call
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*[worker(k) for k in range(conc)])
+        el = time.perf_counter() - t0
+    return {"thr": len(lat) * per_call / el, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "n": len(lat), "errs": errs}
+
+
+async def open_loop(addr, st, prompts, rate, duration, seed=1):
+    lat, errs = [], {}
+    rng = random.Random(seed)
+    async with grpc.aio.insecure_channel(addr) as ch:
+        stub = st.scorer_grpc.ScorerStub(ch)
+
+        async def one(i):
+            t = time.perf_counter()
+            try:
+                await stub.Score(st.scorer.ScoreRequest(prompts=[prompts[i % len(prompts)]]), timeout=60)
+                lat.append(time.perf_counter() - t)
+            except grpc.aio.AioRpcError as e:
+                errs[e.code().name] = errs.get(e.code().name, 0) + 1
+
+        tasks, i = [], 0
+        t0 = time.perf_counter()
+        nxt = t0
+        while nxt < t0 + duration:
+            d = nxt - time.perf_counter()
+            if d > 0:
+                await asyncio.sleep(d)
+            tasks.append(asyncio.create_task(one(i)))
+            i += 1
+            nxt += rng.expovariate(rate)
+        await asyncio.gather(*tasks)
+        el = time.perf_counter() - t0
+    return {"offered": rate, "thr": len(lat) / el, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "n": len(lat),
+            "errs": errs}
+
+
+def baseline_server_main(port, backend, workers):
+    """The RouteLLM-style server: Python grpcio, one prompt per engine call."""
+    tmp = su.tmpdir()
+    st = su.Stubs(tmp)
+    back = st.scorer_grpc.ScorerStub(grpc.insecure_channel(backend))
+
+    class Scorer(st.scorer_grpc.ScorerServicer):
+        def Score(self, request, context):
+            out = st.scorer.ScoreResponse(request_id=request.request_id, router=request.router)
+            for p in request.prompts:  # one prompt at a time
+                r = back.Score(st.scorer.ScoreRequest(prompts=[p], router=request.router), timeout=60)
+                out.scores.extend(r.scores)
+            return out
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+    st.scorer_grpc.add_ScorerServicer_to_server(Scorer(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    print("ready", flush=True)
+    signal.sigwait([signal.SIGTERM, signal.SIGINT])
+    server.stop(2).wait()
+
+
+def fmt_ms(x):
+    return f"{x * 1e3:.1f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default=None)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--prompts", default=None)
+    ap.add_argument("--field", default=None)
+    ap.add_argument("--limit", type=int, default=512)
+    ap.add_argument("--duration", type=float, default=8.0)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--loads", default="0.25,0.5,0.75,0.9,1.2")
+    ap.add_argument("--baseline-server", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--backend", default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.baseline_server:
+        baseline_server_main(a.baseline_server, a.backend, 16)
+        return
+    if a.bin:
+        os.environ["RS_BIN"] = os.path.abspath(a.bin)
+    binary = su.binary()
+    tmp = su.tmpdir()
+    model = a.model or su.router_dir(tmp)
+    if a.prompts:
+        prompts, src = load_prompts(a.prompts, a.field, a.limit), a.prompts
+    else:
+        prompts, src = default_prompts(a.limit)
+    pfile = os.path.join(tmp, "prompts.jsonl")
+    with open(pfile, "w") as f:
+        for p in prompts:
+            f.write(json.dumps({"prompt": p}) + "\n")
+    st = su.Stubs(tmp)
+    nproc = os.cpu_count()
+
+    load0 = os.getloadavg()[0]
+
+    # 1. engine alone (again at the end: the machine may be shared)
+    def engine_alone():
+        out = subprocess.run([binary, "bench", "--model", model, "--in", pfile, "--repeat", "2"], capture_output=True,
+                             text=True, check=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    eng = engine_alone()
+    eng_rate = eng["prompts_per_s"]
+    print(f"engine alone: {eng_rate:.1f} prompts/s ({eng['tokens'] / eng['prompts']:.1f} tokens/prompt)", file=sys.stderr)
+
+    # 2. the server
+    srv = su.Server(["--model", model])
+    try:
+        asyncio.run(closed_loop(srv.addr, st, prompts, 8, 2.0))  # warm-up
+        sat1 = asyncio.run(closed_loop(srv.addr, st, prompts, a.concurrency, a.duration, 1))
+        print(f"server saturated, 1 prompt/call: {sat1}", file=sys.stderr)
+        sat16 = asyncio.run(closed_loop(srv.addr, st, prompts, 8, a.duration, 16))
+        print(f"server saturated, 16 prompts/call: {sat16}", file=sys.stderr)
+        opens = []
+        for f in [float(x) for x in a.loads.split(",")]:
+            r = asyncio.run(open_loop(srv.addr, st, prompts, f * eng_rate, a.duration))
+            r["frac"] = f
+            opens.append(r)
+            print(f"server open loop {f:.2f} x engine: {r}", file=sys.stderr)
+        m = srv.metrics()
+        bs = (su.metric_value(m, "routescore_batch_size_sum") or 0) / max(su.metric_value(m, "routescore_batch_size_count") or 1, 1)
+    finally:
+        srv.stop()
+
+    # 3. the one-prompt-per-call Python server
+    back = su.Server(["--model", model, "--max-batch-size", "1", "--max-queue-delay-us", "0"])
+    port = su.free_port()
+    py = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--baseline-server", str(port), "--backend", back.addr],
+                          stdout=subprocess.PIPE, text=True)
+    try:
+        assert py.stdout.readline().strip() == "ready"
+        addr = f"127.0.0.1:{port}"
+        asyncio.run(closed_loop(addr, st, prompts, 4, 2.0))
+        base = asyncio.run(closed_loop(addr, st, prompts, a.concurrency, a.duration, 1))
+        print(f"python one-per-call, saturated: {base}", file=sys.stderr)
+        base_open = asyncio.run(open_loop(addr, st, prompts, 0.5 * base["thr"], a.duration))
+        print(f"python one-per-call, open loop 0.5 x its max: {base_open}", file=sys.stderr)
+    finally:
+        py.send_signal(signal.SIGTERM)
+        py.wait(timeout=30)
+        back.stop()
+
+    eng2 = engine_alone()
+    print(f"engine alone, again: {eng2['prompts_per_s']:.1f} prompts/s", file=sys.stderr)
+    eng_best = max(eng_rate, eng2["prompts_per_s"])
+    load1 = os.getloadavg()[0]
+    tokens = eng["tokens"] / eng["prompts"]
+    print()
+    print(f"### Server benchmark ({nproc} cores, CPU backend, router `{os.path.basename(model.rstrip('/'))}`, "
+          f"{src}: {len(prompts)} prompts, {tokens:.0f} tokens each on average)")
+    print()
+    print("| setup | load | prompts/s | p50 ms | p99 ms | errors |")
+    print("|---|---|---:|---:|---:|---|")
+    print(f"| engine alone (`routescore bench`, batched, no RPC) | before / after the server runs | "
+          f"{eng_rate:.1f} / {eng2['prompts_per_s']:.1f} | – | – | – |")
+    print(f"| `routescore serve`, 1 prompt/call | closed loop, {a.concurrency} callers | {sat1['thr']:.1f} | "
+          f"{fmt_ms(sat1['p50'])} | {fmt_ms(sat1['p99'])} | {sat1['errs'] or '–'} |")
+    print(f"| `routescore serve`, 16 prompts/call | closed loop, 8 callers | {sat16['thr']:.1f} | "
+          f"{fmt_ms(sat16['p50'])} | {fmt_ms(sat16['p99'])} | {sat16['errs'] or '–'} |")
+    for r in opens:
+        print(f"| `routescore serve`, 1 prompt/call | open loop {r['offered']:.1f}/s ({r['frac']:.2f} × engine) | "
+              f"{r['thr']:.1f} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} | {r['errs'] or '–'} |")
+    print(f"| Python gRPC, one prompt per forward | closed loop, {a.concurrency} callers | {base['thr']:.1f} | "
+          f"{fmt_ms(base['p50'])} | {fmt_ms(base['p99'])} | {base['errs'] or '–'} |")
+    print(f"| Python gRPC, one prompt per forward | open loop {base_open['offered']:.1f}/s | {base_open['thr']:.1f} | "
+          f"{fmt_ms(base_open['p50'])} | {fmt_ms(base_open['p99'])} | {base_open['errs'] or '–'} |")
+    print()
+    print(f"- server at saturation / engine alone (best of two): {sat1['thr'] / eng_best:.2f} (1 prompt/call), "
+          f"{sat16['thr'] / eng_best:.2f} (16 prompts/call); goal ≥ 0.90")
+    print(f"- server / one-per-call Python server at saturation: {sat1['thr'] / base['thr']:.1f}×; goal ≥ 5×")
+    print(f"- mean batch during the server runs: {bs:.1f} prompts per forward")
+    print(f"- 1-minute load average before / after: {load0:.2f} / {load1:.2f} on {nproc} cores "
+          f"(above {nproc} means other work shared the cores)")
+
+
+if __name__ == "__main__":
+    main()
