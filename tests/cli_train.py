@@ -33,6 +33,14 @@ def check(cond, what):
         print("FAIL:", what, flush=True)
 
 
+def run(args, **kw):
+    r = subprocess.run([BIN] + args, capture_output=True, **kw)
+    # Under -DRS_SANITIZE=ON a report exits 1 or 2, which checks may expect.
+    check(b"Sanitizer" not in r.stderr and b"runtime error:" not in r.stderr,
+          f"no sanitizer report for {args[:3]}: {r.stderr[-2000:].decode(errors='replace')}")
+    return r
+
+
 def quantile(xs, q):
     """numpy.quantile with its default linear interpolation."""
     xs = sorted(xs)
@@ -68,11 +76,11 @@ def usage_checks(tmp):
     base = ["train", "--encoder", ENCODER, "--in", inp, "--out", out]
     for extra in (["--holdout-every", "1"], ["--holdout-every", "-2"], ["--threshold-share", "1.5"],
                   ["--l2", "-1"], ["--l2", "x"], ["--field", "a[x]"], ["--bogus"], ["--name", ""], ["stray"]):
-        r = subprocess.run([BIN] + base + extra, capture_output=True)
+        r = run(base + extra)
         check(r.returncode == 2 and r.stderr, f"train {extra}: exit 2 with a message (got {r.returncode})")
-    r = subprocess.run([BIN, "train", "--in", inp, "--out", out], capture_output=True)
+    r = run(["train", "--in", inp, "--out", out])
     check(r.returncode == 2, "train without --encoder: exit 2")
-    r = subprocess.run([BIN, "train", "--help"], capture_output=True)
+    r = run(["train", "--help"])
     check(r.returncode == 0 and b"--threshold-share" in r.stdout, "train --help")
 
 
@@ -99,8 +107,8 @@ def main():
             for l in lines:
                 f.write(json.dumps(l) + "\n")
         router = os.path.join(tmp, "routers", "toy-mf")
-        r = subprocess.run([BIN, "train", "--encoder", ENCODER, "--in", inp, "--out", router, "--json",
-                            "--threshold-share", "0.3", "--name", "toy"], capture_output=True)
+        r = run(["train", "--encoder", ENCODER, "--in", inp, "--out", router, "--json",
+                 "--threshold-share", "0.3", "--name", "toy"])
         print(r.stderr.decode(errors="replace"))
         check(r.returncode == 0, f"train exit 0 (got {r.returncode})")
         if r.returncode != 0:
@@ -124,8 +132,7 @@ def main():
 
         # The router opens in the engine; its scores reproduce train's numbers.
         out = os.path.join(tmp, "scores.jsonl")
-        r = subprocess.run([BIN, "label", "--model", router, "--in", inp, "--out", out, "--quiet"],
-                           capture_output=True)
+        r = run(["label", "--model", router, "--in", inp, "--out", out, "--quiet"])
         check(r.returncode == 1, f"label on the training file: exit 1 for its 2 bad lines (got {r.returncode})")
         recs = [json.loads(x) for x in open(out)]
         score = {}
@@ -156,8 +163,7 @@ def main():
         with open(one, "w") as f:
             for p in mmlu[:20]:
                 f.write(json.dumps({"prompt": p, "label": 0}) + "\n")
-        r = subprocess.run([BIN, "train", "--encoder", ENCODER, "--in", one, "--out", os.path.join(tmp, "one")],
-                           capture_output=True)
+        r = run(["train", "--encoder", ENCODER, "--in", one, "--out", os.path.join(tmp, "one")])
         check(r.returncode == 2 and b"both labels" in r.stderr, "a single class is refused")
     if failures:
         print(f"{len(failures)} failure(s)")
