@@ -6,7 +6,8 @@
 Times are CPU seconds of the process (the machines are shared, wall time is
 noisy). routescore is timed by `routescore tokenize --bench N` (texts loaded
 first, only the encode calls timed, one thread). HF runs encode_batch with RAYON_NUM_THREADS=1
-(its fastest single-threaded path: no per-call Python overhead); tiktoken runs
+and encode_batch_fast (no offsets) when the version has it: its fastest
+single-threaded path, no per-call Python overhead; tiktoken runs
 encode_batch with num_threads=1. Each side encodes the prompts PASSES times; the
 best pass is reported. Prints a markdown block for benchmarks/RESULTS.md.
 
@@ -38,6 +39,10 @@ TOKENIZERS = [
     ("SmolLM2 byte-level BPE", os.path.join(CACHE, "smollm2", "tokenizer.json"), "hf", True),
     ("Llama 3 tiktoken", os.path.join(CACHE, "llama3", "tokenizer.model"), "tiktoken", False),
 ]
+
+
+def hf_batch(tok):
+    return getattr(tok, "encode_batch_fast", tok.encode_batch)
 
 
 def bench_rs(binary, path, jsonl, add_special, passes):
@@ -86,7 +91,7 @@ def main():
                 tok = tokenizers.Tokenizer.from_file(path)
                 tok.no_truncation()
                 tok.no_padding()
-                n_hf, t_hf = best_of(lambda: sum(len(e.ids) for e in tok.encode_batch(prompts, add_special_tokens=add_special)),
+                n_hf, t_hf = best_of(lambda: sum(len(e.ids) for e in hf_batch(tok)(prompts, add_special_tokens=add_special)),
                                      a.passes)
                 if n_hf != n_rs:
                     print("WARNING %s: %d tokens from routescore, %d from HF" % (name, n_rs, n_hf), file=sys.stderr)
@@ -98,8 +103,8 @@ def main():
                 # HF on the same ranks: its Llama 3 tokenizer.json form (Split + ByteLevel BPE)
                 n_hf = t_hf = None
                 try:
-                    hf = llama3_hf(tt)
-                    n_hf, t_hf = best_of(lambda: sum(len(e.ids) for e in hf.encode_batch(prompts, add_special_tokens=False)),
+                    hf = fam.llama3_hf(tt)
+                    n_hf, t_hf = best_of(lambda: sum(len(e.ids) for e in hf_batch(hf)(prompts, add_special_tokens=False)),
                                          a.passes)
                 except Exception as e:  # noqa: BLE001
                     print("HF form of Llama 3 unavailable: %s" % e, file=sys.stderr)
@@ -120,47 +125,6 @@ def main():
             name, n, rs / 1e6, "%.2fM" % (hf / 1e6) if hf else "-", "%.2fx" % (rs / hf) if hf else "-",
             "%.2fM" % (tt / 1e6) if tt else "-", "%.2fx" % (rs / tt) if tt else "-"))
     print("\nCommand: `python3 benchmarks/tokenizer_bench.py --bin %s --passes %d`" % (os.path.relpath(a.bin, ROOT), a.passes))
-
-
-def llama3_hf(tt):
-    """The HF tokenizer.json form of Llama 3 built from the same ranks."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
-    byte_map = bytes_to_unicode()
-    ranks = tt.enc._mergeable_ranks
-    vocab = {"".join(byte_map[b] for b in k): v for k, v in ranks.items()}
-    merges = []
-    for k, r in sorted(ranks.items(), key=lambda kv: kv[1]):
-        if len(k) < 2:
-            continue
-        # the split of k whose parts merge last is the merge that makes it
-        best = None
-        for i in range(1, len(k)):
-            a, b = k[:i], k[i:]
-            if a in ranks and b in ranks:
-                m = max(ranks[a], ranks[b])
-                if best is None or m < best[0]:
-                    best = (m, a, b)
-        if best:
-            merges.append(("".join(byte_map[x] for x in best[1]), "".join(byte_map[x] for x in best[2])))
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=True))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(fam.LLAMA3_PAT), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False)])
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens([AddedToken(n, special=True, normalized=False) for n in tt.specials])
-    return tok
-
-
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ Families (each skipped when its tokenizer file is absent):
   llama3        models/cache/llama3/tokenizer.model (models/fetch_llama3_tokenizer.sh)
                 vs `tiktoken` with Llama 3's pattern and special tokens (specials in
                 the text are matched, as allowed_special="all"), no BOS
+  llama3_json   the same ranks as HF's tokenizer.json form (Split + ByteLevel + BPE
+                ignore_merges; written beside the rank file on first use) vs HF,
+                against llama3's golden
 Each is checked against its committed golden (tests/data/tokenizer/<family>_golden.txt:
 a digest and count of each text's ids) and, when the oracle is importable, live;
 a live run also compares decoding (ids -> text) with the oracle's on every text.
@@ -75,11 +78,66 @@ class Tiktoken:
         return [self.enc.decode([i for i in ids if i not in sp]) for ids in ids_list]
 
 
+def llama3_hf(tt):
+    """Llama 3 as a HF tokenizer.json (Split + ByteLevel + BPE with ignore_merges),
+    converted from the ranks the way transformers does it."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+    byte_map = bytes_to_unicode()
+    ranks = tt.enc._mergeable_ranks
+    vocab = {"".join(byte_map[b] for b in k): v for k, v in ranks.items()}
+    # as transformers' TikTokenConverter: every split of a token into two
+    # tokens is a merge, ranked by the token it makes
+    merges = []
+    for k, r in sorted(ranks.items(), key=lambda kv: kv[1]):
+        local = [(k[:i], k[i:]) for i in range(1, len(k)) if k[:i] in ranks and k[i:] in ranks]
+        local.sort(key=lambda ab: (ranks[ab[0]], ranks[ab[1]]))
+        merges += [("".join(byte_map[x] for x in a), "".join(byte_map[x] for x in b)) for a, b in local]
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=True))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(LLAMA3_PAT), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(n, special=True, normalized=False) for n in tt.specials])
+    return tok
+
+
+def bytes_to_unicode():
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+
+def llama3_json_path():
+    """Writes the HF form of Llama 3 next to the rank file once; None when it cannot."""
+    ranks = os.path.join(CACHE, "llama3", "tokenizer.model")
+    out = os.path.join(CACHE, "llama3", "tokenizer.json")
+    if os.path.isfile(out) or not os.path.isfile(ranks):
+        return out
+    try:
+        tok = llama3_hf(Tiktoken(ranks))
+    except ImportError:
+        return out
+    tok.save(out + ".tmp")
+    os.replace(out + ".tmp", out)
+    return out
+
+
 FAMILIES = {
     "xlmr_unigram": (os.path.join(DATA, "xlmr_unigram", "tokenizer.json"), HF, True),
     "smollm2": (os.path.join(CACHE, "smollm2", "tokenizer.json"), HF, True),
     "llama3": (os.path.join(CACHE, "llama3", "tokenizer.model"), Tiktoken, False),
+    # the same tokenizer as HF loads it (Split regex + ByteLevel + BPE merges):
+    # must give Llama 3's golden ids too
+    "llama3_json": (None, HF, False),
 }
+GOLDEN_OF = {"llama3_json": "llama3"}
 
 
 def run_cli(binary, tok_path, jsonl_bytes, extra):
@@ -98,7 +156,7 @@ def run_cli(binary, tok_path, jsonl_bytes, extra):
 
 
 def golden_path(name):
-    return os.path.join(DATA, "%s_golden.txt" % name)
+    return os.path.join(DATA, "%s_golden.txt" % GOLDEN_OF.get(name, name))
 
 
 def write_golden(name, texts, n_real, ids_list, oracle_desc):
@@ -119,6 +177,8 @@ def oracle_desc(cls):
 
 def check_family(binary, name, real, adv, regen):
     path, cls, add_special = FAMILIES[name]
+    if path is None:
+        path = llama3_json_path()
     if not os.path.isfile(path):
         print("%s: skipped (%s not found)" % (name, path))
         return None
@@ -129,6 +189,8 @@ def check_family(binary, name, real, adv, regen):
         oracle = None
         print("%s: note: oracle not importable (%s); checking against the golden only" % (name, e))
     want = oracle.encode(texts) if oracle else None
+    if regen and name in GOLDEN_OF:
+        regen = False  # shares another family's golden
     if regen:
         if not oracle:
             print("%s: cannot regenerate without the oracle" % name)
