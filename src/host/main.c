@@ -18,6 +18,7 @@ static const subcommand SUBCOMMANDS[] = {
     {"tokenize", rs_cli_tokenize, "print token ids of texts"},
     {"bench", rs_cli_bench, "measure the engine's throughput on a prompt file"},
     {"serve", rs_cli_serve, "gRPC scoring service with dynamic batching, health and metrics"},
+    {"calibrate", rs_cli_calibrate, "set a router's threshold from a traffic sample and a strong share"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,241 @@
+/* cli_calibrate.c — `routescore calibrate`: RouteLLM's threshold calibration.
+ *
+ * A threshold only means something for one router on one kind of traffic.
+ * RouteLLM sets it to the (1 - f) quantile (linear interpolation, numpy's
+ * default) of the router's scores on a sample of real prompts, so that a
+ * share f of that traffic goes to the strong model. This command scores the
+ * sample with the router and writes that quantile into the router's manifest
+ * (routescore.json, "threshold"; the other keys are kept), atomically (a
+ * temporary file renamed over the old one). A running `routescore serve`
+ * picks it up on SIGHUP. For traffic that drifts, see the server's online
+ * mode (docs/SERVING.md). */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "cli_common.h"
+#include "cli_engine.h"
+#include "engine.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: routescore calibrate [--model DIR] --in FILE --strong-share F [--field PATH] [--limit N]\n"
+               "                            [--threads N] [--dry-run]\n"
+               "\n"
+               "Scores the prompts of FILE (JSON lines, plain or gzip) with the router and sets its\n"
+               "threshold to the (1 - F) quantile of the scores (RouteLLM's rule: a share F of such\n"
+               "traffic is routed strong). Writes \"threshold\" into DIR/routescore.json (created\n"
+               "if absent; other keys kept) unless --dry-run. Prints one JSON summary line.\n");
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* numpy.quantile(v, q) with the default "linear" method; v sorted. */
+static double quantile_sorted(const double *v, size_t n, double q) {
+    double pos = q * (double)(n - 1);
+    size_t i = (size_t)floor(pos);
+    if (i + 1 >= n) return v[n - 1];
+    return v[i] + (pos - (double)i) * (v[i + 1] - v[i]);
+}
+
+static int write_manifest(const char *dir, double threshold, char *path, size_t pn) {
+    snprintf(path, pn, "%s/routescore.json", dir);
+    cJSON *m = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f) {
+        rs_cli_buf b = {0};
+        char chunk[8192];
+        size_t r;
+        while ((r = fread(chunk, 1, sizeof chunk, f)) > 0)
+            if (rs_cli_buf_append(&b, chunk, r) != RS_OK) break;
+        fclose(f);
+        m = b.len ? cJSON_Parse(b.data) : NULL;
+        rs_cli_buf_free(&b);
+        if (!cJSON_IsObject(m)) {
+            fprintf(stderr, "routescore calibrate: %s is not a JSON object; not touching it\n", path);
+            cJSON_Delete(m);
+            return 2;
+        }
+    } else {
+        m = cJSON_CreateObject();
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(m, "threshold");
+    cJSON_AddNumberToObject(m, "threshold", threshold);
+    char *text = cJSON_Print(m);
+    cJSON_Delete(m);
+    if (!text) return 2;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    f = fopen(tmp, "wb");
+    int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    if (f) ok = (fflush(f) == 0) & (fsync(fileno(f)) == 0) & (fclose(f) == 0) & ok;
+    free(text);
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        fprintf(stderr, "routescore calibrate: cannot write %s\n", path);
+        return 2;
+    }
+    return 0;
+}
+
+int rs_cli_calibrate(int argc, char **argv) {
+    static const struct option LONG[] = {
+        {"model", required_argument, 0, 'm'},        {"in", required_argument, 0, 'i'},
+        {"field", required_argument, 0, 'f'},        {"strong-share", required_argument, 0, 's'},
+        {"limit", required_argument, 0, 'n'},        {"threads", required_argument, 0, 'j'},
+        {"dry-run", no_argument, 0, 'd'},            {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    rs_cli_engine_flags fl = {0};
+    const char *in = NULL, *field = NULL;
+    double share = NAN;
+    long limit = 1L << 30;
+    int dry = 0;
+    rs_err err = {{0}};
+    optind = 1;
+    for (int c; (c = getopt_long(argc, argv, "m:i:f:s:n:j:dh", LONG, NULL)) != -1;) {
+        rs_status st = RS_OK;
+        switch (c) {
+        case 'm': fl.model = optarg; break;
+        case 'i': in = optarg; break;
+        case 'f': field = optarg; st = rs_cli_path_check(optarg, &err); break;
+        case 's': st = rs_cli_parse_float("--strong-share", optarg, 0, 1, &share, &err); break;
+        case 'n': st = rs_cli_parse_int("--limit", optarg, 1, 1L << 30, &limit, &err); break;
+        case 'j': st = rs_cli_parse_int("--threads", optarg, 1, 1024, &fl.threads, &err); break;
+        case 'd': dry = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+        if (st != RS_OK) {
+            fprintf(stderr, "routescore calibrate: %s\n", err.msg);
+            return 2;
+        }
+    }
+    if (!in || isnan(share) || optind < argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (!(share > 0)) {
+        fprintf(stderr, "routescore calibrate: --strong-share must be in (0, 1]\n");
+        return 2;
+    }
+    /* The sample first: every usable prompt, in file order. */
+    rs_cli_reader *rd;
+    if (rs_cli_reader_open(in, 0, &rd, &err) != RS_OK) {
+        fprintf(stderr, "routescore calibrate: %s\n", err.msg);
+        return 2;
+    }
+    char **texts = NULL;
+    size_t *lens = NULL, n = 0, cap = 0, skipped = 0;
+    rs_cli_buf scratch = {0};
+    int rc = 2;
+    for (;;) {
+        const char *line;
+        size_t len;
+        uint64_t line_no;
+        rs_status st = rs_cli_reader_next(rd, &line, &len, &line_no, &err);
+        if (st == RS_ERR_TOO_LARGE) {
+            skipped++;
+            continue;
+        }
+        if (st != RS_OK) {
+            fprintf(stderr, "routescore calibrate: %s\n", err.msg);
+            goto out;
+        }
+        if (!line || (long)n >= limit) break;
+        if (rs_cli_line_is_blank(line, len)) continue;
+        const char *text;
+        size_t tl;
+        cJSON *root = rs_cli_check_line(line, len, &err) == RS_OK ? cJSON_ParseWithLength(line, len) : NULL;
+        if (!root || rs_cli_extract_prompt(root, field, &scratch, &text, &tl, &err) != RS_OK) {
+            cJSON_Delete(root);
+            skipped++;
+            continue;
+        }
+        cJSON_Delete(root);
+        if (n == cap) {
+            cap = cap ? cap * 2 : 1024;
+            char **nt = realloc(texts, cap * sizeof *texts);
+            size_t *nl = nt ? realloc(lens, cap * sizeof *lens) : NULL;
+            if (!nt || !nl) {
+                texts = nt ? nt : texts;
+                fprintf(stderr, "routescore calibrate: out of memory\n");
+                goto out;
+            }
+            texts = nt;
+            lens = nl;
+        }
+        if (!(texts[n] = malloc(tl + 1))) goto out;
+        memcpy(texts[n], text, tl);
+        texts[n][tl] = 0;
+        lens[n++] = tl;
+    }
+    if (n == 0) {
+        fprintf(stderr, "routescore calibrate: no usable prompt in %s\n", in);
+        goto out;
+    }
+    rs_engine *e = rs_cli_open_engine("calibrate", &fl);
+    if (!e) goto out;
+    rs_router_info info;
+    rs_engine_info(e, &info);
+    char name[256]; /* info's strings belong to the engine, closed below */
+    snprintf(name, sizeof name, "%s", info.name);
+    const double prev = info.threshold;
+    double *scores = malloc(n * sizeof *scores);
+    rs_score *out = malloc(256 * sizeof *out);
+    size_t m = 0;
+    for (size_t g = 0; scores && out && g < n; g += 256) {
+        size_t k = n - g < 256 ? n - g : 256;
+        if (rs_engine_score(e, (const char *const *)texts + g, lens + g, k, NAN, out, &err) != RS_OK) {
+            fprintf(stderr, "routescore calibrate: %s\n", err.msg);
+            m = 0;
+            break;
+        }
+        for (size_t i = 0; i < k; i++) {
+            if (out[i].status == RS_OK)
+                scores[m++] = out[i].win_prob;
+            else
+                skipped++;
+        }
+    }
+    char model_dir[4096];
+    snprintf(model_dir, sizeof model_dir, "%s", fl.model ? fl.model : "");
+    if (!fl.model && rs_cli_default_model(model_dir, sizeof model_dir) != RS_OK) m = 0;
+    rs_engine_close(e);
+    free(out);
+    if (m > 0) {
+        qsort(scores, m, sizeof *scores, cmp_double);
+        const double t = quantile_sorted(scores, m, 1.0 - share);
+        char path[4200] = "";
+        rc = dry ? 0 : write_manifest(model_dir, t, path, sizeof path);
+        if (rc == 0) {
+            size_t strong = 0;
+            for (size_t i = 0; i < m; i++) strong += (float)scores[i] >= (float)t;
+            printf("{\"router\":");
+            rs_cli_write_json_string(stdout, name, strlen(name));
+            printf(",\"prompts\":%zu,\"skipped\":%zu,\"strong_share\":%.9g,\"threshold\":%.9g,"
+                   "\"previous_threshold\":%.9g,\"sample_strong_share\":%.6f,\"written\":",
+                   m, skipped, share, t, prev, (double)strong / (double)m);
+            if (dry)
+                printf("null}\n");
+            else {
+                rs_cli_write_json_string(stdout, path, strlen(path));
+                printf("}\n");
+            }
+        }
+    }
+    free(scores);
+out:
+    for (size_t i = 0; i < n; i++) free(texts[i]);
+    free(texts);
+    free(lens);
+    rs_cli_buf_free(&scratch);
+    rs_cli_reader_close(rd);
+    return rc;
+}
