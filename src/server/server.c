@@ -219,6 +219,7 @@ struct rs_call {
     grpc_slice status_slice;
     int has_status_slice;
     int metric_router;    /* router index for request metrics (-1 unknown) */
+    int accepted;         /* a Scorer call taken on before the drain began */
     int inflight;         /* reqs in a batcher */
     rs_req *inflight_head;
     rs_req *done_head, *done_tail;
@@ -249,6 +250,9 @@ struct rs_server {
     pthread_cond_t cv;
     rs_call *live;
     long n_calls;        /* allocated calls */
+    long n_accepted;     /* live Scorer calls accepted before the drain began */
+    long n_refused;      /* Scorer calls refused UNAVAILABLE while draining */
+    double t_last_refused;
     int shutdown_done;
     int events;
     char fatal_msg[256];
@@ -383,6 +387,7 @@ static void call_destroy(rs_call *c) {
         if (c->live_next) c->live_next->live_prev = c->live_prev;
     }
     s->n_calls--;
+    if (c->accepted) s->n_accepted--;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     pthread_mutex_destroy(&c->mu);
@@ -468,8 +473,8 @@ static rs_req *req_start(rs_call *c, const uint8_t *data, size_t len) {
     if (m->n_prompts == 0) FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "no prompts");
     if (m->n_prompts > (size_t)s->cfg.max_prompts)
         FAIL(SRV_ENGINE, RS_ERR_TOO_LARGE, "%zu prompts in one request (at most %d)", m->n_prompts, s->cfg.max_prompts);
-    /* (No draining check: a call the core handed us is accepted work and is
-     * finished; draining stops new calls at the transport.) */
+    /* (No draining check: on_new decided whether this call is accepted work,
+     * and accepted work is finished.) */
     if (!atomic_load(&s->ready)) FAIL(SRV_NOT_READY, RS_OK, "not ready: routers are loading");
     if (rs_cli_now() >= c->deadline) FAIL(SRV_EXPIRED, RS_OK, "deadline exceeded before scoring");
     const size_t n = m->n_prompts, maxt = (size_t)rt->info.max_tokens;
@@ -801,6 +806,25 @@ static void on_new(rs_call *c) {
     if (!authorized(c)) {
         set_status(c, SRV_UNAUTHENTICATED, RS_OK, "missing or invalid bearer token");
         return;
+    }
+    if (c->kind == CK_SCORE || c->kind == CK_STREAM || c->kind == CK_LIST) {
+        /* The drain's first phase: calls taken on before it are finished;
+         * later ones are refused, retryably, while the listener stays open
+         * (closing it at once would make the core drop calls in transit
+         * with CANCELLED instead). */
+        pthread_mutex_lock(&s->mu);
+        if (atomic_load(&s->draining)) {
+            s->n_refused++;
+            s->t_last_refused = rs_cli_now();
+        } else {
+            c->accepted = 1;
+            s->n_accepted++;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (!c->accepted) {
+            set_status(c, SRV_DRAINING, RS_OK, "server is shutting down: retry on another replica");
+            return;
+        }
     }
     if (METHODS[c->kind].read_initial) {
         if (!c->recv) {
@@ -1374,28 +1398,49 @@ static int wait_until(rs_server *s, int *flag_or_null, long *count_zero, double 
 int rs_server_drain(rs_server *s) {
     const double t0 = rs_cli_now(), until = t0 + s->cfg.grace_s;
     int fatal = atomic_load(&s->fatal);
-    atomic_store(&s->draining, 1);
-    rs_metrics_ready(s->metrics, 0);
     pthread_mutex_lock(&s->mu);
-    long live = 0;
+    atomic_store(&s->draining, 1);
+    long live = 0, accepted = s->n_accepted;
     for (rs_call *c = s->live; c; c = c->live_next) live++;
     pthread_mutex_unlock(&s->mu);
-    rs_log(RS_LOG_INFO, "draining", "\"grace_s\":%.3g,\"live_calls\":%ld,\"fatal\":%s", s->cfg.grace_s, live,
-           fatal ? "true" : "false");
-    /* Health watchers see NOT_SERVING; streams stop reading. */
+    rs_metrics_ready(s->metrics, 0);
+    rs_log(RS_LOG_INFO, "draining", "\"grace_s\":%.3g,\"live_calls\":%ld,\"accepted_calls\":%ld,\"fatal\":%s",
+           s->cfg.grace_s, live, accepted, fatal ? "true" : "false");
+    /* Phase 1: health says NOT_SERVING (watchers are told), streams stop
+     * reading, new Scorer calls get UNAVAILABLE; accepted calls finish. It
+     * ends when none is left and callers have gone quiet (no refusal for
+     * 200 ms, or 2 s of refusals after the last accepted call ended). */
     wake_live_calls(s);
-    /* Stop accepting: no new calls or connections; accepted calls go on. */
+    pthread_mutex_lock(&s->mu);
+    double t_idle = 0;
+    for (;;) {
+        const double now = rs_cli_now();
+        if (now >= until) break;
+        if (s->n_accepted == 0) {
+            if (t_idle == 0) t_idle = now;
+            if (now - s->t_last_refused >= 0.2 || now - t_idle >= 2.0) break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    }
+    pthread_mutex_unlock(&s->mu);
+    /* Phase 2: close the listener (GOAWAY) and wait for the core. */
     atomic_store(&s->shutting_down, 1);
     grpc_server_shutdown_and_notify(s->grpc, s->cq, &s->shutdown_tag);
     wake_live_calls(s);
     pthread_mutex_lock(&s->mu);
     int in_time = wait_until(s, &s->shutdown_done, NULL, until);
+    long lost = in_time ? 0 : s->n_accepted;
     pthread_mutex_unlock(&s->mu);
-    int cancelled = 0;
     if (!in_time) {
-        rs_log(RS_LOG_WARN, "grace_expired", "\"message\":\"cancelling the calls still open\"");
+        rs_log(RS_LOG_WARN, "grace_expired", "\"accepted_calls_cancelled\":%ld", lost);
         grpc_server_cancel_all_calls(s->grpc);
-        cancelled = 1;
         pthread_mutex_lock(&s->mu);
         wait_until(s, &s->shutdown_done, NULL, rs_cli_now() + 30);
         pthread_mutex_unlock(&s->mu);
@@ -1404,6 +1449,7 @@ int rs_server_drain(rs_server *s) {
     for (int i = 0; i < s->n_routers; i++) rs_batcher_stop(s->routers[i].batcher);
     pthread_mutex_lock(&s->mu);
     wait_until(s, NULL, &s->n_calls, rs_cli_now() + 30);
+    long refused = s->n_refused;
     pthread_mutex_unlock(&s->mu);
     uint64_t batches = 0;
     for (int i = 0; i < s->n_routers; i++)
@@ -1411,12 +1457,12 @@ int rs_server_drain(rs_server *s) {
     rs_metrics *m = s->metrics;
     rs_log(RS_LOG_INFO, "drained",
            "\"seconds\":%.3f,\"in_time\":%s,\"batches\":%llu,\"score_ok\":%llu,\"score_unavailable\":%llu,"
-           "\"stream_messages_ok\":%llu",
+           "\"refused_while_draining\":%ld,\"stream_messages_ok\":%llu,\"accepted_calls_cancelled\":%ld",
            rs_cli_now() - t0, in_time ? "true" : "false", (unsigned long long)batches,
            (unsigned long long)rs_metrics_requests(m, RS_METHOD_SCORE, GRPC_STATUS_OK),
-           (unsigned long long)rs_metrics_requests(m, RS_METHOD_SCORE, GRPC_STATUS_UNAVAILABLE),
-           (unsigned long long)rs_metrics_requests(m, RS_METHOD_SCORE_STREAM, GRPC_STATUS_OK));
-    return atomic_load(&s->fatal) ? 3 : cancelled ? 1 : 0;
+           (unsigned long long)rs_metrics_requests(m, RS_METHOD_SCORE, GRPC_STATUS_UNAVAILABLE), refused,
+           (unsigned long long)rs_metrics_requests(m, RS_METHOD_SCORE_STREAM, GRPC_STATUS_OK), lost);
+    return atomic_load(&s->fatal) ? 3 : lost ? 1 : 0;
 }
 
 void rs_server_free(rs_server *s) {
