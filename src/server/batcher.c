@@ -197,7 +197,10 @@ static void run_batch(rs_batcher *b, slot *s) {
         st = rs_errf(&err, RS_ERR_BACKEND, "engine unusable after an earlier failure: %s", b->fatal_msg);
     } else if (k > 0) {
         const double t0 = rs_cli_now();
-        st = rs_engine_score_tokens(b->engine, s->ids, s->offsets, k, NAN, s->out, &err);
+        if (b->o.fault_after_batches > 0 && atomic_load(&b->batches) >= (uint64_t)b->o.fault_after_batches)
+            st = rs_errf(&err, RS_ERR_BACKEND, "injected backend fault after %d forwards", b->o.fault_after_batches);
+        else
+            st = rs_engine_score_tokens(b->engine, s->ids, s->offsets, k, NAN, s->out, &err);
         const double t1 = rs_cli_now();
         atomic_fetch_add(&b->batches, 1);
         if (st == RS_OK) {

@@ -1,0 +1,64 @@
+"""server_fatal.py — a fatal engine error (a lost GPU) ends in NOT_SERVING
+and a non-zero exit, never in a server that keeps answering with errors.
+
+The backend failure is injected (ROUTESCORE_FAULT_BACKEND_AFTER=N: every
+forward after the N-th fails with RS_ERR_BACKEND, as a CUDA sticky error
+does). The caller of the failed batch gets UNAVAILABLE (retry elsewhere), a
+Health/Watch stream sees NOT_SERVING, the log has engine_fatal, and the
+process exits 3 for its supervisor to restart it.
+"""
+import os
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import server_util as su  # noqa: E402
+import grpc  # noqa: E402
+
+
+def main():
+    check = su.Check()
+    tmp = su.tmpdir()
+    router = su.router_dir(tmp)
+    st = su.Stubs(tmp)
+    pb, hp = st.scorer, st.health
+    env = dict(os.environ, ROUTESCORE_FAULT_BACKEND_AFTER="2")
+    srv = su.Server(["--model", router, "--grace", "10"], env=env)
+    ch = srv.channel()
+    scorer = st.scorer_grpc.ScorerStub(ch)
+    seen = []
+
+    def watch():
+        try:
+            for r in st.health_grpc.HealthStub(grpc.insecure_channel(srv.addr)).Watch(hp.HealthCheckRequest(), timeout=60):
+                seen.append(r.status)
+        except grpc.RpcError:
+            pass
+
+    w = threading.Thread(target=watch)
+    w.start()
+    for i in range(2):
+        r = scorer.Score(pb.ScoreRequest(prompts=[f"fine {i}"]), timeout=30)
+        check(len(r.scores) == 1, f"forward {i + 1} works")
+    try:
+        scorer.Score(pb.ScoreRequest(prompts=["this forward fails"]), timeout=30)
+        check(False, "the failed forward's caller gets an error")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.UNAVAILABLE and "injected" in (e.details() or ""),
+              f"the failed forward's caller gets UNAVAILABLE ({e.code().name}: {e.details()})")
+    try:
+        rc = srv.proc.wait(timeout=30)
+    except Exception:
+        srv.proc.kill()
+        rc = "did not exit"
+    w.join(timeout=10)
+    srv._reader.join(timeout=5)
+    check(rc == 3, f"the process exits 3 by itself ({rc})")
+    check(bool(srv.events("engine_fatal")), "logged engine_fatal")
+    check(seen[:1] == [hp.HealthCheckResponse.SERVING] and hp.HealthCheckResponse.NOT_SERVING in seen,
+          f"Health/Watch: SERVING, then NOT_SERVING ({seen})")
+    check.done()
+
+
+if __name__ == "__main__":
+    main()
