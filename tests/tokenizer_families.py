@@ -18,7 +18,9 @@ Families (each skipped when its tokenizer file is absent):
 Each is checked against its committed golden (tests/data/tokenizer/<family>_golden.txt:
 a digest and count of each text's ids) and, when the oracle is importable, live;
 a live run also compares decoding (ids -> text) with the oracle's on every text.
-Then invalid UTF-8 and malformed lines must come back as per-line errors.
+Then invalid UTF-8 and malformed lines must come back as per-line errors, and
+the components no family uses (Split behaviours, invert, Digits, Punctuation,
+Metaspace schemes, Replace, Prepend, ...) are checked live against HF.
 
 usage: tokenizer_families.py [--regen] [FAMILY...]   (--regen rewrites the goldens)
 Exit 77 (skipped) when no family can run or the shared data is absent.
@@ -226,6 +228,62 @@ def check_family(binary, name, real, adv, regen):
     return bad
 
 
+def check_components(binary, real):
+    """Pre-tokenizers and normalizers the families do not use, live against HF
+    (no golden): the Unigram tokenizer with each swapped in, on every 4th real
+    prompt. Real prompts only: generic Split/Replace regexes run on PCRE2,
+    whose Unicode tables are older than HF's, so random code points assigned
+    since could split differently (the byte-level patterns do not: they are
+    scanners over tables frozen from the oracles)."""
+    try:
+        from tokenizers import Regex, Tokenizer
+        from tokenizers import normalizers as nm
+        from tokenizers import pre_tokenizers as pt
+    except ImportError:
+        print("components: skipped (tokenizers not importable)")
+        return 0
+    base_path = FAMILIES["xlmr_unigram"][0]
+    pre = {
+        "Split removed": pt.Split(Regex(r"\s+"), behavior="removed"),
+        "Split merged_with_previous": pt.Split(Regex(r"[,.!?]"), behavior="merged_with_previous"),
+        "Split merged_with_next": pt.Split(Regex(r"\d+"), behavior="merged_with_next"),
+        "Split contiguous": pt.Split(Regex(r"[aeiou]"), behavior="contiguous"),
+        "Split invert": pt.Split(Regex(r"\w+"), behavior="isolated", invert=True),
+        "Split string": pt.Split(" ", behavior="merged_with_next"),
+        "Digits + Metaspace": pt.Sequence([pt.Digits(individual_digits=False), pt.Metaspace()]),
+        "Punctuation + Metaspace first": pt.Sequence([pt.Punctuation(behavior="contiguous"),
+                                                      pt.Metaspace(prepend_scheme="first")]),
+        "Metaspace never, no split": pt.Metaspace(prepend_scheme="never", split=False),
+        "WhitespaceSplit + Metaspace first": pt.Sequence([pt.WhitespaceSplit(), pt.Metaspace(prepend_scheme="first")]),
+    }
+    norm = {
+        "NFKC + Lowercase": nm.Sequence([nm.NFKC(), nm.Lowercase()]),
+        "Replace string + Prepend": nm.Sequence([nm.Replace("a", "bb"), nm.Prepend("\u2581")]),
+        "Strip + Replace regex": nm.Sequence([nm.Strip(), nm.Replace(Regex(r"[0-9]+"), "#")]),
+    }
+    texts = real[::4]
+    bad = 0
+    with tempfile.TemporaryDirectory() as d:
+        for name, comp in list(pre.items()) + list(norm.items()):
+            tok = Tokenizer.from_file(base_path)
+            if name in norm:
+                tok.normalizer = comp
+            else:
+                tok.pre_tokenizer = comp
+            path = os.path.join(d, "tokenizer.json")
+            tok.save(path)
+            want = [e.ids for e in tok.encode_batch(texts)]
+            rc, out, err = run_cli(binary, path, base.to_jsonl(texts), ["--add-special", "--field", "prompt"])
+            got = [json.loads(line) if line.startswith("[") else None for line in out]
+            wrong = [i for i in range(len(texts)) if i >= len(got) or got[i] != want[i]]
+            print("components %s: %d texts, %d mismatches" % (name, len(texts), len(wrong)))
+            for i in wrong[:2]:
+                print("  %s\n    expected %s\n    got      %s" % (base.excerpt(texts[i]), want[i][:16],
+                                                             got[i][:16] if i < len(got) and got[i] else None))
+            bad += len(wrong) + (rc != 0)
+    return bad
+
+
 def main():
     args = sys.argv[1:]
     regen = "--regen" in args
@@ -246,6 +304,8 @@ def main():
     if not ran:
         print("skipped: no tokenizer family available")
         return 77
+    if not regen and "xlmr_unigram" in names:
+        total += check_components(binary, real)
     print("tokenizer_families: %s" % ("ok" if not total else "FAILED (%d)" % total))
     return 1 if total else 0
 

@@ -8,7 +8,9 @@
  * is compiled with PCRE2 (UTF + UCP, JIT when available) and matched over the
  * UTF-8 of the range; literal patterns are compared code point by code point.
  * Compiled patterns are read-only, so matching is thread-safe (match data is
- * per call). */
+ * per call). Known gap: PCRE2's Unicode tables (Debian 12: Unicode 14) are
+ * older than the oracles' (15.x), so a generic pattern can split differently
+ * on characters assigned since; the two known patterns cannot. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <stdlib.h>
@@ -260,6 +262,48 @@ rs_status rs_tok_pattern_known(int which, rs_tok_pattern **out) {
     return RS_OK;
 }
 
+/* HF's regexes are Oniguruma's, whose Unicode word class is Alphabetic, marks,
+ * all numbers and connector punctuation (probed from HF), where PCRE2's is
+ * letters, decimal digits and '_': the word escapes are spelled out before
+ * compiling (inside a class only the positive one; the negated one there and
+ * word boundaries keep PCRE2's meaning). Returns a malloc'd pattern or NULL. */
+static char *onig_classes(const char *re) {
+    static const char W_IN[] = "\\p{Alphabetic}\\p{M}\\p{N}\\p{Pc}";
+    size_t len = strlen(re), cap = len * 8 + 64, o = 0;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    int in_class = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = re[i];
+        if (c == '\\' && i + 1 < len) {
+            char d = re[i + 1];
+            if (d == 'w' || (d == 'W' && !in_class)) {
+                if (!in_class) out[o++] = '[';
+                if (d == 'W') out[o++] = '^';
+                memcpy(out + o, W_IN, sizeof W_IN - 1);
+                o += sizeof W_IN - 1;
+                if (!in_class) out[o++] = ']';
+            } else {
+                out[o++] = c;
+                out[o++] = d;
+            }
+            i++;
+            continue;
+        }
+        if (c == '[' && !in_class) {
+            in_class = 1;
+            out[o++] = c;
+            if (i + 1 < len && re[i + 1] == '^') out[o++] = re[++i];
+            if (i + 1 < len && re[i + 1] == ']') out[o++] = re[++i]; /* a leading ] is literal */
+            continue;
+        }
+        if (c == ']' && in_class) in_class = 0;
+        out[o++] = c;
+    }
+    out[o] = 0;
+    return out;
+}
+
 rs_status rs_tok_pattern_regex(const char *re, rs_tok_pattern **out, rs_err *err) {
     *out = NULL;
     if (!strcmp(re, GPT2_RE)) return rs_tok_pattern_known(RS_TOK_PAT_GPT2, out);
@@ -271,7 +315,10 @@ rs_status rs_tok_pattern_regex(const char *re, rs_tok_pattern **out, rs_err *err
     if (!strcmp(re, " {2,}")) return rs_tok_pattern_known(RS_TOK_PAT_SPACES2, out);
     int ec;
     PCRE2_SIZE eo;
-    pcre2_code *code = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &ec, &eo, NULL);
+    char *onig = onig_classes(re);
+    if (!onig) return rs_errf(err, RS_ERR_NOMEM, "out of memory");
+    pcre2_code *code = pcre2_compile((PCRE2_SPTR)onig, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &ec, &eo, NULL);
+    free(onig);
     if (!code) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(ec, msg, sizeof msg);
