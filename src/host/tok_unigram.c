@@ -161,8 +161,7 @@ static void ug_encode_word(const void *model, const char *w, size_t len, size_t 
         }
         s += mb;
     }
-    /* back to front into a stack of (start, end, id), then emit in order */
-    size_t mark = sink->n;
+    /* back to front into a stack of (start, end) segments, then emit in order */
     size_t n_seg = 0;
     uint32_t seg_small[2 * 128];
     uint32_t *seg = len < 128 ? seg_small : malloc(2 * (len + 1) * sizeof *seg);
@@ -190,7 +189,6 @@ static void ug_encode_word(const void *model, const char *w, size_t len, size_t 
         if (seg[2 * k + 1] == UINT32_MAX) seg[2 * k + 1] = (uint32_t)next_start;
         next_start = seg[2 * k];
     }
-    (void)mark;
     for (size_t k = n_seg; k-- > 0;) emit_string(m, w, seg[2 * k], seg[2 * k + 1], sink);
     if (seg != seg_small) free(seg);
     if (best != small) free(best);
