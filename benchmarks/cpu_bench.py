@@ -259,6 +259,7 @@ def main():
     log(f"workload: {len(prompts)} prompts, {tokens} tokens (max {args.max_tokens}), "
         f"{gflop:.1f} GFLOP of encoder work")
 
+    load_before = os.getloadavg()[0]
     results = []     # dicts: engine, config, seconds, fwd_seconds, note
     rs, peak = None, None
     with tempfile.TemporaryDirectory(prefix="rs_cpu_bench_") as tmp:
@@ -332,6 +333,7 @@ def main():
             r["useful_gflops"] = gflop / r["seconds"]
             r["rs_speedup"] = rs_pps / r["prompts_per_s"] if rs_pps else None
 
+    load_after = os.getloadavg()[0]
     date = datetime.date.today().isoformat()
     cmd = "/usr/bin/python3 benchmarks/cpu_bench.py " + " ".join(
         a if not a.startswith(ROOT) else os.path.relpath(a, ROOT) for a in sys.argv[1:])
@@ -344,6 +346,10 @@ def main():
         f"mean {tokens / len(prompts):.1f}; {gflop:.1f} GFLOP of encoder work (no padding).",
         f"- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
         f"- Command: `{cmd.strip()}`",
+        f"- Load average (1 min) before/after: {load_before:.1f}/{load_after:.1f}"
+        + (f" -- **the machine was busy (more than {args.threads} runnable threads): these "
+           f"numbers understate every engine, compare only within this run.**"
+           if max(load_before, load_after) > args.threads + 0.5 else "."),
         "",
         "| engine | configuration | prompts/s | tokens/s | useful GFLOP/s | routescore speed-up |",
         "|---|---|---:|---:|---:|---:|",
@@ -360,7 +366,9 @@ def main():
         rep = rs.get("gflops")
         lines.append(f"- routescore reports {fmt(rep, '.1f')} GFLOP/s; dnnl sgemm peak "
                      f"(M=2048 N=1536 K=384, {args.threads} threads) {fmt(peak, '.1f')} GFLOP/s"
-                     + (f": {100 * rep / peak:.0f}% of peak." if rep and peak else ".")
+                     + (f": {100 * rep / peak:.0f}% of peak (measured at a different moment"
+                       f"{'; under load the two can disagree' if max(load_before, load_after) > args.threads + 0.5 else ''})."
+                       if rep and peak else ".")
                      + (f" Its tokenisation took {rs['tokenize_seconds']:.2f} s of "
                         f"{rs['seconds']:.2f} s." if rs.get("tokenize_seconds") is not None else ""))
     lines.append("- Peers: HF fast tokenizer + forward + masked mean pooling + L2 norm, batches "
