@@ -19,6 +19,7 @@ static const subcommand SUBCOMMANDS[] = {
     {"bench", rs_cli_bench, "measure the engine's throughput on a prompt file"},
     {"serve", rs_cli_serve, "gRPC scoring service with dynamic batching, health and metrics"},
     {"calibrate", rs_cli_calibrate, "set a router's threshold from a traffic sample and a strong share"},
+    {"eval", rs_cli_eval, "RouteLLM routing-quality evaluation (APGR, CPT) on MMLU, GSM8K, MT-Bench"},
 };
 
 static void usage(FILE *f) {
