@@ -82,6 +82,36 @@ typedef struct rs_backend_ops {
      * s, else its first row; L2-normalised when normalize != 0. */
     rs_status (*pool)(rs_backend *b, const float *x, const int32_t *offsets, int n_seq, int64_t N, int mean_pool,
                       int normalize, float *out);
+
+    /* Decoder (Llama) ops, used by llama.c; NULL in a backend that lacks
+     * them (rs_llama_create then refuses the backend). */
+    /* out[t] = table[ids[t]], rows of width table->cols. */
+    rs_status (*embed_rows)(rs_backend *b, const rs_bweight *table, const int32_t *ids, int n, float *out);
+    /* x[M, N] += delta (skipped when delta is NULL), then
+     * y = x / sqrt(mean(x^2) + eps) * g (RMSNorm). */
+    rs_status (*add_rmsnorm)(rs_backend *b, float *x, const float *delta, const rs_bweight *g, float eps, int64_t M,
+                             int64_t N, float *y);
+    /* Rotary embedding in place, HF "rotate half" layout: in each of the
+     * n_heads heads (head_dim wide) of row m (rows ld apart), element i pairs
+     * with i + head_dim/2 at angle pos[m] * inv_freq[i]; inv_freq is a host
+     * array of head_dim/2. */
+    rs_status (*rope)(rs_backend *b, float *x, int64_t ld, int64_t M, const int32_t *pos, int n_heads, int head_dim,
+                      const float *inv_freq);
+    /* gate[i] = silu(gate[i]) * up[i] for n elements (SwiGLU). */
+    rs_status (*swiglu)(rs_backend *b, float *gate, const float *up, int64_t n);
+    /* dst[dst_rows[i]] = src[src_rows[i]] for i < M, rows of N; a NULL row
+     * list is the identity. */
+    rs_status (*copy_rows)(rs_backend *b, float *dst, const int32_t *dst_rows, const float *src,
+                           const int32_t *src_rows, int64_t M, int64_t N);
+    /* Causal grouped-query attention over a KV cache. Query row t of q[T,
+     * n_heads*D] belongs to cache slot slot[t] at position pos[t] of that
+     * slot: it sees the shared prefix's n_prefix rows (pk, pv: [n_prefix,
+     * n_kv*D]) and then rows 0..pos[t] of its slot (k, v at row
+     * slot[t]*slot_stride, rows n_kv*D wide). Query head h reads KV head
+     * h / (n_heads / n_kv). Writes out[T, n_heads*D]. */
+    rs_status (*attention_kv)(rs_backend *b, const float *q, int64_t T, const int32_t *slot, const int32_t *pos,
+                              const float *pk, const float *pv, int n_prefix, const float *k, const float *v,
+                              int64_t slot_stride, int n_heads, int n_kv_heads, int head_dim, float *out);
 } rs_backend_ops;
 
 struct rs_backend {

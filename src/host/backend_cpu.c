@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "backend_cpu_llama.h"
 
 typedef struct cpu_backend {
     rs_backend base;
@@ -21,11 +22,8 @@ typedef struct cpu_backend {
     float *scratch; /* n_threads x max_len x max_len attention scores */
 } cpu_backend;
 
-/* On the CPU a weight is the caller's fp32 array itself: nothing is copied. */
-struct rs_bweight {
-    const float *data;
-    int64_t rows, cols;
-};
+/* On the CPU a weight is the caller's fp32 array itself: nothing is copied
+ * (struct rs_bweight in backend_cpu_llama.h). */
 
 static rs_status sgemm(char ta, char tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                        int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
@@ -260,6 +258,12 @@ static const rs_backend_ops CPU_OPS = {
     .add_layernorm = cpu_add_layernorm,
     .attention = cpu_attention,
     .pool = cpu_pool,
+    .embed_rows = rs_cpu_embed_rows,
+    .add_rmsnorm = rs_cpu_add_rmsnorm,
+    .rope = rs_cpu_rope,
+    .swiglu = rs_cpu_swiglu,
+    .copy_rows = rs_cpu_copy_rows,
+    .attention_kv = rs_cpu_attention_kv,
 };
 
 rs_status rs_backend_cpu_create(int n_threads, int max_len, rs_backend **out, rs_err *err) {

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 
 #include "backend.h"
+#include "causal_router.h"
 #include "encoder.h"
 #include "model_files.h"
 #include "tokenizer.h"
@@ -30,8 +31,9 @@
 #define RS_MAX_BATCH_SEQS 512
 #define RS_STAGE_SLOTS 64 /* prompts tokenized in parallel at a time */
 
-typedef enum router_kind { KIND_BERT, KIND_MF, KIND_EMBED } router_kind;
-static const char *const KIND_NAMES[] = {"bert", "mf", "embed"};
+/* KIND_CAUSAL (causal_router.c): a Llama rating model, not the encoder path. */
+typedef enum router_kind { KIND_BERT, KIND_MF, KIND_EMBED, KIND_CAUSAL } router_kind;
+static const char *const KIND_NAMES[] = {"bert", "mf", "embed", "causal_llm"};
 
 struct rs_engine {
     char name[128], strong[128], weak[128];
@@ -46,6 +48,7 @@ struct rs_engine {
     rs_model_files *files;
     rs_backend *backend;
     rs_encoder *enc;
+    rs_causal *causal; /* KIND_CAUSAL only: then enc, cfg and staging stay NULL */
     rs_tokenizer *tok;
     const rs_encoder_config *cfg;
 
@@ -107,8 +110,10 @@ static rs_status parse_manifest(rs_engine *e, const char *dir, const cJSON *m, c
     copy_str(enc, sizeof enc, m, "encoder", ".");
     copy_str(head, sizeof head, m, "head", "");
     int k;
-    for (k = 0; k < 3 && strcmp(kind, KIND_NAMES[k]); k++) {}
-    if (k == 3) return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: unknown kind '%s' (bert, mf, embed)", dir, kind);
+    for (k = 0; k < 4 && strcmp(kind, KIND_NAMES[k]); k++) {}
+    if (k == 4)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: unknown kind '%s' (bert, mf, embed, causal_llm)",
+                       dir, kind);
     e->kind = (router_kind)k;
     snprintf(enc_dir, n, "%s%s%s", enc[0] == '/' ? "" : dir, enc[0] == '/' ? "" : "/", enc);
     if (e->kind == KIND_MF && !*head)
@@ -237,6 +242,24 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
         (st = parse_manifest(e, dir, manifest, enc_dir, sizeof enc_dir, head_path, sizeof head_path, &max_tokens, err)) != RS_OK)
         goto fail;
 
+    if (e->kind == KIND_CAUSAL || (!has_manifest && rs_causal_is_llama_dir(enc_dir))) {
+        /* The causal router brings its own model; the backend needs no
+         * encoder attention scratch (max_len 1). */
+        e->kind = KIND_CAUSAL;
+        int bt = opts.max_batch_tokens, mt = opts.max_tokens ? opts.max_tokens : max_tokens;
+#ifdef RS_HAVE_CUDA
+        if (use_cuda)
+            st = rs_backend_cuda_create(opts.device, mt ? mt : 512, (size_t)(bt ? bt : 2048), &e->backend, err);
+        else
+#endif
+            st = rs_backend_cpu_create(opts.n_threads, 1, &e->backend, err);
+        if (st != RS_OK || (st = rs_causal_open(dir, enc_dir, manifest, e->backend, mt, bt, &e->causal, err)) != RS_OK)
+            goto fail;
+        e->max_tokens = rs_causal_max_tokens(e->causal);
+        cJSON_Delete(manifest);
+        *out = e;
+        return RS_OK;
+    }
     if ((st = rs_model_files_open(enc_dir, &e->files, err)) != RS_OK) goto fail;
     rs_encoder_config cfg;
     if ((st = rs_encoder_config_parse(rs_model_files_config(e->files), enc_dir, &cfg, err)) != RS_OK) goto fail;
@@ -306,6 +329,7 @@ fail:
 
 void rs_engine_close(rs_engine *e) {
     if (!e) return;
+    rs_causal_free(e->causal);
     rs_encoder_free(e->enc);
     if (e->backend) e->backend->ops->destroy(e->backend);
     rs_model_files_close(e->files);
@@ -324,6 +348,17 @@ void rs_engine_close(rs_engine *e) {
 void rs_engine_info(const rs_engine *e, rs_router_info *out) {
     out->name = e->name;
     out->kind = KIND_NAMES[e->kind];
+    if (e->causal) {
+        out->architecture = rs_causal_architecture(e->causal);
+        out->strong_model = e->strong;
+        out->weak_model = e->weak;
+        out->threshold = e->threshold;
+        out->max_tokens = e->max_tokens;
+        out->embed_dim = rs_causal_hidden(e->causal);
+        out->n_labels = 5;
+        out->vocab_size = rs_causal_vocab_size(e->causal);
+        return;
+    }
     out->architecture = e->cfg->architecture;
     out->strong_model = e->strong;
     out->weak_model = e->weak;
@@ -338,6 +373,7 @@ rs_status rs_engine_tokenize(const rs_engine *e, const char *prompt, size_t len,
                              size_t *n_ids, int *truncated, rs_err *err) {
     *n_ids = 0;
     *truncated = 0;
+    if (e->causal) return rs_causal_tokenize(e->causal, prompt, len, ids, cap, n_ids, err);
     if (!e->tok) return rs_errf(err, RS_ERR_NOT_FOUND, "router '%s' has no tokenizer.json: it takes token ids only", e->name);
     if (len == 0) return rs_errf(err, RS_ERR_INVALID_ARG, "empty prompt");
     rs_status st = rs_tokenizer_encode(e->tok, prompt, len, 1, (size_t)e->max_tokens, ids, cap, n_ids, truncated, err);
@@ -464,12 +500,14 @@ rs_status rs_engine_score(rs_engine *e, const char *const *prompts, const size_t
                           rs_score *out, rs_err *err) {
     rs_status st = check_threshold(e, &threshold, err);
     if (st != RS_OK) return st;
+    if (e->causal) return rs_causal_score(e->causal, prompts, lens, n, threshold, out, err);
     sink k = {MODE_SCORE, threshold, out, NULL};
     return run_prompts(e, prompts, lens, n, &k, out, err);
 }
 
 rs_status rs_engine_embed(rs_engine *e, const char *const *prompts, const size_t *lens, size_t n, float *emb,
                           rs_score *meta, rs_err *err) {
+    if (e->causal) return rs_errf(err, RS_ERR_UNSUPPORTED, "router '%s' (causal_llm) does not embed", e->name);
     memset(emb, 0, n * (size_t)e->cfg->hidden * sizeof *emb);
     sink k = {MODE_EMBED, 0.f, NULL, emb};
     return run_prompts(e, prompts, lens, n, &k, meta, err);
@@ -501,12 +539,20 @@ rs_status rs_engine_score_tokens(rs_engine *e, const int32_t *ids, const size_t 
                                  rs_score *out, rs_err *err) {
     rs_status st = check_threshold(e, &threshold, err);
     if (st != RS_OK) return st;
+    if (e->causal) {
+        for (size_t i = 0; i < n; i++) {
+            memset(&out[i], 0, sizeof out[i]);
+            out[i].tokens = (int)(offsets[i + 1] - offsets[i]);
+        }
+        return rs_causal_score_tokens(e->causal, ids, offsets, n, threshold, out, err);
+    }
     sink k = {MODE_SCORE, threshold, out, NULL};
     return run_tokens(e, ids, offsets, n, &k, err);
 }
 
 rs_status rs_engine_embed_tokens(rs_engine *e, const int32_t *ids, const size_t *offsets, size_t n, float *emb,
                                  rs_err *err) {
+    if (e->causal) return rs_errf(err, RS_ERR_UNSUPPORTED, "router '%s' (causal_llm) does not embed", e->name);
     sink k = {MODE_EMBED, 0.f, NULL, emb};
     return run_tokens(e, ids, offsets, n, &k, err);
 }
@@ -516,5 +562,6 @@ int rs_engine_lost(const rs_engine *e) { return e->backend->ops->lost(e->backend
 const char *rs_engine_backend(const rs_engine *e) { return e->backend->ops->name; }
 
 double rs_engine_flops(const rs_engine *e, const int32_t *offsets, int n_seq) {
+    if (e->causal) return rs_causal_flops(e->causal, offsets, n_seq);
     return rs_encoder_flops(e->cfg, offsets, n_seq);
 }

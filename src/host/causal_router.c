@@ -1,0 +1,401 @@
+/* causal_router.c — RouteLLM's causal_llm scorer, batched (causal_router.h).
+ *
+ * DESIGN: the system part of the prompt is the same for every request, so
+ * its KV is computed once at open (rs_llama_set_prefix). A score call takes
+ * prompts in groups of up to max_slots (and batch_tokens tokens): one
+ * prefill forward packs the group's own tokens, each prompt in its own KV
+ * slot, and returns logits only at each prompt's last token; then up to
+ * max_new_tokens - 1 decode forwards run one token per still-undecided
+ * prompt. A prompt is decided at its first generated id >= orig_vocab (the
+ * rating), at an end-of-sequence id, or after max_new_tokens ids. Greedy
+ * decoding is per prompt, so batching changes nothing in the result. */
+#include "causal_router.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "llama.h"
+#include "model_files.h"
+#include "tokenizer.h"
+
+#define RS_CAUSAL_RATINGS 5
+
+struct rs_causal {
+    rs_model_files *files;
+    rs_tokenizer *tok;
+    rs_llama *model;
+    const rs_llama_config *cfg;
+    char *classifier;        /* the classifier template, unstripped */
+    int orig_vocab;          /* ids >= this are rating tokens */
+    int max_new_tokens;      /* RouteLLM: 6 */
+    int max_tokens;          /* per prompt */
+    int batch_tokens, max_slots;
+    /* Staging for one group, sized at open. */
+    int32_t *ids, *slot, *pos, *rows; /* (batch_tokens) */
+    float *logits;                    /* (max_slots, vocab) */
+};
+
+static int is_file(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+int rs_causal_is_llama_dir(const char *dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    cJSON *j = NULL;
+    if (!is_file(path) || rs_read_json_file(path, &j, NULL) != RS_OK) return 0;
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "model_type");
+    int r = cJSON_IsString(mt) && !strcmp(mt->valuestring, "llama");
+    cJSON_Delete(j);
+    return r;
+}
+
+/* Python's str.strip() for the whitespace these files can hold. */
+static void strip(const char **s, size_t *n) {
+    while (*n && strchr(" \t\n\r\v\f\x1c\x1d\x1e\x1f", (*s)[0]) && (*s)[0]) (*s)++, (*n)--;
+    while (*n && strchr(" \t\n\r\v\f\x1c\x1d\x1e\x1f", (*s)[*n - 1]) && (*s)[*n - 1]) (*n)--;
+}
+
+static const char SYS_HEAD[] = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n";
+static const char USER_HEAD[] = "<|start_header_id|>user<|end_header_id|>\n\n";
+static const char EOT[] = "<|eot_id|>";
+
+static int json_int_opt(const cJSON *m, const char *key, int dflt) {
+    const cJSON *v = m ? cJSON_GetObjectItemCaseSensitive(m, key) : NULL;
+    return cJSON_IsNumber(v) ? v->valueint : dflt;
+}
+
+static rs_status read_prompt_file(const char *router_dir, const cJSON *m, const char *key, const char *dflt,
+                                  char **out, rs_err *err) {
+    const cJSON *v = m ? cJSON_GetObjectItemCaseSensitive(m, key) : NULL;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", router_dir, cJSON_IsString(v) ? v->valuestring : dflt);
+    size_t len;
+    return rs_read_text_file(path, 1 << 20, out, &len, err);
+}
+
+/* Tokenizer: manifest "tokenizer", else tokenizer.json, else a tiktoken
+ * tokenizer.model in the model dir; then the rating tokens. */
+static rs_status load_tokenizer(rs_causal *c, const char *router_dir, const char *model_dir, const cJSON *m,
+                                rs_err *err) {
+    char path[4200] = "";
+    const cJSON *v = m ? cJSON_GetObjectItemCaseSensitive(m, "tokenizer") : NULL;
+    if (cJSON_IsString(v))
+        snprintf(path, sizeof path, "%s%s%s", v->valuestring[0] == '/' ? "" : router_dir,
+                 v->valuestring[0] == '/' ? "" : "/", v->valuestring);
+    else {
+        snprintf(path, sizeof path, "%s/tokenizer.json", model_dir);
+        if (!is_file(path)) snprintf(path, sizeof path, "%s/tokenizer.model", model_dir);
+    }
+    rs_status st = rs_tokenizer_load(path, &c->tok, err);
+    if (st != RS_OK) return st;
+    /* RouteLLM: orig_vocab_size = len(tokenizer) - 5, i.e. the id of [[1]]. */
+    int32_t first = rs_tokenizer_token_id(c->tok, "[[1]]");
+    c->orig_vocab = json_int_opt(m, "orig_vocab_size", first >= 0 ? first : (int)rs_tokenizer_vocab_size(c->tok));
+    for (int i = 0; i < RS_CAUSAL_RATINGS; i++) {
+        char t[8];
+        snprintf(t, sizeof t, "[[%d]]", i + 1);
+        int32_t id = rs_tokenizer_token_id(c->tok, t);
+        if (id < 0 && (st = rs_tokenizer_add_special(c->tok, t, c->orig_vocab + i, err)) != RS_OK) return st;
+        if (id >= 0 && id != c->orig_vocab + i)
+            return rs_errf(err, RS_ERR_FORMAT, "%s: rating token %s has id %d, expected %d", path, t, id,
+                           c->orig_vocab + i);
+    }
+    return RS_OK;
+}
+
+rs_status rs_causal_open(const char *router_dir, const char *model_dir, const cJSON *manifest, rs_backend *b,
+                         int max_tokens, int batch_tokens, rs_causal **out, rs_err *err) {
+    *out = NULL;
+    rs_causal *c = calloc(1, sizeof *c);
+    if (!c) return rs_errf(err, RS_ERR_NOMEM, "no memory");
+    char *sys = NULL, *prefix_text = NULL;
+    int32_t *prefix = NULL;
+    rs_status st;
+    if ((st = rs_model_files_open(model_dir, &c->files, err)) != RS_OK) goto fail;
+    rs_llama_config cfg;
+    if ((st = rs_llama_config_parse(rs_model_files_config(c->files), model_dir, &cfg, err)) != RS_OK) goto fail;
+    if ((st = load_tokenizer(c, router_dir, model_dir, manifest, err)) != RS_OK) goto fail;
+    if (c->orig_vocab <= 0 || c->orig_vocab + RS_CAUSAL_RATINGS > cfg.vocab_size) {
+        st = rs_errf(err, RS_ERR_FORMAT, "%s: rating tokens at %d..%d but the model's vocabulary is %d", model_dir,
+                     c->orig_vocab, c->orig_vocab + RS_CAUSAL_RATINGS - 1, cfg.vocab_size);
+        goto fail;
+    }
+    if ((st = read_prompt_file(router_dir, manifest, "system_file", "system_ft_v5.txt", &sys, err)) != RS_OK ||
+        (st = read_prompt_file(router_dir, manifest, "classifier_file", "classifier_ft_v5.txt", &c->classifier,
+                               err)) != RS_OK)
+        goto fail;
+    c->max_new_tokens = json_int_opt(manifest, "max_new_tokens", 6);
+    c->max_slots = json_int_opt(manifest, "max_slots", 32);
+    c->max_tokens = max_tokens > 0 ? max_tokens : 512;
+    c->batch_tokens = batch_tokens > 0 ? batch_tokens : 2048;
+    if (c->batch_tokens < c->max_tokens) c->batch_tokens = c->max_tokens;
+    if (c->max_new_tokens < 1 || c->max_new_tokens > 64 || c->max_slots < 1 || c->max_slots > 4096) {
+        st = rs_errf(err, RS_ERR_INVALID_ARG, "%s: max_new_tokens (1..64) or max_slots (1..4096) out of range", router_dir);
+        goto fail;
+    }
+
+    /* The shared prefix: BOS, system header, stripped system text, eot. */
+    const char *s = sys;
+    size_t sn = strlen(sys);
+    strip(&s, &sn);
+    size_t plen = strlen(SYS_HEAD) + sn + strlen(EOT);
+    prefix_text = malloc(plen + 1);
+    size_t cap = plen + 8;
+    prefix = malloc(cap * sizeof *prefix);
+    if (!prefix_text || !prefix) {
+        st = rs_errf(err, RS_ERR_NOMEM, "no memory");
+        goto fail;
+    }
+    snprintf(prefix_text, plen + 1, "%s%.*s%s", SYS_HEAD, (int)sn, s, EOT);
+    size_t n_prefix = 0;
+    int trunc = 0;
+    if ((st = rs_tokenizer_encode(c->tok, prefix_text, plen, 0, 0, prefix, cap, &n_prefix, &trunc, err)) != RS_OK)
+        goto fail;
+
+    rs_llama_limits lim = {.max_tokens = c->batch_tokens,
+                           .max_slots = c->max_slots,
+                           .slot_len = c->max_tokens + c->max_new_tokens,
+                           .max_prefix = (int)n_prefix,
+                           .max_logit_rows = c->max_slots};
+    if ((st = rs_llama_create(c->files, b, &lim, &c->model, err)) != RS_OK) goto fail;
+    c->cfg = rs_llama_get_config(c->model);
+    if ((st = rs_llama_set_prefix(c->model, prefix, (int)n_prefix, err)) != RS_OK) goto fail;
+
+    const size_t T = (size_t)c->batch_tokens;
+    c->ids = malloc(T * sizeof *c->ids);
+    c->slot = malloc(T * sizeof *c->slot);
+    c->pos = malloc(T * sizeof *c->pos);
+    c->rows = malloc(T * sizeof *c->rows);
+    c->logits = malloc((size_t)c->max_slots * (size_t)c->cfg->vocab_size * sizeof *c->logits);
+    if (!c->ids || !c->slot || !c->pos || !c->rows || !c->logits) {
+        st = rs_errf(err, RS_ERR_NOMEM, "no memory for causal staging");
+        goto fail;
+    }
+    free(sys);
+    free(prefix_text);
+    free(prefix);
+    *out = c;
+    return RS_OK;
+fail:
+    free(sys);
+    free(prefix_text);
+    free(prefix);
+    rs_causal_free(c);
+    return st;
+}
+
+void rs_causal_free(rs_causal *c) {
+    if (!c) return;
+    rs_llama_free(c->model);
+    rs_tokenizer_free(c->tok);
+    rs_model_files_close(c->files);
+    free(c->classifier);
+    free(c->ids);
+    free(c->slot);
+    free(c->pos);
+    free(c->rows);
+    free(c->logits);
+    free(c);
+}
+
+const char *rs_causal_architecture(const rs_causal *c) {
+    (void)c;
+    return "LlamaForCausalLM";
+}
+int rs_causal_max_tokens(const rs_causal *c) { return c->max_tokens; }
+int rs_causal_vocab_size(const rs_causal *c) { return c->cfg->vocab_size; }
+int rs_causal_hidden(const rs_causal *c) { return c->cfg->hidden; }
+
+rs_status rs_causal_tokenize(const rs_causal *c, const char *prompt, size_t len, int32_t *ids, size_t cap,
+                             size_t *n_ids, rs_err *err) {
+    *n_ids = 0;
+    if (len == 0) return rs_errf(err, RS_ERR_INVALID_ARG, "empty prompt");
+    /* user = classifier.replace("{question}", prompt).strip() */
+    const char *tpl = c->classifier;
+    size_t n_q = 0, tl = strlen(tpl);
+    for (const char *p = tpl; (p = strstr(p, "{question}")); p += 10) n_q++;
+    size_t ul = tl + n_q * len - n_q * 10;
+    size_t total = strlen(USER_HEAD) + ul + strlen(EOT);
+    char *text = malloc(total + 1), *user = malloc(ul + 1);
+    if (!text || !user) {
+        free(text);
+        free(user);
+        return rs_errf(err, RS_ERR_NOMEM, "no memory");
+    }
+    char *w = user;
+    for (const char *p = tpl;;) {
+        const char *q = strstr(p, "{question}");
+        size_t seg = q ? (size_t)(q - p) : strlen(p);
+        memcpy(w, p, seg);
+        w += seg;
+        if (!q) break;
+        memcpy(w, prompt, len);
+        w += len;
+        p = q + 10;
+    }
+    const char *u = user;
+    size_t un = (size_t)(w - user);
+    strip(&u, &un);
+    size_t hl = strlen(USER_HEAD), el = strlen(EOT);
+    memcpy(text, USER_HEAD, hl);
+    memcpy(text + hl, u, un);
+    memcpy(text + hl + un, EOT, el);
+    int trunc = 0;
+    size_t lim = cap < (size_t)c->max_tokens ? cap : (size_t)c->max_tokens;
+    rs_status st = rs_tokenizer_encode(c->tok, text, hl + un + el, 0, 0, ids, lim, n_ids, &trunc, err);
+    free(text);
+    free(user);
+    if (st == RS_ERR_TOO_LARGE)
+        return rs_errf(err, RS_ERR_TOO_LARGE, "prompt needs more than %zu tokens (the router's max_tokens; RouteLLM "
+                       "does not truncate)", lim);
+    return st;
+}
+
+/* One prompt's decision from the logits of one generated position; returns
+ * non-zero when the prompt is decided. */
+static int decide(const rs_causal *c, const float *lg, int step, int32_t *next, rs_score *s) {
+    const int V = c->cfg->vocab_size;
+    int best = 0;
+    for (int i = 1; i < V; i++)
+        if (lg[i] > lg[best]) best = i; /* first maximum, as torch.argmax */
+    *next = best;
+    if (best >= c->orig_vocab) {
+        const float *r = lg + c->orig_vocab;
+        double mx = r[0], e[RS_CAUSAL_RATINGS], sum = 0;
+        for (int i = 1; i < RS_CAUSAL_RATINGS; i++) mx = r[i] > mx ? r[i] : mx;
+        for (int i = 0; i < RS_CAUSAL_RATINGS; i++) sum += (e[i] = exp(r[i] - mx));
+        s->n_labels = RS_CAUSAL_RATINGS;
+        for (int i = 0; i < RS_CAUSAL_RATINGS; i++) s->label_probs[i] = (float)(e[i] / sum);
+        s->win_prob = (float)(1.0 - (e[3] + e[4]) / sum);
+        return 1;
+    }
+    for (int k = 0; k < c->cfg->n_eos; k++)
+        if (best == c->cfg->eos_ids[k]) return 1; /* generation ended: no rating */
+    return step + 1 >= c->max_new_tokens;
+}
+
+/* Scores prompts [i0, i1) of the packed ids: they fit the slots and budget. */
+static rs_status score_group(rs_causal *c, const int32_t *ids, const size_t *offsets, size_t i0, size_t i1,
+                             rs_score *out, rs_err *err) {
+    const int V = c->cfg->vocab_size;
+    int n = 0, live[4096], n_live = 0;
+    int32_t next[4096];
+    for (size_t i = i0; i < i1; i++) {
+        const int sl = (int)(i - i0), L = (int)(offsets[i + 1] - offsets[i]);
+        for (int t = 0; t < L; t++, n++) {
+            c->ids[n] = ids[offsets[i] + t];
+            c->slot[n] = sl;
+            c->pos[n] = t;
+        }
+        c->rows[sl] = n - 1;
+        live[n_live++] = sl;
+        rs_score *s = &out[i];
+        s->win_prob = 1.f; /* no rating token: send to strong */
+        s->n_labels = 0;
+        s->tokens = rs_llama_prefix_len(c->model) + L;
+    }
+    rs_status st = rs_llama_forward(c->model, c->ids, c->slot, c->pos, n, c->rows, n_live, c->logits, err);
+    for (int step = 0; st == RS_OK && n_live > 0; step++) {
+        int still = 0;
+        for (int r = 0; r < n_live; r++) {
+            const int sl = live[r];
+            if (decide(c, c->logits + (size_t)r * (size_t)V, step, &next[sl], &out[i0 + (size_t)sl])) continue;
+            live[still++] = sl;
+        }
+        n_live = still;
+        if (!n_live) break;
+        for (int r = 0; r < n_live; r++) {
+            const int sl = live[r];
+            c->ids[r] = next[sl];
+            c->slot[r] = sl;
+            c->pos[r] = (int)(offsets[i0 + (size_t)sl + 1] - offsets[i0 + (size_t)sl]) + step;
+            c->rows[r] = r;
+        }
+        st = rs_llama_forward(c->model, c->ids, c->slot, c->pos, n_live, c->rows, n_live, c->logits, err);
+    }
+    return st;
+}
+
+rs_status rs_causal_score_tokens(rs_causal *c, const int32_t *ids, const size_t *offsets, size_t n, float threshold,
+                                 rs_score *out, rs_err *err) {
+    for (size_t i = 0; i < n; i++) {
+        size_t L = offsets[i + 1] - offsets[i];
+        if (offsets[i + 1] <= offsets[i] || L > (size_t)c->max_tokens)
+            return rs_errf(err, RS_ERR_INVALID_ARG, "sequence %zu has %zu tokens (1 to %d allowed)", i,
+                           offsets[i + 1] > offsets[i] ? L : 0, c->max_tokens);
+        for (size_t t = offsets[i]; t < offsets[i + 1]; t++)
+            if (ids[t] < 0 || ids[t] >= c->cfg->vocab_size)
+                return rs_errf(err, RS_ERR_INVALID_ARG, "sequence %zu: token id %d outside the vocabulary (%d)", i,
+                               ids[t], c->cfg->vocab_size);
+    }
+    size_t i0 = 0;
+    while (i0 < n) {
+        size_t i1 = i0, budget = 0;
+        while (i1 < n && (int)(i1 - i0) < c->max_slots && budget + offsets[i1 + 1] - offsets[i1] <= (size_t)c->batch_tokens)
+            budget += offsets[i1 + 1] - offsets[i1], i1++;
+        rs_status st = score_group(c, ids, offsets, i0, i1, out, err);
+        if (st != RS_OK) return st;
+        for (size_t i = i0; i < i1; i++) out[i].route_strong = out[i].win_prob >= threshold;
+        i0 = i1;
+    }
+    return RS_OK;
+}
+
+rs_status rs_causal_score(rs_causal *c, const char *const *prompts, const size_t *lens, size_t n, float threshold,
+                          rs_score *out, rs_err *err) {
+    /* Tokenize everything (in parallel), then score the good ones packed. */
+    const size_t cap = (size_t)c->max_tokens;
+    int32_t *tok = malloc((n ? n : 1) * cap * sizeof *tok);
+    size_t *cnt = calloc(n ? n : 1, sizeof *cnt), *offs = malloc((n + 1) * sizeof *offs);
+    int32_t *packed = calloc((n ? n : 1) * cap, sizeof *packed);
+    size_t *owner = malloc((n ? n : 1) * sizeof *owner);
+    rs_score *tmp = calloc(n ? n : 1, sizeof *tmp);
+    rs_status st = RS_OK;
+    if (!tok || !cnt || !offs || !packed || !owner || !tmp) {
+        st = rs_errf(err, RS_ERR_NOMEM, "no memory");
+        goto done;
+    }
+#pragma omp parallel for schedule(dynamic, 1)
+    for (size_t i = 0; i < n; i++) {
+        rs_score *s = &out[i];
+        memset(s, 0, sizeof *s);
+        rs_err terr = {{0}};
+        s->status = prompts[i] ? rs_causal_tokenize(c, prompts[i], lens[i], tok + i * cap, cap, &cnt[i], &terr)
+                               : rs_errf(&terr, RS_ERR_INVALID_ARG, "missing prompt");
+        if (s->status != RS_OK) snprintf(s->error, sizeof s->error, "%.*s", (int)sizeof s->error - 1, terr.msg);
+    }
+    size_t m = 0;
+    offs[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (out[i].status != RS_OK) continue;
+        memcpy(packed + offs[m], tok + i * cap, cnt[i] * sizeof *packed);
+        offs[m + 1] = offs[m] + cnt[i];
+        owner[m++] = i;
+    }
+    if ((st = rs_causal_score_tokens(c, packed, offs, m, threshold, tmp, err)) != RS_OK) goto done;
+    for (size_t k = 0; k < m; k++) out[owner[k]] = tmp[k];
+done:
+    free(tok);
+    free(cnt);
+    free(offs);
+    free(packed);
+    free(owner);
+    free(tmp);
+    return st;
+}
+
+double rs_causal_flops(const rs_causal *c, const int32_t *offsets, int n_seq) {
+    double f = 0;
+    const double P = rs_llama_prefix_len(c->model);
+    for (int s = 0; s < n_seq; s++) {
+        int L = offsets[s + 1] - offsets[s];
+        f += rs_llama_flops(c->cfg, L, P + L / 2.0, 1);
+    }
+    return f;
+}
