@@ -47,7 +47,7 @@ static void usage(FILE *f) {
             "usage: routescore eval --benchmark mmlu|gsm8k|mt-bench [--data DIR]\n"
             "                       (--model DIR | --scores FILE) [--json] [--plot FILE.svg]\n"
             "                       [--save-scores FILE] [--dump-prompts FILE] [--threads N]\n"
-            "                       [--max-tokens N] [--batch-tokens N]\n"
+            "                       [--max-tokens N] [--batch-tokens N] [--subjects X-Y]\n"
             "\n"
             "RouteLLM's evaluation: thresholds at the 11 edges of a 10-quantile split of the\n"
             "scores, strong where score >= edge (last edge: >), points (strong share %%,\n"
@@ -56,6 +56,8 @@ static void usage(FILE *f) {
             "--data defaults to $RS_SHARED_DATA/routellm, else ../shared/data/routellm.\n"
             "--scores: JSON lines {\"prompt\": TEXT, \"win_prob\": P} joined by exact prompt\n"
             "text, or {\"id\": I, \"win_prob\": P} with I the 0-based row of --dump-prompts.\n"
+            "--subjects a-m: MMLU only, the subjects whose name starts with a letter in a..m\n"
+            "(for held-out-subject evaluations; RouteLLM itself uses all 57).\n"
             "--model scores the prompts with a router (batched); --save-scores keeps them.\n");
 }
 
@@ -188,7 +190,8 @@ static rs_status load_csv(dataset *ds, const char *path, rs_err *err) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static rs_status load_mmlu(dataset *ds, const char *root, rs_err *err) {
+/* subjects: NULL (all) or "x-y", first letters of the subject names. */
+static rs_status load_mmlu(dataset *ds, const char *root, const char *subjects, rs_err *err) {
     char dir[4096];
     if (join_path(dir, sizeof dir, root, "/mmlu/responses", err) != RS_OK) return RS_ERR_TOO_LARGE;
     DIR *d = opendir(dir);
@@ -199,6 +202,7 @@ static rs_status load_mmlu(dataset *ds, const char *root, rs_err *err) {
     for (struct dirent *e; (e = readdir(d));) {
         size_t l = strlen(e->d_name);
         if (l < 9 || strncmp(e->d_name, "mmlu_", 5) || strcmp(e->d_name + l - 4, ".csv")) continue;
+        if (subjects && (e->d_name[5] < subjects[0] || e->d_name[5] > subjects[2])) continue;
         char **nn = realloc(names, (n + 1) * sizeof *nn);
         if (!nn || !(nn[n] = strdup(e->d_name))) {
             if (nn) names = nn;
@@ -301,7 +305,8 @@ static rs_status load_mtbench(dataset *ds, const char *root, rs_err *err) {
     return st;
 }
 
-static rs_status load_benchmark(dataset *ds, const char *bench, const char *root, rs_err *err) {
+static rs_status load_benchmark(dataset *ds, const char *bench, const char *root, const char *subjects,
+                                rs_err *err) {
     char path[4096];
     const char *sub = !strcmp(bench, "mt-bench") ? "/mt_bench/contaminated_prompts.jsonl"
                       : !strcmp(bench, "mmlu")   ? "/mmlu/contaminated_prompts.jsonl"
@@ -311,7 +316,7 @@ static rs_status load_benchmark(dataset *ds, const char *bench, const char *root
     if (st != RS_OK) return st;
     if (!strcmp(bench, "mmlu")) {
         ds->scale = 100;
-        return load_mmlu(ds, root, err);
+        return load_mmlu(ds, root, subjects, err);
     }
     if (!strcmp(bench, "gsm8k")) {
         ds->scale = 100;
@@ -582,14 +587,15 @@ int rs_cli_eval(int argc, char **argv) {
         {"json", no_argument, 0, 'J'},              {"plot", required_argument, 0, 'p'},
         {"save-scores", required_argument, 0, 'S'}, {"dump-prompts", required_argument, 0, 'D'},
         {"threads", required_argument, 0, 'j'},     {"max-tokens", required_argument, 0, 'x'},
-        {"batch-tokens", required_argument, 0, 'B'}, {"help", no_argument, 0, 'h'},
+        {"batch-tokens", required_argument, 0, 'B'}, {"subjects", required_argument, 0, 'U'},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     rs_cli_engine_flags fl = {0};
-    const char *bench = NULL, *data = NULL, *scores_path = NULL, *plot = NULL, *save = NULL, *dump = NULL;
+    const char *subjects = NULL, *bench = NULL, *data = NULL, *scores_path = NULL, *plot = NULL, *save = NULL, *dump = NULL;
     int json = 0, have_model = 0;
     rs_err err = {{0}};
     optind = 1;
-    for (int c; (c = getopt_long(argc, argv, "b:d:m:s:Jp:S:D:j:x:B:h", LONG, NULL)) != -1;) {
+    for (int c; (c = getopt_long(argc, argv, "b:d:m:s:Jp:S:D:j:x:B:U:h", LONG, NULL)) != -1;) {
         rs_status st = RS_OK;
         switch (c) {
         case 'b': bench = optarg; break;
@@ -600,6 +606,11 @@ int rs_cli_eval(int argc, char **argv) {
         case 'p': plot = optarg; break;
         case 'S': save = optarg; break;
         case 'D': dump = optarg; break;
+        case 'U':
+            subjects = optarg;
+            if (strlen(optarg) != 3 || optarg[1] != '-' || optarg[0] < 'a' || optarg[2] > 'z' || optarg[0] > optarg[2])
+                st = rs_errf(&err, RS_ERR_INVALID_ARG, "--subjects wants a lowercase letter range like a-m");
+            break;
         case 'j': st = rs_cli_parse_int("--threads", optarg, 1, 1024, &fl.threads, &err); break;
         case 'x': st = rs_cli_parse_int("--max-tokens", optarg, 3, 1 << 20, &fl.max_tokens, &err); break;
         case 'B': st = rs_cli_parse_int("--batch-tokens", optarg, 16, 1 << 24, &fl.batch_tokens, &err); break;
@@ -634,7 +645,11 @@ int rs_cli_eval(int argc, char **argv) {
     dataset ds = {0};
     double *scores = NULL;
     int rc = 0;
-    rs_status st = load_benchmark(&ds, bench, root, &err);
+    if (subjects && strcmp(bench, "mmlu")) {
+        fprintf(stderr, "routescore eval: --subjects is for --benchmark mmlu\n");
+        return 2;
+    }
+    rs_status st = load_benchmark(&ds, bench, root, subjects, &err);
     if (st != RS_OK) {
         fprintf(stderr, "routescore eval: %s: %s\n", rs_status_str(st), err.msg);
         rc = 2;
