@@ -372,6 +372,14 @@ static const rs_backend_ops CUDA_OPS = {
     /* .add_layernorm = */ cuda_add_layernorm,
     /* .attention = */ cuda_attention,
     /* .pool = */ cuda_pool,
+    /* Decoder (Llama) ops: not on CUDA yet (issue 6), so rs_llama_create
+     * refuses this backend with a clear error. */
+    /* .embed_rows = */ NULL,
+    /* .add_rmsnorm = */ NULL,
+    /* .rope = */ NULL,
+    /* .swiglu = */ NULL,
+    /* .copy_rows = */ NULL,
+    /* .attention_kv = */ NULL,
 };
 
 /* ---- entry points ---- */
