@@ -275,7 +275,7 @@ def main():
                     log(f"WARNING: routescore counted {rs['tokens']} tokens, HF {tokens}")
                 if rs.get("prompts") not in (None, len(prompts)):
                     log(f"WARNING: routescore counted {rs['prompts']} prompts, not {len(prompts)}")
-                results.append({"engine": "routescore", "config": "1 prompt at a time",
+                results.append({"engine": "routescore", "config": "packed, no padding",
                                 "seconds": rs["seconds"], "fwd_seconds": None,
                                 "gflops_reported": rs.get("gflops")})
             except Exception as e:
