@@ -57,7 +57,23 @@ def main():
     p = subprocess.run([binary, "score", "--model", router, "hello"], capture_output=True, text=True)
     check(p.returncode == 0, "the router still opens")
 
-    for args, what in ((["--strong-share", "0"], "share 0"), (["--strong-share", "1.5"], "share 1.5"),
+    # Several shares at once, with every 5th prompt held out of the quantile:
+    # thresholds come from the other 120, the held-out share from the 30.
+    p = subprocess.run([binary, "calibrate", "--model", router, "--in", inp, "--strong-share", "0.2,0.5",
+                        "--holdout-every", "5", "--dry-run"], capture_output=True, text=True)
+    rows = [json.loads(l) for l in p.stdout.splitlines()] if p.returncode == 0 else []
+    check(len(rows) == 2, f"one line per share ({len(rows)})")
+    held = scores[0::5]
+    calib = np.array([s for i, s in enumerate(scores) if i % 5], dtype=np.float64)
+    for row, share in zip(rows, (0.2, 0.5)):
+        want = float(np.quantile(calib, 1 - share))
+        check(row["prompts"] == 120 and row["heldout"] == 30, f"120 calibration + 30 held-out prompts ({row})")
+        check(abs(row["threshold"] - want) < 1e-7, f"share {share}: threshold {row['threshold']} = quantile of the 120 {want:.9g}")
+        got = float(np.mean(held.astype(np.float32) >= np.float32(row["threshold"])))
+        check(abs(row["heldout_strong_share"] - got) < 1e-6, f"held-out share {row['heldout_strong_share']} = {got:.6f}")
+    for args, what in ((["--strong-share", "0.5", "--holdout-every", "1"], "holdout 1"),
+                       (["--strong-share", "0.5,"], "trailing comma"), (["--strong-share", "0.5,2"], "second share 2"),
+                       (["--strong-share", "0"], "share 0"), (["--strong-share", "1.5"], "share 1.5"),
                        (["--strong-share", "x"], "share not a number"), ([], "no share")):
         p = subprocess.run([binary, "calibrate", "--model", router, "--in", inp] + args, capture_output=True, text=True)
         check(p.returncode == 2, f"{what} refused (exit {p.returncode})")

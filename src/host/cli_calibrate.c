@@ -21,15 +21,19 @@
 #include "cli_common.h"
 #include "cli_engine.h"
 #include "engine.h"
+#include "eval.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: routescore calibrate [--model DIR] --in FILE --strong-share F [--field PATH] [--limit N]\n"
-               "                            [--threads N] [--dry-run]\n"
+    fprintf(f, "usage: routescore calibrate [--model DIR] --in FILE --strong-share F[,F2...] [--field PATH]\n"
+               "                            [--holdout-every K] [--limit N] [--threads N] [--dry-run]\n"
                "\n"
                "Scores the prompts of FILE (JSON lines, plain or gzip) with the router and sets its\n"
                "threshold to the (1 - F) quantile of the scores (RouteLLM's rule: a share F of such\n"
-               "traffic is routed strong). Writes \"threshold\" into DIR/routescore.json (created\n"
-               "if absent; other keys kept) unless --dry-run. Prints one JSON summary line.\n");
+               "traffic is routed strong). Writes the first share's threshold into\n"
+               "DIR/routescore.json (created if absent; other keys kept) unless --dry-run.\n"
+               "--holdout-every K keeps every K-th prompt (0-based index %% K == 0) out of the\n"
+               "quantile and reports the strong share each threshold gives on them. Prints one\n"
+               "JSON line per share.\n");
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -37,12 +41,12 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* numpy.quantile(v, q) with the default "linear" method; v sorted. */
-static double quantile_sorted(const double *v, size_t n, double q) {
-    double pos = q * (double)(n - 1);
-    size_t i = (size_t)floor(pos);
-    if (i + 1 >= n) return v[n - 1];
-    return v[i] + (pos - (double)i) * (v[i + 1] - v[i]);
+/* Share of scores routed strong by threshold t, compared in float as the
+ * engine decides. */
+static double strong_share(const double *v, size_t n, double t) {
+    size_t strong = 0;
+    for (size_t i = 0; i < n; i++) strong += (float)v[i] >= (float)t;
+    return n ? (double)strong / (double)n : NAN;
 }
 
 static int write_manifest(const char *dir, double threshold, char *path, size_t pn) {
@@ -90,22 +94,39 @@ int rs_cli_calibrate(int argc, char **argv) {
         {"model", required_argument, 0, 'm'},        {"in", required_argument, 0, 'i'},
         {"field", required_argument, 0, 'f'},        {"strong-share", required_argument, 0, 's'},
         {"limit", required_argument, 0, 'n'},        {"threads", required_argument, 0, 'j'},
-        {"dry-run", no_argument, 0, 'd'},            {"help", no_argument, 0, 'h'},
+        {"dry-run", no_argument, 0, 'd'},            {"holdout-every", required_argument, 0, 'k'},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     rs_cli_engine_flags fl = {0};
     const char *in = NULL, *field = NULL;
-    double share = NAN;
-    long limit = 1L << 30;
+    double shares[16];
+    int n_shares = 0;
+    long limit = 1L << 30, holdout = 0;
     int dry = 0;
     rs_err err = {{0}};
     optind = 1;
-    for (int c; (c = getopt_long(argc, argv, "m:i:f:s:n:j:dh", LONG, NULL)) != -1;) {
+    for (int c; (c = getopt_long(argc, argv, "m:i:f:s:n:j:k:dh", LONG, NULL)) != -1;) {
         rs_status st = RS_OK;
         switch (c) {
         case 'm': fl.model = optarg; break;
         case 'i': in = optarg; break;
         case 'f': field = optarg; st = rs_cli_path_check(optarg, &err); break;
-        case 's': st = rs_cli_parse_float("--strong-share", optarg, 0, 1, &share, &err); break;
+        case 's': {
+            /* A comma-separated list; each must be in (0, 1]; no empty item. */
+            char buf[512];
+            snprintf(buf, sizeof buf, "%s", optarg);
+            n_shares = 0;
+            for (char *tok = buf; st == RS_OK && tok;) {
+                char *comma = strchr(tok, ',');
+                if (comma) *comma = 0;
+                if (n_shares == 16) st = rs_errf(&err, RS_ERR_INVALID_ARG, "--strong-share: at most 16 shares");
+                else st = rs_cli_parse_float("--strong-share", tok, 0, 1, &shares[n_shares++], &err);
+                tok = comma ? comma + 1 : NULL;
+            }
+            if (st == RS_OK && n_shares == 0) st = rs_errf(&err, RS_ERR_INVALID_ARG, "--strong-share: no value");
+            break;
+        }
+        case 'k': st = rs_cli_parse_int("--holdout-every", optarg, 0, 1L << 30, &holdout, &err); break;
         case 'n': st = rs_cli_parse_int("--limit", optarg, 1, 1L << 30, &limit, &err); break;
         case 'j': st = rs_cli_parse_int("--threads", optarg, 1, 1024, &fl.threads, &err); break;
         case 'd': dry = 1; break;
@@ -117,12 +138,17 @@ int rs_cli_calibrate(int argc, char **argv) {
             return 2;
         }
     }
-    if (!in || isnan(share) || optind < argc) {
+    if (!in || n_shares == 0 || optind < argc) {
         usage(stderr);
         return 2;
     }
-    if (!(share > 0)) {
-        fprintf(stderr, "routescore calibrate: --strong-share must be in (0, 1]\n");
+    for (int k = 0; k < n_shares; k++)
+        if (!(shares[k] > 0)) {
+            fprintf(stderr, "routescore calibrate: --strong-share must be in (0, 1]\n");
+            return 2;
+        }
+    if (holdout == 1) {
+        fprintf(stderr, "routescore calibrate: --holdout-every 1 would hold out everything (0: no holdout)\n");
         return 2;
     }
     /* The sample first: every usable prompt, in file order. */
@@ -187,10 +213,11 @@ int rs_cli_calibrate(int argc, char **argv) {
     char name[256]; /* info's strings belong to the engine, closed below */
     snprintf(name, sizeof name, "%s", info.name);
     const double prev = info.threshold;
-    double *scores = malloc(n * sizeof *scores);
+    /* scores: the calibration part; held: every holdout-th prompt. */
+    double *scores = malloc(n * sizeof *scores), *held = malloc(n * sizeof *held);
     rs_score *out = malloc(256 * sizeof *out);
-    size_t m = 0;
-    for (size_t g = 0; scores && out && g < n; g += 256) {
+    size_t m = 0, mh = 0;
+    for (size_t g = 0; scores && held && out && g < n; g += 256) {
         size_t k = n - g < 256 ? n - g : 256;
         if (rs_engine_score(e, (const char *const *)texts + g, lens + g, k, NAN, out, &err) != RS_OK) {
             fprintf(stderr, "routescore calibrate: %s\n", err.msg);
@@ -198,10 +225,12 @@ int rs_cli_calibrate(int argc, char **argv) {
             break;
         }
         for (size_t i = 0; i < k; i++) {
-            if (out[i].status == RS_OK)
-                scores[m++] = out[i].win_prob;
-            else
+            if (out[i].status != RS_OK)
                 skipped++;
+            else if (holdout && (g + i) % (size_t)holdout == 0)
+                held[mh++] = out[i].win_prob;
+            else
+                scores[m++] = out[i].win_prob;
         }
     }
     char model_dir[4096];
@@ -211,18 +240,22 @@ int rs_cli_calibrate(int argc, char **argv) {
     free(out);
     if (m > 0) {
         qsort(scores, m, sizeof *scores, cmp_double);
-        const double t = quantile_sorted(scores, m, 1.0 - share);
+        double thr[16];
+        for (int k = 0; k < n_shares; k++) thr[k] = rs_eval_quantile_sorted(scores, m, 1.0 - shares[k]);
         char path[4200] = "";
-        rc = dry ? 0 : write_manifest(model_dir, t, path, sizeof path);
-        if (rc == 0) {
-            size_t strong = 0;
-            for (size_t i = 0; i < m; i++) strong += (float)scores[i] >= (float)t;
+        rc = dry ? 0 : write_manifest(model_dir, thr[0], path, sizeof path);
+        for (int k = 0; rc == 0 && k < n_shares; k++) {
             printf("{\"router\":");
             rs_cli_write_json_string(stdout, name, strlen(name));
-            printf(",\"prompts\":%zu,\"skipped\":%zu,\"strong_share\":%.9g,\"threshold\":%.9g,"
-                   "\"previous_threshold\":%.9g,\"sample_strong_share\":%.6f,\"written\":",
-                   m, skipped, share, t, prev, (double)strong / (double)m);
-            if (dry)
+            printf(",\"prompts\":%zu,\"heldout\":%zu,\"skipped\":%zu,\"strong_share\":%.9g,\"threshold\":%.9g,"
+                   "\"previous_threshold\":%.9g,\"sample_strong_share\":%.6f,\"heldout_strong_share\":",
+                   m, mh, skipped, shares[k], thr[k], prev, strong_share(scores, m, thr[k]));
+            if (mh)
+                printf("%.6f", strong_share(held, mh, thr[k]));
+            else
+                printf("null");
+            printf(",\"written\":");
+            if (dry || k > 0)
                 printf("null}\n");
             else {
                 rs_cli_write_json_string(stdout, path, strlen(path));
@@ -230,6 +263,7 @@ int rs_cli_calibrate(int argc, char **argv) {
             }
         }
     }
+    free(held);
     free(scores);
 out:
     for (size_t i = 0; i < n; i++) free(texts[i]);

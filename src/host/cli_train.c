@@ -37,6 +37,7 @@
 #include "cli.h"
 #include "cli_common.h"
 #include "engine.h"
+#include "eval.h"
 #include "safetensors.h"
 
 #define TRAIN_BATCH 64
@@ -534,11 +535,7 @@ static int double_cmp(const void *a, const void *b) {
 static double quantile(double *x, size_t n, double q) {
     if (!n) return NAN;
     qsort(x, n, sizeof *x, double_cmp);
-    double pos = q * (double)(n - 1);
-    size_t lo = (size_t)floor(pos);
-    if (lo >= n - 1) return x[n - 1];
-    double frac = pos - (double)lo;
-    return x[lo] + frac * (x[lo + 1] - x[lo]);
+    return rs_eval_quantile_sorted(x, n, q);
 }
 
 /* ------------------------------------------------------------- the output */
