@@ -24,33 +24,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rsdata  # noqa: E402
-
-BIN = os.environ.get("RS_BIN") or os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "build", "routescore")
-CACHE = os.environ.get("RS_MODEL_CACHE") or os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "models", "cache")
-ENCODER = os.path.join(CACHE, "all-minilm-l6-v2")
-
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what, flush=True)
+import rstest  # noqa: E402
+from rstest import BIN, ENCODER, check, failures, sanitizer_check  # noqa: E402
 
 
 def run(args, **kw):
-    r = subprocess.run([BIN, "label"] + args, capture_output=True, **kw)
-    sanitizer_check(r, args)
-    return r
-
-
-def sanitizer_check(r, args):
-    """Under -DRS_SANITIZE=ON a report exits 1, which some checks expect for
-    other reasons: look for the report itself."""
-    if b"Sanitizer" in r.stderr or b"runtime error:" in r.stderr:
-        check(False, f"sanitizer report for {args}: {r.stderr[-2000:].decode(errors='replace')}")
+    return rstest.run(["label"] + args, **kw)
 
 
 def read_records(path):
@@ -377,8 +356,7 @@ def test_shards(tmp, model):
 
 
 def main():
-    if not os.path.exists(BIN):
-        print(f"routescore binary not found at {BIN}")
+    if rstest.binary_missing():
         return 1
     seed = int(os.environ.get("RS_TEST_SEED", str(int(time.time()))))
     print(f"seed {seed} (set RS_TEST_SEED to repeat)")
@@ -398,11 +376,7 @@ def main():
             t0 = time.time()
             fn()
             print(f"  {name}: {time.time() - t0:.1f}s", flush=True)
-    if failures:
-        print(f"{len(failures)} failure(s)")
-        return 1
-    print("cli_label: all passed")
-    return 0
+    return rstest.result("cli_label")
 
 
 if __name__ == "__main__":

@@ -11,34 +11,14 @@ Skipped (77) only when the MiniLM encoder or the shared data is absent.
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rsdata  # noqa: E402
+import rstest  # noqa: E402
 
-BIN = os.environ.get("RS_BIN") or os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "build", "routescore")
-CACHE = os.environ.get("RS_MODEL_CACHE") or os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "models", "cache")
-ENCODER = os.path.join(CACHE, "all-minilm-l6-v2")
-
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what, flush=True)
-
-
-def run(args, **kw):
-    r = subprocess.run([BIN] + args, capture_output=True, **kw)
-    # Under -DRS_SANITIZE=ON a report exits 1 or 2, which checks may expect.
-    check(b"Sanitizer" not in r.stderr and b"runtime error:" not in r.stderr,
-          f"no sanitizer report for {args[:3]}: {r.stderr[-2000:].decode(errors='replace')}")
-    return r
+from rstest import ENCODER, check, run  # noqa: E402
 
 
 def quantile(xs, q):
@@ -85,8 +65,7 @@ def usage_checks(tmp):
 
 
 def main():
-    if not os.path.exists(BIN):
-        print(f"routescore binary not found at {BIN}")
+    if rstest.binary_missing():
         return 1
     if not os.path.isdir(ENCODER):
         print(f"skipped: no encoder at {ENCODER} (run bash models/fetch.sh)")
@@ -165,11 +144,7 @@ def main():
                 f.write(json.dumps({"prompt": p, "label": 0}) + "\n")
         r = run(["train", "--encoder", ENCODER, "--in", one, "--out", os.path.join(tmp, "one")])
         check(r.returncode == 2 and b"both labels" in r.stderr, "a single class is refused")
-    if failures:
-        print(f"{len(failures)} failure(s)")
-        return 1
-    print("cli_train: all passed")
-    return 0
+    return rstest.result("cli_train")
 
 
 if __name__ == "__main__":

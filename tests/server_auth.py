@@ -42,46 +42,35 @@ def make_pki(d):
 
 
 def main():
-    check = su.Check()
-    tmp = su.tmpdir()
-    router = su.router_dir(tmp)
-    st = su.Stubs(tmp)
+    check, tmp, router, st = su.setup()
     pb, hp = st.scorer, st.health
 
     # ---- bearer tokens ----
     tokens = os.path.join(tmp, "tokens.txt")
     with open(tokens, "w") as f:
         f.write("# one token a line\n  s3cret-token-1  \n\nsecond-token\n")
-    srv = su.Server(["--model", router, "--auth-tokens", tokens])
-    try:
+    with su.serving(check, ["--model", router, "--auth-tokens", tokens]) as srv:
         ch = srv.channel()
         scorer = st.scorer_grpc.ScorerStub(ch)
         req = pb.ScoreRequest(prompts=["hello"])
 
-        def code_of(fn):
-            try:
-                fn()
-                return grpc.StatusCode.OK
-            except grpc.RpcError as e:
-                return e.code()
-
-        check(code_of(lambda: scorer.Score(req, timeout=10)) == grpc.StatusCode.UNAUTHENTICATED, "no token -> UNAUTHENTICATED")
-        check(code_of(lambda: scorer.Score(req, timeout=10, metadata=[("authorization", "Bearer wrong")]))
+        check(su.code_of(lambda: scorer.Score(req, timeout=10)) == grpc.StatusCode.UNAUTHENTICATED, "no token -> UNAUTHENTICATED")
+        check(su.code_of(lambda: scorer.Score(req, timeout=10, metadata=[("authorization", "Bearer wrong")]))
               == grpc.StatusCode.UNAUTHENTICATED, "wrong token -> UNAUTHENTICATED")
-        check(code_of(lambda: scorer.Score(req, timeout=10, metadata=[("authorization", "Basic s3cret-token-1")]))
+        check(su.code_of(lambda: scorer.Score(req, timeout=10, metadata=[("authorization", "Basic s3cret-token-1")]))
               == grpc.StatusCode.UNAUTHENTICATED, "wrong scheme -> UNAUTHENTICATED")
-        check(code_of(lambda: scorer.Score(req, timeout=10, metadata=[("authorization", "Bearer s3cret-token-")]))
+        check(su.code_of(lambda: scorer.Score(req, timeout=10, metadata=[("authorization", "Bearer s3cret-token-")]))
               == grpc.StatusCode.UNAUTHENTICATED, "a token's prefix -> UNAUTHENTICATED")
-        check(code_of(lambda: scorer.Score(req, timeout=10, metadata=[("authorization", "Bearer s3cret-token-1")]))
+        check(su.code_of(lambda: scorer.Score(req, timeout=10, metadata=[("authorization", "Bearer s3cret-token-1")]))
               == grpc.StatusCode.OK, "first token -> OK (surrounding blanks in the file ignored)")
-        check(code_of(lambda: scorer.Score(req, timeout=10, metadata=[("authorization", "bearer second-token")]))
+        check(su.code_of(lambda: scorer.Score(req, timeout=10, metadata=[("authorization", "bearer second-token")]))
               == grpc.StatusCode.OK, "second token, scheme case-insensitive -> OK")
-        check(code_of(lambda: scorer.ListRouters(pb.ListRoutersRequest(), timeout=10)) == grpc.StatusCode.UNAUTHENTICATED,
+        check(su.code_of(lambda: scorer.ListRouters(pb.ListRoutersRequest(), timeout=10)) == grpc.StatusCode.UNAUTHENTICATED,
               "ListRouters needs the token too")
         refl = ch.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
                                 request_serializer=st.refl.ServerReflectionRequest.SerializeToString,
                                 response_deserializer=st.refl.ServerReflectionResponse.FromString)
-        check(code_of(lambda: list(refl(iter([st.refl.ServerReflectionRequest(list_services="")]), timeout=10)))
+        check(su.code_of(lambda: list(refl(iter([st.refl.ServerReflectionRequest(list_services="")]), timeout=10)))
               == grpc.StatusCode.UNAUTHENTICATED, "reflection needs the token")
         h = st.health_grpc.HealthStub(ch).Check(hp.HealthCheckRequest(), timeout=10)
         check(h.status == hp.HealthCheckResponse.SERVING, "Health needs no token (probes)")
@@ -89,9 +78,6 @@ def main():
         check((su.metric_value(m, "routescore_requests_total", {"code": "UNAUTHENTICATED"}) or 0) >= 5,
               "refusals counted by code")
         ch.close()
-    finally:
-        rc = srv.stop()
-    check(rc == 0, f"exit 0 ({rc})")
 
     if not shutil.which("openssl"):
         print("openssl missing: TLS part skipped")
@@ -101,9 +87,8 @@ def main():
     opts = [("grpc.ssl_target_name_override", "localhost")]
 
     # ---- TLS ----
-    srv = su.Server(["--model", router, "--tls-cert", os.path.join(pki, "server.pem"),
-                     "--tls-key", os.path.join(pki, "server.key")])
-    try:
+    with su.serving(check, ["--model", router, "--tls-cert", os.path.join(pki, "server.pem"),
+                            "--tls-key", os.path.join(pki, "server.key")]) as srv:
         plain = st.scorer_grpc.ScorerStub(grpc.insecure_channel(srv.addr))
         try:
             plain.Score(pb.ScoreRequest(prompts=["hi"]), timeout=5)
@@ -121,22 +106,16 @@ def main():
         except grpc.RpcError as e:
             check(e.code() == grpc.StatusCode.UNAVAILABLE, f"client trusting another CA -> {e.code().name}")
         sch.close()
-    finally:
-        rc = srv.stop()
-    check(rc == 0, f"exit 0 ({rc})")
 
     # ---- mTLS ----
-    srv = su.Server(["--model", router, "--tls-cert", os.path.join(pki, "server.pem"),
-                     "--tls-key", os.path.join(pki, "server.key"), "--tls-client-ca", os.path.join(pki, "ca.pem")])
-    try:
+    with su.serving(check, ["--model", router, "--tls-cert", os.path.join(pki, "server.pem"),
+                            "--tls-key", os.path.join(pki, "server.key"),
+                            "--tls-client-ca", os.path.join(pki, "ca.pem")]) as srv:
         def try_client(key, cert):
             creds = grpc.ssl_channel_credentials(root_certificates=rd("ca.pem"), private_key=key, certificate_chain=cert)
             c = grpc.secure_channel(srv.addr, creds, options=opts)
             try:
-                st.scorer_grpc.ScorerStub(c).Score(pb.ScoreRequest(prompts=["hi"]), timeout=5)
-                return grpc.StatusCode.OK
-            except grpc.RpcError as e:
-                return e.code()
+                return su.code_of(lambda: st.scorer_grpc.ScorerStub(c).Score(pb.ScoreRequest(prompts=["hi"]), timeout=5))
             finally:
                 c.close()
 
@@ -144,9 +123,6 @@ def main():
         check(try_client(rd("rogue.key"), rd("rogue.pem")) == grpc.StatusCode.UNAVAILABLE,
               "mTLS: a certificate from another CA is refused")
         check(try_client(rd("client.key"), rd("client.pem")) == grpc.StatusCode.OK, "mTLS: the client CA's certificate is served")
-    finally:
-        rc = srv.stop()
-    check(rc == 0, f"exit 0 ({rc})")
     check.done()
 
 

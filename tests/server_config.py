@@ -25,10 +25,7 @@ def write(path, obj):
 
 
 def main():
-    check = su.Check()
-    tmp = su.tmpdir()
-    router = su.router_dir(tmp)
-    st = su.Stubs(tmp)
+    check, tmp, router, st = su.setup()
     pb = st.scorer
 
     good = {"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0", "cq_threads": 2, "grace_period_s": 5,
@@ -81,8 +78,7 @@ def main():
           "--threshold overrides the file's thresholds")
 
     # ---- a live server from the file: two routers, flags over the file ----
-    srv = su.Server(["--config", cfg, "--stream-window", "4"])
-    try:
+    with su.serving(check, ["--config", cfg, "--stream-window", "4"]) as srv:
         ch = srv.channel()
         scorer = st.scorer_grpc.ScorerStub(ch)
         lr = scorer.ListRouters(pb.ListRoutersRequest(), timeout=10)
@@ -128,14 +124,10 @@ def main():
               "a broken file on SIGHUP is logged and changes nothing")
         check(len(scorer.Score(pb.ScoreRequest(prompts=["ok"]), timeout=30).scores) == 1, "still serving")
         ch.close()
-    finally:
-        rc = srv.stop()
-    check(rc == 0, f"exit 0 ({rc})")
 
     # ---- the manifest's threshold is what SIGHUP re-reads without a config file ----
     r2 = su.make_router(os.path.join(tmp, "r2"), threshold=0.25, name="r2")
-    srv = su.Server(["--model", r2])
-    try:
+    with su.serving(check, ["--model", r2]) as srv:
         ch = srv.channel()
         scorer = st.scorer_grpc.ScorerStub(ch)
         man = json.load(open(os.path.join(r2, "routescore.json")))
@@ -148,9 +140,6 @@ def main():
         lr = scorer.ListRouters(pb.ListRoutersRequest(), timeout=10)
         check(abs(lr.routers[0].threshold - 0.65) < 1e-6, f"SIGHUP re-reads the manifest's threshold ({lr.routers[0].threshold})")
         ch.close()
-    finally:
-        rc = srv.stop()
-    check(rc == 0, f"exit 0 ({rc})")
     check.done()
 
 

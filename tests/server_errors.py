@@ -36,14 +36,11 @@ def raw_prompt_request(prompt_bytes):
 
 
 def main():
-    check = su.Check()
-    tmp = su.tmpdir()
-    router = su.router_dir(tmp)
-    st = su.Stubs(tmp)
+    check, tmp, router, st = su.setup()
     pb, hp = st.scorer, st.health
-    srv = su.Server(["--model", router, "--max-request-bytes", "262144", "--max-prompt-bytes", "8192",
-                     "--max-prompts", "300", "--max-batch-size", "16", "--max-queue-delay-us", "500"])
-    try:
+    with su.serving(check, ["--model", router, "--max-request-bytes", "262144", "--max-prompt-bytes", "8192",
+                            "--max-prompts", "300", "--max-batch-size", "16", "--max-queue-delay-us", "500"],
+                    what="exit 0 after SIGTERM") as srv:
         ch = srv.channel()
         scorer = st.scorer_grpc.ScorerStub(ch)
         health = st.health_grpc.HealthStub(ch)
@@ -155,14 +152,10 @@ def main():
         check(su.metric_value(m2, "routescore_queue_prompts") == 0, "queue empty again")
         still_serving("cancellation")
         ch.close()
-    finally:
-        rc = srv.stop()
-    check(rc == 0, f"exit 0 after SIGTERM ({rc})")
 
     # --- queue overflow: a small queue refuses at once, never queues ---
-    srv = su.Server(["--model", router, "--max-batch-tokens", "2048", "--max-queue-tokens", "4096",
-                     "--max-batch-size", "16"])
-    try:
+    with su.serving(check, ["--model", router, "--max-batch-tokens", "2048", "--max-queue-tokens", "4096",
+                            "--max-batch-size", "16"], what="exit 0 after SIGTERM") as srv:
         ch = srv.channel()
         scorer = st.scorer_grpc.ScorerStub(ch)
         codes, lat = [], []
@@ -170,11 +163,7 @@ def main():
 
         def client(k):
             t = time.time()
-            try:
-                scorer.Score(pb.ScoreRequest(prompts=[LONG + str(k)] * 8), timeout=120)  # ~2048 tokens
-                c = grpc.StatusCode.OK
-            except grpc.RpcError as e:
-                c = e.code()
+            c = su.code_of(lambda: scorer.Score(pb.ScoreRequest(prompts=[LONG + str(k)] * 8), timeout=120))  # ~2048 tokens
             with lock:
                 codes.append(c)
                 lat.append((c, time.time() - t))
@@ -193,18 +182,12 @@ def main():
         check((su.metric_value(m, "routescore_queue_refused_total") or 0) == n_full, "queue_refused_total counts them")
         check((su.metric_value(m, "routescore_requests_total", {"code": "RESOURCE_EXHAUSTED"}) or 0) == n_full,
               "requests_total{code=RESOURCE_EXHAUSTED} counts them")
-        expect_big = None
-        try:
-            scorer.Score(pb.ScoreRequest(prompts=[LONG] * 20), timeout=30)  # 20 x 256 tokens > the whole queue
-        except grpc.RpcError as e:
-            expect_big = e.code()
+        # 20 x 256 tokens > the whole queue
+        expect_big = su.code_of(lambda: scorer.Score(pb.ScoreRequest(prompts=[LONG] * 20), timeout=30))
         check(expect_big == grpc.StatusCode.INVALID_ARGUMENT, f"a request larger than the whole queue -> INVALID_ARGUMENT ({expect_big})")
         r = scorer.Score(pb.ScoreRequest(prompts=["after the storm"]), timeout=30)
         check(len(r.scores) == 1, "serving after overflow")
         ch.close()
-    finally:
-        rc = srv.stop()
-    check(rc == 0, f"exit 0 after SIGTERM ({rc})")
     check.done()
 
 

@@ -17,10 +17,7 @@ import grpc  # noqa: E402
 
 
 def main():
-    check = su.Check()
-    tmp = su.tmpdir()
-    router = su.router_dir(tmp)
-    st = su.Stubs(tmp)
+    check, tmp, router, st = su.setup()
     pb, hp = st.scorer, st.health
     env = dict(os.environ, ROUTESCORE_FAULT_BACKEND_AFTER="2")
     srv = su.Server(["--model", router, "--grace", "10"], env=env)
@@ -46,11 +43,7 @@ def main():
     except grpc.RpcError as e:
         check(e.code() == grpc.StatusCode.UNAVAILABLE and "injected" in (e.details() or ""),
               f"the failed forward's caller gets UNAVAILABLE ({e.code().name}: {e.details()})")
-    try:
-        rc = srv.proc.wait(timeout=30)
-    except Exception:
-        srv.proc.kill()
-        rc = "did not exit"
+    rc = srv.wait_exit(30, "did not exit")
     w.join(timeout=10)
     srv._reader.join(timeout=5)
     check(rc == 3, f"the process exits 3 by itself ({rc})")

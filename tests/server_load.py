@@ -15,7 +15,6 @@ and SIGTERM under load with no accepted request lost.
 """
 import os
 import signal
-import struct
 import sys
 import threading
 import time
@@ -25,27 +24,19 @@ import server_util as su  # noqa: E402
 import grpc  # noqa: E402
 
 
-def f32(x):
-    return struct.unpack("<f", struct.pack("<f", x))[0]
-
-
 def prompt(i):
     return f"Request {i}: summarise the causes of the {i % 7 + 1}th crusade in {i % 5 + 2} sentences."
 
 
 def main():
-    check = su.Check()
-    tmp = su.tmpdir()
-    router = su.router_dir(tmp)
-    st = su.Stubs(tmp)
+    check, tmp, router, st = su.setup()
     pb, hp = st.scorer, st.health
 
     # ---- 1. concurrency and batching ----
-    srv = su.Server(["--model", router, "--max-queue-delay-us", "5000"])
-    try:
+    with su.serving(check, ["--model", router, "--max-queue-delay-us", "5000"]) as srv:
         ch = srv.channel()
         scorer = st.scorer_grpc.ScorerStub(ch)
-        ref = {i: f32(scorer.Score(pb.ScoreRequest(prompts=[prompt(i)]), timeout=30).scores[0].win_prob) for i in range(48)}
+        ref = {i: su.f32(scorer.Score(pb.ScoreRequest(prompts=[prompt(i)]), timeout=30).scores[0].win_prob) for i in range(48)}
         m0 = srv.metrics()
         c0 = su.metric_value(m0, "routescore_batch_size_count") or 0
         s0 = su.metric_value(m0, "routescore_batch_size_sum") or 0
@@ -59,7 +50,7 @@ def main():
                 ids = [(k * 6 + j + t) % 48 for t in range(1 + (k + j) % 3)]
                 try:
                     r = stub.Score(pb.ScoreRequest(prompts=[prompt(i) for i in ids]), timeout=60)
-                    bad = [i for i, s in zip(ids, r.scores) if f32(s.win_prob) != ref[i]]
+                    bad = [i for i, s in zip(ids, r.scores) if su.f32(s.win_prob) != ref[i]]
                     with lock:
                         mismatches.extend(bad)
                         done[0] += 1
@@ -83,9 +74,6 @@ def main():
               f"batching across callers: {n_prompts:.0f} prompts of 144 requests in {n_batches:.0f} forwards "
               f"(mean batch {n_prompts / max(n_batches, 1):.1f})")
         ch.close()
-    finally:
-        rc = srv.stop()
-    check(rc == 0, f"exit 0 ({rc})")
 
     # ---- 2. SIGTERM under load ----
     srv = su.Server(["--model", router, "--grace", "30", "--max-batch-size", "32"])
@@ -149,11 +137,7 @@ def main():
     time.sleep(2.0)
     t_term = time.time()
     srv.signal(signal.SIGTERM)
-    try:
-        rc = srv.proc.wait(timeout=40)
-    except Exception:
-        srv.proc.kill()
-        rc = "timeout"
+    rc = srv.wait_exit(40, "timeout")
     t_exit = time.time()
     stop.set()
     [t.join(timeout=30) for t in threads]

@@ -11,7 +11,6 @@ the protobuf descriptor API, file_by_filename, a miss), an unknown method
 """
 import json
 import os
-import struct
 import subprocess
 import sys
 import threading
@@ -20,10 +19,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import server_util as su  # noqa: E402
 import grpc  # noqa: E402
 from google.protobuf import descriptor_pb2  # noqa: E402
-
-
-def f32(x):
-    return struct.unpack("<f", struct.pack("<f", x))[0]
 
 
 def prompts_for_test():
@@ -61,13 +56,9 @@ def label_scores(router, prompts, tmp):
 
 
 def main():
-    check = su.Check()
-    tmp = su.tmpdir()
-    router = su.router_dir(tmp)
-    st = su.Stubs(tmp)
+    check, tmp, router, st = su.setup()
     pb, hp = st.scorer, st.health
-    srv = su.Server(["--model", router, "--max-queue-delay-us", "1000"])
-    try:
+    with su.serving(check, ["--model", router, "--max-queue-delay-us", "1000"], what="SIGTERM when idle: exit 0") as srv:
         ch = srv.channel()
         health = st.health_grpc.HealthStub(ch)
         scorer = st.scorer_grpc.ScorerStub(ch)
@@ -104,7 +95,7 @@ def main():
         check(len(resp.scores) == 64 and resp.request_id == 7 and resp.router == name,
               f"Score answers 64 prompts in one call ({len(resp.scores)})")
         want = label_scores(router, prompts, tmp)
-        same = sum(f32(s.win_prob) == f32(w["win_prob"]) for s, w in zip(resp.scores, want))
+        same = sum(su.f32(s.win_prob) == su.f32(w["win_prob"]) for s, w in zip(resp.scores, want))
         maxdiff = max(abs(s.win_prob - w["win_prob"]) for s, w in zip(resp.scores, want))
         check(same == 64, f"win_prob identical to `routescore label` for {same}/64 prompts (max diff {maxdiff:.3g})")
         check(all(s.tokens == w["tokens"] and s.truncated == w["truncated"] for s, w in zip(resp.scores, want)),
@@ -131,7 +122,7 @@ def main():
         [t.start() for t in ts]
         [t.join() for t in ts]
         split = [s.win_prob for r in results for s in r.scores]
-        check(all(f32(a) == f32(b.win_prob) for a, b in zip(split, resp.scores)),
+        check(all(su.f32(a) == su.f32(b.win_prob) for a, b in zip(split, resp.scores)),
               "scores do not depend on how prompts are batched")
 
         # per-request threshold and strong_share
@@ -153,7 +144,7 @@ def main():
         got = {r.request_id: r for r in scorer.ScoreStream(reqs(), timeout=60)}
         check(len(got) == 22, f"ScoreStream answers every request ({len(got)}/22)")
         ok_ids = all(len(got[1000 + i].scores) == 3 and
-                     all(f32(a.win_prob) == f32(b.win_prob) for a, b in zip(got[1000 + i].scores, resp.scores[i:i + 3]))
+                     all(su.f32(a.win_prob) == su.f32(b.win_prob) for a, b in zip(got[1000 + i].scores, resp.scores[i:i + 3]))
                      for i in range(20) if 1000 + i in got)
         check(ok_ids, "ScoreStream scores match Score")
         e1, e2 = got.get(5000), got.get(5001)
@@ -209,9 +200,6 @@ def main():
         check(strong + weak == su.metric_value(m, "routescore_prompts_total"),
               f"decisions ({strong:.0f}+{weak:.0f}) = prompts scored")
         ch.close()
-    finally:
-        rc = srv.stop()
-    check(rc == 0, f"SIGTERM when idle: exit 0 ({rc})")
     check(bool(srv.events("drained")), "logged 'drained'")
     check.done()
 

@@ -8,11 +8,15 @@
   private module names so they never clash with grpcio's own `grpc` package);
 - a Server: `routescore serve` on 127.0.0.1 with port 0, ports read from its
   JSON "listening" log line, ready when Health/Check says SERVING; stop() sends
-  SIGTERM and returns the exit code.
+  SIGTERM and returns the exit code; serving() runs one for a `with` block and
+  checks that it exits 0;
+- setup() for a test's start (Check, temporary directory, router, stubs),
+  code_of() for the status a call ends with, f32() for float32 rounding.
 
 A test that cannot run here (no grpcio, no encoder weights, no binary) exits
 77 so CTest reports it as skipped.
 """
+import contextlib
 import json
 import os
 import shutil
@@ -185,6 +189,14 @@ class Server:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
+    def wait_exit(self, timeout, on_timeout):
+        """The exit code if the process ends by itself within `timeout` s; else kill it, return `on_timeout`."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return on_timeout
+
     def stop(self, timeout=60):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -196,6 +208,31 @@ class Server:
             raise RuntimeError("server did not exit after SIGTERM")
         self._reader.join(timeout=5)
         return rc
+
+
+@contextlib.contextmanager
+def serving(check, args, what="exit 0", **kw):
+    """A Server for the `with` block; stopped with SIGTERM after it, then checks exit 0 (`what`)."""
+    srv = Server(args, **kw)
+    try:
+        yield srv
+    finally:
+        rc = srv.stop()
+    check(rc == 0, f"{what} ({rc})")
+
+
+def code_of(fn):
+    """The status code the call fn() ends with: OK, or its RpcError's code."""
+    try:
+        fn()
+        return grpc.StatusCode.OK
+    except grpc.RpcError as e:
+        return e.code()
+
+
+def f32(x):
+    """x rounded to float32."""
+    return struct.unpack("<f", struct.pack("<f", x))[0]
 
 
 def metric_value(text, name, labels=None):
@@ -234,6 +271,13 @@ class Check:
 
 def tmpdir():
     return tempfile.mkdtemp(prefix="rs-srv-test-")
+
+
+def setup():
+    """A test's start: (Check, temporary directory, router to serve, Stubs)."""
+    tmp = tmpdir()
+    router = router_dir(tmp)
+    return Check(), tmp, router, Stubs(tmp)
 
 
 def free_port():
