@@ -24,7 +24,9 @@
 #include "backend.h"
 #include "causal_router.h"
 #include "encoder.h"
+#include "mf.h"
 #include "model_files.h"
+#include "sw.h"
 #include "tokenizer.h"
 
 #define RS_DEFAULT_BATCH_TOKENS 16384
@@ -32,8 +34,11 @@
 #define RS_STAGE_SLOTS 64 /* prompts tokenized in parallel at a time */
 
 /* KIND_CAUSAL (causal_router.c): a Llama rating model, not the encoder path. */
-typedef enum router_kind { KIND_BERT, KIND_MF, KIND_EMBED, KIND_CAUSAL } router_kind;
-static const char *const KIND_NAMES[] = {"bert", "mf", "embed", "causal_llm"};
+/* KIND_MF_ROUTELLM (mf.c) and KIND_SW_RANKING (sw.c) score an embedding: the
+ * client's (rs_engine_score_embeddings) or the manifest's encoder's. */
+typedef enum router_kind { KIND_BERT, KIND_MF, KIND_EMBED, KIND_CAUSAL, KIND_MF_ROUTELLM, KIND_SW_RANKING } router_kind;
+static const char *const KIND_NAMES[] = {"bert", "mf", "embed", "causal_llm", "mf_routellm", "sw_ranking"};
+#define N_KINDS 6
 
 struct rs_engine {
     char name[128], strong[128], weak[128];
@@ -49,6 +54,9 @@ struct rs_engine {
     rs_backend *backend;
     rs_encoder *enc;
     rs_causal *causal; /* KIND_CAUSAL only: then enc, cfg and staging stay NULL */
+    rs_mf *mf;         /* KIND_MF_ROUTELLM */
+    rs_sw *sw;         /* KIND_SW_RANKING */
+    int emb_dim;       /* embedding width the mf_routellm/sw_ranking head takes */
     rs_tokenizer *tok;
     const rs_encoder_config *cfg;
 
@@ -110,9 +118,10 @@ static rs_status parse_manifest(rs_engine *e, const char *dir, const cJSON *m, c
     copy_str(enc, sizeof enc, m, "encoder", ".");
     copy_str(head, sizeof head, m, "head", "");
     int k;
-    for (k = 0; k < 4 && strcmp(kind, KIND_NAMES[k]); k++) {}
-    if (k == 4)
-        return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: unknown kind '%s' (bert, mf, embed, causal_llm)",
+    for (k = 0; k < N_KINDS && strcmp(kind, KIND_NAMES[k]); k++) {}
+    if (k == N_KINDS)
+        return rs_errf(err, RS_ERR_INVALID_ARG,
+                       "%s/routescore.json: unknown kind '%s' (bert, mf, embed, causal_llm, mf_routellm, sw_ranking)",
                        dir, kind);
     e->kind = (router_kind)k;
     snprintf(enc_dir, n, "%s%s%s", enc[0] == '/' ? "" : dir, enc[0] == '/' ? "" : "/", enc);
@@ -176,6 +185,53 @@ static rs_status load_mf_head(rs_engine *e, const char *path, rs_err *err) {
     }
     rs_st_close(f);
     return st;
+}
+
+/* sw_ranking embeds battle prompts that come without an embedding with the
+ * router's own encoder, at open. */
+static rs_status sw_embed(void *ctx, const char *const *prompts, const size_t *lens, size_t n, float *emb, rs_err *err) {
+    rs_engine *e = ctx;
+    rs_score *meta = calloc(n ? n : 1, sizeof *meta);
+    if (!meta) return rs_errf(err, RS_ERR_NOMEM, "no memory");
+    rs_status st = rs_engine_embed(e, prompts, lens, n, emb, meta, err);
+    for (size_t i = 0; st == RS_OK && i < n; i++)
+        if (meta[i].status != RS_OK) st = rs_errf(err, meta[i].status, "battle prompt %zu: %s", i + 1, meta[i].error);
+    free(meta);
+    return st;
+}
+
+/* The mf_routellm / sw_ranking head, after the encoder (if any) is up:
+ * manifest keys "checkpoint" + "models", or "battles" + "num_tiers". */
+static rs_status open_embedding_head(rs_engine *e, const char *dir, const cJSON *m, rs_err *err) {
+    char file[1024], path[4200];
+    /* RouteLLM's default pair when the manifest names none. */
+    if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "strong_model")))
+        snprintf(e->strong, sizeof e->strong, "gpt-4-1106-preview");
+    if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "weak_model")))
+        snprintf(e->weak, sizeof e->weak, "mixtral-8x7b-instruct-v0.1");
+    const int enc_dim = e->cfg ? e->cfg->hidden : 0;
+    rs_status st;
+    if (e->kind == KIND_MF_ROUTELLM) {
+        copy_str(file, sizeof file, m, "checkpoint", "model.safetensors");
+        snprintf(path, sizeof path, "%s%s%s", file[0] == '/' ? "" : dir, file[0] == '/' ? "" : "/", file);
+        const cJSON *models = cJSON_GetObjectItemCaseSensitive(m, "models");
+        if ((st = rs_mf_open(path, models, e->strong, e->weak, &e->mf, err)) != RS_OK) return st;
+        e->emb_dim = rs_mf_input_dim(e->mf);
+    } else {
+        copy_str(file, sizeof file, m, "battles", "battles.jsonl");
+        snprintf(path, sizeof path, "%s%s%s", file[0] == '/' ? "" : dir, file[0] == '/' ? "" : "/", file);
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(m, "num_tiers");
+        if (t && (!cJSON_IsNumber(t) || t->valuedouble < 1 || t->valuedouble > 64))
+            return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: num_tiers must be a number in [1, 64]", dir);
+        if ((st = rs_sw_open(path, t ? t->valueint : 10, e->strong, e->weak, enc_dim, e->enc ? sw_embed : NULL, e,
+                             &e->sw, err)) != RS_OK)
+            return st;
+        e->emb_dim = rs_sw_input_dim(e->sw);
+    }
+    if (enc_dim && enc_dim != e->emb_dim)
+        return rs_errf(err, RS_ERR_FORMAT, "%s: the %s head takes %d-d embeddings but the encoder gives %d", dir,
+                       KIND_NAMES[e->kind], e->emb_dim, enc_dim);
+    return RS_OK;
 }
 
 rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engine **out, rs_err *err) {
@@ -260,6 +316,14 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
         *out = e;
         return RS_OK;
     }
+    const int emb_kind = e->kind == KIND_MF_ROUTELLM || e->kind == KIND_SW_RANKING;
+    if (emb_kind && !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(manifest, "encoder"))) {
+        /* No encoder: the router scores client embeddings only. */
+        if ((st = open_embedding_head(e, dir, manifest, err)) != RS_OK) goto fail;
+        cJSON_Delete(manifest);
+        *out = e;
+        return RS_OK;
+    }
     if ((st = rs_model_files_open(enc_dir, &e->files, err)) != RS_OK) goto fail;
     rs_encoder_config cfg;
     if ((st = rs_encoder_config_parse(rs_model_files_config(e->files), enc_dir, &cfg, err)) != RS_OK) goto fail;
@@ -318,6 +382,7 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
         st = rs_errf(err, RS_ERR_NOMEM, "no memory for staging buffers");
         goto fail;
     }
+    if (emb_kind && (st = open_embedding_head(e, dir, manifest, err)) != RS_OK) goto fail;
     cJSON_Delete(manifest);
     *out = e;
     return RS_OK;
@@ -330,6 +395,8 @@ fail:
 void rs_engine_close(rs_engine *e) {
     if (!e) return;
     rs_causal_free(e->causal);
+    rs_mf_free(e->mf);
+    rs_sw_free(e->sw);
     rs_encoder_free(e->enc);
     if (e->backend) e->backend->ops->destroy(e->backend);
     rs_model_files_close(e->files);
@@ -357,6 +424,17 @@ void rs_engine_info(const rs_engine *e, rs_router_info *out) {
         out->embed_dim = rs_causal_hidden(e->causal);
         out->n_labels = 5;
         out->vocab_size = rs_causal_vocab_size(e->causal);
+        return;
+    }
+    if (!e->cfg) { /* an embeddings-only mf_routellm / sw_ranking router */
+        out->architecture = e->kind == KIND_MF_ROUTELLM ? "MFModel" : "SWRanking";
+        out->strong_model = e->strong;
+        out->weak_model = e->weak;
+        out->threshold = e->threshold;
+        out->max_tokens = 0;
+        out->embed_dim = e->emb_dim;
+        out->n_labels = 0;
+        out->vocab_size = 0;
         return;
     }
     out->architecture = e->cfg->architecture;
@@ -392,10 +470,42 @@ typedef struct sink {
     float *emb;       /* MODE_EMBED: (n, H) */
 } sink;
 
+/* mf_routellm / sw_ranking: n embeddings (n, emb_dim) to scores. */
+static void head_score(rs_engine *e, const float *emb, size_t n, float threshold, rs_score *out) {
+    rs_err herr = {{0}};
+    float p[64];
+    for (size_t c = 0; c < n; c += 64) {
+        const size_t m = n - c < 64 ? n - c : 64;
+        rs_status st = RS_OK;
+        if (e->mf)
+            for (size_t i = 0; i < m; i++) p[i] = rs_mf_win_prob(e->mf, emb + (c + i) * (size_t)e->emb_dim);
+        else
+            st = rs_sw_win_probs(e->sw, emb + c * (size_t)e->emb_dim, m, p, &herr);
+        for (size_t i = 0; i < m; i++) {
+            rs_score *s = &out[c + i];
+            s->n_labels = 0;
+            if (st == RS_OK && isnan(p[i])) {
+                s->status = RS_ERR_INVALID_ARG;
+                snprintf(s->error, sizeof s->error, "zero or non-finite embedding");
+            } else if (st != RS_OK) {
+                s->status = st;
+                snprintf(s->error, sizeof s->error, "%.*s", (int)sizeof s->error - 1, herr.msg);
+            } else {
+                s->win_prob = p[i];
+                s->route_strong = p[i] >= threshold;
+            }
+        }
+    }
+}
+
 static float sigmoidf(float x) { return 1.f / (1.f + expf(-x)); }
 
-static void finish_score(const rs_engine *e, const float *o, float threshold, rs_score *s) {
+static void finish_score(rs_engine *e, const float *o, float threshold, rs_score *s) {
     const int H = e->cfg->hidden;
+    if (e->kind == KIND_MF_ROUTELLM || e->kind == KIND_SW_RANKING) {
+        head_score(e, o, 1, threshold, s);
+        return;
+    }
     if (e->kind == KIND_MF) {
         double z = e->mf_b;
         for (int i = 0; i < H; i++) z += (double)e->mf_w[i] * o[i];
@@ -455,6 +565,13 @@ static rs_status append(rs_engine *e, const int32_t *ids, size_t n, size_t owner
     return RS_OK;
 }
 
+static rs_status need_encoder(const rs_engine *e, rs_err *err) {
+    if (!e->enc)
+        return rs_errf(err, RS_ERR_UNSUPPORTED, "router '%s' (%s) has no encoder: it scores client embeddings only",
+                       e->name, KIND_NAMES[e->kind]);
+    return RS_OK;
+}
+
 static rs_status run_prompts(rs_engine *e, const char *const *prompts, const size_t *lens, size_t n, const sink *k,
                              rs_score *meta, rs_err *err) {
     e->n_seq = 0;
@@ -501,6 +618,7 @@ rs_status rs_engine_score(rs_engine *e, const char *const *prompts, const size_t
     rs_status st = check_threshold(e, &threshold, err);
     if (st != RS_OK) return st;
     if (e->causal) return rs_causal_score(e->causal, prompts, lens, n, threshold, out, err);
+    if ((st = need_encoder(e, err)) != RS_OK) return st;
     sink k = {MODE_SCORE, threshold, out, NULL};
     return run_prompts(e, prompts, lens, n, &k, out, err);
 }
@@ -508,6 +626,8 @@ rs_status rs_engine_score(rs_engine *e, const char *const *prompts, const size_t
 rs_status rs_engine_embed(rs_engine *e, const char *const *prompts, const size_t *lens, size_t n, float *emb,
                           rs_score *meta, rs_err *err) {
     if (e->causal) return rs_errf(err, RS_ERR_UNSUPPORTED, "router '%s' (causal_llm) does not embed", e->name);
+    rs_status st = need_encoder(e, err);
+    if (st != RS_OK) return st;
     memset(emb, 0, n * (size_t)e->cfg->hidden * sizeof *emb);
     sink k = {MODE_EMBED, 0.f, NULL, emb};
     return run_prompts(e, prompts, lens, n, &k, meta, err);
@@ -546,6 +666,7 @@ rs_status rs_engine_score_tokens(rs_engine *e, const int32_t *ids, const size_t 
         }
         return rs_causal_score_tokens(e->causal, ids, offsets, n, threshold, out, err);
     }
+    if ((st = need_encoder(e, err)) != RS_OK) return st;
     sink k = {MODE_SCORE, threshold, out, NULL};
     return run_tokens(e, ids, offsets, n, &k, err);
 }
@@ -553,15 +674,48 @@ rs_status rs_engine_score_tokens(rs_engine *e, const int32_t *ids, const size_t 
 rs_status rs_engine_embed_tokens(rs_engine *e, const int32_t *ids, const size_t *offsets, size_t n, float *emb,
                                  rs_err *err) {
     if (e->causal) return rs_errf(err, RS_ERR_UNSUPPORTED, "router '%s' (causal_llm) does not embed", e->name);
+    rs_status st = need_encoder(e, err);
+    if (st != RS_OK) return st;
     sink k = {MODE_EMBED, 0.f, NULL, emb};
     return run_tokens(e, ids, offsets, n, &k, err);
 }
 
-int rs_engine_lost(const rs_engine *e) { return e->backend->ops->lost(e->backend); }
+int rs_engine_lost(const rs_engine *e) { return e->backend ? e->backend->ops->lost(e->backend) : 0; }
 
-const char *rs_engine_backend(const rs_engine *e) { return e->backend->ops->name; }
+const char *rs_engine_backend(const rs_engine *e) { return e->backend ? e->backend->ops->name : "cpu"; }
 
 double rs_engine_flops(const rs_engine *e, const int32_t *offsets, int n_seq) {
     if (e->causal) return rs_causal_flops(e->causal, offsets, n_seq);
+    if (!e->cfg) return 0;
     return rs_encoder_flops(e->cfg, offsets, n_seq);
+}
+
+rs_status rs_engine_score_embeddings(rs_engine *e, const float *emb, size_t n, size_t dim, float threshold, rs_score *out,
+                                     rs_err *err) {
+    if (isnan(threshold)) threshold = e->threshold;
+    if (!(threshold >= 0.f && threshold <= 1.f))
+        return rs_errf(err, RS_ERR_INVALID_ARG, "threshold %g outside [0, 1]", (double)threshold);
+    if (!e->mf && !e->sw)
+        return rs_errf(err, RS_ERR_UNSUPPORTED, "router '%s' (%s) does not score embeddings (mf_routellm and "
+                       "sw_ranking do)", e->name, KIND_NAMES[e->kind]);
+    if (dim != (size_t)e->emb_dim)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "embeddings have %zu values; router '%s' takes %d", dim, e->name, e->emb_dim);
+    memset(out, 0, n * sizeof *out);
+    for (size_t i = 0; i < n; i++)
+        for (size_t d = 0; d < dim; d++)
+            if (!isfinite(emb[i * dim + d])) {
+                out[i].status = RS_ERR_INVALID_ARG;
+                snprintf(out[i].error, sizeof out[i].error, "embedding value %zu is not finite", d);
+                break;
+            }
+    /* Score all (non-finite rows give NaN or garbage), then keep the
+     * per-prompt errors found above. */
+    rs_score *tmp = malloc((n ? n : 1) * sizeof *tmp);
+    if (!tmp) return rs_errf(err, RS_ERR_NOMEM, "no memory");
+    memset(tmp, 0, (n ? n : 1) * sizeof *tmp);
+    head_score(e, emb, n, threshold, tmp);
+    for (size_t i = 0; i < n; i++)
+        if (out[i].status == RS_OK) out[i] = tmp[i];
+    free(tmp);
+    return RS_OK;
 }

@@ -44,7 +44,8 @@ typedef struct rs_score {
 
 typedef struct rs_router_info {
     const char *name;         /* router name (manifest "name", else dir name) */
-    const char *kind;         /* "bert", "mf" or "embed" (encoder without head) */
+    const char *kind;         /* "bert", "mf", "embed" (encoder without head), "causal_llm",
+                                 "mf_routellm" or "sw_ranking" */
     const char *architecture; /* config.json architectures[0] */
     const char *strong_model;
     const char *weak_model;
@@ -88,6 +89,14 @@ rs_status rs_engine_score_tokens(rs_engine *e, const int32_t *ids, const size_t 
                                  float threshold, rs_score *out, rs_err *err);
 rs_status rs_engine_embed_tokens(rs_engine *e, const int32_t *ids, const size_t *offsets, size_t n,
                                  float *emb, rs_err *err);
+
+/* Scores n client-supplied prompt embeddings emb (n, dim), e.g. 1536-d
+ * text-embedding-3-small vectors from an external service; dim must equal
+ * the router's embed_dim. Only the mf_routellm and sw_ranking kinds take
+ * embeddings (others: RS_ERR_UNSUPPORTED). Per-prompt problems (non-finite
+ * or zero vectors) land in out[i].status. */
+rs_status rs_engine_score_embeddings(rs_engine *e, const float *emb, size_t n, size_t dim, float threshold,
+                                     rs_score *out, rs_err *err);
 
 /* Non-zero once the engine's compute backend hit an unrecoverable device
  * fault (CUDA sticky error): every later call fails with RS_ERR_BACKEND, so

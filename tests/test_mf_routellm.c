@@ -1,0 +1,97 @@
+/* test_mf_routellm.c — the mf_routellm router against a numpy rendering of
+ * RouteLLM's MFModel.pred_win_rate (tests/gen_mf_routellm.py), on client
+ * embeddings: a 6-model checkpoint named by the manifest's "models" list and
+ * a 64-model one using RouteLLM's own MODEL_IDS table. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "test_util.h"
+
+/* Reads dir/embeddings.jsonl (lines of float arrays) into a (n, dim) array. */
+static float *read_embeddings(const char *dir, size_t *n, size_t *dim) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/embeddings.jsonl", dir);
+    size_t len;
+    char *text = test_read_file(path, &len);
+    if (!text) return NULL;
+    float *out = NULL;
+    *n = *dim = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        size_t d = (size_t)cJSON_GetArraySize(j);
+        if (!*dim) *dim = d;
+        CHECK(d == *dim);
+        out = realloc(out, (*n + 1) * *dim * sizeof *out);
+        size_t k = 0;
+        for (const cJSON *it = j->child; it && k < *dim; it = it->next) out[*n * *dim + k++] = (float)it->valuedouble;
+        cJSON_Delete(j);
+        (*n)++;
+    }
+    free(text);
+    return out;
+}
+
+static void check_router(const char *data, const char *name, const char *strong) {
+    char dir[1024], path[1200];
+    snprintf(dir, sizeof dir, "%s/%s", data, name);
+    rs_engine *e = NULL;
+    rs_err err = {{0}};
+    rs_status st = rs_engine_open(dir, NULL, &e, &err);
+    CHECK_MSG(st == RS_OK, "%s: %s", dir, err.msg);
+    if (st != RS_OK) return;
+    rs_router_info info;
+    rs_engine_info(e, &info);
+    CHECK(!strcmp(info.kind, "mf_routellm"));
+    CHECK(!strcmp(info.strong_model, strong));
+    CHECK(info.embed_dim == 32);
+
+    size_t n = 0, dim = 0;
+    float *emb = read_embeddings(dir, &n, &dim);
+    snprintf(path, sizeof path, "%s/expected.json", dir);
+    char *text = test_read_file(path, NULL);
+    cJSON *exp = text ? cJSON_Parse(text) : NULL;
+    const cJSON *probs = cJSON_GetObjectItemCaseSensitive(exp, "win_prob");
+    CHECK(emb && dim == 32 && n == 12 && cJSON_GetArraySize(probs) == (int)n);
+    rs_score *out = calloc(n, sizeof *out);
+    st = rs_engine_score_embeddings(e, emb, n, dim, NAN, out, &err);
+    CHECK_MSG(st == RS_OK, "%s", err.msg);
+    size_t i = 0;
+    double worst = 0;
+    for (const cJSON *it = probs ? probs->child : NULL; it && i < n; it = it->next, i++) {
+        CHECK(out[i].status == RS_OK);
+        double d = fabs(out[i].win_prob - it->valuedouble);
+        worst = d > worst ? d : worst;
+        CHECK(out[i].route_strong == (out[i].win_prob >= 0.5f));
+    }
+    CHECK_MSG(worst < 1e-5, "%s: max |p - numpy| = %g", name, worst);
+    printf("%s: %zu prompts, max |p - numpy| = %.3g\n", name, n, worst);
+
+    /* Wrong width: the call fails as a whole. A non-finite vector: per prompt. */
+    CHECK(rs_engine_score_embeddings(e, emb, n, dim - 1, NAN, out, &err) == RS_ERR_INVALID_ARG);
+    emb[3] = NAN;
+    CHECK(rs_engine_score_embeddings(e, emb, 2, dim, NAN, out, &err) == RS_OK);
+    CHECK(out[0].status == RS_ERR_INVALID_ARG && out[1].status == RS_OK);
+    /* No encoder in the manifest: text cannot be scored. */
+    const char *prompt = "hello";
+    size_t plen = 5;
+    CHECK(rs_engine_score(e, &prompt, &plen, 1, NAN, out, &err) == RS_ERR_UNSUPPORTED);
+    free(out);
+    cJSON_Delete(exp);
+    free(text);
+    free(emb);
+    rs_engine_close(e);
+}
+
+int main(void) {
+    const char *data = test_env("RS_TEST_DATA");
+    if (!data) {
+        fprintf(stderr, "RS_TEST_DATA not set\n");
+        return 77;
+    }
+    check_router(data, "mf_routellm", "model-4");
+    check_router(data, "mf_routellm64", "gpt-4-1106-preview");
+    return test_done("test_mf_routellm");
+}
