@@ -1,0 +1,87 @@
+/* test_sw_ranking.c — the sw_ranking router (battle file with precomputed
+ * embeddings, tiers, similarity-weighted Bradley–Terry fit) against a numpy
+ * rendering of RouteLLM's SWRankingRouter (tests/gen_sw_ranking.py). */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "test_util.h"
+
+/* Reads dir/embeddings.jsonl (lines of float arrays) into a (n, dim) array. */
+static float *read_embeddings(const char *dir, size_t *n, size_t *dim) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/embeddings.jsonl", dir);
+    size_t len;
+    char *text = test_read_file(path, &len);
+    if (!text) return NULL;
+    float *out = NULL;
+    *n = *dim = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        size_t d = (size_t)cJSON_GetArraySize(j);
+        if (!*dim) *dim = d;
+        CHECK(d == *dim);
+        out = realloc(out, (*n + 1) * *dim * sizeof *out);
+        size_t k = 0;
+        for (const cJSON *it = j->child; it && k < *dim; it = it->next) out[*n * *dim + k++] = (float)it->valuedouble;
+        cJSON_Delete(j);
+        (*n)++;
+    }
+    free(text);
+    return out;
+}
+
+int main(void) {
+    const char *data = test_env("RS_TEST_DATA");
+    if (!data) {
+        fprintf(stderr, "RS_TEST_DATA not set\n");
+        return 77;
+    }
+    char dir[1024], path[1200];
+    snprintf(dir, sizeof dir, "%s/sw_ranking", data);
+    rs_engine *e = NULL;
+    rs_err err = {{0}};
+    rs_status st = rs_engine_open(dir, NULL, &e, &err);
+    CHECK_MSG(st == RS_OK, "%s: %s", dir, err.msg);
+    if (st != RS_OK) return test_done("test_sw_ranking");
+    rs_router_info info;
+    rs_engine_info(e, &info);
+    CHECK(!strcmp(info.kind, "sw_ranking"));
+    CHECK(info.embed_dim == 16);
+
+    size_t n = 0, dim = 0;
+    float *emb = read_embeddings(dir, &n, &dim);
+    snprintf(path, sizeof path, "%s/expected.json", dir);
+    char *text = test_read_file(path, NULL);
+    cJSON *exp = text ? cJSON_Parse(text) : NULL;
+    const cJSON *probs = cJSON_GetObjectItemCaseSensitive(exp, "win_prob");
+    CHECK(emb && dim == 16 && n == 10 && cJSON_GetArraySize(probs) == (int)n);
+    rs_score *out = calloc(n, sizeof *out);
+    st = rs_engine_score_embeddings(e, emb, n, dim, NAN, out, &err);
+    CHECK_MSG(st == RS_OK, "%s", err.msg);
+    size_t i = 0;
+    double worst = 0;
+    for (const cJSON *it = probs ? probs->child : NULL; it && i < n; it = it->next, i++) {
+        CHECK(out[i].status == RS_OK);
+        double d = fabs(out[i].win_prob - it->valuedouble);
+        worst = d > worst ? d : worst;
+    }
+    CHECK_MSG(worst < 1e-4, "max |p - numpy| = %g", worst);
+    printf("sw_ranking: %zu prompts, max |p - numpy| = %.3g\n", n, worst);
+    /* One prompt at a time gives the same scores as the batch. */
+    rs_score one;
+    CHECK(rs_engine_score_embeddings(e, emb + 3 * dim, 1, dim, NAN, &one, &err) == RS_OK);
+    CHECK(fabsf(one.win_prob - out[3].win_prob) < 1e-6f);
+    /* A zero vector is a per-prompt error. */
+    memset(emb, 0, dim * sizeof *emb);
+    CHECK(rs_engine_score_embeddings(e, emb, 2, dim, NAN, out, &err) == RS_OK);
+    CHECK(out[0].status == RS_ERR_INVALID_ARG && out[1].status == RS_OK);
+    free(out);
+    cJSON_Delete(exp);
+    free(text);
+    free(emb);
+    rs_engine_close(e);
+    return test_done("test_sw_ranking");
+}
