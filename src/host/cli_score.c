@@ -16,6 +16,8 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: routescore score [--model DIR] [--threshold T] [--threads N] [--max-tokens N] TEXT...\n"
             "       routescore score [--model DIR] --ids-in FILE   (lines: JSON arrays of token ids)\n"
+            "       routescore score --model DIR --embeddings-in FILE   (lines: JSON arrays of floats;\n"
+            "                        mf_routellm and sw_ranking routers, e.g. 1536-d OpenAI embeddings)\n"
             "\n"
             "Prints one JSON object per prompt: id (1-based position), win_prob, route,\n"
             "label_probs (classifiers), tokens, truncated. --model defaults to the bundled\n"
@@ -87,18 +89,72 @@ static int score_ids_file(rs_engine *e, const char *path, float threshold) {
     return failed;
 }
 
+/* --embeddings-in: one client embedding per line, scored as it is read. */
+static int score_embeddings_file(rs_engine *e, const char *path, float threshold) {
+    rs_router_info info;
+    rs_engine_info(e, &info);
+    rs_cli_reader *r;
+    rs_err err = {{0}};
+    if (rs_cli_reader_open(path, 0, &r, &err) != RS_OK) {
+        fprintf(stderr, "routescore score: %s\n", err.msg);
+        return 2;
+    }
+    const size_t dim = info.embed_dim > 0 ? (size_t)info.embed_dim : 1;
+    float *emb = malloc(dim * sizeof *emb);
+    int failed = emb ? 0 : 2;
+    while (emb) {
+        const char *line;
+        size_t len;
+        uint64_t no;
+        rs_status st = rs_cli_reader_next(r, &line, &len, &no, &err);
+        if (st == RS_OK && !line) break;
+        char id[32];
+        snprintf(id, sizeof id, "%llu", (unsigned long long)no);
+        if (st == RS_ERR_IO || st == RS_ERR_FORMAT) {
+            fprintf(stderr, "routescore score: %s\n", err.msg);
+            failed = 2;
+            break;
+        }
+        cJSON *j = st == RS_OK ? cJSON_ParseWithLength(line, len) : NULL;
+        size_t n = 0;
+        if (st == RS_OK && !cJSON_IsArray(j)) st = rs_errf(&err, RS_ERR_FORMAT, "not a JSON array of floats");
+        for (const cJSON *it = st == RS_OK ? j->child : NULL; it; it = it->next, n++)
+            if (!cJSON_IsNumber(it) || n >= dim) {
+                st = rs_errf(&err, RS_ERR_FORMAT, n >= dim ? "more than %zu values" : "value %zu is not a number",
+                             n >= dim ? dim : n);
+                break;
+            } else {
+                emb[n] = (float)it->valuedouble;
+            }
+        cJSON_Delete(j);
+        rs_score s;
+        if (st == RS_OK) st = rs_engine_score_embeddings(e, emb, 1, n, threshold, &s, &err);
+        if (st == RS_OK && s.status != RS_OK) st = rs_errf(&err, s.status, "%s", s.error);
+        if (st != RS_OK) {
+            rs_cli_write_error_json(stdout, id, no, err.msg);
+            failed = failed ? failed : 1;
+        } else {
+            rs_cli_write_score_json(stdout, id, &s);
+        }
+    }
+    free(emb);
+    rs_cli_reader_close(r);
+    return failed;
+}
+
 int rs_cli_score(int argc, char **argv) {
     static const struct option LONG[] = {
         {"model", required_argument, 0, 'm'},    {"threshold", required_argument, 0, 't'},
         {"threads", required_argument, 0, 'j'},  {"max-tokens", required_argument, 0, 'x'},
         {"ids-in", required_argument, 0, 'i'},   {"help", no_argument, 0, 'h'},
+        {"embeddings-in", required_argument, 0, 'E'},
         {0, 0, 0, 0}};
     rs_cli_engine_flags fl = {0};
     double threshold = NAN;
-    const char *ids_in = NULL;
+    const char *ids_in = NULL, *emb_in = NULL;
     rs_err err = {{0}};
     optind = 1;
-    for (int c; (c = getopt_long(argc, argv, "m:t:j:x:i:h", LONG, NULL)) != -1;) {
+    for (int c; (c = getopt_long(argc, argv, "m:t:j:x:i:E:h", LONG, NULL)) != -1;) {
         rs_status st = RS_OK;
         switch (c) {
         case 'm': fl.model = optarg; break;
@@ -106,6 +162,7 @@ int rs_cli_score(int argc, char **argv) {
         case 'j': st = rs_cli_parse_int("--threads", optarg, 1, 1024, &fl.threads, &err); break;
         case 'x': st = rs_cli_parse_int("--max-tokens", optarg, 3, 1 << 20, &fl.max_tokens, &err); break;
         case 'i': ids_in = optarg; break;
+        case 'E': emb_in = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -114,15 +171,17 @@ int rs_cli_score(int argc, char **argv) {
             return 2;
         }
     }
-    if ((optind >= argc) == !ids_in) {
-        fprintf(stderr, "routescore score: give prompts as arguments or --ids-in FILE (not both)\n");
+    if ((optind < argc) + !!ids_in + !!emb_in != 1) {
+        fprintf(stderr, "routescore score: give prompts as arguments, --ids-in FILE or --embeddings-in FILE (one)\n");
         usage(stderr);
         return 2;
     }
     rs_engine *e = rs_cli_open_engine("score", &fl);
     if (!e) return 2;
     int rc = 0;
-    if (ids_in) {
+    if (emb_in) {
+        rc = score_embeddings_file(e, emb_in, (float)threshold);
+    } else if (ids_in) {
         rc = score_ids_file(e, ids_in, (float)threshold);
     } else {
         size_t n = (size_t)(argc - optind);
