@@ -83,7 +83,12 @@ static int is_file(const char *path) {
 
 static void copy_str(char *dst, size_t n, const cJSON *obj, const char *key, const char *dflt) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    snprintf(dst, n, "%s", cJSON_IsString(v) ? v->valuestring : dflt);
+    /* dflt may be dst itself (keep the current value): snprintf must not
+     * read the buffer it writes. */
+    if (cJSON_IsString(v))
+        snprintf(dst, n, "%s", v->valuestring);
+    else if (dflt != dst)
+        snprintf(dst, n, "%s", dflt);
 }
 
 /* Reads an optional int from a JSON file's key (sentence-transformers and
