@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine.h"
 #include "test_util.h"
@@ -31,6 +32,54 @@ static float *read_embeddings(const char *dir, size_t *n, size_t *dim) {
     }
     free(text);
     return out;
+}
+
+/* Opens a router made of a manifest and a one-file battle set in a fresh
+ * temporary directory; returns the status of rs_engine_open. */
+static rs_status open_with(const char *manifest, const char *battles, rs_err *err) {
+    char dir[] = "/tmp/rs_sw_XXXXXX", path[64];
+    if (!mkdtemp(dir)) return RS_ERR_IO;
+    snprintf(path, sizeof path, "%s/routescore.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs(manifest, f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/battles.jsonl", dir);
+    f = fopen(path, "w");
+    fputs(battles, f);
+    fclose(f);
+    rs_engine *e = NULL;
+    rs_status st = rs_engine_open(dir, NULL, &e, err);
+    rs_engine_close(e);
+    remove(path);
+    snprintf(path, sizeof path, "%s/routescore.json", dir);
+    remove(path);
+    rmdir(dir);
+    return st;
+}
+
+static void check_errors(void) {
+    rs_err err = {{0}};
+    const char *m = "{\"kind\": \"sw_ranking\", \"strong_model\": \"a\", \"weak_model\": \"b\", \"num_tiers\": 2}";
+    const char *ok = "{\"model_a\": \"a\", \"model_b\": \"b\", \"winner\": \"model_a\", \"embedding\": [1, 0]}\n"
+                     "{\"model_a\": \"b\", \"model_b\": \"a\", \"winner\": \"tie\", \"embedding\": [0, 1]}\n";
+    CHECK_MSG(open_with(m, ok, &err) == RS_OK, "%s", err.msg);
+    CHECK(open_with(m, "", &err) == RS_ERR_FORMAT);
+    CHECK(open_with(m, "{\"model_a\": \"a\", \"model_b\": \"b\", \"winner\": \"draw\", \"embedding\": [1]}\n", &err) ==
+          RS_ERR_FORMAT);
+    CHECK(open_with(m, "{\"model_a\": \"a\", \"model_b\": \"b\", \"winner\": \"tie\", \"embedding\": [1]}\n"
+                       "{\"model_a\": \"a\", \"model_b\": \"b\", \"winner\": \"tie\", \"embedding\": [1, 2]}\n", &err) ==
+          RS_ERR_FORMAT);
+    CHECK(open_with(m, "{\"model_a\": \"a\", \"model_b\": \"b\", \"winner\": \"tie\", \"embedding\": [0, 0]}\n", &err) ==
+          RS_ERR_FORMAT);
+    /* a prompt but no encoder to embed it */
+    CHECK(open_with(m, "{\"model_a\": \"a\", \"model_b\": \"b\", \"winner\": \"tie\", \"prompt\": \"hi\"}\n", &err) ==
+          RS_ERR_INVALID_ARG);
+    CHECK(open_with(m, "not json\n", &err) == RS_ERR_FORMAT);
+    /* the strong model fights no battle */
+    CHECK(open_with("{\"kind\": \"sw_ranking\", \"strong_model\": \"z\", \"weak_model\": \"b\"}", ok, &err) ==
+          RS_ERR_INVALID_ARG);
+    CHECK(open_with("{\"kind\": \"sw_ranking\", \"strong_model\": \"a\", \"weak_model\": \"b\", \"num_tiers\": 0}", ok,
+                    &err) == RS_ERR_INVALID_ARG);
 }
 
 int main(void) {
@@ -83,5 +132,6 @@ int main(void) {
     free(text);
     free(emb);
     rs_engine_close(e);
+    check_errors();
     return test_done("test_sw_ranking");
 }
