@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine.h"
 #include "test_util.h"
@@ -85,6 +86,41 @@ static void check_router(const char *data, const char *name, const char *strong)
     rs_engine_close(e);
 }
 
+/* rs_engine_open's status for a manifest in a fresh temporary directory. */
+static rs_status open_manifest(const char *manifest, rs_err *err) {
+    char dir[] = "/tmp/rs_mf_XXXXXX", path[64];
+    if (!mkdtemp(dir)) return RS_ERR_IO;
+    snprintf(path, sizeof path, "%s/routescore.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs(manifest, f);
+    fclose(f);
+    rs_engine *e = NULL;
+    rs_status st = rs_engine_open(dir, NULL, &e, err);
+    rs_engine_close(e);
+    remove(path);
+    rmdir(dir);
+    return st;
+}
+
+static void check_errors(const char *data) {
+    char m[2048];
+    rs_err err = {{0}};
+    /* 6-model checkpoint: RouteLLM's 64-name table does not fit it. */
+    snprintf(m, sizeof m, "{\"kind\": \"mf_routellm\", \"checkpoint\": \"%s/mf_routellm/model.safetensors\"}", data);
+    CHECK(open_manifest(m, &err) == RS_ERR_FORMAT);
+    /* a strong model that is not in the list */
+    snprintf(m, sizeof m, "{\"kind\": \"mf_routellm\", \"checkpoint\": \"%s/mf_routellm/model.safetensors\", "
+             "\"models\": [\"a\", \"b\"], \"strong_model\": \"a\", \"weak_model\": \"c\"}", data);
+    CHECK(open_manifest(m, &err) == RS_ERR_INVALID_ARG);
+    snprintf(m, sizeof m, "{\"kind\": \"mf_routellm\", \"checkpoint\": \"%s/mf_routellm/model.safetensors\", "
+             "\"models\": [\"a\", \"b\"], \"strong_model\": \"a\", \"weak_model\": \"b\"}", data);
+    CHECK_MSG(open_manifest(m, &err) == RS_OK, "%s", err.msg);
+    /* not an MFModel checkpoint */
+    snprintf(m, sizeof m, "{\"kind\": \"mf_routellm\", \"checkpoint\": \"%s/fidelity/minilm_cls_head.safetensors\"}", data);
+    CHECK(open_manifest(m, &err) == RS_ERR_NOT_FOUND);
+    CHECK(open_manifest("{\"kind\": \"mf_routellm\", \"checkpoint\": \"/nonexistent.safetensors\"}", &err) != RS_OK);
+}
+
 int main(void) {
     const char *data = test_env("RS_TEST_DATA");
     if (!data) {
@@ -93,5 +129,6 @@ int main(void) {
     }
     check_router(data, "mf_routellm", "model-4");
     check_router(data, "mf_routellm64", "gpt-4-1106-preview");
+    check_errors(data);
     return test_done("test_mf_routellm");
 }
