@@ -69,6 +69,9 @@ def main():
     for i, (obj, want) in enumerate(bad_cases):
         rc, out, err = run_check(["--config", write(os.path.join(tmp, f"bad{i}.json"), obj)])
         check(rc == 2 and want in err, f"bad config {i}: exit {rc}, says '{err.strip()[:150]}' (wants '{want}')")
+    emb_only = os.path.join(os.environ["RS_TEST_DATA"], "mf_routellm")  # no encoder: embeddings only
+    rc, _, err = run_check(["--model", emb_only])
+    check(rc == 2 and "client embeddings only" in err, f"an embeddings-only router is refused ({err.strip()[:150]})")
     rc, _, err = run_check(["--config", os.path.join(tmp, "missing.json")])
     check(rc == 2 and "cannot open" in err, "a missing config file is an error")
     rc, _, err = run_check(["--config", cfg, "--max-batch-size", "0"])

@@ -136,7 +136,7 @@ static int check_config(const rs_srv_config *c) {
         }
         rs_router_info info;
         rs_engine_info(e, &info);
-        int bad = !strcmp(info.kind, "embed") || info.max_tokens > r->max_batch_tokens;
+        int bad = !strcmp(info.kind, "embed") || info.max_tokens <= 0 || info.max_tokens > r->max_batch_tokens;
         if (!bad) {
             printf("%s{\"name\":", i ? "," : "");
             rs_cli_write_json_string(stdout, r->name[0] ? r->name : info.name, strlen(r->name[0] ? r->name : info.name));
@@ -148,6 +148,7 @@ static int check_config(const rs_srv_config *c) {
             printf("]}\n");
             fprintf(stderr, "routescore serve: routers[%d] (%s): %s\n", i, r->model,
                     !strcmp(info.kind, "embed") ? "a bare encoder has no scoring head"
+                    : info.max_tokens <= 0      ? "it scores client embeddings only; the gRPC API carries text"
                                                 : "max_batch_tokens is below the router's max_tokens");
             return 2;
         }

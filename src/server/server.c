@@ -1305,6 +1305,9 @@ rs_status rs_server_load(rs_server *s, rs_err *err) {
         if (!strcmp(r->info.kind, "embed"))
             return rs_errf(err, RS_ERR_INVALID_ARG, "router '%s' (%s) is a bare encoder: it has no scoring head", r->name,
                            r->cfg.model);
+        if (r->info.max_tokens <= 0) /* mf_routellm / sw_ranking without an encoder */
+            return rs_errf(err, RS_ERR_INVALID_ARG, "router '%s' (%s) scores client embeddings only; the gRPC API "
+                           "carries text: give it an \"encoder\" in routescore.json", r->name, r->cfg.model);
         if (r->info.max_tokens > r->cfg.max_batch_tokens)
             return rs_errf(err, RS_ERR_INVALID_ARG, "router '%s': max_batch_tokens %d is below its max_tokens %d", r->name,
                            r->cfg.max_batch_tokens, r->info.max_tokens);
