@@ -377,7 +377,48 @@ def write_train_labels(path, rep=5):
                 f.write(line * (1 if b == "mmlu" else rep))
 
 
+def write_st(path, tensors):
+    """A safetensors file of F32 tensors."""
+    import struct
+    header, blobs, off = {}, [], 0
+    for name, arr in tensors.items():
+        b = np.asarray(arr, dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(np.shape(arr)), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def write_head(out_dir, l2=30.0, rep=5):
+    """The shipped head "logistic mixed l2=30 gsm8k x5 +len", fitted on all of
+    MMLU + GSM8K: an mf head with mf.length_weight (the engine adds
+    length_weight * (log(tokens) - 3.5) to the logit). Threshold as `routescore
+    train`: the 0.5 quantile of the training scores (GSM8K rows counted `rep` times)."""
+    D = Data()
+    X = np.vstack([D.E["mmlu"], D.E["gsm8k"]])
+    L = np.log(np.concatenate([D.T["mmlu"], D.T["gsm8k"]])) - 3.5
+    w = np.concatenate([D.w["mmlu"], D.w["gsm8k"]])
+    s = np.concatenate([D.s["mmlu"], D.s["gsm8k"]])
+    g = np.concatenate([np.zeros(len(D.E["mmlu"])), np.ones(len(D.E["gsm8k"]))])
+    sw = np.where(g > 0.5, float(rep), 1.0)
+    beta = logistic_fit(np.hstack([X, L[:, None]]), target("mixed", w, s, g), l2, sw)
+    z = X @ beta[:-2] + beta[-2] * L + beta[-1]
+    p = sigmoid(z)
+    thr = float(np.quantile(np.repeat(p, np.where(g > 0.5, rep, 1)), 0.5))
+    os.makedirs(out_dir, exist_ok=True)
+    write_st(os.path.join(out_dir, "head.safetensors"),
+             {"mf.weight": beta[:-2], "mf.bias": beta[-1:], "mf.length_weight": beta[-2:-1]})
+    print(json.dumps({"threshold": thr, "length_weight": beta[-2], "bias": beta[-1],
+                      "examples": int(sw.sum())}))
+
+
 def main():
+    if "--write-head" in sys.argv:
+        write_head(sys.argv[sys.argv.index("--write-head") + 1])
+        return
     if "--prompts" in sys.argv:
         write_prompts()
         return

@@ -7,6 +7,8 @@
  *    router dir (default "."), "head": mf weights file, "pooling":
  *    "mean"|"cls", "normalize", "threshold", "strong_model", "weak_model",
  *    "max_tokens", "strong_labels": [label indices summed into win_prob]}
+ * An mf head is mf.weight [H], mf.bias [1] and optionally mf.length_weight [1]
+ * (times log(token count) - 3.5, added to the logit).
  *
  * DESIGN: score() tokenizes a group of prompts in parallel (the tokenizer is
  * immutable, so OpenMP threads share it), packs the ids back to back until
@@ -39,6 +41,7 @@
 typedef enum router_kind { KIND_BERT, KIND_MF, KIND_EMBED, KIND_CAUSAL, KIND_MF_ROUTELLM, KIND_SW_RANKING } router_kind;
 static const char *const KIND_NAMES[] = {"bert", "mf", "embed", "causal_llm", "mf_routellm", "sw_ranking"};
 #define N_KINDS 6
+#define RS_MF_LEN_CENTER 3.5 /* the length feature is log(tokens) - 3.5 */
 
 struct rs_engine {
     char name[128], strong[128], weak[128];
@@ -49,6 +52,8 @@ struct rs_engine {
     int pool_mean, normalize;
     int strong_labels[RS_MAX_LABELS], n_strong_labels;
     float *mf_w, mf_b; /* (H), the mf head */
+    float mf_len_w;    /* optional mf.length_weight: z += w * (log(tokens) - RS_MF_LEN_CENTER) */
+    int mf_len;
 
     rs_model_files *files;
     rs_backend *backend;
@@ -187,6 +192,16 @@ static rs_status load_mf_head(rs_engine *e, const char *path, rs_err *err) {
     else {
         rs_convert_f32(e->mf_w, w->data, w->dtype, (size_t)H);
         rs_convert_f32(&e->mf_b, b->data, b->dtype, 1);
+        /* Optional: a weight on the prompt's length (log of its token count,
+         * specials included, after truncation), which the pooled normalised
+         * embedding does not carry. */
+        const rs_st_tensor *lw = rs_st_find(f, "mf.length_weight");
+        if (lw && (lw->n_elems != 1 || lw->dtype != RS_DTYPE_F32))
+            st = rs_errf(err, RS_ERR_FORMAT, "%s: 'mf.length_weight' must be F32 [1]", path);
+        else if (lw) {
+            rs_convert_f32(&e->mf_len_w, lw->data, lw->dtype, 1);
+            e->mf_len = 1;
+        }
     }
     rs_st_close(f);
     return st;
@@ -505,7 +520,7 @@ static void head_score(rs_engine *e, const float *emb, size_t n, float threshold
 
 static float sigmoidf(float x) { return 1.f / (1.f + expf(-x)); }
 
-static void finish_score(rs_engine *e, const float *o, float threshold, rs_score *s) {
+static void finish_score(rs_engine *e, const float *o, int n_tokens, float threshold, rs_score *s) {
     const int H = e->cfg->hidden;
     if (e->kind == KIND_MF_ROUTELLM || e->kind == KIND_SW_RANKING) {
         head_score(e, o, 1, threshold, s);
@@ -514,6 +529,7 @@ static void finish_score(rs_engine *e, const float *o, float threshold, rs_score
     if (e->kind == KIND_MF) {
         double z = e->mf_b;
         for (int i = 0; i < H; i++) z += (double)e->mf_w[i] * o[i];
+        if (e->mf_len) z += (double)e->mf_len_w * (log((double)n_tokens) - RS_MF_LEN_CENTER);
         s->win_prob = sigmoidf((float)z);
         s->n_labels = 0;
     } else {
@@ -547,7 +563,7 @@ static rs_status flush(rs_engine *e, const sink *k, rs_err *err) {
         const float *o = e->out + (size_t)s * (size_t)width;
         size_t p = e->owner[s];
         if (k->mode == MODE_SCORE)
-            finish_score(e, o, k->threshold, &k->scores[p]);
+            finish_score(e, o, e->offsets[s + 1] - e->offsets[s], k->threshold, &k->scores[p]);
         else
             memcpy(k->emb + p * (size_t)H, o, (size_t)H * sizeof(float));
     }
