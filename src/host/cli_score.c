@@ -47,62 +47,52 @@ static long parse_ids(const char *line, size_t len, int32_t *ids, size_t cap, rs
     return n;
 }
 
-static int score_ids_file(rs_engine *e, const char *path, float threshold) {
-    rs_router_info info;
-    rs_engine_info(e, &info);
-    rs_cli_reader *r;
-    rs_err err = {{0}};
-    if (rs_cli_reader_open(path, 0, &r, &err) != RS_OK) {
-        fprintf(stderr, "routescore score: %s\n", err.msg);
-        return 2;
-    }
-    int32_t *ids = malloc((size_t)info.max_tokens * sizeof *ids);
-    int failed = 0;
-    for (;;) {
-        const char *line;
-        size_t len, off[2] = {0, 0};
-        uint64_t no;
-        rs_status st = rs_cli_reader_next(r, &line, &len, &no, &err);
-        if (st == RS_OK && !line) break;
-        char id[32];
-        snprintf(id, sizeof id, "%llu", (unsigned long long)no);
-        if (st == RS_ERR_IO || st == RS_ERR_FORMAT) {
-            fprintf(stderr, "routescore score: %s\n", err.msg);
-            failed = 2;
-            break;
-        }
-        long n = st == RS_OK ? parse_ids(line, len, ids, (size_t)info.max_tokens, &err) : -1;
-        rs_score s;
-        if (n >= 0) {
-            off[1] = (size_t)n;
-            st = rs_engine_score_tokens(e, ids, off, 1, threshold, &s, &err);
-        }
-        if (n < 0 || st != RS_OK) {
-            rs_cli_write_error_json(stdout, id, no, err.msg);
-            failed = failed ? failed : 1;
-        } else {
-            rs_cli_write_score_json(stdout, id, &s);
-        }
-    }
-    free(ids);
-    rs_cli_reader_close(r);
-    return failed;
+/* Scores one input line of a --ids-in / --embeddings-in file into *s. */
+typedef rs_status (*score_line_fn)(rs_engine *e, const char *line, size_t len, void *buf, size_t cap,
+                                   float threshold, rs_score *s, rs_err *err);
+
+static rs_status score_ids_line(rs_engine *e, const char *line, size_t len, void *buf, size_t cap, float threshold,
+                                rs_score *s, rs_err *err) {
+    int32_t *ids = buf;
+    long n = parse_ids(line, len, ids, cap, err);
+    if (n < 0) return RS_ERR_FORMAT;
+    size_t off[2] = {0, (size_t)n};
+    return rs_engine_score_tokens(e, ids, off, 1, threshold, s, err);
 }
 
-/* --embeddings-in: one client embedding per line, scored as it is read. */
-static int score_embeddings_file(rs_engine *e, const char *path, float threshold) {
-    rs_router_info info;
-    rs_engine_info(e, &info);
+static rs_status score_embedding_line(rs_engine *e, const char *line, size_t len, void *buf, size_t dim,
+                                      float threshold, rs_score *s, rs_err *err) {
+    float *emb = buf;
+    cJSON *j = cJSON_ParseWithLength(line, len);
+    size_t n = 0;
+    rs_status st = cJSON_IsArray(j) ? RS_OK : rs_errf(err, RS_ERR_FORMAT, "not a JSON array of floats");
+    for (const cJSON *it = st == RS_OK ? j->child : NULL; it; it = it->next, n++)
+        if (!cJSON_IsNumber(it) || n >= dim) {
+            st = rs_errf(err, RS_ERR_FORMAT, n >= dim ? "more than %zu values" : "value %zu is not a number",
+                         n >= dim ? dim : n);
+            break;
+        } else {
+            emb[n] = (float)it->valuedouble;
+        }
+    cJSON_Delete(j);
+    if (st == RS_OK) st = rs_engine_score_embeddings(e, emb, 1, n, threshold, s, err);
+    if (st == RS_OK && s->status != RS_OK) st = rs_errf(err, s->status, "%s", s->error);
+    return st;
+}
+
+/* --ids-in / --embeddings-in: one JSON array per line, scored as it is read;
+ * a bad line is an error record and the run goes on. cap: elements per line. */
+static int score_array_file(rs_engine *e, const char *path, float threshold, score_line_fn fn, size_t elem_size,
+                            size_t cap) {
     rs_cli_reader *r;
     rs_err err = {{0}};
     if (rs_cli_reader_open(path, 0, &r, &err) != RS_OK) {
         fprintf(stderr, "routescore score: %s\n", err.msg);
         return 2;
     }
-    const size_t dim = info.embed_dim > 0 ? (size_t)info.embed_dim : 1;
-    float *emb = malloc(dim * sizeof *emb);
-    int failed = emb ? 0 : 2;
-    while (emb) {
+    void *buf = malloc(cap * elem_size);
+    int failed = buf ? 0 : 2;
+    while (buf) {
         const char *line;
         size_t len;
         uint64_t no;
@@ -115,21 +105,8 @@ static int score_embeddings_file(rs_engine *e, const char *path, float threshold
             failed = 2;
             break;
         }
-        cJSON *j = st == RS_OK ? cJSON_ParseWithLength(line, len) : NULL;
-        size_t n = 0;
-        if (st == RS_OK && !cJSON_IsArray(j)) st = rs_errf(&err, RS_ERR_FORMAT, "not a JSON array of floats");
-        for (const cJSON *it = st == RS_OK ? j->child : NULL; it; it = it->next, n++)
-            if (!cJSON_IsNumber(it) || n >= dim) {
-                st = rs_errf(&err, RS_ERR_FORMAT, n >= dim ? "more than %zu values" : "value %zu is not a number",
-                             n >= dim ? dim : n);
-                break;
-            } else {
-                emb[n] = (float)it->valuedouble;
-            }
-        cJSON_Delete(j);
         rs_score s;
-        if (st == RS_OK) st = rs_engine_score_embeddings(e, emb, 1, n, threshold, &s, &err);
-        if (st == RS_OK && s.status != RS_OK) st = rs_errf(&err, s.status, "%s", s.error);
+        if (st == RS_OK) st = fn(e, line, len, buf, cap, threshold, &s, &err);
         if (st != RS_OK) {
             rs_cli_write_error_json(stdout, id, no, err.msg);
             failed = failed ? failed : 1;
@@ -137,7 +114,7 @@ static int score_embeddings_file(rs_engine *e, const char *path, float threshold
             rs_cli_write_score_json(stdout, id, &s);
         }
     }
-    free(emb);
+    free(buf);
     rs_cli_reader_close(r);
     return failed;
 }
@@ -179,10 +156,14 @@ int rs_cli_score(int argc, char **argv) {
     rs_engine *e = rs_cli_open_engine("score", &fl);
     if (!e) return 2;
     int rc = 0;
+    rs_router_info info;
+    rs_engine_info(e, &info);
     if (emb_in) {
-        rc = score_embeddings_file(e, emb_in, (float)threshold);
+        size_t dim = info.embed_dim > 0 ? (size_t)info.embed_dim : 1;
+        rc = score_array_file(e, emb_in, (float)threshold, score_embedding_line, sizeof(float), dim);
     } else if (ids_in) {
-        rc = score_ids_file(e, ids_in, (float)threshold);
+        size_t cap = info.max_tokens > 0 ? (size_t)info.max_tokens : 1;
+        rc = score_array_file(e, ids_in, (float)threshold, score_ids_line, sizeof(int32_t), cap);
     } else {
         size_t n = (size_t)(argc - optind);
         const char **prompts = calloc(n, sizeof *prompts);
