@@ -10,30 +10,6 @@
 #include "engine.h"
 #include "test_util.h"
 
-/* Reads dir/embeddings.jsonl (lines of float arrays) into a (n, dim) array. */
-static float *read_embeddings(const char *dir, size_t *n, size_t *dim) {
-    char path[1200];
-    snprintf(path, sizeof path, "%s/embeddings.jsonl", dir);
-    size_t len;
-    char *text = test_read_file(path, &len);
-    if (!text) return NULL;
-    float *out = NULL;
-    *n = *dim = 0;
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        cJSON *j = cJSON_Parse(line);
-        size_t d = (size_t)cJSON_GetArraySize(j);
-        if (!*dim) *dim = d;
-        CHECK(d == *dim);
-        out = realloc(out, (*n + 1) * *dim * sizeof *out);
-        size_t k = 0;
-        for (const cJSON *it = j->child; it && k < *dim; it = it->next) out[*n * *dim + k++] = (float)it->valuedouble;
-        cJSON_Delete(j);
-        (*n)++;
-    }
-    free(text);
-    return out;
-}
-
 /* Opens a router made of a manifest and a one-file battle set in a fresh
  * temporary directory; returns the status of rs_engine_open. */
 static rs_status open_with(const char *manifest, const char *battles, rs_err *err) {
@@ -101,7 +77,7 @@ int main(void) {
     CHECK(info.embed_dim == 16);
 
     size_t n = 0, dim = 0;
-    float *emb = read_embeddings(dir, &n, &dim);
+    float *emb = test_read_embeddings(dir, &n, &dim);
     snprintf(path, sizeof path, "%s/expected.json", dir);
     char *text = test_read_file(path, NULL);
     cJSON *exp = text ? cJSON_Parse(text) : NULL;

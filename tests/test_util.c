@@ -1,6 +1,9 @@
 /* test_util.c — see test_util.h. */
 #include "test_util.h"
 
+#include <cjson/cJSON.h>
+#include <string.h>
+
 #include <stdlib.h>
 
 int rs_test_failures = 0;
@@ -36,4 +39,28 @@ int test_done(const char *name) {
     }
     printf("%s: ok\n", name);
     return 0;
+}
+
+/* Reads dir/embeddings.jsonl (lines of float arrays) into a (n, dim) array. */
+float *test_read_embeddings(const char *dir, size_t *n, size_t *dim) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/embeddings.jsonl", dir);
+    size_t len;
+    char *text = test_read_file(path, &len);
+    if (!text) return NULL;
+    float *out = NULL;
+    *n = *dim = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        size_t d = (size_t)cJSON_GetArraySize(j);
+        if (!*dim) *dim = d;
+        CHECK(d == *dim);
+        out = realloc(out, (*n + 1) * *dim * sizeof *out);
+        size_t k = 0;
+        for (const cJSON *it = j->child; it && k < *dim; it = it->next) out[*n * *dim + k++] = (float)it->valuedouble;
+        cJSON_Delete(j);
+        (*n)++;
+    }
+    free(text);
+    return out;
 }

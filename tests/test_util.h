@@ -31,5 +31,8 @@ const char *test_env(const char *name);
 /* Reads a whole file; caller frees. NULL on error. */
 char *test_read_file(const char *path, size_t *len);
 int test_done(const char *name);
+/* Reads dir/embeddings.jsonl (lines of float arrays) into a (n, dim) array
+ * the caller frees; NULL when the file is missing. */
+float *test_read_embeddings(const char *dir, size_t *n, size_t *dim);
 
 #endif
