@@ -12,7 +12,7 @@
 #include "test_util.h"
 
 static void check_router(const char *data, const char *name, const char *strong) {
-    char dir[1024], path[1200];
+    char dir[1024];
     snprintf(dir, sizeof dir, "%s/%s", data, name);
     rs_engine *e = NULL;
     rs_err err = {{0}};
@@ -25,24 +25,19 @@ static void check_router(const char *data, const char *name, const char *strong)
     CHECK(!strcmp(info.strong_model, strong));
     CHECK(info.embed_dim == 32);
 
-    size_t n = 0, dim = 0;
-    float *emb = test_read_embeddings(dir, &n, &dim);
-    snprintf(path, sizeof path, "%s/expected.json", dir);
-    char *text = test_read_file(path, NULL);
-    cJSON *exp = text ? cJSON_Parse(text) : NULL;
-    const cJSON *probs = cJSON_GetObjectItemCaseSensitive(exp, "win_prob");
-    CHECK(emb && dim == 32 && n == 12 && cJSON_GetArraySize(probs) == (int)n);
-    rs_score *out = calloc(n, sizeof *out);
-    st = rs_engine_score_embeddings(e, emb, n, dim, NAN, out, &err);
-    CHECK_MSG(st == RS_OK, "%s", err.msg);
-    size_t i = 0;
-    double worst = 0;
-    for (const cJSON *it = probs ? probs->child : NULL; it && i < n; it = it->next, i++) {
-        CHECK(out[i].status == RS_OK);
-        double d = fabs(out[i].win_prob - it->valuedouble);
-        worst = d > worst ? d : worst;
-        CHECK(out[i].route_strong == (out[i].win_prob >= 0.5f));
+    test_emb_case c;
+    st = test_emb_case_run(&c, e, dir) == 0 ? RS_OK : RS_ERR_INTERNAL;
+    CHECK(c.dim == 32 && c.n == 12);
+    float *emb = c.emb;
+    size_t n = c.n, dim = c.dim;
+    rs_score *out = c.out;
+    double worst = c.worst;
+    if (st != RS_OK) {
+        test_emb_case_free(&c);
+        rs_engine_close(e);
+        return;
     }
+    for (size_t i = 0; st == RS_OK && i < n; i++) CHECK(out[i].route_strong == (out[i].win_prob >= 0.5f));
     CHECK_MSG(worst < 1e-5, "%s: max |p - numpy| = %g", name, worst);
     printf("%s: %zu prompts, max |p - numpy| = %.3g\n", name, n, worst);
 
@@ -55,10 +50,7 @@ static void check_router(const char *data, const char *name, const char *strong)
     const char *prompt = "hello";
     size_t plen = 5;
     CHECK(rs_engine_score(e, &prompt, &plen, 1, NAN, out, &err) == RS_ERR_UNSUPPORTED);
-    free(out);
-    cJSON_Delete(exp);
-    free(text);
-    free(emb);
+    test_emb_case_free(&c);
     rs_engine_close(e);
 }
 

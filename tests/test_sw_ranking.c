@@ -64,7 +64,7 @@ int main(void) {
         fprintf(stderr, "RS_TEST_DATA not set\n");
         return 77;
     }
-    char dir[1024], path[1200];
+    char dir[1024];
     snprintf(dir, sizeof dir, "%s/sw_ranking", data);
     rs_engine *e = NULL;
     rs_err err = {{0}};
@@ -76,22 +76,17 @@ int main(void) {
     CHECK(!strcmp(info.kind, "sw_ranking"));
     CHECK(info.embed_dim == 16);
 
-    size_t n = 0, dim = 0;
-    float *emb = test_read_embeddings(dir, &n, &dim);
-    snprintf(path, sizeof path, "%s/expected.json", dir);
-    char *text = test_read_file(path, NULL);
-    cJSON *exp = text ? cJSON_Parse(text) : NULL;
-    const cJSON *probs = cJSON_GetObjectItemCaseSensitive(exp, "win_prob");
-    CHECK(emb && dim == 16 && n == 10 && cJSON_GetArraySize(probs) == (int)n);
-    rs_score *out = calloc(n, sizeof *out);
-    st = rs_engine_score_embeddings(e, emb, n, dim, NAN, out, &err);
-    CHECK_MSG(st == RS_OK, "%s", err.msg);
-    size_t i = 0;
-    double worst = 0;
-    for (const cJSON *it = probs ? probs->child : NULL; it && i < n; it = it->next, i++) {
-        CHECK(out[i].status == RS_OK);
-        double d = fabs(out[i].win_prob - it->valuedouble);
-        worst = d > worst ? d : worst;
+    test_emb_case c;
+    st = test_emb_case_run(&c, e, dir) == 0 ? RS_OK : RS_ERR_INTERNAL;
+    CHECK(c.dim == 16 && c.n == 10);
+    float *emb = c.emb;
+    size_t n = c.n, dim = c.dim;
+    rs_score *out = c.out;
+    double worst = c.worst;
+    if (st != RS_OK) {
+        test_emb_case_free(&c);
+        rs_engine_close(e);
+        return test_done("test_sw_ranking");
     }
     CHECK_MSG(worst < 1e-4, "max |p - numpy| = %g", worst);
     printf("sw_ranking: %zu prompts, max |p - numpy| = %.3g\n", n, worst);
@@ -103,10 +98,7 @@ int main(void) {
     memset(emb, 0, dim * sizeof *emb);
     CHECK(rs_engine_score_embeddings(e, emb, 2, dim, NAN, out, &err) == RS_OK);
     CHECK(out[0].status == RS_ERR_INVALID_ARG && out[1].status == RS_OK);
-    free(out);
-    cJSON_Delete(exp);
-    free(text);
-    free(emb);
+    test_emb_case_free(&c);
     rs_engine_close(e);
     check_errors();
     return test_done("test_sw_ranking");

@@ -2,6 +2,7 @@
 #include "test_util.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <string.h>
 
 #include <stdlib.h>
@@ -63,4 +64,36 @@ float *test_read_embeddings(const char *dir, size_t *n, size_t *dim) {
     }
     free(text);
     return out;
+}
+
+int test_emb_case_run(test_emb_case *c, rs_engine *e, const char *dir) {
+    memset(c, 0, sizeof *c);
+    c->emb = test_read_embeddings(dir, &c->n, &c->dim);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/expected.json", dir);
+    char *text = test_read_file(path, NULL);
+    cJSON *exp = text ? cJSON_Parse(text) : NULL;
+    const cJSON *probs = cJSON_GetObjectItemCaseSensitive(exp, "win_prob");
+    int ok = c->emb && cJSON_GetArraySize(probs) == (int)c->n;
+    CHECK_MSG(ok, "%s: embeddings.jsonl and expected.json disagree or are missing", dir);
+    c->out = ok ? calloc(c->n, sizeof *c->out) : NULL;
+    rs_err err = {{0}};
+    if (ok && rs_engine_score_embeddings(e, c->emb, c->n, c->dim, NAN, c->out, &err) != RS_OK) {
+        CHECK_MSG(0, "%s: %s", dir, err.msg);
+        ok = 0;
+    }
+    size_t i = 0;
+    for (const cJSON *it = ok ? probs->child : NULL; it && i < c->n; it = it->next, i++) {
+        CHECK(c->out[i].status == RS_OK);
+        double d = fabs(c->out[i].win_prob - it->valuedouble);
+        c->worst = d > c->worst ? d : c->worst;
+    }
+    cJSON_Delete(exp);
+    free(text);
+    return ok ? 0 : -1;
+}
+
+void test_emb_case_free(test_emb_case *c) {
+    free(c->emb);
+    free(c->out);
 }

@@ -6,6 +6,8 @@
 
 #include <stdio.h>
 
+#include "engine.h"
+
 extern int rs_test_failures;
 
 #define CHECK(cond)                                                                  \
@@ -34,5 +36,18 @@ int test_done(const char *name);
 /* Reads dir/embeddings.jsonl (lines of float arrays) into a (n, dim) array
  * the caller frees; NULL when the file is missing. */
 float *test_read_embeddings(const char *dir, size_t *n, size_t *dim);
+
+/* An embedding router's golden case: dir/embeddings.jsonl scored with e in
+ * one call and compared with dir/expected.json's "win_prob" list (made by a
+ * numpy rendering). Fills every field; CHECKs that the files agree, the call
+ * works and every prompt scored. Returns 0, or -1 when nothing was scored. */
+typedef struct test_emb_case {
+    float *emb;    /* (n, dim) */
+    size_t n, dim;
+    rs_score *out; /* (n) */
+    double worst;  /* max |win_prob - expected| */
+} test_emb_case;
+int test_emb_case_run(test_emb_case *c, rs_engine *e, const char *dir);
+void test_emb_case_free(test_emb_case *c);
 
 #endif
