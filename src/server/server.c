@@ -1418,8 +1418,11 @@ int rs_server_drain(rs_server *s) {
            s->cfg.grace_s, live, accepted, fatal ? "true" : "false");
     /* Phase 1: health says NOT_SERVING (watchers are told), streams stop
      * reading, new Scorer calls get UNAVAILABLE; accepted calls finish. It
-     * ends when none is left and callers have gone quiet (no refusal for
-     * 200 ms, or 2 s of refusals after the last accepted call ended). */
+     * ends when none is left and callers have gone quiet: 500 ms with no
+     * refusal *and* none since the last accepted call ended (a caller that
+     * just got its answer sends again at once; ending phase 1 then would
+     * leave that call to the core, which cancels it), or 2 s of refusals
+     * after the last accepted call ended. */
     wake_live_calls(s);
     pthread_mutex_lock(&s->mu);
     double t_idle = 0;
@@ -1428,7 +1431,8 @@ int rs_server_drain(rs_server *s) {
         if (now >= until) break;
         if (s->n_accepted == 0) {
             if (t_idle == 0) t_idle = now;
-            if (now - s->t_last_refused >= 0.2 || now - t_idle >= 2.0) break;
+            const double last = s->t_last_refused > t_idle ? s->t_last_refused : t_idle;
+            if (now - last >= 0.5 || now - t_idle >= 2.0) break;
         }
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
