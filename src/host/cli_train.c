@@ -8,12 +8,21 @@
  * p = sigmoid(w . e + b) by Newton's method, reports held-out quality beside
  * a constant baseline, and writes a router directory the engine opens:
  * head.safetensors ("mf.weight" [d], "mf.bias" [1]) and routescore.json.
+ * With --length-term the model is p = sigmoid(w . e + lw * (ln n - c) + b),
+ * n the prompt's token count as the engine counts it (specials included,
+ * after truncation) and c = RS_MF_LEN_CENTER: the feature the engine adds for
+ * the optional "mf.length_weight" [1] (the pooled, normalised embedding does
+ * not carry the prompt's length, which predicts routing gain on its own).
  *
  * Choices, and why:
  *   - Newton, not SGD: d is a few hundred, so the (d+1)^2 Hessian is small,
  *     and Newton converges to the exact optimum in ~10 steps with no learning
  *     rate to tune; the result is deterministic for a given input.
- *   - Loss = sum of per-example log-losses + (l2/2)|w|^2, bias unpenalised.
+ *   - Loss = sum of per-example log-losses, each times the record's optional
+ *     "weight" (default 1), + (l2/2)(|w|^2 + lw^2), bias unpenalised. A row
+ *     of weight k fits exactly as k copies of it would (the loss, gradient
+ *     and Hessian are the same sums), and so do the held-out metrics and
+ *     the threshold quantile, which count a row k times.
  *     Default l2 = 1.0 on the summed loss: with unit-norm embeddings and
  *     ~10^4 examples that is a light prior (about 1e-4 per example) that only
  *     keeps the problem strictly convex when the classes are nearly
@@ -23,6 +32,11 @@
  *   - Threshold = the (1 - S) quantile of the scores of the training prompts
  *     (RouteLLM's calibration rule, linear interpolation as numpy's default),
  *     so about a share S of traffic like the training prompts goes strong.
+ *   - A malformed record (bad JSON, no prompt, label not 0/1, weight not a
+ *     positive finite number) stops the run with exit 2 naming its line,
+ *     before anything is embedded or written: a silently dropped row, or a
+ *     weight read as 1, would change the fit unnoticed. Prompts the engine
+ *     refuses while embedding are still skipped with a warning.
  *   - All arithmetic of the fit in double; the head is stored as F32. */
 #include <errno.h>
 #include <getopt.h>
@@ -37,13 +51,13 @@
 #include "cli.h"
 #include "cli_common.h"
 #include "engine.h"
-#include "eval.h"
 #include "safetensors.h"
 
 #define TRAIN_BATCH 64
 #define NEWTON_MAX_ITERS 100
 #define GRAD_TOL 1e-6
 #define WARN_LIMIT 10 /* skipped-record warnings printed before summarising */
+#define WEIGHT_MAX 1e6 /* largest "weight" of a record: keeps every sum finite */
 
 typedef struct train_opts {
     const char *encoder, *in, *out, *field, *name;
@@ -51,19 +65,23 @@ typedef struct train_opts {
     long holdout_every;
     double share;
     long threads;
+    int length_term; /* fit mf.length_weight too */
     int json, quiet;
 } train_opts;
 
-/* The examples, in input order. emb is [n * d]. */
+/* The examples, in input order. */
 typedef struct train_data {
     size_t n, cap;
     char **prompts;
     size_t *lens;
     int *label;
+    double *weight; /* (n) the record's "weight", default 1 */
     int *heldout;
     uint64_t *line;
-    float *emb;
+    float *emb;    /* (n, d) */
+    double *lenf;  /* (n) ln(token count) - RS_MF_LEN_CENTER */
     int d;
+    int nf;        /* features: d, or d + 1 with the length term; theta is [w (d), lw?, b] */
 } train_data;
 
 typedef struct metrics {
@@ -75,16 +93,19 @@ static void usage(FILE *f) {
             "usage: routescore train --encoder DIR --in FILE.jsonl --out ROUTER_DIR [options]\n"
             "\n"
             "Fits an mf router head p = sigmoid(w . e + b) on the encoder's sentence embeddings e.\n"
-            "Input lines: {\"prompt\": \"...\", \"label\": 0|1}   (label 1 = route to the strong model;\n"
-            "models/make_train_labels.py builds such a file). Writes ROUTER_DIR/head.safetensors and\n"
-            "ROUTER_DIR/routescore.json, and prints held-out log-loss, AUC and Brier score beside a\n"
-            "constant baseline (the training positive rate).\n"
+            "Input lines: {\"prompt\": \"...\", \"label\": 0|1, \"weight\": W}   (label 1 = route to the\n"
+            "strong model; weight optional, a positive number, default 1: the row counts W times;\n"
+            "models/make_train_labels.py builds such a file). A malformed line is an error (exit 2).\n"
+            "Writes ROUTER_DIR/head.safetensors and ROUTER_DIR/routescore.json, and prints held-out\n"
+            "log-loss, AUC and Brier score beside a constant baseline (the training positive rate).\n"
             "\n"
             "options:\n"
             "  --encoder DIR          sentence encoder (a Hugging Face model directory)\n"
             "  --in FILE              labelled JSON lines (plain or .gz)\n"
             "  --out DIR              router directory to write (created if needed)\n"
-            "  --l2 L                 L2 penalty on w, on the summed log-loss (default 1.0)\n"
+            "  --l2 L                 L2 penalty on w (and lw), on the summed log-loss (default 1.0)\n"
+            "  --length-term          also fit lw in sigmoid(w . e + lw * (ln tokens - 3.5) + b), written\n"
+            "                         as mf.length_weight (tokens: the engine's count, specials included)\n"
             "  --holdout-every K      hold out records whose 0-based line index %% K == 0 (default 5;\n"
             "                         0: no holdout)\n"
             "  --threshold-share S    threshold = (1-S) quantile of training scores (default 0.5)\n"
@@ -96,12 +117,13 @@ static void usage(FILE *f) {
 }
 
 static int parse_opts(int argc, char **argv, train_opts *o) {
-    enum { O_ENC = 1000, O_IN, O_OUT, O_L2, O_HOLD, O_SHARE, O_FIELD, O_NAME, O_THREADS, O_JSON, O_QUIET, O_HELP };
+    enum { O_ENC = 1000, O_IN, O_OUT, O_L2, O_LEN, O_HOLD, O_SHARE, O_FIELD, O_NAME, O_THREADS, O_JSON, O_QUIET, O_HELP };
     static const struct option longs[] = {
         {"encoder", required_argument, NULL, O_ENC},
         {"in", required_argument, NULL, O_IN},
         {"out", required_argument, NULL, O_OUT},
         {"l2", required_argument, NULL, O_L2},
+        {"length-term", no_argument, NULL, O_LEN},
         {"holdout-every", required_argument, NULL, O_HOLD},
         {"threshold-share", required_argument, NULL, O_SHARE},
         {"field", required_argument, NULL, O_FIELD},
@@ -128,6 +150,7 @@ static int parse_opts(int argc, char **argv, train_opts *o) {
         case O_IN: o->in = optarg; break;
         case O_OUT: o->out = optarg; break;
         case O_L2: st = rs_cli_parse_float("--l2", optarg, 0.0, 1e12, &o->l2, &err); break;
+        case O_LEN: o->length_term = 1; break;
         case O_HOLD:
             st = rs_cli_parse_int("--holdout-every", optarg, 0, 1L << 30, &o->holdout_every, &err);
             if (st == RS_OK && o->holdout_every == 1)
@@ -176,13 +199,16 @@ static void data_free(train_data *t) {
     free(t->prompts);
     free(t->lens);
     free(t->label);
+    free(t->weight);
     free(t->heldout);
     free(t->line);
     free(t->emb);
+    free(t->lenf);
     memset(t, 0, sizeof *t);
 }
 
-static rs_status data_push(train_data *t, const char *text, size_t len, int label, int heldout, uint64_t line) {
+static rs_status data_push(train_data *t, const char *text, size_t len, int label, double weight, int heldout,
+                           uint64_t line) {
     if (t->n == t->cap) {
         size_t cap = t->cap ? 2 * t->cap : 1024;
         char **p = realloc(t->prompts, cap * sizeof *p);
@@ -191,11 +217,13 @@ static rs_status data_push(train_data *t, const char *text, size_t len, int labe
         if (l) t->lens = l;
         int *y = realloc(t->label, cap * sizeof *y);
         if (y) t->label = y;
+        double *w = realloc(t->weight, cap * sizeof *w);
+        if (w) t->weight = w;
         int *h = realloc(t->heldout, cap * sizeof *h);
         if (h) t->heldout = h;
         uint64_t *ln = realloc(t->line, cap * sizeof *ln);
         if (ln) t->line = ln;
-        if (!p || !l || !y || !h || !ln) return RS_ERR_NOMEM;
+        if (!p || !l || !y || !w || !h || !ln) return RS_ERR_NOMEM;
         t->cap = cap;
     }
     char *copy = malloc(len + 1);
@@ -205,6 +233,7 @@ static rs_status data_push(train_data *t, const char *text, size_t len, int labe
     t->prompts[t->n] = copy;
     t->lens[t->n] = len;
     t->label[t->n] = label;
+    t->weight[t->n] = weight;
     t->heldout[t->n] = heldout;
     t->line[t->n] = line;
     t->n++;
@@ -217,9 +246,31 @@ static void warn_skip(const train_opts *o, uint64_t *n_skipped, uint64_t line, c
     (*n_skipped)++;
 }
 
-/* Reads every record; malformed ones are skipped with a warning (a training
- * set is curated data: a few bad lines should not cost a long run). */
-static rs_status read_input(const train_opts *o, train_data *t, uint64_t *n_skipped, rs_err *err) {
+/* The prompt, label and weight of one parsed record; err says what is wrong
+ * (without the line number, which the caller adds). */
+static rs_status parse_record(const cJSON *root, const char *field, rs_cli_buf *scratch, const char **text,
+                              size_t *tlen, int *label, double *weight, rs_err *err) {
+    if (!cJSON_IsObject(root)) return rs_errf(err, RS_ERR_INVALID_ARG, "not a JSON object");
+    rs_status st = rs_cli_extract_prompt(root, field, scratch, text, tlen, err);
+    if (st != RS_OK) return st;
+    const cJSON *lab = cJSON_GetObjectItemCaseSensitive(root, "label");
+    if (!lab) return rs_errf(err, RS_ERR_INVALID_ARG, "missing \"label\" (0 or 1)");
+    if (cJSON_IsBool(lab)) *label = cJSON_IsTrue(lab);
+    else if (cJSON_IsNumber(lab) && (lab->valuedouble == 0.0 || lab->valuedouble == 1.0)) *label = (int)lab->valuedouble;
+    else return rs_errf(err, RS_ERR_INVALID_ARG, "\"label\" must be 0 or 1");
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(root, "weight");
+    *weight = 1.0;
+    if (w) {
+        if (!cJSON_IsNumber(w) || !isfinite(w->valuedouble) || !(w->valuedouble > 0) || w->valuedouble > WEIGHT_MAX)
+            return rs_errf(err, RS_ERR_INVALID_ARG, "\"weight\" must be a finite number in (0, %g]", WEIGHT_MAX);
+        *weight = w->valuedouble;
+    }
+    return RS_OK;
+}
+
+/* Reads every record. A malformed one ends the read: RS_ERR_INVALID_ARG with
+ * a message naming its line (see the header comment for why not a skip). */
+static rs_status read_input(const train_opts *o, train_data *t, rs_err *err) {
     rs_cli_reader *r = NULL;
     rs_status st = rs_cli_reader_open(o->in, 0, &r, err);
     if (st != RS_OK) return st;
@@ -231,8 +282,8 @@ static rs_status read_input(const train_opts *o, train_data *t, uint64_t *n_skip
         rs_err e = {{0}};
         st = rs_cli_reader_next(r, &line, &len, &no, &e);
         if (st == RS_ERR_TOO_LARGE) {
-            warn_skip(o, n_skipped, no, e.msg);
-            continue;
+            st = rs_errf(err, RS_ERR_INVALID_ARG, "line %llu: %s", (unsigned long long)no, e.msg);
+            break;
         }
         if (st != RS_OK) {
             rs_errf(err, st, "%s", e.msg);
@@ -240,48 +291,42 @@ static rs_status read_input(const train_opts *o, train_data *t, uint64_t *n_skip
         }
         if (!line) break;
         if (rs_cli_line_is_blank(line, len)) continue;
-        if (rs_cli_check_line(line, len, &e) != RS_OK) {
-            warn_skip(o, n_skipped, no, e.msg);
-            continue;
-        }
-        cJSON *root = cJSON_ParseWithLength(line, len);
+        cJSON *root = NULL;
         const char *text = NULL;
         size_t tlen = 0;
-        const cJSON *lab = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "label") : NULL;
-        int y = -1;
-        if (cJSON_IsBool(lab)) y = cJSON_IsTrue(lab);
-        else if (cJSON_IsNumber(lab) && (lab->valuedouble == 0.0 || lab->valuedouble == 1.0)) y = (int)lab->valuedouble;
-        if (!root) {
-            warn_skip(o, n_skipped, no, "invalid JSON");
-        } else if (rs_cli_extract_prompt(root, o->field, &scratch, &text, &tlen, &e) != RS_OK) {
-            warn_skip(o, n_skipped, no, e.msg);
-        } else if (y < 0) {
-            warn_skip(o, n_skipped, no, "\"label\" must be 0 or 1");
+        int y = 0;
+        double w = 1.0;
+        st = rs_cli_check_line(line, len, &e);
+        if (st == RS_OK && !(root = cJSON_ParseWithLength(line, len))) st = rs_errf(&e, RS_ERR_FORMAT, "invalid JSON");
+        if (st == RS_OK) st = parse_record(root, o->field, &scratch, &text, &tlen, &y, &w, &e);
+        if (st != RS_OK) {
+            rs_errf(err, RS_ERR_INVALID_ARG, "line %llu: %s", (unsigned long long)no, e.msg);
+            st = RS_ERR_INVALID_ARG;
         } else {
             int held = o->holdout_every > 0 && (no - 1) % (uint64_t)o->holdout_every == 0;
-            st = data_push(t, text, tlen, y, held, no);
+            st = data_push(t, text, tlen, y, w, held, no);
+            if (st != RS_OK) rs_errf(err, st, "out of memory reading the input");
         }
         cJSON_Delete(root);
-        if (st != RS_OK) {
-            rs_errf(err, st, "out of memory reading %s", o->in);
-            break;
-        }
+        if (st != RS_OK) break;
     }
     rs_cli_buf_free(&scratch);
     rs_cli_reader_close(r);
     return st;
 }
 
-/* Embeds every prompt; prompts the engine refuses are dropped (compacted
- * out of t, with a warning). */
+/* Embeds every prompt and records its length feature; prompts the engine
+ * refuses are dropped (compacted out of t, with a warning). */
 static rs_status embed_all(const train_opts *o, rs_engine *eng, train_data *t, uint64_t *n_skipped, rs_err *err) {
     rs_router_info info;
     rs_engine_info(eng, &info);
     t->d = info.embed_dim;
     if (t->d <= 0) return rs_errf(err, RS_ERR_UNSUPPORTED, "%s: the encoder reports no embedding size", o->encoder);
+    t->nf = t->d + (o->length_term ? 1 : 0);
     t->emb = malloc(t->n * (size_t)t->d * sizeof *t->emb + 1);
+    t->lenf = malloc(t->n * sizeof *t->lenf + 1);
     rs_score *meta = calloc(TRAIN_BATCH, sizeof *meta);
-    if (!t->emb || !meta) {
+    if (!t->emb || !t->lenf || !meta) {
         free(meta);
         return rs_errf(err, RS_ERR_NOMEM, "out of memory for %zu embeddings", t->n);
     }
@@ -296,17 +341,24 @@ static rs_status embed_all(const train_opts *o, rs_engine *eng, train_data *t, u
         if (st != RS_OK) break;
         for (size_t k = 0; k < b; k++) {
             size_t j = i + k;
+            if (meta[k].status == RS_OK && meta[k].tokens <= 0) {
+                meta[k].status = RS_ERR_INVALID_ARG;
+                snprintf(meta[k].error, sizeof meta[k].error, "no tokens");
+            }
             if (meta[k].status != RS_OK) {
                 warn_skip(o, n_skipped, t->line[j], meta[k].error[0] ? meta[k].error : rs_status_str(meta[k].status));
                 free(t->prompts[j]);
                 continue;
             }
+            /* The engine's feature for mf.length_weight, bit for bit. */
+            t->lenf[kept] = log((double)meta[k].tokens) - RS_MF_LEN_CENTER;
             /* Compact in place: kept <= j, so nothing unread is overwritten. */
             if (kept != j) {
                 memmove(t->emb + kept * (size_t)t->d, t->emb + j * (size_t)t->d, (size_t)t->d * sizeof *t->emb);
                 t->prompts[kept] = t->prompts[j];
                 t->lens[kept] = t->lens[j];
                 t->label[kept] = t->label[j];
+                t->weight[kept] = t->weight[j];
                 t->heldout[kept] = t->heldout[j];
                 t->line[kept] = t->line[j];
             }
@@ -340,18 +392,24 @@ static double dot_row(const float *e, const double *w, int d) {
     return s;
 }
 
-/* Summed loss of theta = [w (d), b] over the training rows. */
+/* The logit of row i under theta = [w (d), lw (with the length term), b]. */
+static double row_logit(const train_data *t, size_t i, const double *theta) {
+    double z = dot_row(t->emb + i * (size_t)t->d, theta, t->d) + theta[t->nf];
+    if (t->nf > t->d) z += theta[t->d] * t->lenf[i];
+    return z;
+}
+
+/* Weighted summed loss of theta over the training rows. */
 static double train_loss(const train_data *t, const double *theta, double l2) {
-    const int d = t->d;
     double loss = 0;
 #pragma omp parallel for reduction(+ : loss) schedule(static)
     for (size_t i = 0; i < t->n; i++) {
         if (t->heldout[i]) continue;
-        double z = dot_row(t->emb + i * (size_t)d, theta, d) + theta[d];
-        loss += softplus(z) - (t->label[i] ? z : 0.0);
+        double z = row_logit(t, i, theta);
+        loss += t->weight[i] * (softplus(z) - (t->label[i] ? z : 0.0));
     }
     double ww = 0;
-    for (int k = 0; k < d; k++) ww += theta[k] * theta[k];
+    for (int k = 0; k < t->nf; k++) ww += theta[k] * theta[k];
     return loss + 0.5 * l2 * ww;
 }
 
@@ -383,11 +441,11 @@ static int cholesky_solve(double *a, double *b, int m) {
     return 0;
 }
 
-/* Newton's method with backtracking on the summed loss. theta [d + 1] in/out
- * (starts at w = 0, b = logit of the positive rate). */
+/* Newton's method with backtracking on the summed loss. theta [nf + 1]
+ * in/out (starts at w = 0, lw = 0, b = logit of the weighted positive rate). */
 static rs_status fit(const train_opts *o, const train_data *t, double *theta, int *iters, double *gnorm_out,
                      rs_err *err) {
-    const int d = t->d, m = d + 1;
+    const int d = t->d, nf = t->nf, m = nf + 1;
     double *H = malloc((size_t)m * m * sizeof *H);
     double *g = malloc((size_t)m * sizeof *g);
     double *step = malloc((size_t)m * sizeof *step);
@@ -403,8 +461,9 @@ static rs_status fit(const train_opts *o, const train_data *t, double *theta, in
     for (it = 0; it < NEWTON_MAX_ITERS; it++) {
         memset(H, 0, (size_t)m * m * sizeof *H);
         memset(g, 0, (size_t)m * sizeof *g);
-        /* Lower triangle of sum_i p_i (1 - p_i) x_i x_i^T with x_i = [e_i, 1];
-         * each thread accumulates a private copy, merged under a lock. */
+        /* Lower triangle of sum_i v_i p_i (1 - p_i) x_i x_i^T with v_i the
+         * row's weight and x_i = [e_i, lenf_i (length term only), 1]; each
+         * thread accumulates a private copy, merged under a lock. */
 #pragma omp parallel
         {
             double *Hl = calloc((size_t)m * m, sizeof *Hl), *gl = calloc((size_t)m, sizeof *gl);
@@ -415,9 +474,10 @@ static rs_status fit(const train_opts *o, const train_data *t, double *theta, in
                     if (t->heldout[i]) continue;
                     const float *e = t->emb + i * (size_t)d;
                     for (int k = 0; k < d; k++) x[k] = e[k];
-                    x[d] = 1.0;
-                    double p = sigmoid(dot_row(e, theta, d) + theta[d]);
-                    double r = p - t->label[i], s = p * (1.0 - p);
+                    if (nf > d) x[d] = t->lenf[i];
+                    x[nf] = 1.0;
+                    double p = sigmoid(row_logit(t, i, theta)), v = t->weight[i];
+                    double r = v * (p - t->label[i]), s = v * p * (1.0 - p);
                     for (int a = 0; a < m; a++) {
                         gl[a] += r * x[a];
                         double sa = s * x[a];
@@ -442,7 +502,7 @@ static rs_status fit(const train_opts *o, const train_data *t, double *theta, in
             st = rs_errf(err, RS_ERR_NOMEM, "out of memory for the Hessian");
             goto out;
         }
-        for (int k = 0; k < d; k++) {
+        for (int k = 0; k < nf; k++) {
             g[k] += o->l2 * theta[k];
             H[(size_t)k * m + k] += o->l2;
         }
@@ -480,7 +540,7 @@ out:
 /* ------------------------------------------------------------ the metrics */
 
 typedef struct scored {
-    double p;
+    double p, w; /* score, weight */
     int y;
 } scored;
 
@@ -489,53 +549,72 @@ static int scored_cmp(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Rank-based AUC (Mann-Whitney U), ties given their average rank. NaN when a
- * class is absent. Sorts s. */
+/* Weighted AUC: P(score of a positive > score of a negative), ties counted
+ * half, each pair weighted by the product of its rows' weights (with unit
+ * weights the Mann-Whitney U / rank formula). NaN when a class is absent.
+ * Sorts s. */
 static double auc(scored *s, size_t n) {
     qsort(s, n, sizeof *s, scored_cmp);
-    double rank_sum = 0;
-    size_t n_pos = 0;
+    double pairs = 0, neg_below = 0, w_pos = 0;
     for (size_t i = 0; i < n;) {
+        double pos_g = 0, neg_g = 0;
         size_t j = i;
-        while (j < n && s[j].p == s[i].p) j++;
-        double avg = 0.5 * (double)(i + 1 + j); /* ranks i+1 .. j */
-        for (size_t k = i; k < j; k++)
-            if (s[k].y) {
-                rank_sum += avg;
-                n_pos++;
-            }
+        for (; j < n && s[j].p == s[i].p; j++) {
+            if (s[j].y) pos_g += s[j].w;
+            else neg_g += s[j].w;
+        }
+        pairs += pos_g * (neg_below + 0.5 * neg_g);
+        neg_below += neg_g;
+        w_pos += pos_g;
         i = j;
     }
-    size_t n_neg = n - n_pos;
-    if (!n_pos || !n_neg) return NAN;
-    return (rank_sum - 0.5 * (double)n_pos * (double)(n_pos + 1)) / ((double)n_pos * (double)n_neg);
+    if (!(w_pos > 0) || !(neg_below > 0)) return NAN;
+    return pairs / (w_pos * neg_below);
 }
 
+/* Weighted mean log-loss and Brier score, and the AUC. Sorts s. */
 static metrics evaluate(scored *s, size_t n) {
     metrics m = {NAN, NAN, NAN};
     if (!n) return m;
-    double ll = 0, br = 0;
+    double ll = 0, br = 0, wsum = 0;
     for (size_t i = 0; i < n; i++) {
         double p = fmin(fmax(s[i].p, 1e-15), 1.0 - 1e-15);
-        ll -= s[i].y ? log(p) : log1p(-p);
-        br += (s[i].p - s[i].y) * (s[i].p - s[i].y);
+        ll -= s[i].w * (s[i].y ? log(p) : log1p(-p));
+        br += s[i].w * (s[i].p - s[i].y) * (s[i].p - s[i].y);
+        wsum += s[i].w;
     }
-    m.logloss = ll / (double)n;
-    m.brier = br / (double)n;
+    m.logloss = ll / wsum;
+    m.brier = br / wsum;
     m.auc = auc(s, n);
     return m;
 }
 
-static int double_cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+/* The value at position x (0-based) of the sorted scores with each row
+ * repeated w times: the row whose cumulative weight first exceeds x. */
+static double expanded_at(const scored *s, size_t n, double x) {
+    double c = 0;
+    for (size_t i = 0; i < n; i++) {
+        c += s[i].w;
+        if (x < c) return s[i].p;
+    }
+    return s[n - 1].p;
 }
 
-/* numpy.quantile(x, q) with its default linear interpolation. Sorts x. */
-static double quantile(double *x, size_t n, double q) {
+/* numpy.quantile(x, q) (default linear interpolation, as
+ * rs_eval_quantile_sorted) of the scores with each row repeated w times;
+ * for integer weights exactly the quantile of the duplicated rows, and for
+ * unit weights numpy's own. Sorts s. */
+static double quantile(scored *s, size_t n, double q) {
     if (!n) return NAN;
-    qsort(x, n, sizeof *x, double_cmp);
-    return rs_eval_quantile_sorted(x, n, q);
+    qsort(s, n, sizeof *s, scored_cmp);
+    double total = 0;
+    for (size_t i = 0; i < n; i++) total += s[i].w;
+    const double vi = (total - 1) * q;
+    if (vi <= 0) return s[0].p;
+    if (vi >= total - 1) return s[n - 1].p;
+    const double fl = floor(vi), t = vi - fl;
+    const double a = expanded_at(s, n, fl), b = expanded_at(s, n, fl + 1), diff = b - a;
+    return t >= 0.5 ? b - diff * (1 - t) : a + diff * t;
 }
 
 /* ------------------------------------------------------------- the output */
@@ -611,12 +690,22 @@ static void json_num(cJSON *obj, const char *key, double v) {
     else cJSON_AddNullToObject(obj, key);
 }
 
-static void print_table(FILE *f, const metrics *mh, const metrics *mb, size_t n_train, size_t n_held,
-                        double pos_train, double pos_held, double threshold, int iters, double gnorm) {
-    fprintf(f, "examples   train %zu (positive %.2f%%)   held-out %zu (positive %.2f%%)\n", n_train,
-            100.0 * pos_train, n_held, 100.0 * pos_held);
+/* Row counts, summed weights and weighted positive rates of the two parts. */
+typedef struct split {
+    size_t n_train, n_held;
+    double w_train, w_held, pos_train, pos_held; /* pos_*: weighted positive rate */
+    int weighted;                               /* some row's weight is not 1 */
+} split;
+
+static void print_table(FILE *f, const split *sp, const metrics *mh, const metrics *mb, double threshold,
+                        int length_term, double length_weight, int iters, double gnorm) {
+    fprintf(f, "examples   train %zu (positive %.2f%%)   held-out %zu (positive %.2f%%)\n", sp->n_train,
+            100.0 * sp->pos_train, sp->n_held, 100.0 * sp->pos_held);
+    if (sp->weighted)
+        fprintf(f, "weights    train %.6g   held-out %.6g   (rates and metrics weighted)\n", sp->w_train, sp->w_held);
     fprintf(f, "fit        %d Newton steps, |grad| %.3g   threshold %.6g\n", iters, gnorm, threshold);
-    if (!n_held) {
+    if (length_term) fprintf(f, "length     weight %.6g on ln(tokens) - %g\n", length_weight, RS_MF_LEN_CENTER);
+    if (!sp->n_held) {
         fprintf(f, "held-out   none (--holdout-every 0)\n");
         return;
     }
@@ -624,6 +713,70 @@ static void print_table(FILE *f, const metrics *mh, const metrics *mb, size_t n_
     fprintf(f, "%-10s %12.5f %12.5f\n", "log-loss", mh->logloss, mb->logloss);
     fprintf(f, "%-10s %12.5f %12.5f\n", "AUC", mh->auc, mb->auc);
     fprintf(f, "%-10s %12.5f %12.5f\n", "Brier", mh->brier, mb->brier);
+}
+
+/* head.safetensors and routescore.json, each written whole (temp file +
+ * rename), the head first: an interrupted run leaves the old pair, or the
+ * new head beside the old manifest, never a torn file. */
+static rs_status write_router(const train_opts *o, const split *sp, const float *wf, int d, int nf,
+                              double threshold, const metrics *mh, rs_err *err) {
+    char path[PATH_MAX], enc_rel[PATH_MAX];
+    rs_status st = relative_path(o->out, o->encoder, enc_rel, sizeof enc_rel, err);
+    if (st != RS_OK) return st;
+    snprintf(path, sizeof path, "%s/head.safetensors", o->out);
+    /* wf = [w (d), lw (nf > d), b] */
+    rs_st_out_tensor tensors[3] = {
+        {.name = "mf.weight", .n_dims = 1, .shape = {d}, .data = wf},
+        {.name = "mf.bias", .n_dims = 1, .shape = {1}, .data = wf + nf},
+        {.name = "mf.length_weight", .n_dims = 1, .shape = {1}, .data = wf + d},
+    };
+    st = rs_st_write_f32(path, tensors, nf > d ? 3 : 2, err);
+    if (st != RS_OK) return st;
+    const char *name = o->name;
+    char dir_name[PATH_MAX];
+    if (!name) {
+        char real[PATH_MAX];
+        const char *r = realpath(o->out, real) ? real : o->out;
+        const char *slash = strrchr(r, '/');
+        snprintf(dir_name, sizeof dir_name, "%s", slash && slash[1] ? slash + 1 : r);
+        name = dir_name;
+    }
+    const char *src = strrchr(o->in, '/') ? strrchr(o->in, '/') + 1 : o->in;
+    cJSON *man = cJSON_CreateObject();
+    cJSON_AddStringToObject(man, "name", name);
+    cJSON_AddStringToObject(man, "kind", "mf");
+    cJSON_AddStringToObject(man, "encoder", enc_rel);
+    cJSON_AddStringToObject(man, "head", "head.safetensors");
+    cJSON_AddStringToObject(man, "pooling", "mean");
+    cJSON_AddTrueToObject(man, "normalize");
+    json_num(man, "threshold", (double)(float)threshold);
+    cJSON_AddStringToObject(man, "strong_model", "gpt-4-1106-preview");
+    cJSON_AddStringToObject(man, "weak_model", "mixtral-8x7b-instruct-v0.1");
+    cJSON *tr = cJSON_AddObjectToObject(man, "trained");
+    cJSON_AddNumberToObject(tr, "examples", (double)sp->n_train);
+    cJSON_AddNumberToObject(tr, "heldout", (double)sp->n_held);
+    if (sp->weighted) {
+        json_num(tr, "examples_weight", sp->w_train);
+        json_num(tr, "heldout_weight", sp->w_held);
+    }
+    cJSON_AddNumberToObject(tr, "l2", o->l2);
+    cJSON_AddBoolToObject(tr, "length_term", nf > d);
+    json_num(tr, "heldout_logloss", mh->logloss);
+    json_num(tr, "heldout_auc", mh->auc);
+    json_num(tr, "heldout_brier", mh->brier);
+    cJSON_AddStringToObject(tr, "source", src);
+    char *text = cJSON_Print(man);
+    cJSON_Delete(man);
+    snprintf(path, sizeof path, "%s/routescore.json", o->out);
+    size_t tl = text ? strlen(text) : 0;
+    char *with_nl = text ? realloc(text, tl + 2) : NULL;
+    if (with_nl) {
+        text = with_nl;
+        memcpy(text + tl, "\n", 2);
+    }
+    st = text ? write_atomic(path, text, err) : rs_errf(err, RS_ERR_NOMEM, "out of memory");
+    free(text);
+    return st;
 }
 
 int rs_cli_train(int argc, char **argv) {
@@ -635,20 +788,21 @@ int rs_cli_train(int argc, char **argv) {
     rs_err err = {{0}};
     train_data t = {0};
     rs_engine *eng = NULL;
-    double *theta = NULL, *train_scores = NULL;
-    scored *held = NULL, *base = NULL;
+    double *theta = NULL;
+    scored *train_scores = NULL, *held = NULL, *base = NULL;
     float *wf = NULL;
-    cJSON *man = NULL, *report = NULL;
-    char *text = NULL;
+    cJSON *report = NULL;
     uint64_t n_skipped = 0;
 
-    /* Output dir first: a typo there should not cost an embedding run. */
-    if (mkdir_p(o.out, &err) != RS_OK) {
-        fprintf(stderr, "routescore train: --out %s\n", err.msg);
+    /* The input first (cheap, and a malformed line ends the run before
+     * anything is created), then the output dir: a typo there should not
+     * cost an embedding run. */
+    if (read_input(&o, &t, &err) != RS_OK) {
+        fprintf(stderr, "routescore train: --in %s: %s\n", o.in, err.msg);
         goto done;
     }
-    if (read_input(&o, &t, &n_skipped, &err) != RS_OK) {
-        fprintf(stderr, "routescore train: --in %s\n", err.msg);
+    if (mkdir_p(o.out, &err) != RS_OK) {
+        fprintf(stderr, "routescore train: --out %s\n", err.msg);
         goto done;
     }
     rs_engine_opts eo;
@@ -667,33 +821,41 @@ int rs_cli_train(int argc, char **argv) {
     if (n_skipped && !o.quiet)
         fprintf(stderr, "routescore train: %llu records skipped in all\n", (unsigned long long)n_skipped);
 
-    size_t n_train = 0, n_held = 0, pos_train = 0, pos_held = 0;
+    split sp = {0};
+    size_t n_pos_train = 0;
     for (size_t i = 0; i < t.n; i++) {
+        double w = t.weight[i];
+        sp.weighted |= w != 1.0;
         if (t.heldout[i]) {
-            n_held++;
-            pos_held += (size_t)t.label[i];
+            sp.n_held++;
+            sp.w_held += w;
+            sp.pos_held += t.label[i] ? w : 0.0;
         } else {
-            n_train++;
-            pos_train += (size_t)t.label[i];
+            sp.n_train++;
+            sp.w_train += w;
+            sp.pos_train += t.label[i] ? w : 0.0;
+            n_pos_train += (size_t)t.label[i];
         }
     }
-    if (n_train == 0 || pos_train == 0 || pos_train == n_train) {
+    if (sp.n_train == 0 || n_pos_train == 0 || n_pos_train == sp.n_train) {
         fprintf(stderr, "routescore train: the training part needs both labels (%zu examples, %zu positive)\n",
-                n_train, pos_train);
+                sp.n_train, n_pos_train);
         goto done;
     }
-    const int d = t.d;
-    double rate = (double)pos_train / (double)n_train;
-    theta = calloc((size_t)d + 1, sizeof *theta);
-    train_scores = malloc(n_train * sizeof *train_scores);
-    held = malloc((n_held + 1) * sizeof *held);
-    base = malloc((n_held + 1) * sizeof *base);
-    wf = malloc(((size_t)d + 1) * sizeof *wf);
+    sp.pos_train /= sp.w_train;
+    sp.pos_held = sp.n_held ? sp.pos_held / sp.w_held : NAN;
+    const int d = t.d, nf = t.nf;
+    const double rate = sp.pos_train;
+    theta = calloc((size_t)nf + 1, sizeof *theta);
+    train_scores = malloc(sp.n_train * sizeof *train_scores);
+    held = malloc((sp.n_held + 1) * sizeof *held);
+    base = malloc((sp.n_held + 1) * sizeof *base);
+    wf = malloc(((size_t)nf + 1) * sizeof *wf);
     if (!theta || !train_scores || !held || !base || !wf) {
         fprintf(stderr, "routescore train: out of memory\n");
         goto done;
     }
-    theta[d] = log(rate / (1.0 - rate)); /* the constant model: a good start */
+    theta[nf] = log(rate / (1.0 - rate)); /* the constant model: a good start */
     int iters = 0;
     double gnorm = NAN;
     t0 = rs_cli_now();
@@ -708,93 +870,47 @@ int rs_cli_train(int argc, char **argv) {
 
     /* The head is stored as F32: score with the rounded weights, as the
      * engine will. */
-    for (int k = 0; k <= d; k++) {
+    for (int k = 0; k <= nf; k++) {
         wf[k] = (float)theta[k];
         theta[k] = wf[k];
     }
     size_t it = 0, ih = 0;
     for (size_t i = 0; i < t.n; i++) {
-        double p = sigmoid(dot_row(t.emb + i * (size_t)d, theta, d) + theta[d]);
+        double p = sigmoid(row_logit(&t, i, theta));
         if (t.heldout[i]) {
-            held[ih] = (scored){p, t.label[i]};
-            base[ih++] = (scored){rate, t.label[i]};
+            held[ih] = (scored){p, t.weight[i], t.label[i]};
+            base[ih++] = (scored){rate, t.weight[i], t.label[i]};
         } else {
-            train_scores[it++] = p;
+            train_scores[it++] = (scored){p, t.weight[i], t.label[i]};
         }
     }
-    metrics mh = evaluate(held, n_held), mb = evaluate(base, n_held);
-    double threshold = quantile(train_scores, n_train, 1.0 - o.share);
+    metrics mh = evaluate(held, sp.n_held), mb = evaluate(base, sp.n_held);
+    double threshold = quantile(train_scores, sp.n_train, 1.0 - o.share);
+    const double length_weight = nf > d ? theta[d] : 0.0;
 
-    /* head.safetensors, then the manifest that names it. */
-    char path[PATH_MAX], enc_rel[PATH_MAX];
-    if (relative_path(o.out, o.encoder, enc_rel, sizeof enc_rel, &err) != RS_OK) {
+    if (write_router(&o, &sp, wf, d, nf, threshold, &mh, &err) != RS_OK) {
         fprintf(stderr, "routescore train: %s\n", err.msg);
         goto done;
     }
-    snprintf(path, sizeof path, "%s/head.safetensors", o.out);
-    rs_st_out_tensor tensors[2] = {
-        {.name = "mf.weight", .n_dims = 1, .shape = {d}, .data = wf},
-        {.name = "mf.bias", .n_dims = 1, .shape = {1}, .data = wf + d},
-    };
-    if (rs_st_write_f32(path, tensors, 2, &err) != RS_OK) {
-        fprintf(stderr, "routescore train: %s\n", err.msg);
-        goto done;
-    }
-    const char *name = o.name;
-    char dir_name[PATH_MAX];
-    if (!name) {
-        char real[PATH_MAX];
-        const char *r = realpath(o.out, real) ? real : o.out;
-        const char *slash = strrchr(r, '/');
-        snprintf(dir_name, sizeof dir_name, "%s", slash && slash[1] ? slash + 1 : r);
-        name = dir_name;
-    }
-    const char *src = strrchr(o.in, '/') ? strrchr(o.in, '/') + 1 : o.in;
-    man = cJSON_CreateObject();
-    cJSON_AddStringToObject(man, "name", name);
-    cJSON_AddStringToObject(man, "kind", "mf");
-    cJSON_AddStringToObject(man, "encoder", enc_rel);
-    cJSON_AddStringToObject(man, "head", "head.safetensors");
-    cJSON_AddStringToObject(man, "pooling", "mean");
-    cJSON_AddTrueToObject(man, "normalize");
-    json_num(man, "threshold", (double)(float)threshold);
-    cJSON_AddStringToObject(man, "strong_model", "gpt-4-1106-preview");
-    cJSON_AddStringToObject(man, "weak_model", "mixtral-8x7b-instruct-v0.1");
-    cJSON *tr = cJSON_AddObjectToObject(man, "trained");
-    cJSON_AddNumberToObject(tr, "examples", (double)n_train);
-    cJSON_AddNumberToObject(tr, "heldout", (double)n_held);
-    cJSON_AddNumberToObject(tr, "l2", o.l2);
-    json_num(tr, "heldout_logloss", mh.logloss);
-    json_num(tr, "heldout_auc", mh.auc);
-    json_num(tr, "heldout_brier", mh.brier);
-    cJSON_AddStringToObject(tr, "source", src);
-    text = cJSON_Print(man);
-    snprintf(path, sizeof path, "%s/routescore.json", o.out);
-    size_t tl = text ? strlen(text) : 0;
-    char *with_nl = text ? realloc(text, tl + 2) : NULL;
-    if (with_nl) {
-        text = with_nl;
-        memcpy(text + tl, "\n", 2);
-    }
-    if (!text || write_atomic(path, text, &err) != RS_OK) {
-        fprintf(stderr, "routescore train: %s\n", text ? err.msg : "out of memory");
-        goto done;
-    }
 
-    print_table(o.json ? stderr : stdout, &mh, &mb, n_train, n_held, rate,
-                n_held ? (double)pos_held / (double)n_held : NAN, threshold, iters, gnorm);
+    print_table(o.json ? stderr : stdout, &sp, &mh, &mb, threshold, nf > d, length_weight, iters, gnorm);
     if (!o.quiet)
         fprintf(stderr, "routescore train: embedded %zu prompts in %.1fs, fit in %.1fs -> %s\n", t.n, t_embed, t_fit,
                 o.out);
     if (o.json) {
         report = cJSON_CreateObject();
         cJSON_AddStringToObject(report, "router", o.out);
-        cJSON_AddNumberToObject(report, "train", (double)n_train);
-        cJSON_AddNumberToObject(report, "heldout", (double)n_held);
+        cJSON_AddNumberToObject(report, "train", (double)sp.n_train);
+        cJSON_AddNumberToObject(report, "heldout", (double)sp.n_held);
+        json_num(report, "train_weight", sp.w_train);
+        json_num(report, "heldout_weight", sp.w_held);
         json_num(report, "train_positive_rate", rate);
-        json_num(report, "heldout_positive_rate", n_held ? (double)pos_held / (double)n_held : NAN);
+        json_num(report, "heldout_positive_rate", sp.pos_held);
         cJSON_AddNumberToObject(report, "skipped", (double)n_skipped);
         cJSON_AddNumberToObject(report, "l2", o.l2);
+        if (nf > d) json_num(report, "length_weight", length_weight);
+        else cJSON_AddNullToObject(report, "length_weight");
+        json_num(report, "bias", theta[nf]);
         cJSON_AddNumberToObject(report, "newton_steps", iters);
         json_num(report, "grad_norm", gnorm);
         json_num(report, "threshold", (double)(float)threshold);
@@ -811,9 +927,7 @@ int rs_cli_train(int argc, char **argv) {
     rc = fflush(stdout) == 0 ? 0 : 2;
 
 done:
-    cJSON_Delete(man);
     cJSON_Delete(report);
-    free(text);
     free(theta);
     free(train_scores);
     free(held);

@@ -41,7 +41,6 @@
 typedef enum router_kind { KIND_BERT, KIND_MF, KIND_EMBED, KIND_CAUSAL, KIND_MF_ROUTELLM, KIND_SW_RANKING } router_kind;
 static const char *const KIND_NAMES[] = {"bert", "mf", "embed", "causal_llm", "mf_routellm", "sw_ranking"};
 #define N_KINDS 6
-#define RS_MF_LEN_CENTER 3.5 /* the length feature is log(tokens) - 3.5 */
 
 struct rs_engine {
     char name[128], strong[128], weak[128];

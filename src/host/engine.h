@@ -18,6 +18,11 @@
 #include "status.h"
 
 #define RS_MAX_LABELS 8
+/* An mf head's optional length term: the engine adds mf.length_weight *
+ * (log(tokens) - RS_MF_LEN_CENTER) to the logit, tokens = the prompt's ids
+ * specials included, after truncation (rs_score.tokens). `routescore train
+ * --length-term` fits the weight on this same feature. */
+#define RS_MF_LEN_CENTER 3.5
 
 typedef struct rs_engine rs_engine;
 
