@@ -38,27 +38,6 @@ constexpr int kWarps = 4;
 constexpr int kBlockQ = 16 * kWarps; /* query rows per block */
 constexpr int kBlockK = 64;          /* keys per tile */
 
-__device__ __forceinline__ void mma_bf16_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t *>(&v);
-}
-
-/* Two consecutive bf16 (the lower index in the low half) as one register. */
-__device__ __forceinline__ uint32_t lds_pair(const uint16_t *p) { return *reinterpret_cast<const uint32_t *>(p); }
-
-/* Two bf16 from different rows, first in the low half. */
-__device__ __forceinline__ uint32_t lds_2rows(const uint16_t *lo, const uint16_t *hi) {
-    return (uint32_t)*lo | ((uint32_t)*hi << 16);
-}
-
 /* Loads rows [r0, r0 + 64) of one head's D columns (src row r at src + r*ld)
  * into tile[64][DP + 8]; rows >= L and columns >= D are zero. */
 template <int DP>

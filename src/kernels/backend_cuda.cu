@@ -11,7 +11,9 @@
  * event per buffer says when the device has read it, and the host waits on
  * it only before overwriting that buffer. The offsets of a batch are sent
  * once although attention and pooling ask for them every layer: equal data
- * is not re-sent. Weights and bulk transfers move through one pinned chunk,
+ * is not re-sent; the decoder ops (llama.c) have their own lanes for slots,
+ * positions, query tiles and row lists, whose data repeats in every layer.
+ * Weights and bulk transfers move through one pinned chunk,
  * synchronously (they happen at open and at the end of a forward).
  *
  * Failure: every CUDA/cuBLAS call is checked (cuda_backend.cuh); a sticky
@@ -23,11 +25,16 @@
 #include <string.h>
 
 #include "add_layernorm.cuh"
+#include "add_rmsnorm.cuh"
+#include "attention_kv.cuh"
 #include "attention_varlen.cuh"
+#include "copy_rows.cuh"
 #include "cuda_backend.cuh"
 #include "embed_layernorm.cuh"
 #include "linear.cuh"
 #include "pool.cuh"
+#include "rope.cuh"
+#include "swiglu.cuh"
 
 /* ---- errors ---- */
 
@@ -178,6 +185,12 @@ static void cuda_destroy(rs_backend *b) {
     stage_free(&c->pos);
     stage_free(&c->type);
     stage_free(&c->offsets);
+    stage_free(&c->slot);
+    stage_free(&c->kv_pos);
+    stage_free(&c->tiles);
+    stage_free(&c->rows_dst);
+    stage_free(&c->rows_src);
+    free(c->tile_host);
     if (c->xfer_host) cudaFreeHost(c->xfer_host);
     if (c->stream) cudaStreamDestroy(c->stream);
     (void)cudaGetLastError();
@@ -357,6 +370,76 @@ static rs_status cuda_pool(rs_backend *b, const float *x, const int32_t *offsets
                         reinterpret_cast<bf16 *>(out));
 }
 
+/* ---- table: decoder (Llama) ops ---- */
+
+/* A gather from the table: copy_rows with the ids as source rows. */
+static rs_status cuda_embed_rows(rs_backend *b, const rs_bweight *table, const int32_t *ids, int n, float *out) {
+    rs_cuda *c = as_cuda(b);
+    RS_CUDA_ENTER(c);
+    if (n < 0 || (size_t)n > c->max_tokens) return RS_ERR_INVALID_ARG;
+    /* An id past the table would be an illegal address (a lost context). */
+    for (int t = 0; t < n; t++)
+        if (ids[t] < 0 || ids[t] >= table->rows) return RS_ERR_INVALID_ARG;
+    if (n == 0) return RS_OK;
+    rs_status st = rs_cuda_stage_upload(c, &c->ids, ids, (size_t)n);
+    if (st != RS_OK) return st;
+    return rs_cuda_copy_rows(c, reinterpret_cast<bf16 *>(out), NULL, table->bf, c->ids.dev, n, table->cols);
+}
+
+static rs_status cuda_add_rmsnorm(rs_backend *b, float *x, const float *delta, const rs_bweight *g, float eps,
+                                  int64_t M, int64_t N, float *y) {
+    rs_cuda *c = as_cuda(b);
+    RS_CUDA_ENTER(c);
+    if (M < 0 || N < 1 || !g->f32 || g->rows != N) return RS_ERR_INVALID_ARG;
+    return rs_cuda_add_rmsnorm(c, reinterpret_cast<bf16 *>(x), reinterpret_cast<const bf16 *>(delta), g->f32, eps, M,
+                               N, reinterpret_cast<bf16 *>(y));
+}
+
+static rs_status cuda_rope(rs_backend *b, float *x, int64_t ld, int64_t M, const int32_t *pos, int n_heads,
+                           int head_dim, const float *inv_freq) {
+    rs_cuda *c = as_cuda(b);
+    RS_CUDA_ENTER(c);
+    if (M < 0 || (size_t)M > c->max_tokens) return RS_ERR_INVALID_ARG;
+    if (M == 0) return RS_OK;
+    rs_status st = rs_cuda_stage_upload(c, &c->pos, pos, (size_t)M);
+    if (st != RS_OK) return st;
+    return rs_cuda_rope(c, reinterpret_cast<bf16 *>(x), ld, M, c->pos.dev, n_heads, head_dim, inv_freq);
+}
+
+static rs_status cuda_swiglu(rs_backend *b, float *gate, const float *up, int64_t n) {
+    rs_cuda *c = as_cuda(b);
+    RS_CUDA_ENTER(c);
+    return rs_cuda_swiglu(c, reinterpret_cast<bf16 *>(gate), reinterpret_cast<const bf16 *>(up), n);
+}
+
+static rs_status cuda_copy_rows(rs_backend *b, float *dst, const int32_t *dst_rows, const float *src,
+                                const int32_t *src_rows, int64_t M, int64_t N) {
+    rs_cuda *c = as_cuda(b);
+    RS_CUDA_ENTER(c);
+    if (M < 0 || N < 0 || ((dst_rows || src_rows) && (size_t)M > c->max_tokens)) return RS_ERR_INVALID_ARG;
+    if (M == 0 || N == 0) return RS_OK;
+    /* Negative rows would address before the buffers; the upper bounds are
+     * the caller's (the backend does not know the buffers' sizes). */
+    for (int64_t i = 0; i < M; i++)
+        if ((dst_rows && dst_rows[i] < 0) || (src_rows && src_rows[i] < 0)) return RS_ERR_INVALID_ARG;
+    rs_status st;
+    if (dst_rows && (st = rs_cuda_stage_upload(c, &c->rows_dst, dst_rows, (size_t)M)) != RS_OK) return st;
+    if (src_rows && (st = rs_cuda_stage_upload(c, &c->rows_src, src_rows, (size_t)M)) != RS_OK) return st;
+    return rs_cuda_copy_rows(c, reinterpret_cast<bf16 *>(dst), dst_rows ? c->rows_dst.dev : NULL,
+                             reinterpret_cast<const bf16 *>(src), src_rows ? c->rows_src.dev : NULL, M, N);
+}
+
+static rs_status cuda_attention_kv(rs_backend *b, const float *q, int64_t T, const int32_t *slot, const int32_t *pos,
+                                   const float *pk, const float *pv, int n_prefix, const float *k, const float *v,
+                                   int64_t slot_stride, int n_heads, int n_kv_heads, int head_dim, float *out) {
+    rs_cuda *c = as_cuda(b);
+    RS_CUDA_ENTER(c);
+    return rs_cuda_attention_kv(c, reinterpret_cast<const bf16 *>(q), T, slot, pos, reinterpret_cast<const bf16 *>(pk),
+                                reinterpret_cast<const bf16 *>(pv), n_prefix, reinterpret_cast<const bf16 *>(k),
+                                reinterpret_cast<const bf16 *>(v), slot_stride, n_heads, n_kv_heads, head_dim,
+                                reinterpret_cast<bf16 *>(out));
+}
+
 static const rs_backend_ops CUDA_OPS = {
     /* .name = */ "cuda",
     /* .destroy = */ cuda_destroy,
@@ -372,14 +455,12 @@ static const rs_backend_ops CUDA_OPS = {
     /* .add_layernorm = */ cuda_add_layernorm,
     /* .attention = */ cuda_attention,
     /* .pool = */ cuda_pool,
-    /* Decoder (Llama) ops: not on CUDA yet (issue 6), so rs_llama_create
-     * refuses this backend with a clear error. */
-    /* .embed_rows = */ NULL,
-    /* .add_rmsnorm = */ NULL,
-    /* .rope = */ NULL,
-    /* .swiglu = */ NULL,
-    /* .copy_rows = */ NULL,
-    /* .attention_kv = */ NULL,
+    /* .embed_rows = */ cuda_embed_rows,
+    /* .add_rmsnorm = */ cuda_add_rmsnorm,
+    /* .rope = */ cuda_rope,
+    /* .swiglu = */ cuda_swiglu,
+    /* .copy_rows = */ cuda_copy_rows,
+    /* .attention_kv = */ cuda_attention_kv,
 };
 
 /* ---- entry points ---- */
@@ -442,8 +523,17 @@ extern "C" rs_status rs_backend_cuda_create(int device, int max_len, size_t max_
     if ((st = stage_init(c, &c->ids, max_tokens, err)) != RS_OK ||
         (st = stage_init(c, &c->pos, max_tokens, err)) != RS_OK ||
         (st = stage_init(c, &c->type, max_tokens, err)) != RS_OK ||
-        (st = stage_init(c, &c->offsets, max_tokens + 1, err)) != RS_OK)
+        (st = stage_init(c, &c->offsets, max_tokens + 1, err)) != RS_OK ||
+        (st = stage_init(c, &c->slot, max_tokens, err)) != RS_OK ||
+        (st = stage_init(c, &c->kv_pos, max_tokens, err)) != RS_OK ||
+        (st = stage_init(c, &c->tiles, 3 * max_tokens, err)) != RS_OK ||
+        (st = stage_init(c, &c->rows_dst, max_tokens, err)) != RS_OK ||
+        (st = stage_init(c, &c->rows_src, max_tokens, err)) != RS_OK)
         goto fail;
+    if (!(c->tile_host = static_cast<int32_t *>(malloc(3 * max_tokens * sizeof(int32_t))))) {
+        st = set_err(err, RS_ERR_NOMEM, "cuda backend: no host memory for the attention tile list");
+        goto fail;
+    }
     *out = &c->base;
     return RS_OK;
 fail:

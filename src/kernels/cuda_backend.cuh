@@ -73,6 +73,12 @@ typedef struct rs_cuda {
     lt_plan plans[RS_CUDA_PLANS];
     int next_plan;        /* round-robin victim when the cache is full */
     cuda_stage ids, pos, type, offsets; /* offsets holds max_tokens + 1 */
+    /* Decoder ops (llama.c): attention_kv's slots, positions and query
+     * tiles (3 ints a tile, at most one tile a row), copy_rows' row lists.
+     * Each role has its own lane, so data repeated every layer is sent once
+     * per forward. */
+    cuda_stage slot, kv_pos, tiles, rows_dst, rows_src;
+    int32_t *tile_host;   /* (3 * max_tokens) host scratch for the tile list */
     void *xfer_host;      /* (RS_CUDA_XFER_BYTES) pinned, synchronous transfers */
 } rs_cuda;
 

@@ -1,5 +1,7 @@
 /* cuda_common.cuh — small device helpers shared by the op kernels: warp
- * reductions and 16-byte bf16 <-> fp32 vector moves. */
+ * reductions, 16-byte bf16 <-> fp32 vector moves, and the tensor-core MMA and
+ * fragment packing of the two flash-attention kernels (attention_varlen.cu,
+ * attention_kv.cu). */
 #ifndef RS_KERNELS_CUDA_COMMON_CUH
 #define RS_KERNELS_CUDA_COMMON_CUH
 
@@ -37,6 +39,29 @@ __device__ __forceinline__ void rs_store8(__nv_bfloat16 *p, const float f[8]) {
 #pragma unroll
     for (int i = 0; i < 4; i++) h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
     *reinterpret_cast<uint4 *>(p) = u;
+}
+
+/* C += A B on the tensor cores: mma.sync m16n8k16, bf16 inputs, fp32 accumulators
+ * (fragment layouts in attention_varlen.cu's header). */
+__device__ __forceinline__ void mma_bf16_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+/* Two consecutive bf16 (the lower index in the low half) as one register. */
+__device__ __forceinline__ uint32_t lds_pair(const uint16_t *p) { return *reinterpret_cast<const uint32_t *>(p); }
+
+/* Two bf16 from different rows, first in the low half. */
+__device__ __forceinline__ uint32_t lds_2rows(const uint16_t *lo, const uint16_t *hi) {
+    return (uint32_t)*lo | ((uint32_t)*hi << 16);
 }
 
 #endif
