@@ -2,12 +2,17 @@
 # bench_gpu.sh — on a machine with an NVIDIA GPU: build routescore with the
 # CUDA backend, run the GPU tests (tests/gpu/run_gpu_tests.sh: ctest -L gpu
 # plus compute-sanitizer), then measure the XLM-R-base-shaped router against
-# PyTorch (bench_gpu.py). See README.md here for running it on the lent device.
+# PyTorch (bench_gpu.py); optionally the causal_llm router at Llama-3-8B shape
+# against HF generate (bench_llama.py). See README.md here for running it on
+# the lent device.
 #
 #   benchmarks/gpu/bench_gpu.sh [--quick] [bench_gpu.py flags...]
 #
 # Environment: BUILD (default build-cuda), SKIP_TESTS=1 to go straight to the
-# benchmark, OUT (the device tool's output folder; logs and results land there).
+# benchmark, OUT (the device tool's output folder; logs and results land there),
+# LLAMA=1 to run the Llama-3-8B step after the XLM-R sweep, LLAMA=only for that
+# step alone (it writes ~16 GB of random weights to LLAMA_DIR, default
+# /tmp/rs_llama3_8b_random, and needs models/cache/llama3/tokenizer.model).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build-cuda}
@@ -43,5 +48,18 @@ fi
 
 QUICK=""
 if [ "${1:-}" = "--quick" ]; then QUICK=--quick; shift; fi
-PYTHONUNBUFFERED=1 python3 benchmarks/gpu/bench_gpu.py --bin "$BUILD/routescore" --out "$OUTDIR" $QUICK "$@" \
-    2>&1 | tee "$OUTDIR/bench.log"
+rc=0
+if [ "${LLAMA:-0}" != only ]; then
+    PYTHONUNBUFFERED=1 python3 benchmarks/gpu/bench_gpu.py --bin "$BUILD/routescore" --out "$OUTDIR" $QUICK "$@" \
+        2>&1 | tee "$OUTDIR/bench.log"
+    rc=${PIPESTATUS[0]}
+fi
+if [ "${LLAMA:-0}" != 0 ]; then
+    # Optional: the causal_llm router at Llama-3-8B shape vs HF generate
+    # (make_llama.py draws the weights on the GPU; a few minutes in all).
+    PYTHONUNBUFFERED=1 python3 benchmarks/gpu/bench_llama.py --bin "$BUILD/routescore" --out "$OUTDIR" \
+        --model "${LLAMA_DIR:-/tmp/rs_llama3_8b_random}" 2>&1 | tee "$OUTDIR/llama.log"
+    r=${PIPESTATUS[0]}
+    [ "$r" = 0 ] || { echo "bench_gpu: bench_llama.py exit $r (see llama.log)"; rc=$r; }
+fi
+exit "$rc"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # run_gpu_tests.sh — the GPU test tier: builds the CUDA backend (if no build
 # directory is given), runs the `gpu` CTest label, then the op test under
-# compute-sanitizer's memcheck and racecheck (synccheck and initcheck too).
+# compute-sanitizer's memcheck and racecheck (synccheck and initcheck too),
+# then the decoder op test under memcheck and racecheck and the causal
+# router's end-to-end test under memcheck.
 #
 #   tests/gpu/run_gpu_tests.sh [BUILD_DIR]      (default: build-cuda)
 #
@@ -17,7 +19,7 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
     cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release || exit 2
 fi
-cmake --build "$BUILD" -j"$JOBS" --target test_gpu_ops test_gpu_e2e test_gpu_lost routescore || exit 2
+cmake --build "$BUILD" -j"$JOBS" --target test_gpu_ops test_gpu_e2e test_gpu_lost test_gpu_llama_ops test_gpu_causal routescore || exit 2
 grep -q "RS_HAVE_CUDA" "$BUILD/CMakeFiles/rs_host.dir/flags.make" 2>/dev/null ||
     { echo "run_gpu_tests: $BUILD has no CUDA backend (no nvcc at configure time?)"; exit 2; }
 
@@ -59,5 +61,23 @@ echo "== compute-sanitizer --tool memcheck test_gpu_e2e"
     rc=$r
 }
 tail -3 "$BUILD/sanitizer_e2e.log"
+# The decoder ops (issue 6): memcheck and racecheck must pass (attention_kv's
+# shared tiles and barriers are what racecheck is for); then the tiny causal
+# router end to end under memcheck (every op of a real forward, the KV cache
+# slots and the prefix included).
+for tool in memcheck racecheck; do
+    echo "== compute-sanitizer --tool $tool test_gpu_llama_ops"
+    "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 20 "$BUILD/tests/test_gpu_llama_ops" > "$BUILD/sanitizer_llama_$tool.log" 2>&1
+    r=$?
+    tail -3 "$BUILD/sanitizer_llama_$tool.log"
+    [ "$r" = 0 ] || { echo "run_gpu_tests: compute-sanitizer $tool of test_gpu_llama_ops failed (exit $r); log in $BUILD/sanitizer_llama_$tool.log"; rc=$r; }
+done
+echo "== compute-sanitizer --tool memcheck test_gpu_causal"
+"$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 "$BUILD/tests/test_gpu_causal" > "$BUILD/sanitizer_causal.log" 2>&1 || {
+    r=$?
+    echo "run_gpu_tests: memcheck of test_gpu_causal failed (exit $r); log in $BUILD/sanitizer_causal.log"
+    rc=$r
+}
+tail -3 "$BUILD/sanitizer_causal.log"
 [ "$rc" = 0 ] && echo "run_gpu_tests: all GPU tests and sanitizer runs passed"
 exit "$rc"
