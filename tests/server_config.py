@@ -58,7 +58,7 @@ def main():
         ({**good, "routers": [{"model": router, "max_batch_size": 0}]}, "routers[0].max_batch_size"),
         ({**good, "routers": [{"model": router, "max_batch_tokens": 4096, "max_queue_tokens": 1024}]},
          "max_queue_tokens (1024) must be >= max_batch_tokens"),
-        ({**good, "routers": [{"model": router, "max_batch_tokens": 128}]}, "max_batch_tokens is below"),
+        ({**good, "routers": [{"model": router, "max_batch_tokens": 128}]}, "max_batch_tokens 128 is below its max_tokens"),
         ({**good, "routers": [{"model": router, "online": {"window": 10}}]}, "strong_share' is required"),
         ({**good, "routers": [{"model": router, "online": {"strong_share": 0.2, "windw": 10}}]},
          "unknown key 'routers[0].online.windw'"),
@@ -70,8 +70,10 @@ def main():
         rc, out, err = run_check(["--config", write(os.path.join(tmp, f"bad{i}.json"), obj)])
         check(rc == 2 and want in err, f"bad config {i}: exit {rc}, says '{err.strip()[:150]}' (wants '{want}')")
     emb_only = os.path.join(os.environ["RS_TEST_DATA"], "mf_routellm")  # no encoder: embeddings only
-    rc, _, err = run_check(["--model", emb_only])
-    check(rc == 2 and "client embeddings only" in err, f"an embeddings-only router is refused ({err.strip()[:150]})")
+    rc, out, err = run_check(["--model", emb_only])
+    r0 = json.loads(out)["routers"][0] if rc == 0 else {}
+    check(rc == 0 and r0.get("client_embedding_dim") == 32 and r0.get("max_tokens") == 0,
+          f"an embeddings-only router is accepted and says so ({out.strip()[:150]} {err.strip()[:150]})")
     rc, _, err = run_check(["--config", os.path.join(tmp, "missing.json")])
     check(rc == 2 and "cannot open" in err, "a missing config file is an error")
     rc, _, err = run_check(["--config", cfg, "--max-batch-size", "0"])

@@ -434,6 +434,7 @@ void rs_engine_close(rs_engine *e) {
 void rs_engine_info(const rs_engine *e, rs_router_info *out) {
     out->name = e->name;
     out->kind = KIND_NAMES[e->kind];
+    out->client_embed_dim = e->mf || e->sw ? e->emb_dim : 0;
     if (e->causal) {
         out->architecture = rs_causal_architecture(e->causal);
         out->strong_model = e->strong;

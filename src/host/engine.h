@@ -59,6 +59,8 @@ typedef struct rs_router_info {
     int embed_dim;            /* hidden size of the encoder */
     int n_labels;
     int vocab_size;           /* token ids are in [0, vocab_size) */
+    int client_embed_dim;     /* width rs_engine_score_embeddings takes (mf_routellm,
+                                 sw_ranking); 0: the router scores no embeddings */
 } rs_router_info;
 
 void rs_engine_opts_default(rs_engine_opts *o);

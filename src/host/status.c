@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 const char *rs_status_str(rs_status st) {
     switch (st) {
@@ -24,10 +25,14 @@ const char *rs_status_str(rs_status st) {
 
 rs_status rs_errf(rs_err *err, rs_status st, const char *fmt, ...) {
     if (err) {
+        /* Via a copy: callers may pass err->msg itself as an argument, to
+         * prefix context to an error ("router 'x': %s", err->msg). */
+        char buf[sizeof err->msg];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        vsnprintf(buf, sizeof buf, fmt, ap);
         va_end(ap);
+        memcpy(err->msg, buf, sizeof buf);
     }
     return st;
 }

@@ -32,7 +32,8 @@ typedef struct rs_err {
 } rs_err;
 
 /* Formats msg into err (if err is non-NULL) and returns st, so call sites read
- *   return rs_errf(err, RS_ERR_FORMAT, "%s: bad header", path); */
+ *   return rs_errf(err, RS_ERR_FORMAT, "%s: bad header", path);
+ * err->msg may itself be an argument (to add context to an error). */
 rs_status rs_errf(rs_err *err, rs_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -16,9 +16,11 @@ typedef enum slot_state { SLOT_FREE, SLOT_FILLING, SLOT_READY, SLOT_COMPUTING } 
 typedef struct slot {
     slot_state state;
     uint64_t seq;      /* order of closing: the worker takes the oldest */
-    size_t n, n_tok;   /* prompts, tokens packed */
+    size_t n, n_tok;   /* prompts, tokens packed (an embedding counts 1) */
+    int emb_batch;     /* its items carry client embeddings, not ids */
     double t_oldest;   /* admission time of the oldest prompt in it */
     int32_t *ids;      /* (max_batch_tokens) packed back to back */
+    float *emb;        /* (max_batch_size, emb_dim) when emb_dim > 0 */
     size_t *offsets;   /* (max_batch_size + 1) */
     rs_item **items;   /* (max_batch_size) */
     rs_score *out;     /* (max_batch_size) */
@@ -98,6 +100,13 @@ static void abs_deadline(struct timespec *ts, double wait_s) {
     ts->tv_nsec = (long)((s - (double)ts->tv_sec) * 1e9);
 }
 
+/* Whether item it can join slot s: room left, and the batch's kind. */
+static int fits(const rs_batcher *b, const slot *s, const rs_item *it) {
+    if (s->n == 0) return 1;
+    return s->n < (size_t)b->o.max_batch_size && s->n_tok + it->n_ids <= (size_t)b->o.max_batch_tokens &&
+           (it->emb != NULL) == s->emb_batch;
+}
+
 static void *former_main(void *arg) {
     rs_batcher *b = arg;
     const double delay = (double)b->o.max_queue_delay_us * 1e-6;
@@ -121,8 +130,7 @@ static void *former_main(void *arg) {
         while (b->head) {
             rs_item *it = b->head;
             int dead_now = item_dead(it, now);
-            if (!dead_now && (s->n == (size_t)b->o.max_batch_size || s->n_tok + it->n_ids > (size_t)b->o.max_batch_tokens))
-                break;
+            if (!dead_now && !fits(b, s, it)) break;
             b->head = it->next;
             if (!b->head) b->tail = NULL;
             if (dead_now) {
@@ -131,14 +139,19 @@ static void *former_main(void *arg) {
                 dead = it;
                 continue;
             }
-            if (s->n == 0) s->t_oldest = it->work->t_enqueue;
-            memcpy(s->ids + s->n_tok, it->ids, it->n_ids * sizeof(int32_t));
+            if (s->n == 0) {
+                s->t_oldest = it->work->t_enqueue;
+                s->emb_batch = it->emb != NULL;
+            }
+            if (it->emb)
+                memcpy(s->emb + s->n * (size_t)b->o.emb_dim, it->emb, (size_t)b->o.emb_dim * sizeof(float));
+            else
+                memcpy(s->ids + s->n_tok, it->ids, it->n_ids * sizeof(int32_t));
             s->items[s->n++] = it;
             s->n_tok += it->n_ids;
             s->offsets[s->n] = s->n_tok;
         }
-        const int full = s->n == (size_t)b->o.max_batch_size ||
-                         (b->head && s->n_tok + b->head->n_ids > (size_t)b->o.max_batch_tokens);
+        const int full = s->n == (size_t)b->o.max_batch_size || (b->head && !fits(b, s, b->head));
         const int engine_idle = !b->worker_busy && !find_slot(b, SLOT_READY);
         int closed = 0;
         if (s->n > 0 && (full || b->stopping || (engine_idle && now >= s->t_oldest + delay))) {
@@ -184,7 +197,12 @@ static void run_batch(rs_batcher *b, slot *s) {
             continue;
         }
         size_t len = s->offsets[i + 1] - s->offsets[i];
-        if (tok != s->offsets[i]) memmove(s->ids + tok, s->ids + s->offsets[i], len * sizeof(int32_t));
+        if (s->emb_batch) {
+            const size_t d = (size_t)b->o.emb_dim;
+            if (k != i) memmove(s->emb + k * d, s->emb + i * d, d * sizeof(float));
+        } else if (tok != s->offsets[i]) {
+            memmove(s->ids + tok, s->ids + s->offsets[i], len * sizeof(int32_t));
+        }
         s->items[k] = it;
         s->offsets[k] = tok;
         tok += len;
@@ -199,6 +217,8 @@ static void run_batch(rs_batcher *b, slot *s) {
         const double t0 = rs_cli_now();
         if (b->o.fault_after_batches > 0 && atomic_load(&b->batches) >= (uint64_t)b->o.fault_after_batches)
             st = rs_errf(&err, RS_ERR_BACKEND, "injected backend fault after %d forwards", b->o.fault_after_batches);
+        else if (s->emb_batch)
+            st = rs_engine_score_embeddings(b->engine, s->emb, k, (size_t)b->o.emb_dim, NAN, s->out, &err);
         else
             st = rs_engine_score_tokens(b->engine, s->ids, s->offsets, k, NAN, s->out, &err);
         const double t1 = rs_cli_now();
@@ -263,6 +283,7 @@ static void free_slots(rs_batcher *b) {
     for (int i = 0; i < 2; i++) {
         slot *s = &b->slots[i];
         free(s->ids);
+        free(s->emb);
         free(s->offsets);
         free(s->items);
         free(s->out);
@@ -273,7 +294,7 @@ static void free_slots(rs_batcher *b) {
 rs_status rs_batcher_start(rs_engine *e, const rs_batcher_opts *o, rs_batcher **out, rs_err *err) {
     *out = NULL;
     if (o->max_batch_tokens < 1 || o->max_batch_size < 1 || o->max_queue_delay_us < 0 ||
-        o->max_queue_tokens < o->max_batch_tokens)
+        o->max_queue_tokens < o->max_batch_tokens || o->emb_dim < 0)
         return rs_errf(err, RS_ERR_INVALID_ARG, "batcher: bad limits");
     rs_batcher *b = calloc(1, sizeof *b);
     if (!b) return rs_errf(err, RS_ERR_NOMEM, "no memory");
@@ -286,7 +307,8 @@ rs_status rs_batcher_start(rs_engine *e, const rs_batcher_opts *o, rs_batcher **
         s->items = malloc((size_t)o->max_batch_size * sizeof *s->items);
         s->out = malloc((size_t)o->max_batch_size * sizeof *s->out);
         s->wp = malloc((size_t)o->max_batch_size * sizeof *s->wp);
-        if (!s->ids || !s->offsets || !s->items || !s->out || !s->wp) {
+        if (o->emb_dim > 0) s->emb = malloc((size_t)o->max_batch_size * (size_t)o->emb_dim * sizeof *s->emb);
+        if (!s->ids || !s->offsets || !s->items || !s->out || !s->wp || (o->emb_dim > 0 && !s->emb)) {
             free_slots(b);
             free(b);
             return rs_errf(err, RS_ERR_NOMEM, "no memory for batch slots");
@@ -324,6 +346,9 @@ rs_admit rs_batcher_submit(rs_batcher *b, rs_work *w) {
         w->items[i].work = w;
         w->items[i].next = i + 1 < w->n ? &w->items[i + 1] : NULL;
         tokens += w->items[i].n_ids;
+        if (w->items[i].emb ? b->o.emb_dim == 0 || w->items[i].n_ids != 1
+                            : w->items[i].n_ids > (uint32_t)b->o.max_batch_tokens)
+            return RS_ADMIT_INVALID;
     }
     if (tokens > b->o.max_queue_tokens) return RS_ADMIT_TOO_BIG;
     atomic_store(&w->pending, w->n);

@@ -12,6 +12,12 @@
  *       its score and finishes the requests whose last prompt that was.
  *   Two slots, so one batch computes while the next is being prepared.
  *
+ *   Client embeddings. A router that scores embeddings (opts.emb_dim > 0)
+ *   also takes items carrying one instead of token ids. A batch holds one
+ *   kind only: the former closes a batch when the next item in the queue is
+ *   of the other kind, so FIFO order holds across kinds. An embedding counts
+ *   as one token in every token budget (batch, queue, metrics).
+ *
  *   Closing rule. A batch is closed when it is full (max_batch_size prompts,
  *   or the next prompt would pass max_batch_tokens), or when the engine is
  *   idle and its oldest prompt has waited max_queue_delay_us. While the
@@ -58,6 +64,7 @@ typedef struct rs_item {
     struct rs_item *next; /* FIFO link, owned by the batcher while queued */
     rs_work *work;
     const int32_t *ids;   /* (n_ids) token ids, specials included */
+    const float *emb;     /* or (emb_dim) a client embedding (then ids NULL, n_ids 1) */
     uint32_t n_ids;
     uint32_t index;       /* the prompt's position in its request */
 } rs_item;
@@ -87,6 +94,7 @@ typedef struct rs_batcher_opts {
     int max_batch_size;
     long max_queue_delay_us;
     long max_queue_tokens;
+    int emb_dim;              /* width of client embeddings the engine scores; 0: none */
     int router_index;         /* for metrics */
     rs_metrics *metrics;      /* may be NULL */
     rs_online *online;        /* every score is observed into it; may be NULL */
@@ -106,6 +114,8 @@ typedef enum rs_admit {
     RS_ADMIT_FULL,      /* the queue is full now: try later */
     RS_ADMIT_TOO_BIG,   /* the request alone exceeds max_queue_tokens */
     RS_ADMIT_STOPPED,   /* rs_batcher_stop was called */
+    RS_ADMIT_INVALID,   /* an item no batch can hold: more ids than max_batch_tokens,
+                           or an embedding when emb_dim is 0 (a caller's bug) */
 } rs_admit;
 
 rs_status rs_batcher_start(rs_engine *e, const rs_batcher_opts *o, rs_batcher **out, rs_err *err);

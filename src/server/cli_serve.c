@@ -113,48 +113,41 @@ static void apply(const flag_overrides *f, rs_srv_config *c) {
 }
 
 /* --check-config: open every router (this validates manifests and weights)
- * and print what would be served. */
+ * and print what would be served; nothing on stdout when one fails. */
 static int check_config(const rs_srv_config *c) {
-    printf("{\"config\":\"ok\",\"listen\":\"%s\",\"metrics_listen\":\"%s\",\"tls\":%s,\"auth\":%s,\"routers\":[",
-           c->listen, c->metrics_listen, c->tls_cert[0] ? "true" : "false", c->auth_tokens_file[0] ? "true" : "false");
-    for (int i = 0; i < c->n_routers; i++) {
-        const rs_srv_router_cfg *r = &c->routers[i];
-        rs_engine_opts eo;
-        rs_engine_opts_default(&eo);
-        eo.n_threads = 1;
-        eo.max_batch_tokens = r->max_batch_tokens;
-        eo.max_tokens = r->max_tokens;
-        eo.backend = r->backend;
-        eo.device = r->device;
-        rs_engine *e;
-        rs_err err = {{0}};
-        rs_status st = rs_engine_open(r->model, &eo, &e, &err);
-        if (st != RS_OK) {
-            printf("]}\n");
-            fprintf(stderr, "routescore serve: routers[%d] (%s): %s\n", i, r->model, err.msg);
-            return 2;
-        }
-        rs_router_info info;
-        rs_engine_info(e, &info);
-        int bad = !strcmp(info.kind, "embed") || info.max_tokens <= 0 || info.max_tokens > r->max_batch_tokens;
-        if (!bad) {
-            printf("%s{\"name\":", i ? "," : "");
-            rs_cli_write_json_string(stdout, r->name[0] ? r->name : info.name, strlen(r->name[0] ? r->name : info.name));
-            printf(",\"kind\":\"%s\",\"threshold\":%.6g,\"max_tokens\":%d}", info.kind,
-                   (double)(r->has_threshold ? r->threshold : info.threshold), info.max_tokens);
-        }
-        rs_engine_close(e);
-        if (bad) {
-            printf("]}\n");
-            fprintf(stderr, "routescore serve: routers[%d] (%s): %s\n", i, r->model,
-                    !strcmp(info.kind, "embed") ? "a bare encoder has no scoring head"
-                    : info.max_tokens <= 0      ? "it scores client embeddings only; the gRPC API carries text"
-                                                : "max_batch_tokens is below the router's max_tokens");
-            return 2;
-        }
+    char *text = NULL;
+    size_t len = 0;
+    FILE *o = open_memstream(&text, &len);
+    if (!o) {
+        fprintf(stderr, "routescore serve: out of memory\n");
+        return 2;
     }
-    printf("]}\n");
-    return 0;
+    fprintf(o, "{\"config\":\"ok\",\"listen\":\"%s\",\"metrics_listen\":\"%s\",\"tls\":%s,\"auth\":%s,\"routers\":[",
+            c->listen, c->metrics_listen, c->tls_cert[0] ? "true" : "false", c->auth_tokens_file[0] ? "true" : "false");
+    int rc = 0;
+    for (int i = 0; i < c->n_routers && rc == 0; i++) {
+        const rs_srv_router_cfg *r = &c->routers[i];
+        char label[160];
+        snprintf(label, sizeof label, "%s", r->name[0] ? r->name : "(unnamed)");
+        rs_engine *e;
+        rs_router_info info;
+        rs_err err = {{0}};
+        if (rs_server_open_router(r, label, 1, &e, &info, &err) != RS_OK) {
+            fprintf(stderr, "routescore serve: routers[%d]: %s\n", i, err.msg);
+            rc = 2;
+            break;
+        }
+        const char *name = r->name[0] ? r->name : info.name;
+        fprintf(o, "%s{\"name\":", i ? "," : "");
+        rs_cli_write_json_string(o, name, strlen(name));
+        fprintf(o, ",\"kind\":\"%s\",\"threshold\":%.6g,\"max_tokens\":%d,\"client_embedding_dim\":%d}", info.kind,
+                (double)(r->has_threshold ? r->threshold : info.threshold), info.max_tokens, info.client_embed_dim);
+        rs_engine_close(e);
+    }
+    fclose(o);
+    if (rc == 0) printf("%s]}\n", text);
+    free(text);
+    return rc;
 }
 
 typedef struct sig_ctx {

@@ -185,6 +185,7 @@ typedef struct rs_req {
     double t_recv, tokenize_s;
     rs_work work;
     int32_t *ids;       /* (n * max_tokens) token ids; work.items point into it */
+    float *emb;         /* or (n * client_embed_dim) client embeddings, likewise */
     uint8_t *truncated; /* (n) */
     /* An immediate failure (never queued). */
     rs_srv_err fail;
@@ -355,6 +356,7 @@ static void req_free(rs_req *r) {
     free(r->work.items);
     free(r->work.scores);
     free(r->ids);
+    free(r->emb);
     free(r->truncated);
     free(r);
 }
@@ -470,40 +472,65 @@ static rs_req *req_start(rs_call *c, const uint8_t *data, size_t len) {
         if (!(m->strong_share > 0.f && m->strong_share <= 1.f))
             FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "strong_share %g outside (0, 1]", (double)m->strong_share);
     }
-    if (m->n_prompts == 0) FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "no prompts");
-    if (m->n_prompts > (size_t)s->cfg.max_prompts)
-        FAIL(SRV_ENGINE, RS_ERR_TOO_LARGE, "%zu prompts in one request (at most %d)", m->n_prompts, s->cfg.max_prompts);
+    const int by_emb = m->n_embeddings > 0;
+    const size_t n = by_emb ? m->n_embeddings : m->n_prompts;
+    if (by_emb && m->n_prompts > 0) FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "set prompts or embeddings, not both");
+    if (n == 0) FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "no prompts");
+    if (n > (size_t)s->cfg.max_prompts)
+        FAIL(SRV_ENGINE, RS_ERR_TOO_LARGE, "%zu prompts in one request (at most %d)", n, s->cfg.max_prompts);
+    if (by_emb && rt->info.client_embed_dim <= 0)
+        FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "router '%s' (%s) scores prompt text, not embeddings", rt->name, rt->info.kind);
+    if (!by_emb && rt->info.max_tokens <= 0)
+        FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "router '%s' (%s) has no encoder: send embeddings (%d values each), not text",
+             rt->name, rt->info.kind, rt->info.client_embed_dim);
     /* (No draining check: on_new decided whether this call is accepted work,
      * and accepted work is finished.) */
     if (!atomic_load(&s->ready)) FAIL(SRV_NOT_READY, RS_OK, "not ready: routers are loading");
     if (rs_cli_now() >= c->deadline) FAIL(SRV_EXPIRED, RS_OK, "deadline exceeded before scoring");
-    const size_t n = m->n_prompts, maxt = (size_t)rt->info.max_tokens;
     rs_work *w = &r->work;
     w->n = n;
     w->items = calloc(n, sizeof *w->items);
     w->scores = calloc(n, sizeof *w->scores);
     r->truncated = calloc(n, 1);
-    int32_t *ids = r->ids = malloc(n * maxt * sizeof *ids);
-    if (!w->items || !w->scores || !r->truncated || !ids) FAIL(SRV_ENGINE, RS_ERR_NOMEM, "out of memory for %zu prompts", n);
+    if (!w->items || !w->scores || !r->truncated) FAIL(SRV_ENGINE, RS_ERR_NOMEM, "out of memory for %zu prompts", n);
     const double t0 = rs_cli_now();
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t plen = strlen(m->prompts[i]), nid = 0;
-        int trunc = 0;
-        rs_err terr = {{0}};
-        if ((long)plen > s->cfg.max_prompt_bytes)
-            FAIL(SRV_ENGINE, RS_ERR_TOO_LARGE, "prompts[%zu]: %zu bytes (at most %ld)", i, plen, s->cfg.max_prompt_bytes);
-        rs_status st = rs_engine_tokenize(rt->engine, m->prompts[i], plen, ids + i * maxt, maxt, &nid, &trunc, &terr);
-        if (st != RS_OK) FAIL(SRV_ENGINE, st, "prompts[%zu]: %.200s", i, terr.msg);
-        w->items[i].ids = ids + i * maxt;
-        w->items[i].n_ids = (uint32_t)nid;
-        w->items[i].index = (uint32_t)i;
-        r->truncated[i] = (uint8_t)trunc;
-        total += nid;
+    if (by_emb) {
+        const size_t dim = (size_t)rt->info.client_embed_dim;
+        float *emb = r->emb = malloc(n * dim * sizeof *emb);
+        if (!emb) FAIL(SRV_ENGINE, RS_ERR_NOMEM, "out of memory for %zu embeddings", n);
+        for (size_t i = 0; i < n; i++) {
+            const Routescore__V1__Embedding *e = m->embeddings[i];
+            if (e->n_values != dim)
+                FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "embeddings[%zu]: %zu values; router '%s' takes %zu", i, e->n_values,
+                     rt->name, dim);
+            for (size_t d = 0; d < dim; d++)
+                if (!isfinite(e->values[d]))
+                    FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "embeddings[%zu]: value %zu is not finite", i, d);
+            memcpy(emb + i * dim, e->values, dim * sizeof *emb);
+            w->items[i].emb = emb + i * dim;
+            w->items[i].n_ids = 1; /* an embedding counts as one token in the budgets */
+            w->items[i].index = (uint32_t)i;
+        }
+    } else {
+        const size_t maxt = (size_t)rt->info.max_tokens;
+        int32_t *ids = r->ids = malloc(n * maxt * sizeof *ids);
+        if (!ids) FAIL(SRV_ENGINE, RS_ERR_NOMEM, "out of memory for %zu prompts", n);
+        for (size_t i = 0; i < n; i++) {
+            size_t plen = strlen(m->prompts[i]), nid = 0;
+            int trunc = 0;
+            rs_err terr = {{0}};
+            if ((long)plen > s->cfg.max_prompt_bytes)
+                FAIL(SRV_ENGINE, RS_ERR_TOO_LARGE, "prompts[%zu]: %zu bytes (at most %ld)", i, plen, s->cfg.max_prompt_bytes);
+            rs_status st = rs_engine_tokenize(rt->engine, m->prompts[i], plen, ids + i * maxt, maxt, &nid, &trunc, &terr);
+            if (st != RS_OK) FAIL(SRV_ENGINE, st, "prompts[%zu]: %.200s", i, terr.msg);
+            w->items[i].ids = ids + i * maxt;
+            w->items[i].n_ids = (uint32_t)nid;
+            w->items[i].index = (uint32_t)i;
+            r->truncated[i] = (uint8_t)trunc;
+        }
     }
-    (void)total;
     r->tokenize_s = rs_cli_now() - t0;
-    if (s->metrics) rs_metrics_observe(s->metrics, r->router, RS_H_TOKENIZE, r->tokenize_s);
+    if (s->metrics && !by_emb) rs_metrics_observe(s->metrics, r->router, RS_H_TOKENIZE, r->tokenize_s);
     w->deadline = c->deadline;
     w->done = req_done;
     w->owner = r;
@@ -522,6 +549,7 @@ static rs_req *req_start(rs_call *c, const uint8_t *data, size_t len) {
         if (a == RS_ADMIT_TOO_BIG)
             FAIL(SRV_ENGINE, RS_ERR_TOO_LARGE, "request has more tokens than the whole queue holds (max_queue_tokens %ld)",
                  rt->cfg.max_queue_tokens);
+        if (a == RS_ADMIT_INVALID) FAIL(SRV_ENGINE, RS_ERR_INTERNAL, "request items the batcher cannot hold");
         FAIL(SRV_DRAINING, RS_OK, "server is shutting down");
     }
     r = NULL; /* queued: it now belongs to the batcher until req_done */
@@ -557,6 +585,12 @@ static rs_srv_err req_outcome(const rs_req *r, rs_status *st, const char **msg) 
         *msg = w->fail_msg;
         return SRV_ENGINE;
     }
+    for (size_t i = 0; i < w->n; i++)
+        if (w->scores[i].status != RS_OK) { /* a per-prompt refusal by the engine */
+            *st = w->scores[i].status;
+            *msg = w->scores[i].error;
+            return SRV_ENGINE;
+        }
     if (atomic_load(&w->n_cancelled)) {
         *st = RS_OK;
         *msg = "cancelled";
@@ -713,6 +747,8 @@ static void handle_list(rs_call *c, const uint8_t *data, size_t len) {
         info[i].online = r->cfg.online;
         info[i].online_strong_share = r->cfg.online ? r->cfg.online_share : 0.f;
         info[i].is_default = i == 0;
+        info[i].client_embedding_dim = (uint32_t)(r->info.client_embed_dim > 0 ? r->info.client_embed_dim : 0);
+        info[i].takes_text = r->info.max_tokens > 0;
         pinfo[i] = &info[i];
     }
     Routescore__V1__ListRoutersResponse resp = ROUTESCORE__V1__LIST_ROUTERS_RESPONSE__INIT;
@@ -1284,33 +1320,50 @@ static rs_status warm_up(router *r, rs_err *err) {
                                     "step by step, with an example using the first ten primes."};
     size_t lens[4];
     rs_score out[4];
-    for (int i = 0; i < 4; i++) lens[i] = strlen(P[i]);
-    return rs_engine_score(r->engine, P, lens, 4, NAN, out, err);
+    if (r->info.max_tokens > 0) {
+        for (int i = 0; i < 4; i++) lens[i] = strlen(P[i]);
+        return rs_engine_score(r->engine, P, lens, 4, NAN, out, err);
+    }
+    /* Embeddings only: four fixed unit-norm-ish vectors. */
+    const size_t dim = (size_t)r->info.client_embed_dim;
+    float *emb = malloc(4 * dim * sizeof *emb);
+    if (!emb) return rs_errf(err, RS_ERR_NOMEM, "no memory for warm-up embeddings");
+    for (size_t i = 0; i < 4 * dim; i++) emb[i] = (float)((i * 2654435761u) % 1000) / 1000.f - 0.5f;
+    rs_status st = rs_engine_score_embeddings(r->engine, emb, 4, dim, NAN, out, err);
+    free(emb);
+    return st;
+}
+
+rs_status rs_server_open_router(const rs_srv_router_cfg *rc, const char *label, int n_threads, rs_engine **out,
+                                rs_router_info *info, rs_err *err) {
+    rs_engine_opts eo;
+    rs_engine_opts_default(&eo);
+    eo.n_threads = n_threads > 0 ? n_threads : rc->threads;
+    eo.max_batch_tokens = rc->max_batch_tokens;
+    eo.max_tokens = rc->max_tokens;
+    eo.backend = rc->backend;
+    eo.device = rc->device;
+    rs_status st = rs_engine_open(rc->model, &eo, out, err);
+    if (st != RS_OK) return rs_errf(err, st, "router '%s': %s", label, err->msg);
+    rs_engine_info(*out, info);
+    if (!strcmp(info->kind, "embed"))
+        st = rs_errf(err, RS_ERR_INVALID_ARG, "router '%s' (%s) is a bare encoder: it has no scoring head", label, rc->model);
+    else if (info->max_tokens > rc->max_batch_tokens)
+        st = rs_errf(err, RS_ERR_INVALID_ARG, "router '%s': max_batch_tokens %d is below its max_tokens %d", label,
+                     rc->max_batch_tokens, info->max_tokens);
+    if (st != RS_OK) {
+        rs_engine_close(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 rs_status rs_server_load(rs_server *s, rs_err *err) {
     for (int i = 0; i < s->n_routers; i++) {
         router *r = &s->routers[i];
         const double t0 = rs_cli_now();
-        rs_engine_opts eo;
-        rs_engine_opts_default(&eo);
-        eo.n_threads = r->cfg.threads;
-        eo.max_batch_tokens = r->cfg.max_batch_tokens;
-        eo.max_tokens = r->cfg.max_tokens;
-        eo.backend = r->cfg.backend;
-        eo.device = r->cfg.device;
-        rs_status st = rs_engine_open(r->cfg.model, &eo, &r->engine, err);
-        if (st != RS_OK) return rs_errf(err, st, "router '%s': %s", r->name, err->msg);
-        rs_engine_info(r->engine, &r->info);
-        if (!strcmp(r->info.kind, "embed"))
-            return rs_errf(err, RS_ERR_INVALID_ARG, "router '%s' (%s) is a bare encoder: it has no scoring head", r->name,
-                           r->cfg.model);
-        if (r->info.max_tokens <= 0) /* mf_routellm / sw_ranking without an encoder */
-            return rs_errf(err, RS_ERR_INVALID_ARG, "router '%s' (%s) scores client embeddings only; the gRPC API "
-                           "carries text: give it an \"encoder\" in routescore.json", r->name, r->cfg.model);
-        if (r->info.max_tokens > r->cfg.max_batch_tokens)
-            return rs_errf(err, RS_ERR_INVALID_ARG, "router '%s': max_batch_tokens %d is below its max_tokens %d", r->name,
-                           r->cfg.max_batch_tokens, r->info.max_tokens);
+        rs_status st = rs_server_open_router(&r->cfg, r->name, 0, &r->engine, &r->info, err);
+        if (st != RS_OK) return st;
         float t = r->cfg.has_threshold ? r->cfg.threshold : r->info.threshold;
         atomic_store(&r->threshold, t);
         rs_metrics_threshold(s->metrics, i, t);
@@ -1322,6 +1375,7 @@ rs_status rs_server_load(rs_server *s, rs_err *err) {
             .max_batch_size = r->cfg.max_batch_size,
             .max_queue_delay_us = r->cfg.max_queue_delay_us,
             .max_queue_tokens = r->cfg.max_queue_tokens,
+            .emb_dim = r->info.client_embed_dim > 0 ? r->info.client_embed_dim : 0,
             .router_index = i,
             .metrics = s->metrics,
             .online = &r->online,

@@ -25,6 +25,7 @@
 #ifndef RS_SERVER_H
 #define RS_SERVER_H
 
+#include "engine.h"
 #include "srv_config.h"
 #include "status.h"
 
@@ -36,6 +37,13 @@ typedef enum rs_server_event {
     RS_EV_HUP = 2,   /* reload thresholds */
     RS_EV_FATAL = 4, /* an engine failed: drain and exit non-zero */
 } rs_server_event;
+
+/* Opens the engine of router rc (n_threads overrides rc->threads when > 0)
+ * and checks that it can be served: it has a scoring head, and its prompts
+ * fit max_batch_tokens. Errors name the router (label). Used by the server
+ * and by `serve --check-config`. */
+rs_status rs_server_open_router(const rs_srv_router_cfg *rc, const char *label, int n_threads, rs_engine **out,
+                                rs_router_info *info, rs_err *err);
 
 /* cfg must have passed rs_srv_config_validate. */
 rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *err);
