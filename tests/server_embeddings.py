@@ -45,6 +45,14 @@ def cli_scores(d):
     return [json.loads(line)["win_prob"] for line in r.stdout.splitlines()]
 
 
+def run_threads(fn, n):
+    ts = [threading.Thread(target=fn, args=(k,)) for k in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
 def both_router(tmp):
     """An mf_routellm router on the tiny XLM-R test encoder (hidden 64), some
     prompts, and their embeddings from `routescore embed`."""
@@ -125,11 +133,7 @@ def main():
                 except grpc.RpcError as e:
                     errs.append(e.code())
 
-            ts = [threading.Thread(target=caller, args=(k,)) for k in range(16)]
-            for t in ts:
-                t.start()
-            for t in ts:
-                t.join()
+            run_threads(caller, 16)
             m = srv.metrics()
             batches = (su.metric_value(m, "routescore_batch_size_count", {"router": "mf"}) or 0) - before
             ok = not errs and len(results) == 64 and all(abs(p - mf_exp[i]) < 1e-5 for i, p in results.values())
@@ -152,11 +156,7 @@ def main():
                 except grpc.RpcError as e:
                     errs.append(e.code())
 
-            ts = [threading.Thread(target=mixed, args=(k,)) for k in range(8)]
-            for t in ts:
-                t.start()
-            for t in ts:
-                t.join()
+            run_threads(mixed, 8)
             per = {}
             for i, by_text, p in both.values():
                 per.setdefault(i, {}).setdefault(by_text, []).append(p)
