@@ -45,12 +45,28 @@ def cli_scores(d):
     return [json.loads(line)["win_prob"] for line in r.stdout.splitlines()]
 
 
-def run_threads(fn, n):
-    ts = [threading.Thread(target=fn, args=(k,)) for k in range(n)]
+def concurrent_calls(srv, st, n_callers, n_calls, make_req):
+    """n_callers threads, each on its own channel making n_calls unary calls;
+    make_req(k, j) gives (key, request) for caller k's call j. Returns
+    ({(k, j): (key, win_prob of the first score)}, [error codes])."""
+    results, errs = {}, []
+
+    def caller(k):
+        try:
+            with srv.channel() as ch:
+                stub = st.scorer_grpc.ScorerStub(ch)
+                for j in range(n_calls):
+                    key, req = make_req(k, j)
+                    results[(k, j)] = (key, stub.Score(req, timeout=60).scores[0].win_prob)
+        except grpc.RpcError as e:
+            errs.append(e.code())
+
+    ts = [threading.Thread(target=caller, args=(k,)) for k in range(n_callers)]
     for t in ts:
         t.start()
     for t in ts:
         t.join()
+    return results, errs
 
 
 def both_router(tmp):
@@ -121,19 +137,8 @@ def main():
 
             # Many concurrent one-embedding callers: answers right, batched.
             before = su.metric_value(srv.metrics(), "routescore_batch_size_count", {"router": "mf"}) or 0
-            results, errs = {}, []
-
-            def caller(k):
-                try:
-                    with srv.channel() as c2:
-                        s2 = st.scorer_grpc.ScorerStub(c2)
-                        for j in range(4):
-                            i = (k * 4 + j) % len(mf_embs)
-                            results[(k, j)] = (i, s2.Score(emb_req("mf", [mf_embs[i]]), timeout=60).scores[0].win_prob)
-                except grpc.RpcError as e:
-                    errs.append(e.code())
-
-            run_threads(caller, 16)
+            results, errs = concurrent_calls(srv, st, 16, 4, lambda k, j: (
+                (k * 4 + j) % len(mf_embs), emb_req("mf", [mf_embs[(k * 4 + j) % len(mf_embs)]])))
             m = srv.metrics()
             batches = (su.metric_value(m, "routescore_batch_size_count", {"router": "mf"}) or 0) - before
             ok = not errs and len(results) == 64 and all(abs(p - mf_exp[i]) < 1e-5 for i, p in results.values())
@@ -141,24 +146,15 @@ def main():
             check(0 < batches < 64, f"their 64 embeddings were batched: {batches:.0f} forwards")
 
             # Text and embeddings to one router from concurrent callers.
-            both, errs = {}, []
+            def mixed_req(k, j):  # callers k and k + 4 send the same prompts, as text (k < 4) or embeddings
+                i = (k * 6 + j) % len(both_prompts)
+                req = (pb.ScoreRequest(router="both", prompts=[both_prompts[i]]) if k < 4
+                       else emb_req("both", [both_embs[i]]))
+                return (i, k < 4), req
 
-            def mixed(k):
-                try:
-                    with srv.channel() as c2:
-                        s2 = st.scorer_grpc.ScorerStub(c2)
-                        for j in range(6):
-                            i = (k * 6 + j) % len(both_prompts)
-                            by_text = k < 4  # callers k and k + 4 send the same prompts
-                            req = (pb.ScoreRequest(router="both", prompts=[both_prompts[i]]) if by_text
-                                   else emb_req("both", [both_embs[i]]))
-                            both[(k, j)] = (i, by_text, s2.Score(req, timeout=60).scores[0].win_prob)
-                except grpc.RpcError as e:
-                    errs.append(e.code())
-
-            run_threads(mixed, 8)
+            both, errs = concurrent_calls(srv, st, 8, 6, mixed_req)
             per = {}
-            for i, by_text, p in both.values():
+            for (i, by_text), p in both.values():
                 per.setdefault(i, {}).setdefault(by_text, []).append(p)
             pairs = [(v[True][0], v[False][0]) for v in per.values() if True in v and False in v]
             worst = max((abs(a - b) for a, b in pairs), default=float("inf"))
