@@ -10,17 +10,20 @@ CI only reads the committed outputs.
 transformers 4.40 predates rope_type "llama3": the model is built unscaled,
 every layer's inv_freq buffer is overwritten with the llama3-scaled one
 (transformers' _compute_llama3_parameters, copied below), and config.json
-gets the rope_scaling block afterwards."""
+gets the rope_scaling block afterwards.
+
+The template, the router directory layout and the scorer are causal_ref.py's,
+shared with benchmarks/causal_bench.py."""
 import json, math, os, shutil, sys
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
 from transformers import LlamaConfig, LlamaForCausalLM
 
+import causal_ref
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "data", "causal_tiny")
-SRC = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "shared", "data", "routellm", "routers", "causal_llm")
-SPECIALS = ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
-RATINGS = ["[[1]]", "[[2]]", "[[3]]", "[[4]]", "[[5]]"]
+SRC = sys.argv[1] if len(sys.argv) > 1 else causal_ref.default_prompt_dir()
 ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
         "original_max_position_embeddings": 64}
 PROMPTS = [
@@ -51,18 +54,15 @@ def llama3_inv_freq(inv_freq, s):
 
 
 def main():
-    system = open(os.path.join(SRC, "system_ft_v5.txt"), encoding="utf-8").read()
-    classifier = open(os.path.join(SRC, "classifier_ft_v5.txt"), encoding="utf-8").read()
+    system, classifier = causal_ref.read_prompt_files(SRC)
     # A tiny byte-level BPE trained on the prompt files and prompts.
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator([system, classifier] + PROMPTS, trainer)
-    tok.add_special_tokens(SPECIALS + RATINGS)
-    orig_vocab = tok.token_to_id("[[1]]")
+    orig_vocab = causal_ref.add_router_tokens(tok)
     V = tok.get_vocab_size()
-    assert V == orig_vocab + 5, (V, orig_vocab)
     eot = tok.token_to_id("<|eot_id|>")
 
     torch.manual_seed(1234)
@@ -79,23 +79,10 @@ def main():
         layer.self_attn.rotary_emb.inv_freq.copy_(inv)
 
     def prompt_ids(q):
-        text = ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n" + system.strip() + "<|eot_id|>"
-                + "<|start_header_id|>user<|end_header_id|>\n\n" + classifier.replace("{question}", q).strip()
-                + "<|eot_id|>")
-        return tok.encode(text, add_special_tokens=False).ids
+        return tok.encode(causal_ref.prompt_text(system, classifier, q), add_special_tokens=False).ids
 
     def route(q):
-        ids = torch.tensor([prompt_ids(q)])
-        with torch.no_grad():
-            o = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=eot, output_scores=True,
-                               return_dict_in_generate=True)
-        gen = o.sequences[0][ids.shape[1]:].tolist()
-        idx = next((i for i, x in enumerate(gen) if x >= orig_vocab), None)
-        if idx is None:
-            return 1.0, gen, None
-        lg = o.scores[idx][0][orig_vocab:].double()
-        sm = torch.softmax(lg, 0)
-        return float(1.0 - (sm[3] + sm[4])), gen, sm.tolist()
+        return causal_ref.route(model, prompt_ids(q), orig_vocab, eot)
 
     # Rating rows: a shared direction plus per-rating noise, scaled so that
     # some prompts reach a rating token within 6 steps and some do not.
@@ -132,11 +119,7 @@ def main():
     c["rope_scaling"] = ROPE
     with open(os.path.join(router, "config.json"), "w") as f:
         json.dump(c, f, indent=2)
-    tok.save(os.path.join(router, "tokenizer.json"))
-    shutil.copy(os.path.join(SRC, "system_ft_v5.txt"), router)
-    shutil.copy(os.path.join(SRC, "classifier_ft_v5.txt"), router)
-    with open(os.path.join(router, "routescore.json"), "w") as f:
-        json.dump({"name": "causal-tiny", "kind": "causal_llm", "threshold": 0.5}, f, indent=2)
+    causal_ref.write_router_files(router, SRC, {"name": "causal-tiny", "kind": "causal_llm", "threshold": 0.5}, tok)
     with open(os.path.join(OUT, "golden.json"), "w") as f:
         json.dump({"orig_vocab_size": orig_vocab, "prompts": golden}, f, indent=1, ensure_ascii=False)
 
