@@ -395,7 +395,8 @@ double rs_causal_flops(const rs_causal *c, const int32_t *offsets, int n_seq) {
     const double P = rs_llama_prefix_len(c->model);
     for (int s = 0; s < n_seq; s++) {
         int L = offsets[s + 1] - offsets[s];
-        f += rs_llama_flops(c->cfg, L, P + L / 2.0, 1);
+        /* Token t (0-based) of the prompt attends to P + t + 1 positions. */
+        f += rs_llama_flops(c->cfg, L, P + (L + 1) / 2.0, 1);
     }
     return f;
 }

@@ -51,6 +51,9 @@ rs_status rs_causal_score_tokens(rs_causal *c, const int32_t *ids, const size_t 
 rs_status rs_causal_score(rs_causal *c, const char *const *prompts, const size_t *lens, size_t n, float threshold,
                           rs_score *out, rs_err *err);
 
+/* FLOPs of the prefill of prompts of these own lengths (offsets over
+ * rs_causal_tokenize's counts, without the shared prefix, whose KV is
+ * computed once at open): one logit row each, no decode steps. */
 double rs_causal_flops(const rs_causal *c, const int32_t *offsets, int n_seq);
 
 #endif

@@ -15,13 +15,14 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: routescore bench [--model DIR] --in FILE [--field PATH] [--limit N] [--repeat R] [--threads N]\n"
-               "                       [--backend cpu|cuda|auto] [--device N] [--batch-tokens N]\n"
+               "                       [--batch B] [--backend cpu|cuda|auto] [--device N] [--batch-tokens N]\n"
                "       routescore bench [--model DIR] --synthetic LEN [--batch B] [--iters N] [--backend ...]\n"
                "       routescore bench --gemm-peak [--threads N]\n"
                "\n"
                "Scores (or, for a bare encoder, embeds) the file's prompts R times after one warm-up\n"
                "pass and prints {prompts, tokens, seconds, prompts_per_s, tokens_per_s, gflops,\n"
-               "tokenize_seconds}. --synthetic scores B random token sequences of LEN ids (fixed\n"
+               "tokenize_seconds}; with --batch B, in calls of B prompts (default: all in one call),\n"
+               "adding the p50/p99 latency of one call. --synthetic scores B random token sequences of LEN ids (fixed\n"
                "seed; no tokenizer needed) N times after a warm-up and prints prompts_per_s, tflops\n"
                "and the p50/p99 latency of one call. --gemm-peak prints the sgemm rate at M=2048\n"
                "N=1536 K=384.\n");
@@ -137,7 +138,7 @@ int rs_cli_bench(int argc, char **argv) {
         {0, 0, 0, 0}};
     rs_cli_engine_flags fl = {0};
     const char *in = NULL, *field = NULL;
-    long limit = 1L << 30, repeat = 1, synthetic = 0, batch = 1, iters = 20;
+    long limit = 1L << 30, repeat = 1, synthetic = 0, batch = 0, iters = 20; /* batch 0: 1 (synthetic), all (file) */
     int peak = 0;
     rs_err err = {{0}};
     optind = 1;
@@ -166,7 +167,7 @@ int rs_cli_bench(int argc, char **argv) {
         }
     }
     if (peak) return gemm_peak(fl.threads);
-    if (synthetic) return bench_synthetic(&fl, synthetic, batch, iters);
+    if (synthetic) return bench_synthetic(&fl, synthetic, batch ? batch : 1, iters);
     if (!in) {
         usage(stderr);
         return 2;
@@ -179,6 +180,7 @@ int rs_cli_bench(int argc, char **argv) {
     }
     size_t n = 0, cap = 0;
     rs_cli_buf *texts = NULL;
+    size_t *n_own = NULL; /* per prompt: the tokens its own forward computes */
     int rc = 0;
     while ((long)n < limit) {
         const char *line, *text;
@@ -212,7 +214,12 @@ int rs_cli_bench(int argc, char **argv) {
     size_t *lens = calloc(n ? n : 1, sizeof *lens);
     rs_score *out = calloc(n ? n : 1, sizeof *out);
     int32_t *offsets = calloc(n + 1, sizeof *offsets);
-    if (!e || !prompts || !lens || !out || !offsets || !n) {
+    int32_t *own = calloc(n + 1, sizeof *own); /* tokens each prompt's own forward computes */
+    const size_t per_call = batch > 0 && (size_t)batch < n ? (size_t)batch : n;
+    const size_t n_calls = per_call ? (n + per_call - 1) / per_call : 0;
+    double *lat = calloc((size_t)repeat * n_calls + 1, sizeof *lat);
+    size_t n_lat = 0;
+    if (!e || !prompts || !lens || !out || !offsets || !own || !lat || !n) {
         if (e && !n) fprintf(stderr, "routescore bench: no prompts in %s\n", in);
         rc = 2;
         goto done;
@@ -224,39 +231,56 @@ int rs_cli_bench(int argc, char **argv) {
         prompts[i] = texts[i].data;
         lens[i] = texts[i].len;
     }
-    /* Tokenization alone, one thread, for the split of the time. */
+    /* Tokenization alone, one thread, for the split of the time. A causal
+     * router's FLOPs count these (the prompt's own tokens): rs_score.tokens
+     * also counts the shared prefix, computed once at open. */
     int32_t *ids = malloc((size_t)info.max_tokens * sizeof *ids);
+    n_own = calloc(n, sizeof *n_own);
     double t0 = rs_cli_now();
-    for (size_t i = 0; ids && i < n; i++) {
-        size_t k;
+    for (size_t i = 0; ids && n_own && i < n; i++) {
         int trunc;
-        rs_engine_tokenize(e, prompts[i], lens[i], ids, (size_t)info.max_tokens, &k, &trunc, NULL);
+        rs_engine_tokenize(e, prompts[i], lens[i], ids, (size_t)info.max_tokens, &n_own[i], &trunc, NULL);
     }
     double tok_s = rs_cli_now() - t0;
     free(ids);
     double best = 0;
-    for (long rep = 0; rep <= repeat; rep++) { /* rep 0 warms up */
-        t0 = rs_cli_now();
-        rs_status st = emb ? rs_engine_embed(e, prompts, lens, n, emb, out, &err)
-                           : rs_engine_score(e, prompts, lens, n, NAN, out, &err);
-        double dt = rs_cli_now() - t0;
-        if (st != RS_OK) {
-            fprintf(stderr, "routescore bench: %s: %s\n", rs_status_str(st), err.msg);
-            rc = 2;
-            break;
+    for (long rep = 0; rep <= repeat && rc == 0; rep++) { /* rep 0 warms up */
+        double dt = 0;
+        for (size_t i0 = 0; i0 < n; i0 += per_call) {
+            const size_t cnt = n - i0 < per_call ? n - i0 : per_call;
+            t0 = rs_cli_now();
+            rs_status st = emb ? rs_engine_embed(e, prompts + i0, lens + i0, cnt, emb + i0 * (size_t)info.embed_dim,
+                                                 out + i0, &err)
+                               : rs_engine_score(e, prompts + i0, lens + i0, cnt, NAN, out + i0, &err);
+            const double call = rs_cli_now() - t0;
+            if (st != RS_OK) {
+                fprintf(stderr, "routescore bench: %s: %s\n", rs_status_str(st), err.msg);
+                rc = 2;
+                break;
+            }
+            dt += call;
+            if (rep) lat[n_lat++] = call;
         }
-        if (rep && (best == 0 || dt < best)) best = dt;
+        if (rc == 0 && rep && (best == 0 || dt < best)) best = dt;
     }
     free(emb);
     if (rc == 0) {
         size_t ok = 0;
         for (size_t i = 0; i < n; i++)
-            if (out[i].status == RS_OK) offsets[ok + 1] = offsets[ok] + out[i].tokens, ok++;
-        double flops = rs_engine_flops(e, offsets, (int)ok);
+            if (out[i].status == RS_OK) {
+                offsets[ok + 1] = offsets[ok] + out[i].tokens;
+                own[ok + 1] = own[ok] + (n_own && !strcmp(info.kind, "causal_llm") ? (int32_t)n_own[i] : out[i].tokens);
+                ok++;
+            }
+        double flops = rs_engine_flops(e, own, (int)ok);
+        qsort(lat, n_lat, sizeof *lat, cmp_double);
+        const double p50 = n_lat ? lat[(n_lat - 1) / 2] : 0,
+                     p99 = n_lat ? lat[(size_t)((double)(n_lat - 1) * 0.99 + 0.5)] : 0;
         printf("{\"router\":\"%s\",\"kind\":\"%s\",\"backend\":\"%s\",\"threads\":%d,\"prompts\":%zu,\"tokens\":%d,\"seconds\":%.4f,"
-               "\"prompts_per_s\":%.1f,\"tokens_per_s\":%.1f,\"gflops\":%.1f,\"tokenize_seconds\":%.4f}\n",
+               "\"prompts_per_s\":%.1f,\"tokens_per_s\":%.1f,\"gflops\":%.1f,\"tokenize_seconds\":%.4f,"
+               "\"batch\":%zu,\"calls\":%zu,\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n",
                info.name, info.kind, rs_engine_backend(e), omp_get_max_threads(), ok, offsets[ok], best, ok / best, offsets[ok] / best,
-               flops / best / 1e9, tok_s);
+               flops / best / 1e9, tok_s, per_call, n_calls, p50 * 1e3, p99 * 1e3);
     }
 done:
     for (size_t i = 0; i < n; i++) rs_cli_buf_free(&texts[i]);
@@ -265,6 +289,9 @@ done:
     free(lens);
     free(out);
     free(offsets);
+    free(own);
+    free(n_own);
+    free(lat);
     rs_engine_close(e);
     return rc;
 }
