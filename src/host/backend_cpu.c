@@ -31,6 +31,16 @@ static rs_status sgemm(char ta, char tb, int64_t M, int64_t N, int64_t K, float 
                                                                                             : RS_ERR_BACKEND;
 }
 
+/* OpenMP's thread count belongs to the calling thread (its ICV), and the
+ * thread that created a backend is seldom the one that runs it (the server's
+ * engine workers, one per replica): every op that goes parallel sets it for
+ * its caller first, so a backend keeps to its n_threads (and its per-thread
+ * attention scratch) whoever calls it. */
+void rs_cpu_enter(rs_backend *b) {
+    const cpu_backend *c = (const cpu_backend *)b;
+    if (omp_get_max_threads() != c->n_threads) omp_set_num_threads(c->n_threads);
+}
+
 static void cpu_destroy(rs_backend *b) {
     cpu_backend *c = (cpu_backend *)b;
     free(c->scratch);
@@ -135,7 +145,7 @@ static void layernorm_row(float *x, const float *g, const float *beta, float eps
 static rs_status cpu_embed(rs_backend *b, const int32_t *ids, const int32_t *pos_ids, const int32_t *type_ids,
                            int n_tokens, const rs_bweight *word, const rs_bweight *pos, const rs_bweight *type,
                            const rs_bweight *ln_g, const rs_bweight *ln_b, float eps, int hidden, float *out) {
-    (void)b;
+    rs_cpu_enter(b);
     /* Ids were range-checked by the engine against these tables. */
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < n_tokens; t++) {
@@ -151,7 +161,7 @@ static rs_status cpu_embed(rs_backend *b, const int32_t *ids, const int32_t *pos
 
 static rs_status cpu_linear(rs_backend *b, const float *x, int64_t ldx, int64_t M, int64_t K, const rs_bweight *w,
                             const rs_bweight *bias, rs_act act, float *y) {
-    (void)b;
+    rs_cpu_enter(b);
     int64_t N = w->rows;
     rs_status st = sgemm('N', 'T', M, N, K, 1.f, x, ldx, w->data, K, 0.f, y, N);
     if (st != RS_OK) return st;
@@ -171,7 +181,7 @@ static rs_status cpu_linear(rs_backend *b, const float *x, int64_t ldx, int64_t 
 
 static rs_status cpu_add_layernorm(rs_backend *b, float *x, const float *residual, const rs_bweight *g,
                                    const rs_bweight *beta, float eps, int64_t M, int64_t N) {
-    (void)b;
+    rs_cpu_enter(b);
 #pragma omp parallel for schedule(static)
     for (int64_t m = 0; m < M; m++) {
         float *row = x + m * N;
@@ -184,6 +194,7 @@ static rs_status cpu_add_layernorm(rs_backend *b, float *x, const float *residua
 
 static rs_status cpu_attention(rs_backend *b, const float *qkv, const int32_t *offsets, int n_seq, int max_len,
                                int n_heads, int head_dim, float *out) {
+    rs_cpu_enter(b);
     cpu_backend *c = (cpu_backend *)b;
     if (max_len > c->max_len) return RS_ERR_INTERNAL;
     const int64_t hd = (int64_t)n_heads * head_dim, ld = 3 * hd;
@@ -191,7 +202,7 @@ static rs_status cpu_attention(rs_backend *b, const float *qkv, const int32_t *o
     int failed = 0;
     /* Longest sequences first would balance better; dynamic scheduling over
      * (sequence, head) pairs is enough at two cores. */
-#pragma omp parallel for schedule(dynamic, 1) reduction(| : failed)
+#pragma omp parallel for schedule(dynamic, 1) reduction(| : failed) num_threads(c->n_threads)
     for (int64_t task = 0; task < (int64_t)n_seq * n_heads; task++) {
         int s = (int)(task / n_heads), h = (int)(task % n_heads);
         int64_t t0 = offsets[s], L = offsets[s + 1] - offsets[s];
@@ -221,7 +232,7 @@ static rs_status cpu_attention(rs_backend *b, const float *qkv, const int32_t *o
 
 static rs_status cpu_pool(rs_backend *b, const float *x, const int32_t *offsets, int n_seq, int64_t N, int mean_pool,
                           int normalize, float *out) {
-    (void)b;
+    rs_cpu_enter(b);
 #pragma omp parallel for schedule(static)
     for (int s = 0; s < n_seq; s++) {
         float *o = out + (int64_t)s * N;

@@ -13,7 +13,7 @@
 #include "backend_cpu_llama.h"
 
 rs_status rs_cpu_embed_rows(rs_backend *b, const rs_bweight *table, const int32_t *ids, int n, float *out) {
-    (void)b;
+    rs_cpu_enter(b);
     const int64_t N = table->cols;
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < n; t++)
@@ -23,7 +23,7 @@ rs_status rs_cpu_embed_rows(rs_backend *b, const rs_bweight *table, const int32_
 
 rs_status rs_cpu_add_rmsnorm(rs_backend *b, float *x, const float *delta, const rs_bweight *g, float eps, int64_t M,
                              int64_t N, float *y) {
-    (void)b;
+    rs_cpu_enter(b);
 #pragma omp parallel for schedule(static)
     for (int64_t m = 0; m < M; m++) {
         float *row = x + m * N, *o = y + m * N;
@@ -39,7 +39,7 @@ rs_status rs_cpu_add_rmsnorm(rs_backend *b, float *x, const float *delta, const 
 
 rs_status rs_cpu_rope(rs_backend *b, float *x, int64_t ld, int64_t M, const int32_t *pos, int n_heads, int head_dim,
                       const float *inv_freq) {
-    (void)b;
+    rs_cpu_enter(b);
     const int half = head_dim / 2;
 #pragma omp parallel for schedule(static)
     for (int64_t m = 0; m < M; m++) {
@@ -64,7 +64,7 @@ rs_status rs_cpu_rope(rs_backend *b, float *x, int64_t ld, int64_t M, const int3
 }
 
 rs_status rs_cpu_swiglu(rs_backend *b, float *gate, const float *up, int64_t n) {
-    (void)b;
+    rs_cpu_enter(b);
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) gate[i] = gate[i] / (1.f + expf(-gate[i])) * up[i];
     return RS_OK;
@@ -72,7 +72,7 @@ rs_status rs_cpu_swiglu(rs_backend *b, float *gate, const float *up, int64_t n) 
 
 rs_status rs_cpu_copy_rows(rs_backend *b, float *dst, const int32_t *dst_rows, const float *src,
                            const int32_t *src_rows, int64_t M, int64_t N) {
-    (void)b;
+    rs_cpu_enter(b);
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < M; i++) {
         int64_t d = dst_rows ? dst_rows[i] : i, s = src_rows ? src_rows[i] : i;
@@ -121,7 +121,7 @@ static void attend_rows(const float *Q, int group, int D, float scale, const flo
 rs_status rs_cpu_attention_kv(rs_backend *b, const float *q, int64_t T, const int32_t *slot, const int32_t *pos,
                               const float *pk, const float *pv, int n_prefix, const float *k, const float *v,
                               int64_t slot_stride, int n_heads, int n_kv_heads, int head_dim, float *out) {
-    (void)b;
+    rs_cpu_enter(b);
     const int group = n_heads / n_kv_heads, D = head_dim;
     if (group * n_kv_heads != n_heads || group > MAX_GROUP || D > MAX_HEAD_DIM) return RS_ERR_INTERNAL;
     const int64_t ldq = (int64_t)n_heads * D, ldkv = (int64_t)n_kv_heads * D;

@@ -11,6 +11,10 @@ struct rs_bweight {
     int64_t rows, cols;
 };
 
+/* Sets the calling thread's OpenMP thread count to the backend's (every CPU
+ * op calls it first; see backend_cpu.c). */
+void rs_cpu_enter(rs_backend *b);
+
 rs_status rs_cpu_embed_rows(rs_backend *b, const rs_bweight *table, const int32_t *ids, int n, float *out);
 rs_status rs_cpu_add_rmsnorm(rs_backend *b, float *x, const float *delta, const rs_bweight *g, float eps, int64_t M,
                              int64_t N, float *y);

@@ -27,8 +27,14 @@ typedef struct slot {
     float *wp;         /* (max_batch_size) win probabilities, for the online window */
 } slot;
 
+typedef struct worker_arg {
+    rs_batcher *b;
+    int replica;
+} worker_arg;
+
 struct rs_batcher {
-    rs_engine *engine;
+    rs_engine *engines[RS_BATCHER_MAX_REPLICAS];
+    int n_engines;
     rs_batcher_opts o;
     pthread_mutex_t mu;
     pthread_cond_t cv_former; /* queue grew, a slot freed, stop */
@@ -36,11 +42,15 @@ struct rs_batcher {
     rs_item *head, *tail;     /* FIFO of admitted prompts not yet in a slot */
     long admitted_tokens;     /* admitted and not yet finished (queue + slots) */
     uint64_t next_seq;
-    int stopping, former_done, worker_busy, fatal;
+    int stopping, former_done, busy, fatal; /* busy: workers computing */
     char fatal_msg[256];
-    slot slots[2];
-    pthread_t former, worker;
+    slot *slots; /* n_engines + 1 */
+    int n_slots;
+    pthread_t former, workers[RS_BATCHER_MAX_REPLICAS];
+    int n_workers_started;
+    worker_arg args[RS_BATCHER_MAX_REPLICAS];
     _Atomic uint64_t batches;
+    _Atomic uint64_t replica_batches[RS_BATCHER_MAX_REPLICAS];
 };
 
 typedef enum fate { FATE_SCORED, FATE_CANCELLED, FATE_EXPIRED, FATE_FAILED } fate;
@@ -63,7 +73,8 @@ static void finish_item(rs_batcher *b, rs_item *it, fate f, rs_status st, const 
         if (f == FATE_CANCELLED) atomic_fetch_add(&w->n_cancelled, 1);
         if (f == FATE_EXPIRED) atomic_fetch_add(&w->n_expired, 1);
         if (f == FATE_FAILED) {
-            /* Only the worker fails prompts, so these two fields have one writer. */
+            /* The first failure's worker is their only writer; done() reads
+             * them after every prompt's pending decrement. */
             if (!atomic_fetch_add(&w->n_failed, 1)) {
                 w->fail_status = st;
                 snprintf(w->fail_msg, sizeof w->fail_msg, "%.250s", msg);
@@ -88,7 +99,7 @@ static void finish_dead(rs_batcher *b, rs_item *dead) {
 
 static slot *find_slot(rs_batcher *b, slot_state st) {
     slot *best = NULL;
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < b->n_slots; i++)
         if (b->slots[i].state == st && (!best || b->slots[i].seq < best->seq)) best = &b->slots[i];
     return best;
 }
@@ -152,7 +163,9 @@ static void *former_main(void *arg) {
             s->offsets[s->n] = s->n_tok;
         }
         const int full = s->n == (size_t)b->o.max_batch_size || (b->head && !fits(b, s, b->head));
-        const int engine_idle = !b->worker_busy && !find_slot(b, SLOT_READY);
+        int n_ready = 0;
+        for (int i = 0; i < b->n_slots; i++) n_ready += b->slots[i].state == SLOT_READY;
+        const int engine_idle = b->busy + n_ready < b->n_engines; /* a replica would take it now */
         int closed = 0;
         if (s->n > 0 && (full || b->stopping || (engine_idle && now >= s->t_oldest + delay))) {
             s->state = SLOT_READY;
@@ -183,8 +196,8 @@ static void *former_main(void *arg) {
     return NULL;
 }
 
-/* Computes one closed batch (worker thread, no lock held). */
-static void run_batch(rs_batcher *b, slot *s) {
+/* Computes one closed batch on replica r (its worker thread, no lock held). */
+static void run_batch(rs_batcher *b, slot *s, int r) {
     const double now = rs_cli_now();
     rs_item *dead = NULL;
     /* Drop prompts that died since packing; slide the rest left. */
@@ -214,23 +227,27 @@ static void run_batch(rs_batcher *b, slot *s) {
     if (b->fatal) {
         st = rs_errf(&err, RS_ERR_BACKEND, "engine unusable after an earlier failure: %s", b->fatal_msg);
     } else if (k > 0) {
+        rs_engine *e = b->engines[r];
         const double t0 = rs_cli_now();
         if (b->o.fault_after_batches > 0 && atomic_load(&b->batches) >= (uint64_t)b->o.fault_after_batches)
             st = rs_errf(&err, RS_ERR_BACKEND, "injected backend fault after %d forwards", b->o.fault_after_batches);
         else if (s->emb_batch)
-            st = rs_engine_score_embeddings(b->engine, s->emb, k, (size_t)b->o.emb_dim, NAN, s->out, &err);
+            st = rs_engine_score_embeddings(e, s->emb, k, (size_t)b->o.emb_dim, NAN, s->out, &err);
         else
-            st = rs_engine_score_tokens(b->engine, s->ids, s->offsets, k, NAN, s->out, &err);
+            st = rs_engine_score_tokens(e, s->ids, s->offsets, k, NAN, s->out, &err);
         const double t1 = rs_cli_now();
         atomic_fetch_add(&b->batches, 1);
+        atomic_fetch_add(&b->replica_batches[r], 1);
         if (st == RS_OK) {
+            pthread_mutex_lock(&b->mu); /* another replica may hold prompts of the same works */
             for (size_t i = 0; i < k; i++) {
                 rs_work *w = s->items[i]->work;
                 w->scores[s->items[i]->index] = s->out[i];
-                if (w->t_first_start == 0) w->t_first_start = t0;
-                w->t_last_end = t1;
+                if (w->t_first_start == 0 || t0 < w->t_first_start) w->t_first_start = t0;
+                if (t1 > w->t_last_end) w->t_last_end = t1;
                 s->wp[i] = s->out[i].win_prob;
             }
+            pthread_mutex_unlock(&b->mu);
             if (b->o.online) rs_online_observe(b->o.online, s->wp, k);
             if (b->o.metrics) {
                 rs_metrics *m = b->o.metrics;
@@ -243,10 +260,11 @@ static void run_batch(rs_batcher *b, slot *s) {
             }
         } else if (st == RS_ERR_BACKEND) {
             pthread_mutex_lock(&b->mu);
+            const int first = !b->fatal;
             b->fatal = 1;
-            snprintf(b->fatal_msg, sizeof b->fatal_msg, "%.250s", err.msg);
+            if (first) snprintf(b->fatal_msg, sizeof b->fatal_msg, "%.250s", err.msg);
             pthread_mutex_unlock(&b->mu);
-            if (b->o.on_fatal) b->o.on_fatal(b->o.fatal_arg, err.msg);
+            if (first && b->o.on_fatal) b->o.on_fatal(b->o.fatal_arg, err.msg);
         }
     }
     for (size_t i = 0; i < k; i++)
@@ -255,7 +273,8 @@ static void run_batch(rs_batcher *b, slot *s) {
 }
 
 static void *worker_main(void *arg) {
-    rs_batcher *b = arg;
+    const worker_arg *wa = arg;
+    rs_batcher *b = wa->b;
     pthread_mutex_lock(&b->mu);
     for (;;) {
         slot *s = find_slot(b, SLOT_READY);
@@ -265,14 +284,14 @@ static void *worker_main(void *arg) {
             continue;
         }
         s->state = SLOT_COMPUTING;
-        b->worker_busy = 1;
+        b->busy++;
         pthread_mutex_unlock(&b->mu);
-        run_batch(b, s);
+        run_batch(b, s, wa->replica);
         pthread_mutex_lock(&b->mu);
         b->admitted_tokens -= (long)s->n_tok;
         s->state = SLOT_FREE;
         s->n = s->n_tok = 0;
-        b->worker_busy = 0;
+        b->busy--;
         pthread_cond_signal(&b->cv_former);
     }
     pthread_mutex_unlock(&b->mu);
@@ -280,7 +299,7 @@ static void *worker_main(void *arg) {
 }
 
 static void free_slots(rs_batcher *b) {
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; b->slots && i < b->n_slots; i++) {
         slot *s = &b->slots[i];
         free(s->ids);
         free(s->emb);
@@ -289,31 +308,42 @@ static void free_slots(rs_batcher *b) {
         free(s->out);
         free(s->wp);
     }
+    free(b->slots);
 }
 
-rs_status rs_batcher_start(rs_engine *e, const rs_batcher_opts *o, rs_batcher **out, rs_err *err) {
+/* Stops the threads started so far (start's failure path). */
+static void stop_started(rs_batcher *b, int former_started) {
+    pthread_mutex_lock(&b->mu);
+    b->stopping = 1;
+    if (!former_started) b->former_done = 1;
+    pthread_cond_broadcast(&b->cv_former);
+    pthread_cond_broadcast(&b->cv_worker);
+    pthread_mutex_unlock(&b->mu);
+    if (former_started) pthread_join(b->former, NULL);
+    for (int i = 0; i < b->n_workers_started; i++) pthread_join(b->workers[i], NULL);
+}
+
+static void destroy(rs_batcher *b) {
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv_former);
+    pthread_cond_destroy(&b->cv_worker);
+    free_slots(b);
+    free(b);
+}
+
+rs_status rs_batcher_start(rs_engine *const *engines, int n_engines, const rs_batcher_opts *o, rs_batcher **out,
+                           rs_err *err) {
     *out = NULL;
+    if (n_engines < 1 || n_engines > RS_BATCHER_MAX_REPLICAS)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "batcher: %d replicas (1 to %d)", n_engines, RS_BATCHER_MAX_REPLICAS);
     if (o->max_batch_tokens < 1 || o->max_batch_size < 1 || o->max_queue_delay_us < 0 ||
         o->max_queue_tokens < o->max_batch_tokens || o->emb_dim < 0)
         return rs_errf(err, RS_ERR_INVALID_ARG, "batcher: bad limits");
     rs_batcher *b = calloc(1, sizeof *b);
     if (!b) return rs_errf(err, RS_ERR_NOMEM, "no memory");
-    b->engine = e;
+    b->n_engines = n_engines;
+    for (int i = 0; i < n_engines; i++) b->engines[i] = engines[i];
     b->o = *o;
-    for (int i = 0; i < 2; i++) {
-        slot *s = &b->slots[i];
-        s->ids = malloc((size_t)o->max_batch_tokens * sizeof *s->ids);
-        s->offsets = malloc(((size_t)o->max_batch_size + 1) * sizeof *s->offsets);
-        s->items = malloc((size_t)o->max_batch_size * sizeof *s->items);
-        s->out = malloc((size_t)o->max_batch_size * sizeof *s->out);
-        s->wp = malloc((size_t)o->max_batch_size * sizeof *s->wp);
-        if (o->emb_dim > 0) s->emb = malloc((size_t)o->max_batch_size * (size_t)o->emb_dim * sizeof *s->emb);
-        if (!s->ids || !s->offsets || !s->items || !s->out || !s->wp || (o->emb_dim > 0 && !s->emb)) {
-            free_slots(b);
-            free(b);
-            return rs_errf(err, RS_ERR_NOMEM, "no memory for batch slots");
-        }
-    }
     pthread_mutex_init(&b->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -321,19 +351,35 @@ rs_status rs_batcher_start(rs_engine *e, const rs_batcher_opts *o, rs_batcher **
     pthread_cond_init(&b->cv_former, &ca);
     pthread_cond_init(&b->cv_worker, &ca);
     pthread_condattr_destroy(&ca);
-    if (pthread_create(&b->worker, NULL, worker_main, b) != 0) {
-        free_slots(b);
-        free(b);
-        return rs_errf(err, RS_ERR_INTERNAL, "batcher: cannot start the engine worker thread");
+    b->n_slots = n_engines + 1;
+    b->slots = calloc((size_t)b->n_slots, sizeof *b->slots);
+    int ok = b->slots != NULL;
+    for (int i = 0; ok && i < b->n_slots; i++) {
+        slot *s = &b->slots[i];
+        s->ids = malloc((size_t)o->max_batch_tokens * sizeof *s->ids);
+        s->offsets = malloc(((size_t)o->max_batch_size + 1) * sizeof *s->offsets);
+        s->items = malloc((size_t)o->max_batch_size * sizeof *s->items);
+        s->out = malloc((size_t)o->max_batch_size * sizeof *s->out);
+        s->wp = malloc((size_t)o->max_batch_size * sizeof *s->wp);
+        if (o->emb_dim > 0) s->emb = malloc((size_t)o->max_batch_size * (size_t)o->emb_dim * sizeof *s->emb);
+        ok = s->ids && s->offsets && s->items && s->out && s->wp && (o->emb_dim == 0 || s->emb);
+    }
+    if (!ok) {
+        destroy(b);
+        return rs_errf(err, RS_ERR_NOMEM, "no memory for batch slots");
+    }
+    for (int i = 0; i < n_engines; i++) {
+        b->args[i] = (worker_arg){b, i};
+        if (pthread_create(&b->workers[i], NULL, worker_main, &b->args[i]) != 0) {
+            stop_started(b, 0);
+            destroy(b);
+            return rs_errf(err, RS_ERR_INTERNAL, "batcher: cannot start engine worker thread %d", i);
+        }
+        b->n_workers_started++;
     }
     if (pthread_create(&b->former, NULL, former_main, b) != 0) {
-        pthread_mutex_lock(&b->mu);
-        b->former_done = 1;
-        pthread_cond_broadcast(&b->cv_worker);
-        pthread_mutex_unlock(&b->mu);
-        pthread_join(b->worker, NULL);
-        free_slots(b);
-        free(b);
+        stop_started(b, 0);
+        destroy(b);
         return rs_errf(err, RS_ERR_INTERNAL, "batcher: cannot start the former thread");
     }
     *out = b;
@@ -393,17 +439,17 @@ void rs_batcher_stop(rs_batcher *b) {
     pthread_mutex_unlock(&b->mu);
     if (was) return;
     pthread_join(b->former, NULL);
-    pthread_join(b->worker, NULL);
+    for (int i = 0; i < b->n_workers_started; i++) pthread_join(b->workers[i], NULL);
 }
 
 void rs_batcher_free(rs_batcher *b) {
     if (!b) return;
     rs_batcher_stop(b);
-    pthread_mutex_destroy(&b->mu);
-    pthread_cond_destroy(&b->cv_former);
-    pthread_cond_destroy(&b->cv_worker);
-    free_slots(b);
-    free(b);
+    destroy(b);
 }
 
 uint64_t rs_batcher_batches(rs_batcher *b) { return atomic_load(&b->batches); }
+
+uint64_t rs_batcher_replica_batches(rs_batcher *b, int i) {
+    return i >= 0 && i < b->n_engines ? atomic_load(&b->replica_batches[i]) : 0;
+}

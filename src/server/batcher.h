@@ -3,14 +3,19 @@
  * DESIGN
  *   Threads. Request threads (the gRPC completion-queue threads) tokenize a
  *   request's prompts themselves (rs_engine_tokenize is thread-safe) and
- *   submit them as one rs_work. Each batcher owns two threads of its own:
- *     - the former, which moves prompts from the FIFO queue into the free
+ *   submit them as one rs_work. Each batcher owns threads of its own:
+ *     - the former, which moves prompts from the FIFO queue into a free
  *       batch slot (packing ids back to back) and decides when that batch is
  *       closed;
- *     - the engine worker, the only thread that ever calls the engine: it
- *       takes a closed batch, runs rs_engine_score_tokens, hands each prompt
- *       its score and finishes the requests whose last prompt that was.
- *   Two slots, so one batch computes while the next is being prepared.
+ *     - one engine worker per replica (an engine of its own: one per GPU, or
+ *       CPU engines splitting the cores), the only thread that ever calls
+ *       that engine: it takes the oldest closed batch, runs
+ *       rs_engine_score_tokens, hands each prompt its score and finishes the
+ *       requests whose last prompt that was.
+ *   Replicas + 1 slots, so every replica can compute while the next batch is
+ *   being prepared. With several replicas, prompts of one request may be
+ *   computed on different replicas at once; the work's shared fields are
+ *   written under the batcher's lock or atomically.
  *
  *   Client embeddings. A router that scores embeddings (opts.emb_dim > 0)
  *   also takes items carrying one instead of token ids. A batch holds one
@@ -19,9 +24,9 @@
  *   as one token in every token budget (batch, queue, metrics).
  *
  *   Closing rule. A batch is closed when it is full (max_batch_size prompts,
- *   or the next prompt would pass max_batch_tokens), or when the engine is
- *   idle and its oldest prompt has waited max_queue_delay_us. While the
- *   engine is busy the prepared batch keeps filling, so under load batches
+ *   or the next prompt would pass max_batch_tokens), or when a replica is
+ *   idle and its oldest prompt has waited max_queue_delay_us. While every
+ *   replica is busy the prepared batch keeps filling, so under load batches
  *   grow to their limits without any timer (TEI's token budget) and at low
  *   load a lone prompt waits at most max_queue_delay_us (Triton's rule).
  *   The queue is one FIFO over all callers: prompts of one request are
@@ -37,12 +42,12 @@
  *   skips them when packing and the worker removes them from a closed batch
  *   just before the forward. They are never computed.
  *
- *   Completion. work->done(work) runs exactly once, on the former or worker
+ *   Completion. work->done(work) runs exactly once, on the former or a worker
  *   thread, when every prompt of the work is scored or dropped. It must be
  *   quick and must not call back into the batcher (the server posts a
  *   completion-queue event from it).
  *
- * Ownership: the batcher borrows the engine (the caller closes it after
+ * Ownership: the batcher borrows the engines (the caller closes them after
  * rs_batcher_free), the metrics and the online window; a submitted work and
  * its arrays belong to the submitter but must stay alive until done() runs. */
 #ifndef RS_BATCHER_H
@@ -83,9 +88,10 @@ struct rs_work {
     _Atomic size_t pending;   /* prompts neither scored nor dropped */
     _Atomic size_t n_cancelled, n_expired, n_failed;
     double t_enqueue;         /* admission */
+    /* Written under the batcher's lock by the workers; read by done(). */
     double t_first_start;     /* start of the first forward holding one of its prompts (0: none) */
     double t_last_end;        /* end of the last one */
-    rs_status fail_status;    /* n_failed > 0: the engine's error */
+    rs_status fail_status;    /* n_failed > 0: the engine's error (its first) */
     char fail_msg[256];
 };
 
@@ -98,8 +104,9 @@ typedef struct rs_batcher_opts {
     int router_index;         /* for metrics */
     rs_metrics *metrics;      /* may be NULL */
     rs_online *online;        /* every score is observed into it; may be NULL */
-    /* A backend error (RS_ERR_BACKEND) leaves the engine unusable: called once
-     * from the worker, which then fails every later batch without computing. */
+    /* A backend error (RS_ERR_BACKEND) leaves an engine unusable: called once,
+     * from the worker that hit it; every later batch then fails without
+     * computing (on every replica: the process is expected to exit). */
     void (*on_fatal)(void *arg, const char *msg);
     void *fatal_arg;
     /* Fault injection for tests: > 0 makes every forward after this many
@@ -118,12 +125,18 @@ typedef enum rs_admit {
                            or an embedding when emb_dim is 0 (a caller's bug) */
 } rs_admit;
 
-rs_status rs_batcher_start(rs_engine *e, const rs_batcher_opts *o, rs_batcher **out, rs_err *err);
+#define RS_BATCHER_MAX_REPLICAS 16
+
+/* engines: n_engines (1..RS_BATCHER_MAX_REPLICAS) replicas of one router,
+ * same model and limits, one worker each. */
+rs_status rs_batcher_start(rs_engine *const *engines, int n_engines, const rs_batcher_opts *o, rs_batcher **out,
+                           rs_err *err);
 rs_admit rs_batcher_submit(rs_batcher *b, rs_work *w);
 /* Stops admitting, lets everything admitted finish, joins both threads. */
 void rs_batcher_stop(rs_batcher *b);
 void rs_batcher_free(rs_batcher *b);
-/* Forwards run so far (for tests and logs). */
+/* Forwards run so far (for tests and logs), in all and by replica i. */
 uint64_t rs_batcher_batches(rs_batcher *b);
+uint64_t rs_batcher_replica_batches(rs_batcher *b, int i);
 
 #endif

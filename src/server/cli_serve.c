@@ -38,7 +38,11 @@ static void usage(FILE *f) {
             "  --threshold X            default decision threshold of every router\n"
             "  --online-share S         online threshold mode: keep a share S of strong routes\n"
             "  --max-batch-tokens N     --max-batch-size N    --max-queue-delay-us N\n"
-            "  --max-queue-tokens N     --max-tokens N        --threads N\n"
+            "  --max-queue-tokens N     --max-tokens N        --threads N (per replica)\n"
+            "  --backend B              cpu, cuda or auto (cuda when a GPU is present; default cpu)\n"
+            "  --device N               the GPU of a cuda router\n"
+            "  --devices 0,1            one replica per GPU listed (batches spread across them)\n"
+            "  --replicas N             engines per router, one worker each (CPU: they share the cores)\n"
             "  --cq-threads N           completion-queue threads (default 2)\n"
             "  --grace S                SIGTERM drain limit in seconds (default 25)\n"
             "  --max-request-bytes N    --max-prompts N       --max-prompt-bytes N\n"
@@ -52,15 +56,15 @@ static void usage(FILE *f) {
 enum {
     O_CONFIG = 1000, O_MODEL, O_NAME, O_LISTEN, O_PORT, O_MLISTEN, O_MPORT, O_THRESHOLD, O_ONLINE,
     O_MBT, O_MBS, O_DELAY, O_MQT, O_MAXTOK, O_THREADS, O_CQ, O_GRACE, O_MREQ, O_MPROMPTS, O_MPBYTES,
-    O_WINDOW, O_CERT, O_KEY, O_CA, O_AUTH, O_LOG, O_CHECK, O_HELP
+    O_WINDOW, O_CERT, O_KEY, O_CA, O_AUTH, O_LOG, O_CHECK, O_HELP, O_BACKEND, O_DEVICE, O_DEVICES, O_REPLICAS
 };
 
 typedef struct flag_overrides {
-    const char *model, *name, *listen, *mlisten, *cert, *key, *ca, *auth, *log;
-    long port, mport, mbt, mbs, delay, mqt, maxtok, threads, cq, mreq, mprompts, mpbytes, window;
+    const char *model, *name, *listen, *mlisten, *cert, *key, *ca, *auth, *log, *backend, *devices;
+    long port, mport, mbt, mbs, delay, mqt, maxtok, threads, cq, mreq, mprompts, mpbytes, window, device, replicas;
     double threshold, online, grace;
     int has_port, has_mport, has_threshold, has_online, has_grace;
-    int has_mbt, has_mbs, has_delay, has_mqt, has_maxtok, has_threads;
+    int has_mbt, has_mbs, has_delay, has_mqt, has_maxtok, has_threads, has_device;
 } flag_overrides;
 
 static void set_port(char *hostport, size_t n, long port) {
@@ -70,7 +74,7 @@ static void set_port(char *hostport, size_t n, long port) {
     snprintf(hostport, n, "%s:%ld", host, port);
 }
 
-static void apply(const flag_overrides *f, rs_srv_config *c) {
+static rs_status apply(const flag_overrides *f, rs_srv_config *c, rs_err *err) {
     if (f->model) {
         c->n_routers = 1;
         rs_srv_router_default(&c->routers[0]);
@@ -109,7 +113,18 @@ static void apply(const flag_overrides *f, rs_srv_config *c) {
         else if (f->has_mbt && r->max_queue_tokens < r->max_batch_tokens) r->max_queue_tokens = 16L * r->max_batch_tokens;
         if (f->has_maxtok) r->max_tokens = (int)f->maxtok;
         if (f->has_threads) r->threads = (int)f->threads;
+        if (f->backend) snprintf(r->backend, sizeof r->backend, "%s", f->backend);
+        if (f->has_device) {
+            r->device = (int)f->device;
+            r->n_devices = 0;
+        }
+        if (f->devices) {
+            rs_status st = rs_srv_parse_devices(f->devices, r, err);
+            if (st != RS_OK) return st;
+        }
+        if (f->replicas) r->replicas = (int)f->replicas;
     }
+    return RS_OK;
 }
 
 /* --check-config: open every router (this validates manifests and weights)
@@ -129,20 +144,29 @@ static int check_config(const rs_srv_config *c) {
         const rs_srv_router_cfg *r = &c->routers[i];
         char label[160];
         snprintf(label, sizeof label, "%s", r->name[0] ? r->name : "(unnamed)");
-        rs_engine *e;
         rs_router_info info;
-        rs_err err = {{0}};
-        if (rs_server_open_router(r, label, 1, &e, &info, &err) != RS_OK) {
-            fprintf(stderr, "routescore serve: routers[%d]: %s\n", i, err.msg);
-            rc = 2;
-            break;
+        char name[256] = "";
+        const char *backend = "";
+        const int n_rep = rs_srv_replicas(r);
+        for (int k = 0; k < n_rep && rc == 0; k++) { /* every replica: each may name another device */
+            rs_engine *e;
+            rs_err err = {{0}};
+            if (rs_server_open_router(r, label, k, 1, &e, &info, &err) != RS_OK) {
+                fprintf(stderr, "routescore serve: routers[%d]: %s\n", i, err.msg);
+                rc = 2;
+                break;
+            }
+            backend = rs_engine_backend(e); /* a static name, as info.kind */
+            snprintf(name, sizeof name, "%s", r->name[0] ? r->name : info.name);
+            rs_engine_close(e); /* info's other strings go with it */
         }
-        const char *name = r->name[0] ? r->name : info.name;
+        if (rc) break;
         fprintf(o, "%s{\"name\":", i ? "," : "");
         rs_cli_write_json_string(o, name, strlen(name));
-        fprintf(o, ",\"kind\":\"%s\",\"threshold\":%.6g,\"max_tokens\":%d,\"client_embedding_dim\":%d}", info.kind,
-                (double)(r->has_threshold ? r->threshold : info.threshold), info.max_tokens, info.client_embed_dim);
-        rs_engine_close(e);
+        fprintf(o, ",\"kind\":\"%s\",\"threshold\":%.6g,\"max_tokens\":%d,\"client_embedding_dim\":%d,"
+                   "\"backend\":\"%s\",\"replicas\":%d}",
+                info.kind, (double)(r->has_threshold ? r->threshold : info.threshold), info.max_tokens,
+                info.client_embed_dim, backend, n_rep);
     }
     fclose(o);
     if (rc == 0) printf("%s]}\n", text);
@@ -184,6 +208,8 @@ int rs_cli_serve(int argc, char **argv) {
         {"tls-key", required_argument, 0, O_KEY},            {"tls-client-ca", required_argument, 0, O_CA},
         {"auth-tokens", required_argument, 0, O_AUTH},       {"log-level", required_argument, 0, O_LOG},
         {"check-config", no_argument, 0, O_CHECK},           {"help", no_argument, 0, O_HELP},
+        {"backend", required_argument, 0, O_BACKEND},        {"device", required_argument, 0, O_DEVICE},
+        {"devices", required_argument, 0, O_DEVICES},        {"replicas", required_argument, 0, O_REPLICAS},
         {0, 0, 0, 0}};
     flag_overrides f = {0};
     const char *config_path = NULL;
@@ -220,6 +246,10 @@ int rs_cli_serve(int argc, char **argv) {
         case O_AUTH: f.auth = optarg; break;
         case O_LOG: f.log = optarg; break;
         case O_CHECK: check = 1; break;
+        case O_BACKEND: f.backend = optarg; break;
+        case O_DEVICE: st = rs_cli_parse_int("--device", optarg, 0, 1024, &f.device, &err), f.has_device = 1; break;
+        case O_DEVICES: f.devices = optarg; break;
+        case O_REPLICAS: st = rs_cli_parse_int("--replicas", optarg, 1, RS_SRV_MAX_REPLICAS, &f.replicas, &err); break;
         case O_HELP:
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -249,8 +279,7 @@ int rs_cli_serve(int argc, char **argv) {
         }
         f.model = def;
     }
-    apply(&f, cfg);
-    if (rs_srv_config_validate(cfg, &err) != RS_OK) {
+    if (apply(&f, cfg, &err) != RS_OK || rs_srv_config_validate(cfg, &err) != RS_OK) {
         fprintf(stderr, "routescore serve: %s\n", err.msg);
         goto out;
     }

@@ -55,6 +55,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 #include <time.h>
 
@@ -166,7 +167,9 @@ typedef struct rs_tag {
 typedef struct router {
     rs_srv_router_cfg cfg;
     char name[128];
-    rs_engine *engine;
+    rs_engine *engine; /* = engines[0]: tokenizing (thread-safe) and facts */
+    rs_engine *engines[RS_SRV_MAX_REPLICAS];
+    int n_engines;
     rs_router_info info;
     rs_batcher *batcher;
     rs_online online;
@@ -1311,9 +1314,9 @@ fail:
     return st;
 }
 
-/* A few prompts of different lengths through the engine directly, before
- * the batcher exists: first-touch of the arena and the BLAS code paths. */
-static rs_status warm_up(router *r, rs_err *err) {
+/* A few prompts of different lengths through engine e directly, before the
+ * batcher exists: first-touch of the arena and the BLAS code paths. */
+static rs_status warm_up(router *r, rs_engine *e, rs_err *err) {
     static const char *const P[] = {"hi", "What is the capital of France?",
                                     "Write a Python function that merges two sorted lists and explain its complexity.",
                                     "Prove that there are infinitely many primes. Then explain the proof to a child, "
@@ -1322,29 +1325,37 @@ static rs_status warm_up(router *r, rs_err *err) {
     rs_score out[4];
     if (r->info.max_tokens > 0) {
         for (int i = 0; i < 4; i++) lens[i] = strlen(P[i]);
-        return rs_engine_score(r->engine, P, lens, 4, NAN, out, err);
+        return rs_engine_score(e, P, lens, 4, NAN, out, err);
     }
     /* Embeddings only: four fixed unit-norm-ish vectors. */
     const size_t dim = (size_t)r->info.client_embed_dim;
     float *emb = malloc(4 * dim * sizeof *emb);
     if (!emb) return rs_errf(err, RS_ERR_NOMEM, "no memory for warm-up embeddings");
     for (size_t i = 0; i < 4 * dim; i++) emb[i] = (float)((i * 2654435761u) % 1000) / 1000.f - 0.5f;
-    rs_status st = rs_engine_score_embeddings(r->engine, emb, 4, dim, NAN, out, err);
+    rs_status st = rs_engine_score_embeddings(e, emb, 4, dim, NAN, out, err);
     free(emb);
     return st;
 }
 
-rs_status rs_server_open_router(const rs_srv_router_cfg *rc, const char *label, int n_threads, rs_engine **out,
-                                rs_router_info *info, rs_err *err) {
+rs_status rs_server_open_router(const rs_srv_router_cfg *rc, const char *label, int replica, int n_threads,
+                                rs_engine **out, rs_router_info *info, rs_err *err) {
+    const int n_rep = rs_srv_replicas(rc);
     rs_engine_opts eo;
     rs_engine_opts_default(&eo);
     eo.n_threads = n_threads > 0 ? n_threads : rc->threads;
+    if (eo.n_threads == 0 && n_rep > 1) { /* CPU replicas share the cores */
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        eo.n_threads = cores > n_rep ? (int)(cores / n_rep) : 1;
+    }
     eo.max_batch_tokens = rc->max_batch_tokens;
     eo.max_tokens = rc->max_tokens;
     eo.backend = rc->backend;
-    eo.device = rc->device;
+    eo.device = rc->n_devices > 0 ? rc->devices[replica % rc->n_devices] : rc->device;
     rs_status st = rs_engine_open(rc->model, &eo, out, err);
-    if (st != RS_OK) return rs_errf(err, st, "router '%s': %s", label, err->msg);
+    if (st != RS_OK) {
+        if (n_rep > 1) return rs_errf(err, st, "router '%s' replica %d (device %d): %s", label, replica, eo.device, err->msg);
+        return rs_errf(err, st, "router '%s': %s", label, err->msg);
+    }
     rs_engine_info(*out, info);
     if (!strcmp(info->kind, "embed"))
         st = rs_errf(err, RS_ERR_INVALID_ARG, "router '%s' (%s) is a bare encoder: it has no scoring head", label, rc->model);
@@ -1362,14 +1373,24 @@ rs_status rs_server_load(rs_server *s, rs_err *err) {
     for (int i = 0; i < s->n_routers; i++) {
         router *r = &s->routers[i];
         const double t0 = rs_cli_now();
-        rs_status st = rs_server_open_router(&r->cfg, r->name, 0, &r->engine, &r->info, err);
+        rs_status st = RS_OK;
+        const int n_rep = rs_srv_replicas(&r->cfg);
+        for (int k = 0; k < n_rep && st == RS_OK; k++) {
+            rs_router_info info;
+            st = rs_server_open_router(&r->cfg, r->name, k, 0, &r->engines[k], &info, err);
+            if (st != RS_OK) break;
+            r->n_engines = k + 1;
+            if (k == 0) r->info = info;
+            if ((st = warm_up(r, r->engines[k], err)) != RS_OK)
+                return rs_errf(err, st, "router '%s': warm-up failed: %s", r->name, err->msg);
+        }
         if (st != RS_OK) return st;
+        r->engine = r->engines[0];
         float t = r->cfg.has_threshold ? r->cfg.threshold : r->info.threshold;
         atomic_store(&r->threshold, t);
         rs_metrics_threshold(s->metrics, i, t);
         if ((st = rs_online_init(&r->online, (size_t)r->cfg.online_window, (size_t)r->cfg.online_min_samples, err)) != RS_OK)
             return st;
-        if ((st = warm_up(r, err)) != RS_OK) return rs_errf(err, st, "router '%s': warm-up failed: %s", r->name, err->msg);
         rs_batcher_opts bo = {
             .max_batch_tokens = r->cfg.max_batch_tokens,
             .max_batch_size = r->cfg.max_batch_size,
@@ -1389,15 +1410,15 @@ rs_status rs_server_load(rs_server *s, rs_err *err) {
             bo.fault_after_batches = atoi(fault);
             rs_log(RS_LOG_WARN, "fault_injection", "\"backend_fails_after_batches\":%d", bo.fault_after_batches);
         }
-        if ((st = rs_batcher_start(r->engine, &bo, &r->batcher, err)) != RS_OK) return st;
+        if ((st = rs_batcher_start(r->engines, r->n_engines, &bo, &r->batcher, err)) != RS_OK) return st;
         r->loaded = 1;
         char e1[300], e2[300], e3[300];
         rs_log(RS_LOG_INFO, "router_ready",
                "\"router\":\"%s\",\"model\":\"%s\",\"kind\":\"%s\",\"threshold\":%.6g,\"max_tokens\":%d,\"online\":%s,"
-               "\"strong_model\":\"%s\",\"load_s\":%.3f",
+               "\"strong_model\":\"%s\",\"backend\":\"%s\",\"replicas\":%d,\"load_s\":%.3f",
                rs_log_esc(e1, sizeof e1, r->name), rs_log_esc(e2, sizeof e2, r->cfg.model), r->info.kind, (double)t,
                r->info.max_tokens, r->cfg.online ? "true" : "false", rs_log_esc(e3, sizeof e3, r->info.strong_model),
-               rs_cli_now() - t0);
+               rs_engine_backend(r->engine), r->n_engines, rs_cli_now() - t0);
     }
     atomic_store(&s->ready, 1);
     rs_metrics_ready(s->metrics, 1);
@@ -1522,11 +1543,26 @@ int rs_server_drain(rs_server *s) {
     uint64_t batches = 0;
     for (int i = 0; i < s->n_routers; i++)
         if (s->routers[i].batcher) batches += rs_batcher_batches(s->routers[i].batcher);
+    /* Forwards per replica, {"router": [n0, n1, ...]}: how the load spread. */
+    char per[2048];
+    size_t pn = (size_t)snprintf(per, sizeof per, "{");
+    for (int i = 0; i < s->n_routers && pn < sizeof per; i++) {
+        router *r = &s->routers[i];
+        char esc[300];
+        pn += (size_t)snprintf(per + pn, sizeof per - pn, "%s\"%s\":[", i ? "," : "", rs_log_esc(esc, sizeof esc, r->name));
+        for (int k = 0; k < r->n_engines && pn < sizeof per; k++)
+            pn += (size_t)snprintf(per + pn, sizeof per - pn, "%s%llu", k ? "," : "",
+                                   (unsigned long long)(r->batcher ? rs_batcher_replica_batches(r->batcher, k) : 0));
+        if (pn < sizeof per) pn += (size_t)snprintf(per + pn, sizeof per - pn, "]");
+    }
+    if (pn < sizeof per) snprintf(per + pn, sizeof per - pn, "}");
+    else snprintf(per, sizeof per, "{}");
     rs_metrics *m = s->metrics;
     rs_log(RS_LOG_INFO, "drained",
-           "\"seconds\":%.3f,\"in_time\":%s,\"batches\":%llu,\"score_ok\":%llu,\"score_unavailable\":%llu,"
-           "\"refused_while_draining\":%ld,\"stream_messages_ok\":%llu,\"accepted_calls_cancelled\":%ld",
-           rs_cli_now() - t0, in_time ? "true" : "false", (unsigned long long)batches,
+           "\"seconds\":%.3f,\"in_time\":%s,\"batches\":%llu,\"replica_batches\":%s,\"score_ok\":%llu,"
+           "\"score_unavailable\":%llu,\"refused_while_draining\":%ld,\"stream_messages_ok\":%llu,"
+           "\"accepted_calls_cancelled\":%ld",
+           rs_cli_now() - t0, in_time ? "true" : "false", (unsigned long long)batches, per,
            (unsigned long long)rs_metrics_requests(m, RS_METHOD_SCORE, GRPC_STATUS_OK),
            (unsigned long long)rs_metrics_requests(m, RS_METHOD_SCORE, GRPC_STATUS_UNAVAILABLE), refused,
            (unsigned long long)rs_metrics_requests(m, RS_METHOD_SCORE_STREAM, GRPC_STATUS_OK), lost);
@@ -1557,7 +1593,7 @@ void rs_server_free(rs_server *s) {
         router *r = &s->routers[i];
         rs_batcher_free(r->batcher);
         rs_online_free(&r->online);
-        rs_engine_close(r->engine);
+        for (int k = 0; k < r->n_engines; k++) rs_engine_close(r->engines[k]);
     }
     rs_metrics_free(s->metrics);
     rs_reflect_free(s->reflect);

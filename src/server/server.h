@@ -38,12 +38,14 @@ typedef enum rs_server_event {
     RS_EV_FATAL = 4, /* an engine failed: drain and exit non-zero */
 } rs_server_event;
 
-/* Opens the engine of router rc (n_threads overrides rc->threads when > 0)
- * and checks that it can be served: it has a scoring head, and its prompts
- * fit max_batch_tokens. Errors name the router (label). Used by the server
- * and by `serve --check-config`. */
-rs_status rs_server_open_router(const rs_srv_router_cfg *rc, const char *label, int n_threads, rs_engine **out,
-                                rs_router_info *info, rs_err *err);
+/* Opens replica `replica` of router rc (its device: devices[replica %
+ * n_devices], else rc->device; n_threads overrides rc->threads when > 0, and
+ * CPU replicas without a thread count share the cores) and checks that it can
+ * be served: it has a scoring head, and its prompts fit max_batch_tokens.
+ * Errors name the router (label). Used by the server and by
+ * `serve --check-config`. */
+rs_status rs_server_open_router(const rs_srv_router_cfg *rc, const char *label, int replica, int n_threads,
+                                rs_engine **out, rs_router_info *info, rs_err *err);
 
 /* cfg must have passed rs_srv_config_validate. */
 rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *err);

@@ -151,6 +151,7 @@ static const key_spec ROUTER_KEYS[] = {
     {"threshold", K_FLOAT, RF(threshold), 0, 0, 1, RF(has_threshold)},
     {"backend", K_STR, RF(backend), sizeof(((rs_srv_router_cfg *)0)->backend), 0, 0, NO_HAS},
     {"device", K_INT, RF(device), 0, 0, 1024, NO_HAS},
+    {"replicas", K_INT, RF(replicas), 0, 1, RS_SRV_MAX_REPLICAS, NO_HAS},
     {"threads", K_INT, RF(threads), 0, 0, 1024, NO_HAS},
     {"max_tokens", K_INT, RF(max_tokens), 0, 0, 1 << 20, NO_HAS},
     {"max_batch_tokens", K_INT, RF(max_batch_tokens), 0, 16, 1 << 22, NO_HAS},
@@ -166,6 +167,49 @@ static const key_spec ONLINE_KEYS[] = {
 };
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Appends device d to r->devices; what names the source in errors. */
+static rs_status add_device(rs_srv_router_cfg *r, double d, const char *what, rs_err *err) {
+    if (!(d >= 0 && d <= 1024 && d == floor(d)))
+        return rs_errf(err, RS_ERR_INVALID_ARG, "config: %s: device indices are integers in [0, 1024]", what);
+    if (r->n_devices == RS_SRV_MAX_REPLICAS)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "config: %s: at most %d devices", what, RS_SRV_MAX_REPLICAS);
+    for (int i = 0; i < r->n_devices; i++)
+        if (r->devices[i] == (int)d) return rs_errf(err, RS_ERR_INVALID_ARG, "config: %s: device %d listed twice", what, (int)d);
+    r->devices[r->n_devices++] = (int)d;
+    return RS_OK;
+}
+
+static rs_status read_devices(const cJSON *v, const char *where, rs_srv_router_cfg *r, rs_err *err) {
+    char what[48];
+    snprintf(what, sizeof what, "'%s.devices'", where);
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) < 1)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "config: %s must be a non-empty array of device indices", what);
+    r->n_devices = 0;
+    for (const cJSON *it = v->child; it; it = it->next) {
+        rs_status st = add_device(r, cJSON_IsNumber(it) ? it->valuedouble : -1, what, err);
+        if (st != RS_OK) return st;
+    }
+    return RS_OK;
+}
+
+rs_status rs_srv_parse_devices(const char *s, rs_srv_router_cfg *r, rs_err *err) {
+    r->n_devices = 0;
+    for (const char *p = s;;) {
+        char *end;
+        double d = strtod(p, &end);
+        if (end == p) return rs_errf(err, RS_ERR_INVALID_ARG, "--devices '%s': want indices like 0,1", s);
+        rs_status st = add_device(r, d, "--devices", err);
+        if (st != RS_OK) return st;
+        if (!*end) return RS_OK;
+        if (*end != ',') return rs_errf(err, RS_ERR_INVALID_ARG, "--devices '%s': want indices like 0,1", s);
+        p = end + 1;
+    }
+}
+
+int rs_srv_replicas(const rs_srv_router_cfg *r) {
+    return r->replicas > 0 ? r->replicas : r->n_devices > 0 ? r->n_devices : 1;
+}
 
 static rs_status read_file(const char *path, cJSON **out, rs_err *err) {
     *out = NULL;
@@ -239,8 +283,11 @@ rs_status rs_srv_config_load(const char *path, rs_srv_config *c, rs_err *err) {
             snprintf(where, sizeof where, "routers[%d]", i);
             rs_srv_router_cfg *rc = &c->routers[i];
             rs_srv_router_default(rc);
-            static const char *const R_NESTED[] = {"online"};
-            st = read_object(r, where, ROUTER_KEYS, N(ROUTER_KEYS), rc, base, R_NESTED, 1, err);
+            static const char *const R_NESTED[] = {"online", "devices"};
+            st = read_object(r, where, ROUTER_KEYS, N(ROUTER_KEYS), rc, base, R_NESTED, N(R_NESTED), err);
+            const cJSON *dv;
+            if (st == RS_OK && (dv = cJSON_GetObjectItemCaseSensitive(r, "devices")))
+                st = read_devices(dv, where, rc, err);
             const cJSON *on;
             if (st == RS_OK && (on = cJSON_GetObjectItemCaseSensitive(r, "online"))) {
                 char w2[48];
@@ -314,6 +361,11 @@ rs_status rs_srv_config_validate(const rs_srv_config *c, rs_err *err) {
         if (r->max_tokens && r->max_tokens > r->max_batch_tokens)
             return rs_errf(err, RS_ERR_INVALID_ARG, "config: routers[%d]: max_tokens (%d) must be <= max_batch_tokens (%d)", i,
                            r->max_tokens, r->max_batch_tokens);
+        if (strcmp(r->backend, "cpu") && strcmp(r->backend, "cuda") && strcmp(r->backend, "auto"))
+            return rs_errf(err, RS_ERR_INVALID_ARG, "config: routers[%d].backend must be cpu, cuda or auto, not '%s'", i,
+                           r->backend);
+        if (r->n_devices > 0 && !strcmp(r->backend, "cpu"))
+            return rs_errf(err, RS_ERR_INVALID_ARG, "config: routers[%d]: 'devices' needs backend cuda or auto", i);
         if (r->online && r->online_min_samples > r->online_window)
             return rs_errf(err, RS_ERR_INVALID_ARG, "config: routers[%d].online: min_samples must be <= window", i);
         for (int j = 0; j < i; j++)

@@ -9,6 +9,7 @@
  *    "auth": {"bearer_tokens_file": "tokens.txt"},
  *    "routers": [{"name": "minilm-mf", "model": "models/routers/minilm-mf",
  *                 "threshold": 0.5, "backend": "cpu", "device": 0, "threads": 0,
+ *                 "replicas": 1, "devices": [0, 1],
  *                 "max_tokens": 0, "max_batch_tokens": 16384, "max_batch_size": 256,
  *                 "max_queue_delay_us": 2000, "max_queue_tokens": 262144,
  *                 "online": {"strong_share": 0.3, "window": 4096, "min_samples": 256}}]}
@@ -23,6 +24,7 @@
 
 #define RS_SRV_MAX_ROUTERS 16
 #define RS_SRV_PATH 4096
+#define RS_SRV_MAX_REPLICAS 16
 
 typedef struct rs_srv_router_cfg {
     char name[128];            /* "" until resolved: manifest name or dir name */
@@ -30,9 +32,12 @@ typedef struct rs_srv_router_cfg {
     int has_threshold;         /* threshold given here (overrides the manifest's) */
     float threshold;
     int threshold_flag;        /* it came from --threshold: reloads keep it */
-    char backend[32];          /* "cpu" (the only one built without CUDA) */
-    int device;
-    int threads;               /* engine threads; 0: all cores */
+    char backend[32];          /* "cpu", "cuda" or "auto" (cuda when a GPU is present) */
+    int device;                /* GPU of every replica when `devices` is empty */
+    int n_devices;             /* "devices": replica k runs on devices[k % n_devices] */
+    int devices[RS_SRV_MAX_REPLICAS];
+    int replicas;              /* engines serving this router, one worker each; 0: max(1, n_devices) */
+    int threads;               /* engine threads per replica; 0: the cores / replicas */
     int max_tokens;            /* truncation; 0: the router's own */
     int max_batch_tokens;      /* token budget of one forward */
     int max_batch_size;        /* prompts in one forward */
@@ -74,5 +79,10 @@ rs_status rs_srv_split_hostport(const char *s, char *host, int hn, int *port, rs
  * i, NaN when neither names one. Fails without changing anything when the
  * file no longer parses. */
 rs_status rs_srv_config_thresholds(const rs_srv_config *c, float *out, rs_err *err);
+/* Parses a device list "0,1,3" (distinct indices 0..1024, at most
+ * RS_SRV_MAX_REPLICAS) into r->devices. */
+rs_status rs_srv_parse_devices(const char *s, rs_srv_router_cfg *r, rs_err *err);
+/* Replicas router r runs (its "replicas", else one per listed device, else 1). */
+int rs_srv_replicas(const rs_srv_router_cfg *r);
 
 #endif
