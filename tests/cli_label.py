@@ -143,6 +143,14 @@ def test_mtbench(tmp, model):
     r = run(["--model", model, "--in", q, "--out", out2, "--field", "turns[1]", "--quiet"])
     check(r.returncode == 0 and r.stderr == b"", "turns[1] run, --quiet is silent")
     check([x["win_prob"] for x in read_records(out2)] != ps, "turns[1] scores differ from turns[0]")
+    # The backend flags: cpu named explicitly gives the same bytes; an unknown one is refused.
+    out3 = os.path.join(tmp, "mt3.jsonl")
+    r = run(["--model", model, "--in", q, "--out", out3, "--field", "turns[0]", "--threshold", "0.5", "--quiet",
+             "--backend", "cpu", "--device", "0"])
+    check(r.returncode == 0 and open(out3, "rb").read() == open(out, "rb").read(),
+          "--backend cpu --device 0: the same output bytes")
+    r = run(["--model", model, "--in", q, "--out", os.path.join(tmp, "mt4.jsonl"), "--backend", "tpu"])
+    check(r.returncode == 2 and b"unknown backend 'tpu'" in r.stderr, f"--backend tpu: exit 2 naming it ({r.stderr[-200:]!r})")
     return recs
 
 

@@ -132,7 +132,7 @@ int rs_cli_bench(int argc, char **argv) {
         {"field", required_argument, 0, 'f'},   {"limit", required_argument, 0, 'n'},
         {"repeat", required_argument, 0, 'r'},  {"threads", required_argument, 0, 'j'},
         {"gemm-peak", no_argument, 0, 'g'},     {"help", no_argument, 0, 'h'},
-        {"backend", required_argument, 0, 'B'}, {"device", required_argument, 0, 'D'},
+        RS_CLI_BACKEND_OPTIONS('B', 'D'),
         {"batch-tokens", required_argument, 0, 'T'}, {"synthetic", required_argument, 0, 'S'},
         {"batch", required_argument, 0, 'b'},   {"iters", required_argument, 0, 'I'},
         {0, 0, 0, 0}};

@@ -18,7 +18,8 @@ static void usage(FILE *f) {
                "\n"
                "Writes {\"id\", \"tokens\", \"truncated\", \"embedding\": [...]} per input line\n"
                "(--out - or no --out: stdout). Malformed lines give {\"id\", \"line\", \"error\"}\n"
-               "records; exit 1 if any did.\n");
+               "records; exit 1 if any did.\n"
+               "\n" RS_CLI_BACKEND_HELP);
 }
 
 typedef struct pending {
@@ -61,6 +62,7 @@ int rs_cli_embed(int argc, char **argv) {
         {"model", required_argument, 0, 'm'}, {"in", required_argument, 0, 'i'},
         {"out", required_argument, 0, 'o'},   {"field", required_argument, 0, 'f'},
         {"threads", required_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
+        RS_CLI_BACKEND_OPTIONS('B', 'D'),
         {0, 0, 0, 0}};
     rs_cli_engine_flags fl = {0};
     const char *in = NULL, *outp = "-", *field = NULL;
@@ -74,6 +76,8 @@ int rs_cli_embed(int argc, char **argv) {
         case 'o': outp = optarg; break;
         case 'f': field = optarg; st = rs_cli_path_check(optarg, &err); break;
         case 'j': st = rs_cli_parse_int("--threads", optarg, 1, 1024, &fl.threads, &err); break;
+        case 'B': fl.backend = optarg; break;
+        case 'D': st = rs_cli_parse_int("--device", optarg, 0, 1024, &fl.device, &err); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

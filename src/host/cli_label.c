@@ -32,6 +32,7 @@
 
 #include "cli.h"
 #include "cli_common.h"
+#include "cli_engine.h"
 #include "engine.h"
 
 #define ID_MAX 512 /* serialised ids longer than this fall back to the line number */
@@ -47,6 +48,8 @@ typedef struct label_opts {
     int resume;
     long shard_i, shard_n;
     long threads;
+    const char *backend; /* NULL: the engine's default (cpu) */
+    long device;
     int quiet;
 } label_opts;
 
@@ -95,6 +98,7 @@ static void usage(FILE *f) {
             "  --resume         continue a partial --out (after a crash or kill) instead of refusing it\n"
             "  --shard i/N      only records whose 0-based line index %% N == i\n"
             "  --threads N      engine threads (default: all cores)\n"
+            RS_CLI_BACKEND_HELP
             "  --quiet          no progress bar or summary\n"
             "\n"
             "exit status: 0 all records scored, 1 some records are errors, 2 usage or fatal error\n");
@@ -103,14 +107,16 @@ static void usage(FILE *f) {
 /* ------------------------------------------------------------ the options */
 
 static int parse_opts(int argc, char **argv, label_opts *o) {
-    enum { O_MODEL = 1000, O_IN, O_OUT, O_FIELD, O_THRESHOLD, O_BATCH, O_RESUME, O_SHARD, O_THREADS, O_QUIET, O_HELP, O_ID };
+    enum { O_MODEL = 1000, O_IN, O_OUT, O_FIELD, O_THRESHOLD, O_BATCH, O_RESUME, O_SHARD, O_THREADS, O_QUIET, O_HELP, O_ID,
+           O_BACKEND, O_DEVICE };
     static const struct option longs[] = {
         {"model", required_argument, NULL, O_MODEL},   {"in", required_argument, NULL, O_IN},
         {"out", required_argument, NULL, O_OUT},       {"field", required_argument, NULL, O_FIELD},
         {"threshold", required_argument, NULL, O_THRESHOLD}, {"batch", required_argument, NULL, O_BATCH},
         {"resume", no_argument, NULL, O_RESUME},       {"shard", required_argument, NULL, O_SHARD},
         {"threads", required_argument, NULL, O_THREADS}, {"quiet", no_argument, NULL, O_QUIET},
-        {"help", no_argument, NULL, O_HELP},           {"id", required_argument, NULL, O_ID},           {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, O_HELP},           {"id", required_argument, NULL, O_ID},
+        RS_CLI_BACKEND_OPTIONS(O_BACKEND, O_DEVICE),   {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
     o->threshold = NAN;
@@ -141,6 +147,8 @@ static int parse_opts(int argc, char **argv, label_opts *o) {
         case O_SHARD: st = rs_cli_parse_shard("--shard", optarg, &o->shard_i, &o->shard_n, &err); break;
         case O_THREADS: st = rs_cli_parse_int("--threads", optarg, 0, 4096, &o->threads, &err); break;
         case O_QUIET: o->quiet = 1; break;
+        case O_BACKEND: o->backend = optarg; break;
+        case O_DEVICE: st = rs_cli_parse_int("--device", optarg, 0, 1024, &o->device, &err); break;
         case 'h':
         case O_HELP: usage(stdout); return 0;
         case ':':
@@ -417,6 +425,8 @@ int rs_cli_label(int argc, char **argv) {
     rs_engine_opts eo;
     rs_engine_opts_default(&eo);
     eo.n_threads = (int)o.threads;
+    if (o.backend) eo.backend = o.backend;
+    eo.device = (int)o.device;
     if (rs_engine_open(o.model, &eo, &eng, &err) != RS_OK) {
         fprintf(stderr, "routescore label: --model %s: %s\n", o.model, err.msg);
         goto done;

@@ -14,14 +14,16 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: routescore score [--model DIR] [--threshold T] [--threads N] [--max-tokens N] TEXT...\n"
+            "usage: routescore score [--model DIR] [--threshold T] [--threads N] [--max-tokens N]\n"
+            "                        [--backend cpu|cuda|auto] [--device N] TEXT...\n"
             "       routescore score [--model DIR] --ids-in FILE   (lines: JSON arrays of token ids)\n"
             "       routescore score --model DIR --embeddings-in FILE   (lines: JSON arrays of floats;\n"
             "                        mf_routellm and sw_ranking routers, e.g. 1536-d OpenAI embeddings)\n"
             "\n"
             "Prints one JSON object per prompt: id (1-based position), win_prob, route,\n"
             "label_probs (classifiers), tokens, truncated. --model defaults to the bundled\n"
-            "router (models/routers/minilm-mf). Exit 1 if any prompt failed.\n");
+            "router (models/routers/minilm-mf). Exit 1 if any prompt failed.\n"
+            "\n" RS_CLI_BACKEND_HELP);
 }
 
 /* Parses one --ids-in line ("[0, 17, 2]") into ids; returns the count or -1. */
@@ -125,6 +127,7 @@ int rs_cli_score(int argc, char **argv) {
         {"threads", required_argument, 0, 'j'},  {"max-tokens", required_argument, 0, 'x'},
         {"ids-in", required_argument, 0, 'i'},   {"help", no_argument, 0, 'h'},
         {"embeddings-in", required_argument, 0, 'E'},
+        RS_CLI_BACKEND_OPTIONS('B', 'D'),
         {0, 0, 0, 0}};
     rs_cli_engine_flags fl = {0};
     double threshold = NAN;
@@ -140,6 +143,8 @@ int rs_cli_score(int argc, char **argv) {
         case 'x': st = rs_cli_parse_int("--max-tokens", optarg, 3, 1 << 20, &fl.max_tokens, &err); break;
         case 'i': ids_in = optarg; break;
         case 'E': emb_in = optarg; break;
+        case 'B': fl.backend = optarg; break;
+        case 'D': st = rs_cli_parse_int("--device", optarg, 0, 1024, &fl.device, &err); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
