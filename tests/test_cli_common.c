@@ -125,6 +125,58 @@ static void write_file(const char *path, const char *data, size_t n, int gz) {
     }
 }
 
+/* rs_cli_reader_next_json and rs_cli_load_prompts over one file of good,
+ * blank and bad lines, plain and gzip. */
+static void test_json_lines(void) {
+    char path[] = "/tmp/rs_test_cli_json_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    char data[512];
+    size_t n = (size_t)snprintf(data, sizeof data,
+                                "{\"prompt\":\"one\"}\n"  /* 1 */
+                                "   \n"                    /* 2 blank: skipped silently */
+                                "{not json\n"              /* 3 bad */
+                                "{\"q\":\"no prompt\"}\n" /* 4 JSON, but no prompt */
+                                "\xff\xfe\n"              /* 5 invalid UTF-8 */
+                                "%s\n"                     /* 6 over the 64-byte bound */
+                                "{\"prompt\":\"two\"}",   /* 7, no final newline */
+                                "{\"prompt\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}");
+    for (int gz = 0; gz < 2; gz++) {
+        write_file(path, data, n, gz);
+        rs_cli_reader *r = NULL;
+        rs_err err;
+        CHECK(rs_cli_reader_open(path, 64, &r, &err) == RS_OK);
+        if (!r) continue;
+        cJSON *j;
+        uint64_t no = 0;
+        int bad = -1;
+        CHECK(rs_cli_reader_next_json(r, &j, &no, &bad, &err) == RS_OK && j && no == 1 && !bad);
+        cJSON_Delete(j);
+        CHECK(rs_cli_reader_next_json(r, &j, &no, &bad, &err) == RS_ERR_FORMAT && !j && no == 3 && bad &&
+              strstr(err.msg, "JSON"));
+        CHECK(rs_cli_reader_next_json(r, &j, &no, &bad, &err) == RS_OK && j && no == 4 && !bad);
+        cJSON_Delete(j);
+        CHECK(rs_cli_reader_next_json(r, &j, &no, &bad, &err) == RS_ERR_UTF8 && !j && no == 5 && bad);
+        CHECK(rs_cli_reader_next_json(r, &j, &no, &bad, &err) == RS_ERR_TOO_LARGE && !j && no == 6 && bad);
+        CHECK(rs_cli_reader_next_json(r, &j, &no, &bad, &err) == RS_OK && j && no == 7 && !bad);
+        cJSON_Delete(j);
+        CHECK(rs_cli_reader_next_json(r, &j, &no, &bad, &err) == RS_OK && !j && !bad);
+        rs_cli_reader_close(r);
+        /* The loader: the two prompts, three lines skipped (the long line
+         * fits the loader's default bound, so it is a prompt there). */
+        rs_cli_prompts pr;
+        CHECK(rs_cli_load_prompts(path, NULL, 100, &pr, &err) == RS_OK);
+        CHECK(pr.n == 3 && pr.skipped == 3 && !strcmp(pr.text[0], "one") && pr.len[0] == 3 &&
+              !strcmp(pr.text[2], "two") && pr.len[1] == 68);
+        rs_cli_prompts_free(&pr);
+        CHECK(rs_cli_load_prompts(path, NULL, 1, &pr, &err) == RS_OK && pr.n == 1 && pr.skipped == 0);
+        rs_cli_prompts_free(&pr);
+        CHECK(rs_cli_load_prompts("/nonexistent/x.jsonl", NULL, 10, &pr, &err) != RS_OK && pr.n == 0 && !pr.text);
+    }
+    unlink(path);
+}
+
 static void test_reader(void) {
     char path[] = "/tmp/rs_test_cli_common_XXXXXX";
     int fd = mkstemp(path);
@@ -269,6 +321,7 @@ int main(void) {
     test_messages();
     test_check_line();
     test_reader();
+    test_json_lines();
     test_records();
     test_flags();
     test_default_model();

@@ -173,42 +173,14 @@ int rs_cli_bench(int argc, char **argv) {
         return 2;
     }
     /* Load the prompts first: the timed part is the engine alone. */
-    rs_cli_reader *r;
-    if (rs_cli_reader_open(in, 0, &r, &err) != RS_OK) {
+    rs_cli_prompts pr;
+    if (rs_cli_load_prompts(in, field, (size_t)limit, &pr, &err) != RS_OK) {
         fprintf(stderr, "routescore bench: %s\n", err.msg);
         return 2;
     }
-    size_t n = 0, cap = 0;
-    rs_cli_buf *texts = NULL;
+    const size_t n = pr.n;
     size_t *n_own = NULL; /* per prompt: the tokens its own forward computes */
     int rc = 0;
-    while ((long)n < limit) {
-        const char *line, *text;
-        size_t len, tlen;
-        uint64_t no;
-        rs_status st = rs_cli_reader_next(r, &line, &len, &no, &err);
-        if (st == RS_OK && !line) break;
-        if (st == RS_ERR_IO || st == RS_ERR_FORMAT) {
-            fprintf(stderr, "routescore bench: %s\n", err.msg);
-            rc = 2;
-            break;
-        }
-        cJSON *j = st == RS_OK ? cJSON_ParseWithLength(line, len) : NULL;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 1024;
-            rs_cli_buf *t = realloc(texts, cap * sizeof *t);
-            if (!t) {
-                rc = 2;
-                cJSON_Delete(j);
-                break;
-            }
-            memset(t + n, 0, (cap - n) * sizeof *t);
-            texts = t;
-        }
-        if (j && rs_cli_extract_prompt(j, field, &texts[n], &text, &tlen, &err) == RS_OK) n++;
-        cJSON_Delete(j);
-    }
-    rs_cli_reader_close(r);
     rs_engine *e = rc ? NULL : rs_cli_open_engine("bench", &fl);
     const char **prompts = calloc(n ? n : 1, sizeof *prompts);
     size_t *lens = calloc(n ? n : 1, sizeof *lens);
@@ -228,8 +200,8 @@ int rs_cli_bench(int argc, char **argv) {
     rs_engine_info(e, &info);
     float *emb = strcmp(info.kind, "embed") ? NULL : malloc(n * (size_t)info.embed_dim * sizeof *emb);
     for (size_t i = 0; i < n; i++) {
-        prompts[i] = texts[i].data;
-        lens[i] = texts[i].len;
+        prompts[i] = pr.text[i];
+        lens[i] = pr.len[i];
     }
     /* Tokenization alone, one thread, for the split of the time. A causal
      * router's FLOPs count these (the prompt's own tokens): rs_score.tokens
@@ -283,8 +255,7 @@ int rs_cli_bench(int argc, char **argv) {
                flops / best / 1e9, tok_s, per_call, n_calls, p50 * 1e3, p99 * 1e3);
     }
 done:
-    for (size_t i = 0; i < n; i++) rs_cli_buf_free(&texts[i]);
-    free(texts);
+    rs_cli_prompts_free(&pr);
     free(prompts);
     free(lens);
     free(out);

@@ -152,56 +152,14 @@ int rs_cli_calibrate(int argc, char **argv) {
         return 2;
     }
     /* The sample first: every usable prompt, in file order. */
-    rs_cli_reader *rd;
-    if (rs_cli_reader_open(in, 0, &rd, &err) != RS_OK) {
+    rs_cli_prompts pr;
+    if (rs_cli_load_prompts(in, field, (size_t)limit, &pr, &err) != RS_OK) {
         fprintf(stderr, "routescore calibrate: %s\n", err.msg);
         return 2;
     }
-    char **texts = NULL;
-    size_t *lens = NULL, n = 0, cap = 0, skipped = 0;
-    rs_cli_buf scratch = {0};
+    char **texts = pr.text;
+    size_t *lens = pr.len, n = pr.n, skipped = pr.skipped;
     int rc = 2;
-    for (;;) {
-        const char *line;
-        size_t len;
-        uint64_t line_no;
-        rs_status st = rs_cli_reader_next(rd, &line, &len, &line_no, &err);
-        if (st == RS_ERR_TOO_LARGE) {
-            skipped++;
-            continue;
-        }
-        if (st != RS_OK) {
-            fprintf(stderr, "routescore calibrate: %s\n", err.msg);
-            goto out;
-        }
-        if (!line || (long)n >= limit) break;
-        if (rs_cli_line_is_blank(line, len)) continue;
-        const char *text;
-        size_t tl;
-        cJSON *root = rs_cli_check_line(line, len, &err) == RS_OK ? cJSON_ParseWithLength(line, len) : NULL;
-        if (!root || rs_cli_extract_prompt(root, field, &scratch, &text, &tl, &err) != RS_OK) {
-            cJSON_Delete(root);
-            skipped++;
-            continue;
-        }
-        cJSON_Delete(root);
-        if (n == cap) {
-            cap = cap ? cap * 2 : 1024;
-            char **nt = realloc(texts, cap * sizeof *texts);
-            size_t *nl = nt ? realloc(lens, cap * sizeof *lens) : NULL;
-            if (!nt || !nl) {
-                texts = nt ? nt : texts;
-                fprintf(stderr, "routescore calibrate: out of memory\n");
-                goto out;
-            }
-            texts = nt;
-            lens = nl;
-        }
-        if (!(texts[n] = malloc(tl + 1))) goto out;
-        memcpy(texts[n], text, tl);
-        texts[n][tl] = 0;
-        lens[n++] = tl;
-    }
     if (n == 0) {
         fprintf(stderr, "routescore calibrate: no usable prompt in %s\n", in);
         goto out;
@@ -266,10 +224,6 @@ int rs_cli_calibrate(int argc, char **argv) {
     free(held);
     free(scores);
 out:
-    for (size_t i = 0; i < n; i++) free(texts[i]);
-    free(texts);
-    free(lens);
-    rs_cli_buf_free(&scratch);
-    rs_cli_reader_close(rd);
+    rs_cli_prompts_free(&pr);
     return rc;
 }

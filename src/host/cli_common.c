@@ -318,6 +318,90 @@ rs_status rs_cli_check_line(const char *line, size_t len, rs_err *err) {
     return RS_OK;
 }
 
+rs_status rs_cli_reader_next_json(rs_cli_reader *r, cJSON **json, uint64_t *line_no, int *bad_line, rs_err *err) {
+    *json = NULL;
+    *bad_line = 0;
+    for (;;) {
+        const char *line;
+        size_t len;
+        rs_status st = rs_cli_reader_next(r, &line, &len, line_no, err);
+        if (st == RS_ERR_TOO_LARGE) {
+            *bad_line = 1;
+            return st;
+        }
+        if (st != RS_OK || !line) return st; /* the input ended: I/O, corrupt gzip, or its end */
+        if (rs_cli_line_is_blank(line, len)) continue;
+        if ((st = rs_cli_check_line(line, len, err)) != RS_OK) {
+            *bad_line = 1;
+            return st;
+        }
+        if (!(*json = cJSON_ParseWithLength(line, len))) {
+            *bad_line = 1;
+            return rs_errf(err, RS_ERR_FORMAT, "not valid JSON");
+        }
+        return RS_OK;
+    }
+}
+
+void rs_cli_prompts_free(rs_cli_prompts *p) {
+    for (size_t i = 0; p->text && i < p->n; i++) free(p->text[i]);
+    free(p->text);
+    free(p->len);
+    memset(p, 0, sizeof *p);
+}
+
+rs_status rs_cli_load_prompts(const char *path, const char *field, size_t limit, rs_cli_prompts *out, rs_err *err) {
+    memset(out, 0, sizeof *out);
+    rs_cli_reader *r;
+    rs_status st = rs_cli_reader_open(path, 0, &r, err);
+    if (st != RS_OK) return st;
+    rs_cli_buf scratch = {0};
+    size_t cap = 0;
+    while (out->n < limit) {
+        cJSON *j;
+        uint64_t no;
+        int bad;
+        rs_err line_err;
+        st = rs_cli_reader_next_json(r, &j, &no, &bad, &line_err);
+        if (st != RS_OK && !bad) {
+            rs_errf(err, st, "%s", line_err.msg);
+            break;
+        }
+        if (st == RS_OK && !j) break; /* end of input */
+        const char *text;
+        size_t tl;
+        if (bad || rs_cli_extract_prompt(j, field, &scratch, &text, &tl, &line_err) != RS_OK) {
+            cJSON_Delete(j);
+            out->skipped++;
+            st = RS_OK;
+            continue;
+        }
+        if (out->n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            char **nt = realloc(out->text, cap * sizeof *nt);
+            if (nt) out->text = nt;
+            size_t *nl = nt ? realloc(out->len, cap * sizeof *nl) : NULL;
+            if (nl) out->len = nl;
+            if (!nt || !nl) st = rs_errf(err, RS_ERR_NOMEM, "out of memory reading %s", path);
+        }
+        char *copy = st == RS_OK ? malloc(tl + 1) : NULL;
+        if (copy) { /* text points into j or scratch */
+            memcpy(copy, text, tl);
+            copy[tl] = 0;
+        } else if (st == RS_OK) {
+            st = rs_errf(err, RS_ERR_NOMEM, "out of memory reading %s", path);
+        }
+        cJSON_Delete(j);
+        if (st != RS_OK) break;
+        out->text[out->n] = copy;
+        out->len[out->n++] = tl;
+    }
+    rs_cli_buf_free(&scratch);
+    rs_cli_reader_close(r);
+    if (st != RS_OK) rs_cli_prompts_free(out);
+    return st;
+}
+
 /* ------------------------------------------------------------- field path */
 
 #define PATH_KEY_MAX 256

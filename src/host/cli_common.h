@@ -71,6 +71,14 @@ void rs_cli_reader_close(rs_cli_reader *r);
 rs_status rs_cli_reader_next(rs_cli_reader *r, const char **line, size_t *len, uint64_t *line_no,
                              rs_err *err);
 
+/* The next non-blank line, checked (rs_cli_check_line) and parsed as JSON;
+ * the caller owns *json (cJSON_Delete). RS_OK with *json NULL at end of
+ * input. A line that is no record (too long, NUL bytes, invalid UTF-8, not
+ * JSON) fails with *bad_line = 1 and err saying why: the caller reports it
+ * and calls again. Other failures (I/O, a corrupt gzip stream, memory) end
+ * the input, with *bad_line = 0. *line_no is the line's 1-based number. */
+rs_status rs_cli_reader_next_json(rs_cli_reader *r, cJSON **json, uint64_t *line_no, int *bad_line, rs_err *err);
+
 /* 1 when the input is gzip-compressed (known after open). */
 int rs_cli_reader_is_gzip(const rs_cli_reader *r);
 
@@ -116,6 +124,22 @@ const cJSON *rs_cli_json_path(const cJSON *root, const char *path, rs_err *err);
  * cut the text; rs_cli_check_line rejects such lines before parsing.) */
 rs_status rs_cli_extract_prompt(const cJSON *root, const char *field, rs_cli_buf *scratch,
                                 const char **text, size_t *len, rs_err *err);
+
+/* ---- a whole prompt file in memory (bench, calibrate) ---- */
+
+typedef struct rs_cli_prompts {
+    char **text;    /* (n) NUL-terminated copies */
+    size_t *len;    /* (n) their byte lengths */
+    size_t n;
+    size_t skipped; /* lines that held no prompt (bad line, no field) */
+} rs_cli_prompts;
+
+/* Reads the prompts of a JSON-lines file (plain or gzip) in file order, at
+ * most limit of them, each as rs_cli_extract_prompt finds it under field.
+ * Lines without one are counted, not fatal. Fails (with nothing to free)
+ * only when the input cannot be read or memory runs out. */
+rs_status rs_cli_load_prompts(const char *path, const char *field, size_t limit, rs_cli_prompts *out, rs_err *err);
+void rs_cli_prompts_free(rs_cli_prompts *p);
 
 /* ---- output records (one JSON object per line, no spaces) ---- */
 

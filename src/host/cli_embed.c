@@ -109,24 +109,20 @@ int rs_cli_embed(int argc, char **argv) {
     pending *p = calloc(EMBED_BATCH, sizeof *p);
     int n = 0, rc = (emb && p) ? 0 : 2;
     while (rc != 2) {
-        const char *line;
-        size_t len;
+        cJSON *j;
         uint64_t no;
-        rs_status st = rs_cli_reader_next(r, &line, &len, &no, &err);
-        if (st == RS_ERR_IO || st == RS_ERR_FORMAT) {
+        int bad;
+        rs_status st = rs_cli_reader_next_json(r, &j, &no, &bad, &err);
+        if (st != RS_OK && !bad) {
             fprintf(stderr, "routescore embed: %s\n", err.msg);
             rc = 2;
             break;
         }
-        if (st == RS_OK && !line) break;
+        if (st == RS_OK && !j) break;
         char id[256];
         snprintf(id, sizeof id, "%llu", (unsigned long long)no);
-        if (st == RS_OK && rs_cli_line_is_blank(line, len)) continue;
-        cJSON *j = NULL;
         const char *text = NULL;
         size_t tlen = 0;
-        if (st == RS_OK) st = rs_cli_check_line(line, len, &err);
-        if (st == RS_OK && !(j = cJSON_ParseWithLength(line, len))) st = rs_errf(&err, RS_ERR_FORMAT, "invalid JSON");
         if (j) rs_cli_record_id(j, NULL, no, id, sizeof id);
         if (st == RS_OK) st = rs_cli_extract_prompt(j, field, &p[n].text, &text, &tlen, &err);
         cJSON_Delete(j);

@@ -135,13 +135,14 @@ static rs_status load_contaminated(dataset *ds, const char *path, rs_err *err) {
     rs_status st = rs_cli_reader_open(path, 0, &r, err);
     if (st != RS_OK) return st;
     for (;;) {
-        const char *line;
-        size_t len;
+        cJSON *j;
         uint64_t no;
-        st = rs_cli_reader_next(r, &line, &len, &no, err);
-        if (st != RS_OK || !line) break;
-        if (rs_cli_line_is_blank(line, len)) continue;
-        cJSON *j = cJSON_ParseWithLength(line, len);
+        int bad;
+        if ((st = rs_cli_reader_next_json(r, &j, &no, &bad, err)) != RS_OK) {
+            if (bad) rs_errf(err, st, "%s:%llu: %s", path, (unsigned long long)no, err->msg);
+            break;
+        }
+        if (!j) break;
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "eval_prompt");
         char **nb = cJSON_IsString(p) ? realloc(ds->bad, (ds->n_bad + 1) * sizeof *nb) : NULL;
         if (nb) {
@@ -243,13 +244,14 @@ static rs_status load_mtbench(dataset *ds, const char *root, rs_err *err) {
     double *qid = NULL;
     size_t nq = 0;
     for (;;) {
-        const char *line;
-        size_t len;
+        cJSON *j;
         uint64_t no;
-        st = rs_cli_reader_next(r, &line, &len, &no, err);
-        if (st != RS_OK || !line) break;
-        if (rs_cli_line_is_blank(line, len)) continue;
-        cJSON *j = cJSON_ParseWithLength(line, len);
+        int bad;
+        if ((st = rs_cli_reader_next_json(r, &j, &no, &bad, err)) != RS_OK) {
+            if (bad) rs_errf(err, st, "%s:%llu: %s", path, (unsigned long long)no, err->msg);
+            break;
+        }
+        if (!j) break;
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "question_id");
         const cJSON *turns = cJSON_GetObjectItemCaseSensitive(j, "turns");
         const cJSON *t1 = cJSON_GetArrayItem(turns, 0), *t2 = cJSON_GetArrayItem(turns, 1);
@@ -372,19 +374,16 @@ static int load_scores(const dataset *ds, const char *path, double *scores) {
     }
     size_t unmatched = 0;
     for (;;) {
-        const char *line;
-        size_t len;
-        uint64_t no;
-        rs_status st = rs_cli_reader_next(r, &line, &len, &no, &err);
-        if (st == RS_OK && !line) break;
-        if (st == RS_OK && rs_cli_line_is_blank(line, len)) continue;
-        if (st == RS_OK) st = rs_cli_check_line(line, len, &err);
-        cJSON *j = st == RS_OK ? cJSON_ParseWithLength(line, len) : NULL;
+        cJSON *j;
+        uint64_t no = 0;
+        int bad;
+        rs_status st = rs_cli_reader_next_json(r, &j, &no, &bad, &err);
+        if (st == RS_OK && !j) break;
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "prompt");
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
         const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "win_prob");
         const char *why = NULL;
-        if (!j) why = st != RS_OK ? err.msg : "not JSON";
+        if (!j) why = err.msg;
         else if (!cJSON_IsNumber(w) || !isfinite(w->valuedouble)) why = "no finite number \"win_prob\"";
         else if (p && !cJSON_IsString(p)) why = "\"prompt\" is not a string";
         else if (!p && !(cJSON_IsNumber(id) && id->valuedouble == floor(id->valuedouble)))
