@@ -14,6 +14,7 @@
 
 #include "backend.h"
 #include "backend_cpu_llama.h"
+#include "cpu_fastmath.h"
 
 typedef struct cpu_backend {
     rs_backend base;
@@ -88,35 +89,10 @@ static void cpu_weight_free(rs_backend *b, rs_bweight *w) {
     free(w);
 }
 
-/* Vectorizable exp and erf. libm's expf/erff are scalar calls and were a
- * quarter of the CPU profile; these loop bodies have no branches, so GCC
- * turns them into AVX2/AVX-512 code.
- *
- * exp(x) = 2^n * e^r with n = round(x / ln 2), |r| <= ln2 / 2 (Cody-Waite
- * split of ln 2) and a degree-6 polynomial for e^r: relative error < 2e-7.
- * Inputs below -87 flush to 0 (softmax arguments are <= 0). */
-static inline float fast_expf(float x) {
-    x = x < -87.0f ? -87.0f : x; /* ternaries, not fminf: they vectorize */
-    x = x > 88.0f ? 88.0f : x;
-    float n = rintf(x * 1.44269504088896341f);
-    float r = fmaf(n, -0.693145751953125f, x);
-    r = fmaf(n, -1.428606765330187e-06f, r);
-    float p = 1.0f / 720.0f;
-    p = fmaf(p, r, 1.0f / 120.0f);
-    p = fmaf(p, r, 1.0f / 24.0f);
-    p = fmaf(p, r, 1.0f / 6.0f);
-    p = fmaf(p, r, 0.5f);
-    p = fmaf(p, r, 1.0f);
-    p = fmaf(p, r, 1.0f);
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
 /* erf(x) by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), with the
- * exponential above: GELU then matches erff-based GELU to ~1e-7 relative,
- * below fp32 noise after a LayerNorm. */
+ * vectorizable exponential of cpu_fastmath.h (libm's erff, like expf, is a
+ * scalar call): GELU then matches erff-based GELU to ~1e-7 relative, below
+ * fp32 noise after a LayerNorm. */
 static inline float fast_erff(float x) {
     float a = fabsf(x);
     float t = 1.0f / fmaf(0.3275911f, a, 1.0f);
@@ -125,7 +101,7 @@ static inline float fast_erff(float x) {
     y = fmaf(y, t, 1.421413741f);
     y = fmaf(y, t, -0.284496736f);
     y = fmaf(y, t, 0.254829592f);
-    y = 1.0f - y * t * fast_expf(-a * a);
+    y = 1.0f - y * t * rs_fast_expf(-a * a);
     return copysignf(y, x);
 }
 
@@ -217,7 +193,7 @@ static rs_status cpu_attention(rs_backend *b, const float *qkv, const int32_t *o
         for (int64_t i = 0; i < L; i++) {
             float *row = S + i * L, mx = row[0], sum = 0.f;
             for (int64_t j = 1; j < L; j++) mx = row[j] > mx ? row[j] : mx;
-            for (int64_t j = 0; j < L; j++) row[j] = fast_expf(row[j] - mx); /* vectorized */
+            for (int64_t j = 0; j < L; j++) row[j] = rs_fast_expf(row[j] - mx); /* vectorized */
             for (int64_t j = 0; j < L; j++) sum += row[j];
             float inv = 1.f / sum;
             for (int64_t j = 0; j < L; j++) row[j] *= inv;

@@ -4,13 +4,15 @@
  *
  * Attention is one task per (query row, KV head): the query heads of a GQA
  * group share each key/value row they read. Softmax is the online
- * (streaming) form over blocks of keys, so no scratch grows with context. */
+ * (streaming) form over blocks of keys, so no scratch grows with context.
+ * Exponentials are cpu_fastmath.h's (vectorizable; relative error < 2e-7). */
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "backend_cpu_llama.h"
+#include "cpu_fastmath.h"
 
 rs_status rs_cpu_embed_rows(rs_backend *b, const rs_bweight *table, const int32_t *ids, int n, float *out) {
     rs_cpu_enter(b);
@@ -66,7 +68,7 @@ rs_status rs_cpu_rope(rs_backend *b, float *x, int64_t ld, int64_t M, const int3
 rs_status rs_cpu_swiglu(rs_backend *b, float *gate, const float *up, int64_t n) {
     rs_cpu_enter(b);
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) gate[i] = gate[i] / (1.f + expf(-gate[i])) * up[i];
+    for (int64_t i = 0; i < n; i++) gate[i] = gate[i] / (1.f + rs_fast_expf(-gate[i])) * up[i];
     return RS_OK;
 }
 
@@ -84,34 +86,58 @@ rs_status rs_cpu_copy_rows(rs_backend *b, float *dst, const int32_t *dst_rows, c
 #define KV_BLOCK 64
 #define MAX_GROUP 16 /* query heads per KV head */
 #define MAX_HEAD_DIM 256
+#define DOT_LANES 16 /* partial sums of a dot product: independent lanes vectorize */
 
-/* Folds keys/values rows [0, n) of (K, V) into the running softmax state of
- * the group's query heads: m (max), l (sum), acc (weighted values). */
+/* Folds key/value rows [0, n) of (K, V) into the running softmax state of
+ * the group's query heads: m (max), l (sum), acc (weighted values). Per
+ * block of keys: every head's scores (each key row read once for the whole
+ * group), then their exponentials, then the weighted values. Every inner
+ * loop runs over independent lanes so that GCC vectorizes it: a scalar dot
+ * product (one dependent chain) and libm's expf made this loop slower than
+ * all of a prefill's GEMMs together. */
 static void attend_rows(const float *Q, int group, int D, float scale, const float *K, const float *V, int64_t ld,
                         int64_t n, float *m, float *l, float *acc) {
-    float sc[KV_BLOCK];
+    float sc[MAX_GROUP][KV_BLOCK];
     for (int64_t j0 = 0; j0 < n; j0 += KV_BLOCK) {
         const int nb = (int)(n - j0 < KV_BLOCK ? n - j0 : KV_BLOCK);
-        for (int g = 0; g < group; g++) {
-            const float *q = Q + (int64_t)g * D;
-            float bmax = -INFINITY;
-            for (int j = 0; j < nb; j++) {
-                const float *kr = K + (j0 + j) * ld;
-                float d = 0.f;
-                for (int i = 0; i < D; i++) d += q[i] * kr[i];
-                sc[j] = d * scale;
-                bmax = sc[j] > bmax ? sc[j] : bmax;
+        for (int j = 0; j < nb; j++) {
+            const float *kr = K + (j0 + j) * ld;
+            for (int g = 0; g < group; g++) {
+                const float *q = Q + (int64_t)g * D;
+                float part[DOT_LANES] = {0.f}, d = 0.f;
+                int i = 0;
+                for (; i + DOT_LANES <= D; i += DOT_LANES)
+                    for (int u = 0; u < DOT_LANES; u++) part[u] += q[i + u] * kr[i + u];
+                for (; i < D; i++) d += q[i] * kr[i];
+                for (int u = 0; u < DOT_LANES; u++) d += part[u];
+                sc[g][j] = d * scale;
             }
-            float mn = m[g] > bmax ? m[g] : bmax;
-            float corr = expf(m[g] - mn); /* 0 on the first block (m = -inf) */
+        }
+        for (int g = 0; g < group; g++) {
+            float *p = sc[g], bmax = -INFINITY, sum = 0.f;
+            for (int j = 0; j < nb; j++) bmax = p[j] > bmax ? p[j] : bmax;
+            const float mn = m[g] > bmax ? m[g] : bmax;
+            const float corr = rs_fast_expf(m[g] - mn); /* ~0 on the first block (m = -inf): l, acc are 0 */
+            for (int j = 0; j < nb; j++) p[j] = rs_fast_expf(p[j] - mn);
+            for (int j = 0; j < nb; j++) sum += p[j];
             float *a = acc + (int64_t)g * D;
-            l[g] *= corr;
-            for (int i = 0; i < D; i++) a[i] *= corr;
-            for (int j = 0; j < nb; j++) {
-                float p = expf(sc[j] - mn);
-                const float *vr = V + (j0 + j) * ld;
-                l[g] += p;
-                for (int i = 0; i < D; i++) a[i] += p * vr[i];
+            l[g] = l[g] * corr + sum;
+            /* DOT_LANES columns at a time, held in registers over the block's
+             * keys; the columns past a multiple of DOT_LANES run scalar. */
+            int i0 = 0;
+            for (; i0 + DOT_LANES <= D; i0 += DOT_LANES) {
+                float r[DOT_LANES];
+                for (int u = 0; u < DOT_LANES; u++) r[u] = a[i0 + u] * corr;
+                for (int j = 0; j < nb; j++) {
+                    const float *vr = V + (j0 + j) * ld + i0, pj = p[j];
+                    for (int u = 0; u < DOT_LANES; u++) r[u] += pj * vr[u];
+                }
+                for (int u = 0; u < DOT_LANES; u++) a[i0 + u] = r[u];
+            }
+            for (int i = i0; i < D; i++) {
+                float r = a[i] * corr;
+                for (int j = 0; j < nb; j++) r += p[j] * V[(j0 + j) * ld + i];
+                a[i] = r;
             }
             m[g] = mn;
         }
