@@ -30,12 +30,13 @@
 
 #include "attention_kv.cuh"
 #include "cuda_common.cuh"
+#include "flash_tile.cuh"
 
 namespace {
 
 constexpr int kWarps = 4;
 constexpr int kBlockQ = 16 * kWarps; /* query items per block */
-constexpr int kBlockK = 64;          /* keys per tile */
+constexpr int kBlockK = flash::kBlockK; /* keys per tile */
 
 struct kv_args {
     const uint16_t *q, *pk, *pv, *k, *v;
@@ -116,14 +117,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kv_kernel(kv_args a) {
     }
     __syncthreads();
     uint32_t qf[DP / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < DP / 16; kk++) {
-        const int r = warp * 16 + g, col = kk * 16 + 2 * t;
-        qf[kk][0] = lds_pair(&sK[r][col]);
-        qf[kk][1] = lds_pair(&sK[r + 8][col]);
-        qf[kk][2] = lds_pair(&sK[r][col + 8]);
-        qf[kk][3] = lds_pair(&sK[r + 8][col + 8]);
-    }
+    flash::load_q_frags<DP>(sK, warp, g, t, qf);
     __syncthreads();
 
     /* Positions of this lane's two items (rows g and g + 8 of the warp). */
@@ -131,122 +125,27 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kv_kernel(kv_args a) {
     const int p0 = it0 < n_items ? a.pos[r0 + it0 / group] : INT_MAX;
     const int p1 = it1 < n_items ? a.pos[r0 + it1 / group] : INT_MAX;
 
-    float o[DP / 8][4];
-#pragma unroll
-    for (int j = 0; j < DP / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
-    float m0 = -INFINITY, m1 = -INFINITY; /* running maxima (log2 units) */
-    float l0 = 0.f, l1 = 0.f;             /* this lane's part of the row sums */
-
+    flash::acc<DP> run;
+    run.init();
+    /* Causal over the key stream; key 0 is visible to every item, so the
+     * maxima are finite from the first tile on. */
+    const int n_prefix = a.n_prefix;
+    const auto visible = [=](int u, int half) {
+        return u < n_keys && (u < n_prefix || u - n_prefix <= (half ? p1 : p0));
+    };
     for (int k0 = 0; k0 < n_keys; k0 += kBlockK) {
         load_keys<DP>(sK, Pk, Sk, ldkv, k0, a.n_prefix, n_keys, D, a.vec);
         load_keys<DP>(sV, Pv, Sv, ldkv, k0, a.n_prefix, n_keys, D, a.vec);
         __syncthreads();
-
-        float sc[kBlockK / 8][4];
-#pragma unroll
-        for (int j = 0; j < kBlockK / 8; j++) {
-            sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
-#pragma unroll
-            for (int kk = 0; kk < DP / 16; kk++) {
-                const uint16_t *kr = &sK[j * 8 + g][kk * 16 + 2 * t];
-                mma_bf16_16816(sc[j], qf[kk], lds_pair(kr), lds_pair(kr + 8));
-            }
-        }
-
-        /* Scale, causal mask over the key stream, row maxima. */
-        float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-        for (int j = 0; j < kBlockK / 8; j++) {
-            const int key = k0 + j * 8 + 2 * t;
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int u = key + (e & 1), p = e < 2 ? p0 : p1;
-                const bool valid = u < n_keys && (u < a.n_prefix || u - a.n_prefix <= p);
-                sc[j][e] = valid ? sc[j][e] * a.scale_log2 : -INFINITY;
-            }
-            mx0 = fmaxf(mx0, fmaxf(sc[j][0], sc[j][1]));
-            mx1 = fmaxf(mx1, fmaxf(sc[j][2], sc[j][3]));
-        }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        /* Finite from the first tile on (key 0 is visible to every item). */
-        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
-        const float alpha0 = exp2f(m0 - mn0), alpha1 = exp2f(m1 - mn1); /* 0 on the first tile */
-        m0 = mn0;
-        m1 = mn1;
-        l0 *= alpha0;
-        l1 *= alpha1;
-#pragma unroll
-        for (int j = 0; j < DP / 8; j++) {
-            o[j][0] *= alpha0;
-            o[j][1] *= alpha0;
-            o[j][2] *= alpha1;
-            o[j][3] *= alpha1;
-        }
-#pragma unroll
-        for (int j = 0; j < kBlockK / 8; j++) {
-            sc[j][0] = exp2f(sc[j][0] - mn0);
-            sc[j][1] = exp2f(sc[j][1] - mn0);
-            sc[j][2] = exp2f(sc[j][2] - mn1);
-            sc[j][3] = exp2f(sc[j][3] - mn1);
-            l0 += sc[j][0] + sc[j][1];
-            l1 += sc[j][2] + sc[j][3];
-        }
-
-        /* O += P V. */
-#pragma unroll
-        for (int kk = 0; kk < kBlockK / 16; kk++) {
-            uint32_t pa[4];
-            pa[0] = pack_bf16x2(sc[2 * kk][0], sc[2 * kk][1]);
-            pa[1] = pack_bf16x2(sc[2 * kk][2], sc[2 * kk][3]);
-            pa[2] = pack_bf16x2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
-            pa[3] = pack_bf16x2(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
-            const int key = kk * 16 + 2 * t;
-#pragma unroll
-            for (int j = 0; j < DP / 8; j++) {
-                const int d = j * 8 + g;
-                const uint32_t b0 = lds_2rows(&sV[key][d], &sV[key + 1][d]);
-                const uint32_t b1 = lds_2rows(&sV[key + 8][d], &sV[key + 9][d]);
-                mma_bf16_16816(o[j], pa, b0, b1);
-            }
-        }
+        flash::step<DP>(qf, sK, sV, k0, a.scale_log2, visible, g, t, run);
         __syncthreads(); /* before the next tile overwrites sK / sV */
     }
-
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    const float inv0 = 1.f / l0, inv1 = 1.f / l1; /* l >= 1: the max term contributes exp2(0) */
 
     /* Item -> (row, head) of out; padding items write nothing. */
     uint16_t *O0 = nullptr, *O1 = nullptr;
     if (it0 < n_items) O0 = a.out + (int64_t)(r0 + it0 / group) * ldq + ((int64_t)kh * group + it0 % group) * D;
     if (it1 < n_items) O1 = a.out + (int64_t)(r0 + it1 / group) * ldq + ((int64_t)kh * group + it1 % group) * D;
-#pragma unroll
-    for (int j = 0; j < DP / 8; j++) {
-        const int d = j * 8 + 2 * t;
-        if (d >= D) continue;
-        const __nv_bfloat162 v0 = __floats2bfloat162_rn(o[j][0] * inv0, o[j][1] * inv0);
-        const __nv_bfloat162 v1 = __floats2bfloat162_rn(o[j][2] * inv1, o[j][3] * inv1);
-        if ((D & 1) == 0) { /* d even, D even: 4-byte aligned pairs, d + 1 < D */
-            if (O0) *reinterpret_cast<__nv_bfloat162 *>(O0 + d) = v0;
-            if (O1) *reinterpret_cast<__nv_bfloat162 *>(O1 + d) = v1;
-        } else {
-            const __nv_bfloat16 *e0 = reinterpret_cast<const __nv_bfloat16 *>(&v0);
-            const __nv_bfloat16 *e1 = reinterpret_cast<const __nv_bfloat16 *>(&v1);
-            if (O0) {
-                reinterpret_cast<__nv_bfloat16 *>(O0)[d] = e0[0];
-                if (d + 1 < D) reinterpret_cast<__nv_bfloat16 *>(O0)[d + 1] = e0[1];
-            }
-            if (O1) {
-                reinterpret_cast<__nv_bfloat16 *>(O1)[d] = e1[0];
-                if (d + 1 < D) reinterpret_cast<__nv_bfloat16 *>(O1)[d + 1] = e1[1];
-            }
-        }
-    }
+    flash::store_rows<DP>(run, O0, O1, D, t);
 }
 
 template <int DP>
