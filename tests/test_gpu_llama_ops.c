@@ -29,6 +29,7 @@
 
 #include "backend.h"
 #include "llama.h"
+#include "gpu_pair.h"
 #include "test_util.h"
 
 #ifndef RS_HAVE_CUDA
@@ -40,100 +41,6 @@ int main(void) {
 
 #define MAX_TOKENS 8192
 
-static rs_backend *cpu, *gpu;
-static uint64_t rng = 0x243f6a8885a308d3ull;
-
-static float urand(void) { /* xorshift64*, uniform in [-1, 1) */
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return (float)((rng * 0x2545f4914f6cdd1dull) >> 40) / (float)(1 << 23) - 1.f;
-}
-
-static int irand(int n) { return (int)(((urand() + 1.f) * 0.5f) * (float)n) % n; }
-
-static float bf16_round(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    u &= 0xffff0000u;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static float *rand_vec(size_t n, float scale) {
-    float *v = malloc(n * sizeof *v);
-    for (size_t i = 0; v && i < n; i++) v[i] = bf16_round(scale * urand());
-    return v;
-}
-
-/* An activation buffer on each backend holding the same host values (NaN
- * when host is NULL). */
-typedef struct pair {
-    float *c, *g;
-    size_t n;
-} pair;
-
-static pair pair_new(const float *host, size_t n) {
-    pair p = {NULL, NULL, n};
-    CHECK(cpu->ops->alloc(cpu, n * sizeof(float), (void **)&p.c) == RS_OK);
-    CHECK(gpu->ops->alloc(gpu, n * sizeof(float), (void **)&p.g) == RS_OK);
-    float *nan = NULL;
-    if (!host) {
-        nan = malloc(n * sizeof *nan);
-        for (size_t i = 0; i < n; i++) nan[i] = NAN;
-        host = nan;
-    }
-    memcpy(p.c, host, n * sizeof(float));
-    CHECK(gpu->ops->from_host(gpu, p.g, host, n) == RS_OK);
-    free(nan);
-    return p;
-}
-
-static void pair_free(pair *p) {
-    cpu->ops->release(cpu, p->c);
-    gpu->ops->release(gpu, p->g);
-}
-
-typedef struct wpair {
-    rs_bweight *c, *g;
-    float *host; /* the CPU backend points into it */
-} wpair;
-
-static wpair wpair_new(int64_t rows, int64_t cols, float scale, float offset) {
-    wpair w = {NULL, NULL, rand_vec((size_t)(rows * cols), scale)};
-    for (int64_t i = 0; offset != 0.f && i < rows * cols; i++) w.host[i] = bf16_round(w.host[i] + offset);
-    CHECK(cpu->ops->weight_load(cpu, w.host, rows, cols, &w.c) == RS_OK);
-    CHECK(gpu->ops->weight_load(gpu, w.host, rows, cols, &w.g) == RS_OK);
-    return w;
-}
-
-static void wpair_free(wpair *w) {
-    cpu->ops->weight_free(cpu, w->c);
-    gpu->ops->weight_free(gpu, w->g);
-    free(w->host);
-}
-
-static void compare(const char *what, const pair *p, double bound) {
-    float *g = malloc(p->n * sizeof *g);
-    CHECK(gpu->ops->to_host(gpu, g, p->g, p->n) == RS_OK);
-    double worst = 0, ref = 0;
-    size_t at = 0;
-    for (size_t i = 0; i < p->n; i++) {
-        double d = fabs((double)g[i] - (double)p->c[i]);
-        if (!(d <= worst)) {
-            worst = isnan(d) ? INFINITY : d;
-            at = i;
-        }
-        if (fabs(p->c[i]) > ref) ref = fabs(p->c[i]);
-    }
-    double e = worst / (ref > 1e-6 ? ref : 1e-6);
-    printf("  %-66s n=%-9zu nerr %.2e (bound %.0e)\n", what, p->n, e, bound);
-    CHECK_MSG(e <= bound, "%s: normalised error %.3e > %.0e (worst at %zu: gpu %g cpu %g)", what, e, bound, at,
-              (double)g[at], (double)p->c[at]);
-    free(g);
-}
-
 static void test_embed_rows(int64_t V, int64_t H, int n) {
     wpair table = wpair_new(V, H, 1.f, 0.f);
     int32_t *ids = malloc((size_t)n * sizeof *ids);
@@ -143,7 +50,7 @@ static void test_embed_rows(int64_t V, int64_t H, int n) {
     CHECK(gpu->ops->embed_rows(gpu, table.g, ids, n, out.g) == RS_OK);
     char what[128];
     snprintf(what, sizeof what, "embed_rows V=%lld H=%lld n=%d", (long long)V, (long long)H, n);
-    compare(what, &out, 0);
+    compare(what, &out, out.n, 0);
     /* An id past the table is refused on the host, not a device fault. */
     ids[n - 1] = (int32_t)V;
     CHECK(gpu->ops->embed_rows(gpu, table.g, ids, n, out.g) == RS_ERR_INVALID_ARG);
@@ -161,10 +68,10 @@ static void test_add_rmsnorm(int64_t M, int64_t N, int with_delta) {
     CHECK(gpu->ops->add_rmsnorm(gpu, x.g, with_delta ? d.g : NULL, g.g, 1e-5f, M, N, y.g) == RS_OK);
     char what[128];
     snprintf(what, sizeof what, "add_rmsnorm M=%lld N=%lld delta=%d: y", (long long)M, (long long)N, with_delta);
-    compare(what, &y, 1e-2);
+    compare(what, &y, y.n, 1e-2);
     snprintf(what, sizeof what, "add_rmsnorm M=%lld N=%lld delta=%d: x (+= delta)", (long long)M, (long long)N,
              with_delta);
-    compare(what, &x, with_delta ? 1e-2 : 0);
+    compare(what, &x, x.n, with_delta ? 1e-2 : 0);
     pair_free(&x);
     pair_free(&d);
     pair_free(&y);
@@ -198,7 +105,7 @@ static void test_rope(int64_t M, int n_heads, int D, int64_t extra_ld, int llama
     char what[128];
     snprintf(what, sizeof what, "rope M=%lld heads=%d D=%d ld=%lld %s", (long long)M, n_heads, D, (long long)ld,
              llama3 ? "llama3 theta 5e5" : "theta 1e4");
-    compare(what, &x, 1e-2);
+    compare(what, &x, x.n, 1e-2);
     pair_free(&x);
     free(xh);
     free(pos);
@@ -211,7 +118,7 @@ static void test_swiglu(int64_t n) {
     CHECK(gpu->ops->swiglu(gpu, gt.g, up.g, n) == RS_OK);
     char what[128];
     snprintf(what, sizeof what, "swiglu n=%lld", (long long)n);
-    compare(what, &gt, 1e-2);
+    compare(what, &gt, gt.n, 1e-2);
     pair_free(&gt);
     pair_free(&up);
     free(gh);
@@ -243,7 +150,7 @@ static void test_copy_rows(int64_t M, int64_t N) {
         static const char *const NAMES[] = {"scatter", "gather", "gather+scatter", "identity"};
         char what[128];
         snprintf(what, sizeof what, "copy_rows %s M=%lld N=%lld", NAMES[mode], (long long)M, (long long)N);
-        compare(what, &dst, 0);
+        compare(what, &dst, dst.n, 0);
         pair_free(&src);
         pair_free(&dst);
     }
@@ -271,7 +178,7 @@ static void test_linear_nobias(int64_t M, int64_t N, int64_t K) {
     CHECK(gpu->ops->linear(gpu, x.g, K, M, K, w.g, NULL, RS_ACT_NONE, y.g) == RS_OK);
     char what[128];
     snprintf(what, sizeof what, "linear (no bias) M=%lld N=%lld K=%lld", (long long)M, (long long)N, (long long)K);
-    compare(what, &y, 1e-2);
+    compare(what, &y, y.n, 1e-2);
     pair_free(&x);
     pair_free(&y);
     wpair_free(&w);
@@ -326,7 +233,7 @@ static void test_attention_kv(int n_heads, int n_kv, int D, int n_prefix) {
         char what[128];
         snprintf(what, sizeof what, "attention_kv heads=%d/%d D=%d prefix=%d %s T=%d", n_heads, n_kv, D, n_prefix,
                  KINDS[kind], T);
-        compare(what, &out, 2e-2);
+        compare(what, &out, out.n, 2e-2);
         if (kind == 1) { /* a negative position is refused on the host */
             pos[0] = -1;
             CHECK(gpu->ops->attention_kv(gpu, q.g, T, slot, pos, pk.g, pv.g, n_prefix, k.g, v.g, SLOT_STRIDE,
@@ -355,6 +262,7 @@ int main(void) {
         printf("test_gpu_llama_ops: SKIP: no CUDA device visible (cudaGetDeviceCount reports %d)\n", n_dev);
         return 77;
     }
+    seed_rng(0x243f6a8885a308d3ull);
     rs_err err = {{0}};
     CHECK_MSG(rs_backend_cpu_create(0, 1, &cpu, &err) == RS_OK, "%s", err.msg);
     CHECK_MSG(rs_backend_cuda_create(0, 512, MAX_TOKENS, &gpu, &err) == RS_OK, "%s", err.msg);
