@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "cli_common.h"
 #include "tokenizer.h"
 
 static void usage(FILE *f) {
@@ -147,30 +148,6 @@ static int tokenize_one(const rs_tokenizer *tok, const char *text, size_t len, i
 }
 
 /* Follows a path like `prompt`, `turns[0]` or `a.b[2].c` from a JSON object. */
-static const cJSON *json_path(const cJSON *root, const char *path) {
-    const cJSON *cur = root;
-    const char *p = path;
-    while (*p && cur) {
-        if (*p == '[') {
-            char *end;
-            long k = strtol(p + 1, &end, 10);
-            if (*end != ']' || k < 0) return NULL;
-            cur = cJSON_IsArray(cur) ? cJSON_GetArrayItem(cur, (int)k) : NULL;
-            p = end + 1;
-        } else {
-            if (*p == '.') p++;
-            size_t n = strcspn(p, ".[");
-            char key[256];
-            if (!n || n >= sizeof key) return NULL;
-            memcpy(key, p, n);
-            key[n] = 0;
-            cur = cJSON_IsObject(cur) ? cJSON_GetObjectItemCaseSensitive(cur, key) : NULL;
-            p += n;
-        }
-    }
-    return cur;
-}
-
 static int tokenize_jsonl(const rs_tokenizer *tok, const char *path, const char *field, int add_special,
                           size_t max_tokens, ids_buf *buf, int *failed, int decode) {
     FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
@@ -186,7 +163,7 @@ static int tokenize_jsonl(const rs_tokenizer *tok, const char *path, const char 
     while ((n = getline(&line, &line_cap, f)) >= 0) {
         lineno++;
         cJSON *root = cJSON_ParseWithLength(line, (size_t)n);
-        const cJSON *v = root ? json_path(root, field) : NULL;
+        const cJSON *v = root ? rs_cli_json_path(root, field, NULL) : NULL;
         if (!root) {
             print_error(lineno, "malformed JSON");
             *failed = 1;
@@ -224,7 +201,7 @@ static int bench(const rs_tokenizer *tok, const char *path, const char *field, i
     ssize_t k;
     while ((k = getline(&line, &line_cap, f)) >= 0) {
         cJSON *root = cJSON_ParseWithLength(line, (size_t)k);
-        const cJSON *v = root ? json_path(root, field) : NULL;
+        const cJSON *v = root ? rs_cli_json_path(root, field, NULL) : NULL;
         if (cJSON_IsString(v)) {
             if (n == cap) {
                 cap = cap ? cap * 2 : 1024;
