@@ -25,6 +25,7 @@ import math
 import os
 import random
 import struct
+import subprocess
 import sys
 import tempfile
 
@@ -92,6 +93,31 @@ def usage_checks(tmp):
         r = run(["train", "--encoder", ENCODER, "--in", inp, "--out", fresh, "--length-term"])
         check(r.returncode == 2 and b"line 4:" in r.stderr and not os.path.exists(fresh),
               f"bad record {bad}: exit 2 naming line 4, no output dir (got {r.returncode}: {r.stderr[-200:]})")
+
+
+def label_file_checks(tmp):
+    """models/make_train_labels.py: the default file is unchanged (gain labels,
+    no weights); --labels mixed --gsm8k-weight 5 gives weak-wrong on MMLU,
+    gain on GSM8K, and "weight": 5 on GSM8K lines only; a bad weight exits 2."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models", "make_train_labels.py")
+    mmlu = rsdata.decontaminated("mmlu", list(rsdata.mmlu_rows()), key=lambda r: r[1])
+    gsm = rsdata.decontaminated("gsm8k", list(rsdata.gsm8k_rows()), key=lambda r: r[0])
+    for opts, want_mmlu, weight in (([], lambda w, s: int(s and not w), None),
+                                    (["--labels", "mixed", "--gsm8k-weight", "5"], lambda w, s: int(not w), 5)):
+        out = os.path.join(tmp, "labels.jsonl")
+        r = subprocess.run([sys.executable, script, "--out", out, *opts], capture_output=True)
+        check(r.returncode == 0, f"make_train_labels {opts}: exit {r.returncode} {r.stderr[-300:]}")
+        recs = [json.loads(x) for x in open(out, encoding="utf-8")]
+        check(len(recs) == len(mmlu) + len(gsm), f"make_train_labels {opts}: {len(recs)} rows")
+        got_m, got_g = recs[:len(mmlu)], recs[len(mmlu):]
+        check(all(x["prompt"] == row[1] and x["label"] == want_mmlu(bool(row[2]), bool(row[3])) and "weight" not in x
+                  for x, row in zip(got_m, mmlu)), f"make_train_labels {opts}: MMLU labels")
+        check(all(x["prompt"] == row[0] and x["label"] == int(bool(row[2]) and not row[1])
+                  for x, row in zip(got_g, gsm)) and
+              all(x.get("weight") == weight for x in got_g), f"make_train_labels {opts}: GSM8K labels and weights")
+    r = subprocess.run([sys.executable, script, "--out", os.path.join(tmp, "x.jsonl"), "--gsm8k-weight", "nan"],
+                       capture_output=True)
+    check(r.returncode == 2 and not os.path.exists(os.path.join(tmp, "x.jsonl")), "make_train_labels bad weight: exit 2")
 
 
 def read_st(path):
@@ -324,6 +350,7 @@ def main():
         r = run(["train", "--encoder", ENCODER, "--in", one, "--out", os.path.join(tmp, "one")])
         check(r.returncode == 2 and b"both labels" in r.stderr, "a single class is refused")
         length_checks(tmp)
+        label_file_checks(tmp)
     return rstest.result("cli_train")
 
 

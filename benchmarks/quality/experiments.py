@@ -21,8 +21,11 @@ Embeddings: models/cache/quality/emb.jsonl, written once by
 (ids "mmlu:I", "gsm8k:I", "mt-bench:I" = row I of `routescore eval --dump-prompts`).
 Then:  python3 benchmarks/quality/experiments.py [NAME_SUBSTRING ...]
 (appends each head's figures to models/cache/quality/results.jsonl).
-The shipped router's training file:
-    python3 benchmarks/quality/experiments.py --train-labels models/cache/quality/train_mixed_x5.jsonl
+The shipped default (head "logistic mixed l2=30 gsm8k x5 +len") is trained by
+`routescore train` itself (docs/ROUTERS.md: make_train_labels.py --labels mixed
+--gsm8k-weight 5, train --l2 30 --length-term); benchmarks/quality/heldout_eval.py
+gives its held-out figures with the real binary (they equal this script's).
+--train-labels / --write-head are the numpy-era helpers, kept for comparison.
 """
 import json
 import os
@@ -361,11 +364,18 @@ def candidates():
     C["combo logistic mixed l2=10 gsm8k x5 + length +len"] = (
         head_combo([head_logistic("mixed", 10.0, gsm_rep=5), head_length()]), True, "len")
     C["combo knn sw weakwrong k=100 + length +len"] = (head_combo([head_knn("weakwrong", 100), head_length()]), True, "len")
+    # issue 7, after `routescore train --length-term` (the shipped head is the first part of these combos)
+    C["logistic mixed l2=100 gsm8k x5 +len"] = (head_logistic("mixed", 100.0, gsm_rep=5), True, "len")
+    C["combo logistic mixed l2=30 gsm8k x5 + knn sw weakwrong k=100 +len"] = (
+        head_combo([head_logistic("mixed", 30.0, gsm_rep=5), head_knn("weakwrong", 100)]), True, "len")
+    C["combo logistic mixed l2=30 gsm8k x5 + knn sw weakwrong k=100 + length +len"] = (
+        head_combo([head_logistic("mixed", 30.0, gsm_rep=5), head_knn("weakwrong", 100), head_length()]), True, "len")
     return C
 
 
 def write_train_labels(path, rep=5):
-    """The shipped router's training file (head "logistic mixed l2=10 gsm8k x5"):
+    """A training file for head "logistic mixed l2=10 gsm8k x5" (rows repeated;
+    make_train_labels.py --labels mixed --gsm8k-weight K writes weights instead):
     MMLU rows label 1 where the weak model is wrong, GSM8K rows label 1 where the
     strong model is right and the weak one wrong, each GSM8K row written `rep` times."""
     with open(path, "w", encoding="utf-8") as f:
@@ -393,7 +403,8 @@ def write_st(path, tensors):
 
 
 def write_head(out_dir, l2=30.0, rep=5):
-    """The shipped head "logistic mixed l2=30 gsm8k x5 +len", fitted on all of
+    """Head "logistic mixed l2=30 gsm8k x5 +len" in numpy (the shipped default is
+    now fitted by `routescore train --length-term`, same optimum), on all of
     MMLU + GSM8K: an mf head with mf.length_weight (the engine adds
     length_weight * (log(tokens) - 3.5) to the logit). Threshold as `routescore
     train`: the 0.5 quantile of the training scores (GSM8K rows counted `rep` times)."""
