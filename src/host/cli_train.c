@@ -276,28 +276,20 @@ static rs_status read_input(const train_opts *o, train_data *t, rs_err *err) {
     if (st != RS_OK) return st;
     rs_cli_buf scratch = {0};
     for (;;) {
-        const char *line;
-        size_t len;
+        cJSON *root = NULL;
         uint64_t no = 0;
+        int bad = 0;
         rs_err e = {{0}};
-        st = rs_cli_reader_next(r, &line, &len, &no, &e);
-        if (st == RS_ERR_TOO_LARGE) {
-            st = rs_errf(err, RS_ERR_INVALID_ARG, "line %llu: %s", (unsigned long long)no, e.msg);
-            break;
-        }
-        if (st != RS_OK) {
+        st = rs_cli_reader_next_json(r, &root, &no, &bad, &e);
+        if (st != RS_OK && !bad) {
             rs_errf(err, st, "%s", e.msg);
             break;
         }
-        if (!line) break;
-        if (rs_cli_line_is_blank(line, len)) continue;
-        cJSON *root = NULL;
+        if (st == RS_OK && !root) break;
         const char *text = NULL;
         size_t tlen = 0;
         int y = 0;
         double w = 1.0;
-        st = rs_cli_check_line(line, len, &e);
-        if (st == RS_OK && !(root = cJSON_ParseWithLength(line, len))) st = rs_errf(&e, RS_ERR_FORMAT, "invalid JSON");
         if (st == RS_OK) st = parse_record(root, o->field, &scratch, &text, &tlen, &y, &w, &e);
         if (st != RS_OK) {
             rs_errf(err, RS_ERR_INVALID_ARG, "line %llu: %s", (unsigned long long)no, e.msg);
