@@ -41,43 +41,34 @@ if [ ! -x "$SAN" ]; then
     exit 0
 fi
 export RS_TEST_DATA="$PWD/tests/data"
+
+# sanitize TOOL TEST [advisory]: one compute-sanitizer run, its log in
+# $BUILD/sanitizer_TEST_TOOL.log; a failure sets rc unless advisory.
+sanitize() {
+    local tool=$1 test=$2 advisory=${3:-} log="$BUILD/sanitizer_$2_$1.log" r=0
+    echo "== compute-sanitizer --tool $tool $test"
+    "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 20 "$BUILD/tests/$test" > "$log" 2>&1 || r=$?
+    tail -3 "$log"
+    if [ "$r" != 0 ]; then
+        echo "run_gpu_tests: compute-sanitizer $tool of $test failed (exit $r); log in $log"
+        if [ -n "$advisory" ]; then echo "run_gpu_tests: ($tool is advisory)"; else rc=$r; fi
+    fi
+}
+
 # test_gpu_lost is left out: its illegal address is deliberate. memcheck and
 # racecheck must pass; synccheck and initcheck are reported only (initcheck
 # can flag library code, e.g. cuBLASLt reading its own workspace).
-for tool in memcheck racecheck synccheck initcheck; do
-    echo "== compute-sanitizer --tool $tool test_gpu_ops"
-    "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 20 "$BUILD/tests/test_gpu_ops" > "$BUILD/sanitizer_$tool.log" 2>&1
-    r=$?
-    tail -5 "$BUILD/sanitizer_$tool.log"
-    if [ "$r" != 0 ]; then
-        echo "run_gpu_tests: compute-sanitizer $tool failed (exit $r); log in $BUILD/sanitizer_$tool.log"
-        case $tool in memcheck | racecheck) rc=$r ;; *) echo "run_gpu_tests: ($tool is advisory)" ;; esac
-    fi
-done
-echo "== compute-sanitizer --tool memcheck test_gpu_e2e"
-"$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 "$BUILD/tests/test_gpu_e2e" > "$BUILD/sanitizer_e2e.log" 2>&1 || {
-    r=$?
-    echo "run_gpu_tests: memcheck of test_gpu_e2e failed (exit $r); log in $BUILD/sanitizer_e2e.log"
-    rc=$r
-}
-tail -3 "$BUILD/sanitizer_e2e.log"
+sanitize memcheck test_gpu_ops
+sanitize racecheck test_gpu_ops
+sanitize synccheck test_gpu_ops advisory
+sanitize initcheck test_gpu_ops advisory
+sanitize memcheck test_gpu_e2e
 # The decoder ops (issue 6): memcheck and racecheck must pass (attention_kv's
 # shared tiles and barriers are what racecheck is for); then the tiny causal
 # router end to end under memcheck (every op of a real forward, the KV cache
 # slots and the prefix included).
-for tool in memcheck racecheck; do
-    echo "== compute-sanitizer --tool $tool test_gpu_llama_ops"
-    "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 20 "$BUILD/tests/test_gpu_llama_ops" > "$BUILD/sanitizer_llama_$tool.log" 2>&1
-    r=$?
-    tail -3 "$BUILD/sanitizer_llama_$tool.log"
-    [ "$r" = 0 ] || { echo "run_gpu_tests: compute-sanitizer $tool of test_gpu_llama_ops failed (exit $r); log in $BUILD/sanitizer_llama_$tool.log"; rc=$r; }
-done
-echo "== compute-sanitizer --tool memcheck test_gpu_causal"
-"$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 "$BUILD/tests/test_gpu_causal" > "$BUILD/sanitizer_causal.log" 2>&1 || {
-    r=$?
-    echo "run_gpu_tests: memcheck of test_gpu_causal failed (exit $r); log in $BUILD/sanitizer_causal.log"
-    rc=$r
-}
-tail -3 "$BUILD/sanitizer_causal.log"
+sanitize memcheck test_gpu_llama_ops
+sanitize racecheck test_gpu_llama_ops
+sanitize memcheck test_gpu_causal
 [ "$rc" = 0 ] && echo "run_gpu_tests: all GPU tests and sanitizer runs passed"
 exit "$rc"
