@@ -162,7 +162,8 @@ int main(void) {
     rs_backend *bc = NULL, *bg = NULL;
     rs_llama *mc = NULL, *mg = NULL;
     const int T = (int)offsets[n];
-    rs_llama_limits lim = {T, n, max_len + N_NEW, n_prefix, n};
+    rs_llama_limits lim = {.max_tokens = T, .max_slots = n, .slot_len = max_len + N_NEW, .max_prefix = n_prefix,
+                           .max_logit_rows = n};
     CHECK_MSG(rs_model_files_open(dir, &files, &err) == RS_OK, "%s", err.msg);
     CHECK_MSG(rs_backend_cpu_create(2, 1, &bc, &err) == RS_OK, "%s", err.msg);
     CHECK_MSG(rs_backend_cuda_create(0, max_len, (size_t)T, &bg, &err) == RS_OK, "%s", err.msg);

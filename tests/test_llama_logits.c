@@ -41,7 +41,7 @@ int main(void) {
         int n = cJSON_GetArraySize(cJSON_GetObjectItem(p, "ids"));
         max_len = n > max_len ? n : max_len;
     }
-    rs_llama_limits lim = {max_len, 1, max_len, 0, max_len};
+    rs_llama_limits lim = {.max_tokens = max_len, .max_slots = 1, .slot_len = max_len, .max_logit_rows = max_len};
     if (rs_llama_create(files, b, &lim, &m, &err) != RS_OK) {
         fprintf(stderr, "FAIL: %s\n", err.msg);
         return 1;

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "llama.h"
+#include "llama_tp.h"
 #include "model_files.h"
 #include "tokenizer.h"
 
@@ -27,7 +28,8 @@
 struct rs_causal {
     rs_model_files *files;
     rs_tokenizer *tok;
-    rs_llama *model;
+    rs_llama_tp *model;                     /* tensor_parallel ranks (1: a plain rs_llama) */
+    rs_backend *ranks_b[RS_LLAMA_TP_MAX];   /* the backends of ranks 1.., created here */
     const rs_llama_config *cfg;
     char *classifier;        /* the classifier template, unstripped */
     int orig_vocab;          /* ids >= this are rating tokens */
@@ -109,8 +111,25 @@ static rs_status load_tokenizer(rs_causal *c, const char *router_dir, const char
     return RS_OK;
 }
 
+/* The backends of tensor-parallel ranks 1..n-1, like rank 0's b. */
+static rs_status rank_backends(rs_causal *c, rs_backend *b, int device, int n, int max_tokens, int batch_tokens,
+                               rs_err *err) {
+    for (int r = 1; r < n; r++) {
+        rs_status st;
+#ifdef RS_HAVE_CUDA
+        if (!strcmp(b->ops->name, "cuda"))
+            st = rs_backend_cuda_create(device + r, max_tokens, (size_t)batch_tokens, &c->ranks_b[r], err);
+        else
+#endif
+            st = rs_backend_cpu_create(1, 1, &c->ranks_b[r], err);
+        (void)b, (void)device, (void)max_tokens, (void)batch_tokens; /* cuda only */
+        if (st != RS_OK) return rs_errf(err, st, "tensor-parallel rank %d: %s", r, err->msg);
+    }
+    return RS_OK;
+}
+
 rs_status rs_causal_open(const char *router_dir, const char *model_dir, const cJSON *manifest, rs_backend *b,
-                         int max_tokens, int batch_tokens, rs_causal **out, rs_err *err) {
+                         int device, int max_tokens, int batch_tokens, rs_causal **out, rs_err *err) {
     *out = NULL;
     rs_causal *c = calloc(1, sizeof *c);
     if (!c) return rs_errf(err, RS_ERR_NOMEM, "no memory");
@@ -131,6 +150,12 @@ rs_status rs_causal_open(const char *router_dir, const char *model_dir, const cJ
                                err)) != RS_OK)
         goto fail;
     c->max_new_tokens = json_int_opt(manifest, "max_new_tokens", 6);
+    const cJSON *tpv = manifest ? cJSON_GetObjectItemCaseSensitive(manifest, "tensor_parallel") : NULL;
+    const int tp = tpv ? (cJSON_IsNumber(tpv) && tpv->valuedouble == (double)tpv->valueint ? tpv->valueint : -1) : 1;
+    if (tp < 1 || tp > RS_LLAMA_TP_MAX) {
+        st = rs_errf(err, RS_ERR_INVALID_ARG, "%s: tensor_parallel must be 1 to %d", router_dir, RS_LLAMA_TP_MAX);
+        goto fail;
+    }
     c->max_slots = json_int_opt(manifest, "max_slots", 32);
     c->max_tokens = max_tokens > 0 ? max_tokens : 512;
     c->batch_tokens = batch_tokens > 0 ? batch_tokens : 2048;
@@ -163,9 +188,12 @@ rs_status rs_causal_open(const char *router_dir, const char *model_dir, const cJ
                            .slot_len = c->max_tokens + c->max_new_tokens,
                            .max_prefix = (int)n_prefix,
                            .max_logit_rows = c->max_slots};
-    if ((st = rs_llama_create(c->files, b, &lim, &c->model, err)) != RS_OK) goto fail;
-    c->cfg = rs_llama_get_config(c->model);
-    if ((st = rs_llama_set_prefix(c->model, prefix, (int)n_prefix, err)) != RS_OK) goto fail;
+    c->ranks_b[0] = b;
+    if ((st = rank_backends(c, b, device, tp, c->max_tokens, c->batch_tokens, err)) != RS_OK ||
+        (st = rs_llama_tp_create(c->files, c->ranks_b, tp, &lim, &c->model, err)) != RS_OK)
+        goto fail;
+    c->cfg = rs_llama_tp_config(c->model);
+    if ((st = rs_llama_tp_set_prefix(c->model, prefix, (int)n_prefix, err)) != RS_OK) goto fail;
 
     const size_t T = (size_t)c->batch_tokens;
     c->ids = malloc(T * sizeof *c->ids);
@@ -192,7 +220,9 @@ fail:
 
 void rs_causal_free(rs_causal *c) {
     if (!c) return;
-    rs_llama_free(c->model);
+    rs_llama_tp_free(c->model);
+    for (int r = 1; r < RS_LLAMA_TP_MAX; r++)
+        if (c->ranks_b[r]) c->ranks_b[r]->ops->destroy(c->ranks_b[r]);
     rs_tokenizer_free(c->tok);
     rs_model_files_close(c->files);
     free(c->classifier);
@@ -298,9 +328,9 @@ static rs_status score_group(rs_causal *c, const int32_t *ids, const size_t *off
         rs_score *s = &out[i];
         s->win_prob = 1.f; /* no rating token: send to strong */
         s->n_labels = 0;
-        s->tokens = rs_llama_prefix_len(c->model) + L;
+        s->tokens = rs_llama_tp_prefix_len(c->model) + L;
     }
-    rs_status st = rs_llama_forward(c->model, c->ids, c->slot, c->pos, n, c->rows, n_live, c->logits, err);
+    rs_status st = rs_llama_tp_forward(c->model, c->ids, c->slot, c->pos, n, c->rows, n_live, c->logits, err);
     for (int step = 0; st == RS_OK && n_live > 0; step++) {
         int still = 0;
         for (int r = 0; r < n_live; r++) {
@@ -317,7 +347,7 @@ static rs_status score_group(rs_causal *c, const int32_t *ids, const size_t *off
             c->pos[r] = (int)(offsets[i0 + (size_t)sl + 1] - offsets[i0 + (size_t)sl]) + step;
             c->rows[r] = r;
         }
-        st = rs_llama_forward(c->model, c->ids, c->slot, c->pos, n_live, c->rows, n_live, c->logits, err);
+        st = rs_llama_tp_forward(c->model, c->ids, c->slot, c->pos, n_live, c->rows, n_live, c->logits, err);
     }
     return st;
 }
@@ -392,7 +422,7 @@ done:
 
 double rs_causal_flops(const rs_causal *c, const int32_t *offsets, int n_seq) {
     double f = 0;
-    const double P = rs_llama_prefix_len(c->model);
+    const double P = rs_llama_tp_prefix_len(c->model);
     for (int s = 0; s < n_seq; s++) {
         int L = offsets[s + 1] - offsets[s];
         /* Token t (0-based) of the prompt attends to P + t + 1 positions. */

@@ -28,10 +28,12 @@ int rs_causal_is_llama_dir(const char *dir);
  * system_ft_v5.txt; "classifier_file", default classifier_ft_v5.txt);
  * model_dir the HF checkpoint and its tokenizer. manifest may be NULL; its
  * optional keys: "orig_vocab_size", "max_new_tokens", "max_slots",
- * "tokenizer". max_tokens bounds one prompt's own tokens (0: 512);
- * batch_tokens the tokens of one forward (0: 2048). */
+ * "tokenizer", "tensor_parallel" (N ranks, llama_tp.h: rank 0 on b, which is
+ * GPU `device` for cuda, rank r on GPU device + r; on the CPU, simulated
+ * ranks of one thread each). max_tokens bounds one prompt's own tokens
+ * (0: 512); batch_tokens the tokens of one forward (0: 2048). */
 rs_status rs_causal_open(const char *router_dir, const char *model_dir, const cJSON *manifest, rs_backend *b,
-                         int max_tokens, int batch_tokens, rs_causal **out, rs_err *err);
+                         int device, int max_tokens, int batch_tokens, rs_causal **out, rs_err *err);
 void rs_causal_free(rs_causal *c);
 
 const char *rs_causal_architecture(const rs_causal *c);

@@ -328,7 +328,7 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
         else
 #endif
             st = rs_backend_cpu_create(opts.n_threads, 1, &e->backend, err);
-        if (st != RS_OK || (st = rs_causal_open(dir, enc_dir, manifest, e->backend, mt, bt, &e->causal, err)) != RS_OK)
+        if (st != RS_OK || (st = rs_causal_open(dir, enc_dir, manifest, e->backend, opts.device, mt, bt, &e->causal, err)) != RS_OK)
             goto fail;
         e->max_tokens = rs_causal_max_tokens(e->causal);
         cJSON_Delete(manifest);

@@ -22,6 +22,11 @@ typedef struct llama_layer {
 struct rs_llama {
     rs_llama_config cfg;
     rs_llama_limits lim;
+    int nh, nkv, inter; /* this shard's query heads, KV heads, MLP width */
+    rs_llama_allreduce_fn allreduce;
+    void *ar_ctx;
+    float **owned; /* column slices copied at load (the CPU backend points into them) */
+    int n_owned;
     rs_backend *b;
     rs_bweight *tok_emb, *norm, *lm_head;
     llama_layer *layers;
@@ -140,6 +145,39 @@ static rs_status load_w(rs_llama *m, rs_model_files *files, const char *name, in
     return st == RS_OK ? RS_OK : rs_errf(err, st, "loading %s into the backend failed", name);
 }
 
+/* Rows [r0, r0 + nr) of a (rows, cols) matrix: a view of the file's data. */
+static rs_status load_rows(rs_llama *m, rs_model_files *files, const char *name, int64_t rows, int64_t cols, int64_t r0,
+                           int64_t nr, rs_bweight **out, rs_err *err) {
+    const int64_t shape[2] = {rows, cols};
+    const float *data;
+    rs_status st = rs_model_files_f32(files, name, 2, shape, &data, err);
+    if (st != RS_OK) return st;
+    st = m->b->ops->weight_load(m->b, data + r0 * cols, nr, cols, out);
+    return st == RS_OK ? RS_OK : rs_errf(err, st, "loading %s rows %lld.. into the backend failed", name, (long long)r0);
+}
+
+/* Columns [c0, c0 + nc) of a (rows, cols) matrix, copied (kept until free). */
+static rs_status load_cols(rs_llama *m, rs_model_files *files, const char *name, int64_t rows, int64_t cols, int64_t c0,
+                           int64_t nc, rs_bweight **out, rs_err *err) {
+    const int64_t shape[2] = {rows, cols};
+    const float *data;
+    rs_status st = rs_model_files_f32(files, name, 2, shape, &data, err);
+    if (st != RS_OK) return st;
+    float **no = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *no);
+    float *slice = no ? malloc((size_t)(rows * nc) * sizeof *slice) : NULL;
+    if (no) m->owned = no;
+    if (!slice) return rs_errf(err, RS_ERR_NOMEM, "no memory for a shard of %s", name);
+    m->owned[m->n_owned++] = slice;
+    for (int64_t r = 0; r < rows; r++) memcpy(slice + r * nc, data + r * cols + c0, (size_t)nc * sizeof *slice);
+    st = m->b->ops->weight_load(m->b, slice, rows, nc, out);
+    return st == RS_OK ? RS_OK : rs_errf(err, st, "loading %s columns %lld.. into the backend failed", name, (long long)c0);
+}
+
+void rs_llama_set_allreduce(rs_llama *m, rs_llama_allreduce_fn fn, void *ctx) {
+    m->allreduce = fn;
+    m->ar_ctx = ctx;
+}
+
 static rs_status alloc_act(rs_llama *m, size_t n_floats, float **out, rs_err *err) {
     rs_status st = m->b->ops->alloc(m->b, (n_floats ? n_floats : 1) * sizeof(float), (void **)out);
     return st == RS_OK ? RS_OK : rs_errf(err, st, "llama: no memory for %zu activation floats", n_floats);
@@ -151,8 +189,9 @@ rs_status rs_llama_create(rs_model_files *files, rs_backend *b, const rs_llama_l
     const rs_backend_ops *ops = b->ops;
     if (!ops->embed_rows || !ops->add_rmsnorm || !ops->rope || !ops->swiglu || !ops->copy_rows || !ops->attention_kv)
         return rs_errf(err, RS_ERR_UNSUPPORTED, "backend '%s' lacks the decoder ops LlamaForCausalLM needs", ops->name);
+    const int tp = lim->tp_size > 1 ? lim->tp_size : 1;
     if (lim->max_tokens <= 0 || lim->max_slots <= 0 || lim->slot_len <= 0 || lim->max_prefix < 0 ||
-        lim->max_logit_rows <= 0)
+        lim->max_logit_rows <= 0 || lim->tp_rank < 0 || lim->tp_rank >= tp)
         return rs_errf(err, RS_ERR_INVALID_ARG, "llama: bad limits");
     rs_llama *m = calloc(1, sizeof *m);
     if (!m) return rs_errf(err, RS_ERR_NOMEM, "no memory");
@@ -161,8 +200,19 @@ rs_status rs_llama_create(rs_model_files *files, rs_backend *b, const rs_llama_l
     rs_status st = rs_llama_config_parse(rs_model_files_config(files), rs_model_files_dir(files), &m->cfg, err);
     if (st != RS_OK) goto fail;
     const rs_llama_config *c = &m->cfg;
-    const int64_t H = c->hidden, D = c->head_dim, QW = (int64_t)c->n_heads * D, KW = (int64_t)c->n_kv_heads * D;
-    const int64_t I = c->intermediate, V = c->vocab_size, T = lim->max_tokens, R = lim->max_logit_rows;
+    if (c->n_heads % tp || c->n_kv_heads % tp || c->intermediate % tp) {
+        st = rs_errf(err, RS_ERR_INVALID_ARG, "llama: tensor parallelism %d must divide the heads (%d), KV heads (%d) and "
+                     "intermediate size (%d)", tp, c->n_heads, c->n_kv_heads, c->intermediate);
+        goto fail;
+    }
+    m->nh = c->n_heads / tp;
+    m->nkv = c->n_kv_heads / tp;
+    m->inter = c->intermediate / tp;
+    const int rank = lim->tp_rank;
+    /* Full widths of the checkpoint's matrices, and this shard's. */
+    const int64_t H = c->hidden, D = c->head_dim, FQ = (int64_t)c->n_heads * D, FK = (int64_t)c->n_kv_heads * D;
+    const int64_t FI = c->intermediate, QW = (int64_t)m->nh * D, KW = (int64_t)m->nkv * D, I = m->inter;
+    const int64_t V = c->vocab_size, T = lim->max_tokens, R = lim->max_logit_rows;
     if (lim->max_prefix + lim->slot_len > c->max_positions) {
         st = rs_errf(err, RS_ERR_INVALID_ARG, "llama: prefix %d + slot %d positions exceed max_position_embeddings %d",
                      lim->max_prefix, lim->slot_len, c->max_positions);
@@ -181,19 +231,32 @@ rs_status rs_llama_create(rs_model_files *files, rs_backend *b, const rs_llama_l
     for (int l = 0; l < c->n_layers; l++) {
         llama_layer *L = &m->layers[l];
         char n[160];
-#define W(field, suffix, rows, cols)                                                        \
-    snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix);                                \
+        /* A whole tensor; a shard's rows (r0, nr); a shard's columns (c0, nc). */
+#define NAME(suffix) snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix)
+#define W(field, suffix, rows, cols) \
+    NAME(suffix);                    \
     if ((st = load_w(m, files, n, rows, cols, &L->field, err)) != RS_OK) goto fail;
+#define WR(field, suffix, rows, cols, r0, nr) \
+    NAME(suffix);                             \
+    if ((st = load_rows(m, files, n, rows, cols, r0, nr, &L->field, err)) != RS_OK) goto fail;
+#define WC(field, suffix, rows, cols, c0, nc) \
+    NAME(suffix);                             \
+    if ((st = (tp > 1 ? load_cols(m, files, n, rows, cols, c0, nc, &L->field, err)                  \
+                      : load_w(m, files, n, rows, cols, &L->field, err))) != RS_OK)                  \
+        goto fail;
         W(ln1, "input_layernorm.weight", H, 1)
-        W(wq, "self_attn.q_proj.weight", QW, H)
-        W(wk, "self_attn.k_proj.weight", KW, H)
-        W(wv, "self_attn.v_proj.weight", KW, H)
-        W(wo, "self_attn.o_proj.weight", H, QW)
+        WR(wq, "self_attn.q_proj.weight", FQ, H, rank * QW, QW)
+        WR(wk, "self_attn.k_proj.weight", FK, H, rank * KW, KW)
+        WR(wv, "self_attn.v_proj.weight", FK, H, rank * KW, KW)
+        WC(wo, "self_attn.o_proj.weight", H, FQ, rank * QW, QW)
         W(ln2, "post_attention_layernorm.weight", H, 1)
-        W(wg, "mlp.gate_proj.weight", I, H)
-        W(wu, "mlp.up_proj.weight", I, H)
-        W(wd, "mlp.down_proj.weight", H, I)
+        WR(wg, "mlp.gate_proj.weight", FI, H, rank * I, I)
+        WR(wu, "mlp.up_proj.weight", FI, H, rank * I, I)
+        WC(wd, "mlp.down_proj.weight", H, FI, rank * I, I)
+#undef WC
+#undef WR
 #undef W
+#undef NAME
         if ((st = alloc_act(m, cache, &L->k, err)) != RS_OK || (st = alloc_act(m, cache, &L->v, err)) != RS_OK ||
             (st = alloc_act(m, (size_t)lim->max_prefix * KW, &L->pk, err)) != RS_OK ||
             (st = alloc_act(m, (size_t)lim->max_prefix * KW, &L->pv, err)) != RS_OK)
@@ -240,6 +303,8 @@ void rs_llama_free(rs_llama *m) {
     float *acts[] = {m->h, m->xn, m->delta, m->q, m->att, m->kx, m->vx, m->gate, m->up, m->sel, m->lg};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++)
         if (acts[i]) ops->release(m->b, acts[i]);
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
     free(m->layers);
     free(m->inv_freq);
     free(m->abs_pos);
@@ -264,8 +329,8 @@ static rs_status forward(rs_llama *m, const int32_t *ids, const int32_t *slot, c
     const rs_llama_config *c = &m->cfg;
     const rs_backend_ops *ops = m->b->ops;
     rs_backend *b = m->b;
-    const int64_t H = c->hidden, D = c->head_dim, QW = (int64_t)c->n_heads * D, KW = (int64_t)c->n_kv_heads * D;
-    const int64_t I = c->intermediate;
+    const int64_t H = c->hidden, D = c->head_dim, QW = (int64_t)m->nh * D, KW = (int64_t)m->nkv * D;
+    const int64_t I = m->inter;
     const int n_prefix = prefix_mode ? 0 : m->n_prefix;
     for (int t = 0; t < n; t++) {
         m->abs_pos[t] = n_prefix + pos[t];
@@ -281,18 +346,20 @@ static rs_status forward(rs_llama *m, const int32_t *ids, const int32_t *slot, c
         CK(ops->linear(b, m->xn, H, n, H, L->wq, NULL, RS_ACT_NONE, m->q));
         CK(ops->linear(b, m->xn, H, n, H, L->wk, NULL, RS_ACT_NONE, m->kx));
         CK(ops->linear(b, m->xn, H, n, H, L->wv, NULL, RS_ACT_NONE, m->vx));
-        CK(ops->rope(b, m->q, QW, n, m->abs_pos, c->n_heads, (int)D, m->inv_freq));
-        CK(ops->rope(b, m->kx, KW, n, m->abs_pos, c->n_kv_heads, (int)D, m->inv_freq));
+        CK(ops->rope(b, m->q, QW, n, m->abs_pos, m->nh, (int)D, m->inv_freq));
+        CK(ops->rope(b, m->kx, KW, n, m->abs_pos, m->nkv, (int)D, m->inv_freq));
         CK(ops->copy_rows(b, ck, m->dst, m->kx, NULL, n, KW));
         CK(ops->copy_rows(b, cv, m->dst, m->vx, NULL, n, KW));
-        CK(ops->attention_kv(b, m->q, n, slot, pos, L->pk, L->pv, n_prefix, ck, cv, m->lim.slot_len, c->n_heads,
-                             c->n_kv_heads, (int)D, m->att));
+        CK(ops->attention_kv(b, m->q, n, slot, pos, L->pk, L->pv, n_prefix, ck, cv, m->lim.slot_len, m->nh, m->nkv,
+                             (int)D, m->att));
         CK(ops->linear(b, m->att, QW, n, QW, L->wo, NULL, RS_ACT_NONE, m->delta));
+        if (m->allreduce) CK(m->allreduce(m->ar_ctx, m->lim.tp_rank, b, m->delta, (size_t)n * (size_t)H));
         CK(ops->add_rmsnorm(b, m->h, m->delta, L->ln2, c->rms_eps, n, H, m->xn));
         CK(ops->linear(b, m->xn, H, n, H, L->wg, NULL, RS_ACT_NONE, m->gate));
         CK(ops->linear(b, m->xn, H, n, H, L->wu, NULL, RS_ACT_NONE, m->up));
         CK(ops->swiglu(b, m->gate, m->up, (int64_t)n * I));
         CK(ops->linear(b, m->gate, I, n, I, L->wd, NULL, RS_ACT_NONE, m->delta));
+        if (m->allreduce) CK(m->allreduce(m->ar_ctx, m->lim.tp_rank, b, m->delta, (size_t)n * (size_t)H));
         delta = m->delta;
     }
     if (n_rows == 0) return RS_OK;

@@ -13,6 +13,15 @@
  * one slot may be many (prefill) or one (decode), and their positions
  * before pos[t] must have been written by this or an earlier forward.
  *
+ * Tensor parallelism (Megatron-style): with tp_size > 1 an rs_llama is one
+ * rank's shard: its n_heads / tp_size query heads and n_kv_heads / tp_size
+ * KV heads (rows of q/k/v_proj, columns of o_proj), its intermediate /
+ * tp_size MLP columns (rows of gate/up_proj, columns of down_proj); norms,
+ * embeddings and the LM head whole. After o_proj and after down_proj each
+ * rank holds a partial sum of the block's output: the all-reduce hook
+ * (rs_llama_set_allreduce) must sum it over the ranks in place before the
+ * forward goes on. rs_llama_tp (llama_tp.h) runs the ranks together.
+ *
  * Ownership: an rs_llama owns its backend weights, KV cache and activation
  * arena (all sized at create); it borrows files and backend, which must
  * outlive it. One thread at a time. */
@@ -49,6 +58,7 @@ typedef struct rs_llama_limits {
     int slot_len;       /* positions per slot */
     int max_prefix;     /* positions of the shared prefix (0: none) */
     int max_logit_rows; /* rows of logits one forward may return */
+    int tp_rank, tp_size; /* tensor-parallel shard (0, 0 or 1: the whole model) */
 } rs_llama_limits;
 
 typedef struct rs_llama rs_llama;
@@ -57,6 +67,11 @@ rs_status rs_llama_create(rs_model_files *files, rs_backend *b, const rs_llama_l
                           rs_err *err);
 void rs_llama_free(rs_llama *m);
 const rs_llama_config *rs_llama_get_config(const rs_llama *m);
+
+/* The all-reduce of a tensor-parallel shard: sum x[0..n) (backend memory of
+ * b) over every rank, in place, on every rank. Called twice per layer. */
+typedef rs_status (*rs_llama_allreduce_fn)(void *ctx, int rank, rs_backend *b, float *x, size_t n);
+void rs_llama_set_allreduce(rs_llama *m, rs_llama_allreduce_fn fn, void *ctx);
 
 /* Computes the shared prefix's KV (positions 0..n-1); n = 0 clears it. */
 rs_status rs_llama_set_prefix(rs_llama *m, const int32_t *ids, int n, rs_err *err);
