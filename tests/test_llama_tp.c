@@ -77,7 +77,7 @@ static void check_model(const char *dir, int n_ranks) {
     for (int r = 0; r < n_ranks; r++) CHECK(rs_backend_cpu_create(1, 64, &b[r], &err) == RS_OK);
     CHECK(rs_backend_cpu_create(0, 64, &b1, &err) == RS_OK);
     CHECK_MSG(rs_llama_create(files, b1, &lim, &one, &err) == RS_OK, "%s", err.msg);
-    CHECK_MSG(rs_llama_tp_create(files, b, n_ranks, &lim, &tp, &err) == RS_OK, "%s", err.msg);
+    CHECK_MSG(rs_llama_tp_create(files, b, NULL, n_ranks, &lim, &tp, &err) == RS_OK, "%s", err.msg);
     if (one && tp) {
         const int V = rs_llama_get_config(one)->vocab_size;
         float *want = run(NULL, one, V, &err), *got = run(tp, NULL, V, &err);
@@ -93,6 +93,7 @@ static void check_model(const char *dir, int n_ranks) {
         printf("%s: %d ranks vs unsplit, %d logit rows (prefill and decode): worst relative error %.2e (bound 1e-4)\n",
                dir, n_ranks, n_rows, worst);
         CHECK_MSG(want && got && worst <= 1e-4, "worst relative error %.3e", worst);
+        CHECK(!strcmp(rs_llama_tp_allreduce_kind(tp), "host"));
         free(want);
         free(got);
         /* A split that leaves a rank a fraction of a head is refused. */
@@ -102,7 +103,7 @@ static void check_model(const char *dir, int n_ranks) {
         rs_llama_tp *no = NULL;
         rs_backend *bb[RS_LLAMA_TP_MAX];
         for (int r = 0; r < bad; r++) bb[r] = b[0];
-        CHECK(bad > RS_LLAMA_TP_MAX || (rs_llama_tp_create(files, bb, bad, &lim, &no, &err) == RS_ERR_INVALID_ARG &&
+        CHECK(bad > RS_LLAMA_TP_MAX || (rs_llama_tp_create(files, bb, NULL, bad, &lim, &no, &err) == RS_ERR_INVALID_ARG &&
                                         !no && strstr(err.msg, "must divide")));
     }
     rs_llama_tp_free(tp);

@@ -132,4 +132,16 @@ rs_status rs_backend_cuda_create(int device, int max_len, size_t max_tokens, rs_
 int rs_cuda_device_count(void);
 #endif
 
+#ifdef RS_HAVE_NCCL
+/* The device-native all-reduce of tensor-parallel ranks on CUDA backends
+ * (src/kernels/nccl_allreduce.cu, used by llama_tp.c): one communicator per
+ * rank, created together in this process over GPUs devices[0..n-1]. */
+typedef struct rs_nccl rs_nccl;
+rs_status rs_nccl_create(const int *devices, int n, rs_nccl **out, rs_err *err);
+void rs_nccl_free(rs_nccl *g);
+/* An rs_llama_allreduce_fn: sums x (n bf16 activations of CUDA backend b)
+ * over the ranks in place, enqueued on b's stream. */
+rs_status rs_nccl_allreduce(void *ctx, int rank, rs_backend *b, float *x, size_t n);
+#endif
+
 #endif

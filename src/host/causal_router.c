@@ -30,6 +30,7 @@ struct rs_causal {
     rs_tokenizer *tok;
     rs_llama_tp *model;                     /* tensor_parallel ranks (1: a plain rs_llama) */
     rs_backend *ranks_b[RS_LLAMA_TP_MAX];   /* the backends of ranks 1.., created here */
+    int gpus[RS_LLAMA_TP_MAX];              /* each rank's GPU (-1: CPU ranks) */
     const rs_llama_config *cfg;
     char *classifier;        /* the classifier template, unstripped */
     int orig_vocab;          /* ids >= this are rating tokens */
@@ -114,10 +115,12 @@ static rs_status load_tokenizer(rs_causal *c, const char *router_dir, const char
 /* The backends of tensor-parallel ranks 1..n-1, like rank 0's b. */
 static rs_status rank_backends(rs_causal *c, rs_backend *b, int device, int n, int max_tokens, int batch_tokens,
                                rs_err *err) {
+    const int cuda = !strcmp(b->ops->name, "cuda");
+    for (int r = 0; r < n; r++) c->gpus[r] = cuda ? device + r : -1;
     for (int r = 1; r < n; r++) {
         rs_status st;
 #ifdef RS_HAVE_CUDA
-        if (!strcmp(b->ops->name, "cuda"))
+        if (cuda)
             st = rs_backend_cuda_create(device + r, max_tokens, (size_t)batch_tokens, &c->ranks_b[r], err);
         else
 #endif
@@ -190,7 +193,8 @@ rs_status rs_causal_open(const char *router_dir, const char *model_dir, const cJ
                            .max_logit_rows = c->max_slots};
     c->ranks_b[0] = b;
     if ((st = rank_backends(c, b, device, tp, c->max_tokens, c->batch_tokens, err)) != RS_OK ||
-        (st = rs_llama_tp_create(c->files, c->ranks_b, tp, &lim, &c->model, err)) != RS_OK)
+        (st = rs_llama_tp_create(c->files, c->ranks_b, c->gpus[0] >= 0 ? c->gpus : NULL, tp, &lim, &c->model, err)) !=
+            RS_OK)
         goto fail;
     c->cfg = rs_llama_tp_config(c->model);
     if ((st = rs_llama_tp_set_prefix(c->model, prefix, (int)n_prefix, err)) != RS_OK) goto fail;

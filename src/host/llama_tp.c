@@ -59,6 +59,7 @@ struct rs_llama_tp {
     float *sum;     /* (max_floats) the reduced block output, host */
     size_t max_floats;
     barrier bar;
+    void *nccl; /* rs_nccl when the ranks all-reduce with NCCL */
     call cur;
     rank_run runs[RS_LLAMA_TP_MAX];
 };
@@ -125,8 +126,8 @@ static rs_status run_all(rs_llama_tp *t, rs_err *err) {
     return rs_errf(err, t->runs[first].st, "tensor-parallel rank %d: %s", first, t->runs[first].err.msg);
 }
 
-rs_status rs_llama_tp_create(rs_model_files *files, rs_backend *const *backends, int n, const rs_llama_limits *lim,
-                             rs_llama_tp **out, rs_err *err) {
+rs_status rs_llama_tp_create(rs_model_files *files, rs_backend *const *backends, const int *gpus, int n,
+                             const rs_llama_limits *lim, rs_llama_tp **out, rs_err *err) {
     *out = NULL;
     if (n < 1 || n > RS_LLAMA_TP_MAX)
         return rs_errf(err, RS_ERR_INVALID_ARG, "tensor parallelism %d (1 to %d)", n, RS_LLAMA_TP_MAX);
@@ -137,15 +138,26 @@ rs_status rs_llama_tp_create(rs_model_files *files, rs_backend *const *backends,
     pthread_cond_init(&t->bar.cv, NULL);
     t->bar.n = n;
     rs_status st = RS_OK;
+    rs_llama_allreduce_fn hook = host_allreduce;
+    void *hook_ctx = t;
+#ifdef RS_HAVE_NCCL
+    if (gpus && n > 1) {
+        st = rs_nccl_create(gpus, n, (rs_nccl **)&t->nccl, err);
+        hook = rs_nccl_allreduce;
+        hook_ctx = t->nccl;
+    }
+#else
+    (void)gpus;
+#endif
     for (int r = 0; r < n && st == RS_OK; r++) {
         rs_llama_limits l = *lim;
         l.tp_rank = r;
         l.tp_size = n;
         t->backends[r] = backends[r];
         st = rs_llama_create(files, backends[r], &l, &t->ranks[r], err);
-        if (st == RS_OK && n > 1) rs_llama_set_allreduce(t->ranks[r], host_allreduce, t);
+        if (st == RS_OK && n > 1) rs_llama_set_allreduce(t->ranks[r], hook, hook_ctx);
     }
-    if (st == RS_OK && n > 1) {
+    if (st == RS_OK && n > 1 && !t->nccl) {
         /* The largest block output: a forward's max_tokens rows (the prefix
          * goes through in chunks of the same size) of hidden floats. */
         t->max_floats = (size_t)lim->max_tokens * (size_t)rs_llama_get_config(t->ranks[0])->hidden;
@@ -164,6 +176,9 @@ rs_status rs_llama_tp_create(rs_model_files *files, rs_backend *const *backends,
 void rs_llama_tp_free(rs_llama_tp *t) {
     if (!t) return;
     for (int r = 0; r < t->n; r++) rs_llama_free(t->ranks[r]);
+#ifdef RS_HAVE_NCCL
+    rs_nccl_free(t->nccl);
+#endif
     free(t->stage);
     free(t->sum);
     pthread_mutex_destroy(&t->bar.mu);
@@ -172,6 +187,8 @@ void rs_llama_tp_free(rs_llama_tp *t) {
 }
 
 int rs_llama_tp_size(const rs_llama_tp *t) { return t->n; }
+
+const char *rs_llama_tp_allreduce_kind(const rs_llama_tp *t) { return t->n == 1 ? "none" : t->nccl ? "nccl" : "host"; }
 const rs_llama_config *rs_llama_tp_config(const rs_llama_tp *t) { return rs_llama_get_config(t->ranks[0]); }
 int rs_llama_tp_prefix_len(const rs_llama_tp *t) { return rs_llama_prefix_len(t->ranks[0]); }
 

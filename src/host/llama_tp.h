@@ -8,11 +8,14 @@
  * calling thread and ranks 1..n-1 on threads started for the call; every
  * rank computes the replicated LM head's logits, rank 0's are returned.
  *
- * The all-reduce is staged through host memory (to_host, a sum over the
- * ranks split by rank, from_host) with an abortable barrier, so any backend
- * works, and a rank that fails releases the others: the call then fails with
- * the first rank's error. A device-native all-reduce (NCCL on CUDA) can
- * replace it behind the same hook (rs_llama_set_allreduce).
+ * The all-reduce: on CUDA ranks with NCCL built in (RS_HAVE_NCCL) and their
+ * GPUs given, NCCL's bf16 sum on each rank's stream (src/kernels/
+ * nccl_allreduce.cu); otherwise staged through host memory (to_host, a sum
+ * over the ranks split by rank, from_host) with an abortable barrier, so any
+ * backend works, and a rank that fails releases the others: the call then
+ * fails with the first rank's error. (With NCCL a rank failing mid-forward
+ * leaves its peers waiting in the collective: that only happens on a device
+ * fault, which marks the backend lost and ends the process anyway.)
  *
  * Ownership: borrows files and the backends (they outlive it); owns its
  * shards and staging buffers. One calling thread at a time. */
@@ -26,9 +29,12 @@
 typedef struct rs_llama_tp rs_llama_tp;
 
 /* n (1..RS_LLAMA_TP_MAX) ranks on backends[0..n-1]; lim's tp fields are set
- * here. n must divide the heads, KV heads and intermediate size. */
-rs_status rs_llama_tp_create(rs_model_files *files, rs_backend *const *backends, int n, const rs_llama_limits *lim,
-                             rs_llama_tp **out, rs_err *err);
+ * here. n must divide the heads, KV heads and intermediate size. gpus: the
+ * CUDA device of each rank's backend (for NCCL), NULL for other backends. */
+rs_status rs_llama_tp_create(rs_model_files *files, rs_backend *const *backends, const int *gpus, int n,
+                             const rs_llama_limits *lim, rs_llama_tp **out, rs_err *err);
+/* "nccl", "host" or "none" (one rank): how the ranks all-reduce. */
+const char *rs_llama_tp_allreduce_kind(const rs_llama_tp *t);
 void rs_llama_tp_free(rs_llama_tp *t);
 int rs_llama_tp_size(const rs_llama_tp *t);
 const rs_llama_config *rs_llama_tp_config(const rs_llama_tp *t);
