@@ -135,33 +135,33 @@ void rs_llama_inv_freq(const rs_llama_config *c, float *inv_freq) {
     }
 }
 
-static rs_status load_w(rs_llama *m, rs_model_files *files, const char *name, int64_t rows, int64_t cols,
-                        rs_bweight **out, rs_err *err) {
+/* The checkpoint's tensor `name` as fp32, (rows, cols) (cols 1: a vector). */
+static rs_status tensor(rs_model_files *files, const char *name, int64_t rows, int64_t cols, const float **data,
+                        rs_err *err) {
     const int64_t shape[2] = {rows, cols};
-    const float *data;
-    rs_status st = rs_model_files_f32(files, name, cols > 1 ? 2 : 1, shape, &data, err);
-    if (st != RS_OK) return st;
-    st = m->b->ops->weight_load(m->b, data, rows, cols, out);
-    return st == RS_OK ? RS_OK : rs_errf(err, st, "loading %s into the backend failed", name);
+    return rs_model_files_f32(files, name, cols > 1 ? 2 : 1, shape, data, err);
 }
 
-/* Rows [r0, r0 + nr) of a (rows, cols) matrix: a view of the file's data. */
+/* Rows [r0, r0 + nr) of a (rows, cols) tensor: a view of the file's data. */
 static rs_status load_rows(rs_llama *m, rs_model_files *files, const char *name, int64_t rows, int64_t cols, int64_t r0,
                            int64_t nr, rs_bweight **out, rs_err *err) {
-    const int64_t shape[2] = {rows, cols};
     const float *data;
-    rs_status st = rs_model_files_f32(files, name, 2, shape, &data, err);
-    if (st != RS_OK) return st;
-    st = m->b->ops->weight_load(m->b, data + r0 * cols, nr, cols, out);
-    return st == RS_OK ? RS_OK : rs_errf(err, st, "loading %s rows %lld.. into the backend failed", name, (long long)r0);
+    rs_status st = tensor(files, name, rows, cols, &data, err);
+    if (st == RS_OK && (st = m->b->ops->weight_load(m->b, data + r0 * cols, nr, cols, out)) != RS_OK)
+        return rs_errf(err, st, "loading %s into the backend failed", name);
+    return st;
+}
+
+static rs_status load_w(rs_llama *m, rs_model_files *files, const char *name, int64_t rows, int64_t cols,
+                        rs_bweight **out, rs_err *err) {
+    return load_rows(m, files, name, rows, cols, 0, rows, out, err);
 }
 
 /* Columns [c0, c0 + nc) of a (rows, cols) matrix, copied (kept until free). */
 static rs_status load_cols(rs_llama *m, rs_model_files *files, const char *name, int64_t rows, int64_t cols, int64_t c0,
                            int64_t nc, rs_bweight **out, rs_err *err) {
-    const int64_t shape[2] = {rows, cols};
     const float *data;
-    rs_status st = rs_model_files_f32(files, name, 2, shape, &data, err);
+    rs_status st = tensor(files, name, rows, cols, &data, err);
     if (st != RS_OK) return st;
     float **no = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *no);
     float *slice = no ? malloc((size_t)(rows * nc) * sizeof *slice) : NULL;
@@ -170,7 +170,7 @@ static rs_status load_cols(rs_llama *m, rs_model_files *files, const char *name,
     m->owned[m->n_owned++] = slice;
     for (int64_t r = 0; r < rows; r++) memcpy(slice + r * nc, data + r * cols + c0, (size_t)nc * sizeof *slice);
     st = m->b->ops->weight_load(m->b, slice, rows, nc, out);
-    return st == RS_OK ? RS_OK : rs_errf(err, st, "loading %s columns %lld.. into the backend failed", name, (long long)c0);
+    return st == RS_OK ? RS_OK : rs_errf(err, st, "loading %s into the backend failed", name);
 }
 
 void rs_llama_set_allreduce(rs_llama *m, rs_llama_allreduce_fn fn, void *ctx) {

@@ -83,7 +83,7 @@ rs_status rs_cublas_fail(rs_cuda *c, cublasStatus_t s, const char *expr, const c
 }
 
 /* rs_errf lives in rs_host; the kernels library stays free of it. */
-static rs_status set_err(rs_err *err, rs_status st, const char *fmt, ...) {
+rs_status rs_cuda_set_err(rs_err *err, rs_status st, const char *fmt, ...) {
     if (err) {
         va_list ap;
         va_start(ap, fmt);
@@ -156,7 +156,7 @@ static rs_status stage_init(rs_cuda *c, cuda_stage *s, size_t cap, rs_err *err) 
     if (e == cudaSuccess) e = cudaEventCreateWithFlags(&s->done, cudaEventDisableTiming);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
-        return set_err(err, e == cudaErrorMemoryAllocation ? RS_ERR_NOMEM : RS_ERR_BACKEND,
+        return rs_cuda_set_err(err, e == cudaErrorMemoryAllocation ? RS_ERR_NOMEM : RS_ERR_BACKEND,
                        "cuda backend: device %d: allocating %zu bytes of token staging failed: %s", c->device, bytes,
                        cudaGetErrorString(e));
     }
@@ -476,12 +476,12 @@ extern "C" rs_status rs_backend_cuda_create(int device, int max_len, size_t max_
                                             rs_err *err) {
     *out = NULL;
     if (max_len <= 0 || max_tokens < (size_t)max_len || max_tokens > ((size_t)1 << 30))
-        return set_err(err, RS_ERR_INVALID_ARG, "cuda backend: max_len %d, max_tokens %zu", max_len, max_tokens);
+        return rs_cuda_set_err(err, RS_ERR_INVALID_ARG, "cuda backend: max_len %d, max_tokens %zu", max_len, max_tokens);
     const int n_dev = rs_cuda_device_count();
     if (device < 0 || device >= n_dev)
-        return set_err(err, RS_ERR_NOT_FOUND, "cuda backend: device %d requested, %d visible", device, n_dev);
+        return rs_cuda_set_err(err, RS_ERR_NOT_FOUND, "cuda backend: device %d requested, %d visible", device, n_dev);
     rs_cuda *c = static_cast<rs_cuda *>(calloc(1, sizeof *c));
-    if (!c) return set_err(err, RS_ERR_NOMEM, "cuda backend: no host memory");
+    if (!c) return rs_cuda_set_err(err, RS_ERR_NOMEM, "cuda backend: no host memory");
     c->base.ops = &CUDA_OPS;
     c->device = device;
     c->max_tokens = max_tokens;
@@ -507,7 +507,7 @@ extern "C" rs_status rs_backend_cuda_create(int device, int max_len, size_t max_
         size_t free_b = 0, total_b = 0;
         (void)cudaGetLastError();
         cudaMemGetInfo(&free_b, &total_b);
-        st = set_err(err, e == cudaErrorMemoryAllocation ? RS_ERR_NOMEM : RS_ERR_BACKEND,
+        st = rs_cuda_set_err(err, e == cudaErrorMemoryAllocation ? RS_ERR_NOMEM : RS_ERR_BACKEND,
                      "cuda backend: device %d: %s failed (%zu MiB needed, %zu MiB free of %zu MiB): %s", device, what,
                      need >> 20, free_b >> 20, total_b >> 20, cudaGetErrorString(e));
         goto fail;
@@ -515,7 +515,7 @@ extern "C" rs_status rs_backend_cuda_create(int device, int max_len, size_t max_
     {
         cublasStatus_t s = cublasLtCreate(&c->lt);
         if (s != CUBLAS_STATUS_SUCCESS) {
-            st = set_err(err, RS_ERR_BACKEND, "cuda backend: device %d: cublasLtCreate failed: %s", device,
+            st = rs_cuda_set_err(err, RS_ERR_BACKEND, "cuda backend: device %d: cublasLtCreate failed: %s", device,
                          cublasLtGetStatusString(s));
             goto fail;
         }
@@ -531,7 +531,7 @@ extern "C" rs_status rs_backend_cuda_create(int device, int max_len, size_t max_
         (st = stage_init(c, &c->rows_src, max_tokens, err)) != RS_OK)
         goto fail;
     if (!(c->tile_host = static_cast<int32_t *>(malloc(3 * max_tokens * sizeof(int32_t))))) {
-        st = set_err(err, RS_ERR_NOMEM, "cuda backend: no host memory for the attention tile list");
+        st = rs_cuda_set_err(err, RS_ERR_NOMEM, "cuda backend: no host memory for the attention tile list");
         goto fail;
     }
     *out = &c->base;

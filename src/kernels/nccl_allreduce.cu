@@ -5,24 +5,12 @@
  * found (RS_HAVE_NCCL). Never run so far (no GPU in any session). */
 #ifdef RS_HAVE_NCCL
 #include <nccl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "cuda_backend.cuh"
 
 #define RS_NCCL_MAX 16
-
-/* rs_errf's job (status.c is C, and status.h has no C++ linkage block). */
-static rs_status fail(rs_err *err, rs_status st, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
 
 struct rs_nccl {
     int n;
@@ -31,14 +19,14 @@ struct rs_nccl {
 
 extern "C" rs_status rs_nccl_create(const int *devices, int n, rs_nccl **out, rs_err *err) {
     *out = NULL;
-    if (n < 1 || n > RS_NCCL_MAX) return fail(err, RS_ERR_INVALID_ARG, "nccl: %d ranks (1 to %d)", n, RS_NCCL_MAX);
+    if (n < 1 || n > RS_NCCL_MAX) return rs_cuda_set_err(err, RS_ERR_INVALID_ARG, "nccl: %d ranks (1 to %d)", n, RS_NCCL_MAX);
     rs_nccl *g = static_cast<rs_nccl *>(calloc(1, sizeof *g));
-    if (!g) return fail(err, RS_ERR_NOMEM, "nccl: no memory");
+    if (!g) return rs_cuda_set_err(err, RS_ERR_NOMEM, "nccl: no memory");
     g->n = n;
     ncclResult_t r = ncclCommInitAll(g->comms, n, devices);
     if (r != ncclSuccess) {
         free(g);
-        return fail(err, RS_ERR_BACKEND, "nccl: ncclCommInitAll over %d GPUs: %s", n, ncclGetErrorString(r));
+        return rs_cuda_set_err(err, RS_ERR_BACKEND, "nccl: ncclCommInitAll over %d GPUs: %s", n, ncclGetErrorString(r));
     }
     *out = g;
     return RS_OK;
