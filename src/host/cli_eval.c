@@ -129,6 +129,15 @@ static rs_status dataset_add(dataset *ds, const char *prompt, size_t len, rs_eva
     return RS_OK;
 }
 
+/* The next record of a data file, where any bad line is fatal (the data
+ * must be whole): its error names path and line. *j NULL at the end. */
+static rs_status next_record(rs_cli_reader *r, const char *path, cJSON **j, uint64_t *no, rs_err *err) {
+    int bad;
+    rs_status st = rs_cli_reader_next_json(r, j, no, &bad, err);
+    if (st != RS_OK && bad) rs_errf(err, st, "%s:%llu: %s", path, (unsigned long long)*no, err->msg);
+    return st;
+}
+
 /* Each line's "eval_prompt" (contamination_check.py's output). */
 static rs_status load_contaminated(dataset *ds, const char *path, rs_err *err) {
     rs_cli_reader *r;
@@ -137,12 +146,7 @@ static rs_status load_contaminated(dataset *ds, const char *path, rs_err *err) {
     for (;;) {
         cJSON *j;
         uint64_t no;
-        int bad;
-        if ((st = rs_cli_reader_next_json(r, &j, &no, &bad, err)) != RS_OK) {
-            if (bad) rs_errf(err, st, "%s:%llu: %s", path, (unsigned long long)no, err->msg);
-            break;
-        }
-        if (!j) break;
+        if ((st = next_record(r, path, &j, &no, err)) != RS_OK || !j) break;
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "eval_prompt");
         char **nb = cJSON_IsString(p) ? realloc(ds->bad, (ds->n_bad + 1) * sizeof *nb) : NULL;
         if (nb) {
@@ -246,12 +250,7 @@ static rs_status load_mtbench(dataset *ds, const char *root, rs_err *err) {
     for (;;) {
         cJSON *j;
         uint64_t no;
-        int bad;
-        if ((st = rs_cli_reader_next_json(r, &j, &no, &bad, err)) != RS_OK) {
-            if (bad) rs_errf(err, st, "%s:%llu: %s", path, (unsigned long long)no, err->msg);
-            break;
-        }
-        if (!j) break;
+        if ((st = next_record(r, path, &j, &no, err)) != RS_OK || !j) break;
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "question_id");
         const cJSON *turns = cJSON_GetObjectItemCaseSensitive(j, "turns");
         const cJSON *t1 = cJSON_GetArrayItem(turns, 0), *t2 = cJSON_GetArrayItem(turns, 1);
