@@ -1480,6 +1480,25 @@ static int wait_until(rs_server *s, int *flag_or_null, long *count_zero, double 
     return 1;
 }
 
+/* Every call is over at the transport: stop the batchers (they finish what
+ * they hold) and wait, at most 30 s, for our side of every call to end. */
+static void finish_calls(rs_server *s) {
+    for (int i = 0; i < s->n_routers; i++) rs_batcher_stop(s->routers[i].batcher);
+    pthread_mutex_lock(&s->mu);
+    wait_until(s, NULL, &s->n_calls, rs_cli_now() + 30);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* After shutdown_and_notify: cancel every call still open, wait (at most
+ * 30 s) for the core to report the shutdown, then finish our side. */
+static void cancel_and_finish(rs_server *s) {
+    grpc_server_cancel_all_calls(s->grpc);
+    pthread_mutex_lock(&s->mu);
+    wait_until(s, &s->shutdown_done, NULL, rs_cli_now() + 30);
+    pthread_mutex_unlock(&s->mu);
+    finish_calls(s);
+}
+
 int rs_server_drain(rs_server *s) {
     const double t0 = rs_cli_now(), until = t0 + s->cfg.grace_s;
     int fatal = atomic_load(&s->fatal);
@@ -1529,15 +1548,11 @@ int rs_server_drain(rs_server *s) {
     pthread_mutex_unlock(&s->mu);
     if (!in_time) {
         rs_log(RS_LOG_WARN, "grace_expired", "\"accepted_calls_cancelled\":%ld", lost);
-        grpc_server_cancel_all_calls(s->grpc);
-        pthread_mutex_lock(&s->mu);
-        wait_until(s, &s->shutdown_done, NULL, rs_cli_now() + 30);
-        pthread_mutex_unlock(&s->mu);
+        cancel_and_finish(s);
+    } else {
+        finish_calls(s);
     }
-    /* Every call is over at the transport; let our side of them finish. */
-    for (int i = 0; i < s->n_routers; i++) rs_batcher_stop(s->routers[i].batcher);
     pthread_mutex_lock(&s->mu);
-    wait_until(s, NULL, &s->n_calls, rs_cli_now() + 30);
     long refused = s->n_refused;
     pthread_mutex_unlock(&s->mu);
     uint64_t batches = 0;
@@ -1575,14 +1590,7 @@ void rs_server_free(rs_server *s) {
         atomic_store(&s->shutting_down, 1);
         atomic_store(&s->draining, 1);
         grpc_server_shutdown_and_notify(s->grpc, s->cq, &s->shutdown_tag);
-        grpc_server_cancel_all_calls(s->grpc);
-        pthread_mutex_lock(&s->mu);
-        wait_until(s, &s->shutdown_done, NULL, rs_cli_now() + 30);
-        pthread_mutex_unlock(&s->mu);
-        for (int i = 0; i < s->n_routers; i++) rs_batcher_stop(s->routers[i].batcher);
-        pthread_mutex_lock(&s->mu);
-        wait_until(s, NULL, &s->n_calls, rs_cli_now() + 30);
-        pthread_mutex_unlock(&s->mu);
+        cancel_and_finish(s);
     }
     grpc_server_destroy(s->grpc);
     grpc_completion_queue_shutdown(s->cq);
