@@ -37,6 +37,15 @@
  *     before anything is embedded or written: a silently dropped row, or a
  *     weight read as 1, would change the fit unnoticed. Prompts the engine
  *     refuses while embedding are still skipped with a warning.
+ *   - --standardize fits on features scaled to zero mean and unit variance
+ *     over the training rows, so one l2 treats every dimension alike (a
+ *     decoder's residual stream has dimensions hundreds of times larger than
+ *     the rest), then folds the scaling into the stored head: w_k / sd_k and
+ *     b - sum_k w_k mu_k / sd_k. The engine sees an ordinary mf head.
+ *   - --encoder may be a router directory of kind "embed" (an encoder spec:
+ *     a Llama encoder's "encoder_layers", its pooling, normalisation,
+ *     max_tokens): the written manifest repeats those keys, so training and
+ *     serving embed alike.
  *   - All arithmetic of the fit in double; the head is stored as F32. */
 #include <errno.h>
 #include <getopt.h>
@@ -51,6 +60,7 @@
 #include "cli.h"
 #include "cli_common.h"
 #include "engine.h"
+#include "model_files.h"
 #include "safetensors.h"
 
 #define TRAIN_BATCH 64
@@ -66,6 +76,7 @@ typedef struct train_opts {
     double share;
     long threads;
     int length_term; /* fit mf.length_weight too */
+    int standardize; /* fit on z-scored embeddings, fold the scaling into the head */
     int json, quiet;
 } train_opts;
 
@@ -100,12 +111,15 @@ static void usage(FILE *f) {
             "log-loss, AUC and Brier score beside a constant baseline (the training positive rate).\n"
             "\n"
             "options:\n"
-            "  --encoder DIR          sentence encoder (a Hugging Face model directory)\n"
+            "  --encoder DIR          sentence encoder: a Hugging Face model directory, or a router\n"
+            "                         directory of kind \"embed\" (e.g. a Llama encoder spec)\n"
             "  --in FILE              labelled JSON lines (plain or .gz)\n"
             "  --out DIR              router directory to write (created if needed)\n"
             "  --l2 L                 L2 penalty on w (and lw), on the summed log-loss (default 1.0)\n"
             "  --length-term          also fit lw in sigmoid(w . e + lw * (ln tokens - 3.5) + b), written\n"
             "                         as mf.length_weight (tokens: the engine's count, specials included)\n"
+            "  --standardize          fit on embeddings scaled to zero mean, unit variance (training\n"
+            "                         rows); the scaling is folded into the written head\n"
             "  --holdout-every K      hold out records whose 0-based line index %% K == 0 (default 5;\n"
             "                         0: no holdout)\n"
             "  --threshold-share S    threshold = (1-S) quantile of training scores (default 0.5)\n"
@@ -117,13 +131,14 @@ static void usage(FILE *f) {
 }
 
 static int parse_opts(int argc, char **argv, train_opts *o) {
-    enum { O_ENC = 1000, O_IN, O_OUT, O_L2, O_LEN, O_HOLD, O_SHARE, O_FIELD, O_NAME, O_THREADS, O_JSON, O_QUIET, O_HELP };
+    enum { O_ENC = 1000, O_IN, O_OUT, O_L2, O_LEN, O_STD, O_HOLD, O_SHARE, O_FIELD, O_NAME, O_THREADS, O_JSON, O_QUIET, O_HELP };
     static const struct option longs[] = {
         {"encoder", required_argument, NULL, O_ENC},
         {"in", required_argument, NULL, O_IN},
         {"out", required_argument, NULL, O_OUT},
         {"l2", required_argument, NULL, O_L2},
         {"length-term", no_argument, NULL, O_LEN},
+        {"standardize", no_argument, NULL, O_STD},
         {"holdout-every", required_argument, NULL, O_HOLD},
         {"threshold-share", required_argument, NULL, O_SHARE},
         {"field", required_argument, NULL, O_FIELD},
@@ -151,6 +166,7 @@ static int parse_opts(int argc, char **argv, train_opts *o) {
         case O_OUT: o->out = optarg; break;
         case O_L2: st = rs_cli_parse_float("--l2", optarg, 0.0, 1e12, &o->l2, &err); break;
         case O_LEN: o->length_term = 1; break;
+        case O_STD: o->standardize = 1; break;
         case O_HOLD:
             st = rs_cli_parse_int("--holdout-every", optarg, 0, 1L << 30, &o->holdout_every, &err);
             if (st == RS_OK && o->holdout_every == 1)
@@ -529,6 +545,56 @@ out:
     return st;
 }
 
+/* Replaces t->emb by its z-scored copy (mean and sd over the training rows;
+ * a constant column gets sd 1), returning the raw embeddings and the
+ * moments for fold_standardization. */
+static rs_status standardize(train_data *t, float **raw, double **mu_out, double **sd_out, rs_err *err) {
+    const int d = t->d;
+    double *mu = calloc((size_t)d, sizeof *mu), *sd = calloc((size_t)d, sizeof *sd);
+    float *z = malloc(t->n * (size_t)d * sizeof *z + 1);
+    if (!mu || !sd || !z) {
+        free(mu);
+        free(sd);
+        free(z);
+        return rs_errf(err, RS_ERR_NOMEM, "out of memory for the standardized embeddings");
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        if (t->heldout[i]) continue;
+        const float *e = t->emb + i * (size_t)d;
+        for (int k = 0; k < d; k++) mu[k] += e[k];
+        n++;
+    }
+    for (int k = 0; k < d; k++) mu[k] /= (double)n;
+    for (size_t i = 0; i < t->n; i++) {
+        if (t->heldout[i]) continue;
+        const float *e = t->emb + i * (size_t)d;
+        for (int k = 0; k < d; k++) sd[k] += (e[k] - mu[k]) * (e[k] - mu[k]);
+    }
+    for (int k = 0; k < d; k++) {
+        sd[k] = sqrt(sd[k] / (double)n);
+        if (!(sd[k] > 0)) sd[k] = 1.0;
+    }
+    for (size_t i = 0; i < t->n; i++)
+        for (int k = 0; k < d; k++) {
+            const size_t j = i * (size_t)d + (size_t)k;
+            z[j] = (float)((t->emb[j] - mu[k]) / sd[k]);
+        }
+    *raw = t->emb;
+    t->emb = z;
+    *mu_out = mu;
+    *sd_out = sd;
+    return RS_OK;
+}
+
+/* theta over z-scored features -> theta over raw ones (same logits). */
+static void fold_standardization(const train_data *t, double *theta, const double *mu, const double *sd) {
+    for (int k = 0; k < t->d; k++) {
+        theta[k] /= sd[k];
+        theta[t->nf] -= theta[k] * mu[k];
+    }
+}
+
 /* ------------------------------------------------------------ the metrics */
 
 typedef struct scored {
@@ -712,9 +778,27 @@ static void print_table(FILE *f, const split *sp, const metrics *mh, const metri
  * new head beside the old manifest, never a torn file. */
 static rs_status write_router(const train_opts *o, const split *sp, const float *wf, int d, int nf,
                               double threshold, const metrics *mh, rs_err *err) {
-    char path[PATH_MAX], enc_rel[PATH_MAX];
-    rs_status st = relative_path(o->out, o->encoder, enc_rel, sizeof enc_rel, err);
-    if (st != RS_OK) return st;
+    char path[PATH_MAX], enc_rel[PATH_MAX], enc_dir[PATH_MAX];
+    /* An encoder spec (a router dir of kind "embed"): its encoder and the
+     * keys that decide how it embeds carry over. */
+    cJSON *spec = NULL;
+    snprintf(enc_dir, sizeof enc_dir, "%s", o->encoder);
+    if (snprintf(path, sizeof path, "%s/routescore.json", o->encoder) < (int)sizeof path && access(path, F_OK) == 0) {
+        rs_status st = rs_read_json_file(path, &spec, err);
+        if (st != RS_OK) return st;
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(spec, "encoder");
+        if (cJSON_IsString(e) &&
+            snprintf(enc_dir, sizeof enc_dir, "%s%s%s", e->valuestring[0] == '/' ? "" : o->encoder,
+                     e->valuestring[0] == '/' ? "" : "/", e->valuestring) >= (int)sizeof enc_dir) {
+            cJSON_Delete(spec);
+            return rs_errf(err, RS_ERR_TOO_LARGE, "path too long");
+        }
+    }
+    rs_status st = relative_path(o->out, enc_dir, enc_rel, sizeof enc_rel, err);
+    if (st != RS_OK) {
+        cJSON_Delete(spec);
+        return st;
+    }
     snprintf(path, sizeof path, "%s/head.safetensors", o->out);
     /* wf = [w (d), lw (nf > d), b] */
     rs_st_out_tensor tensors[3] = {
@@ -723,7 +807,10 @@ static rs_status write_router(const train_opts *o, const split *sp, const float 
         {.name = "mf.length_weight", .n_dims = 1, .shape = {1}, .data = wf + d},
     };
     st = rs_st_write_f32(path, tensors, nf > d ? 3 : 2, err);
-    if (st != RS_OK) return st;
+    if (st != RS_OK) {
+        cJSON_Delete(spec);
+        return st;
+    }
     const char *name = o->name;
     char dir_name[PATH_MAX];
     if (!name) {
@@ -739,8 +826,17 @@ static rs_status write_router(const train_opts *o, const split *sp, const float 
     cJSON_AddStringToObject(man, "kind", "mf");
     cJSON_AddStringToObject(man, "encoder", enc_rel);
     cJSON_AddStringToObject(man, "head", "head.safetensors");
-    cJSON_AddStringToObject(man, "pooling", "mean");
-    cJSON_AddTrueToObject(man, "normalize");
+    if (spec) {
+        static const char *const keys[] = {"encoder_layers", "pooling", "normalize", "max_tokens"};
+        for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(spec, keys[k]);
+            if (v) cJSON_AddItemToObject(man, keys[k], cJSON_Duplicate(v, 1));
+        }
+        cJSON_Delete(spec);
+    } else {
+        cJSON_AddStringToObject(man, "pooling", "mean");
+        cJSON_AddTrueToObject(man, "normalize");
+    }
     json_num(man, "threshold", (double)(float)threshold);
     cJSON_AddStringToObject(man, "strong_model", "gpt-4-1106-preview");
     cJSON_AddStringToObject(man, "weak_model", "mixtral-8x7b-instruct-v0.1");
@@ -753,6 +849,7 @@ static rs_status write_router(const train_opts *o, const split *sp, const float 
     }
     cJSON_AddNumberToObject(tr, "l2", o->l2);
     cJSON_AddBoolToObject(tr, "length_term", nf > d);
+    cJSON_AddBoolToObject(tr, "standardized", o->standardize);
     json_num(tr, "heldout_logloss", mh->logloss);
     json_num(tr, "heldout_auc", mh->auc);
     json_num(tr, "heldout_brier", mh->brier);
@@ -782,7 +879,8 @@ int rs_cli_train(int argc, char **argv) {
     rs_engine *eng = NULL;
     double *theta = NULL;
     scored *train_scores = NULL, *held = NULL, *base = NULL;
-    float *wf = NULL;
+    float *wf = NULL, *raw_emb = NULL;
+    double *mu = NULL, *sd = NULL;
     cJSON *report = NULL;
     uint64_t n_skipped = 0;
 
@@ -851,11 +949,21 @@ int rs_cli_train(int argc, char **argv) {
     int iters = 0;
     double gnorm = NAN;
     t0 = rs_cli_now();
+    if (o.standardize && standardize(&t, &raw_emb, &mu, &sd, &err) != RS_OK) {
+        fprintf(stderr, "routescore train: %s\n", err.msg);
+        goto done;
+    }
     if (fit(&o, &t, theta, &iters, &gnorm, &err) != RS_OK) {
         fprintf(stderr, "routescore train: %s\n", err.msg);
         goto done;
     }
     double t_fit = rs_cli_now() - t0;
+    if (mu) { /* back to the raw embeddings, with the scaling folded in */
+        fold_standardization(&t, theta, mu, sd);
+        free(t.emb);
+        t.emb = raw_emb;
+        raw_emb = NULL;
+    }
     if (!(gnorm < GRAD_TOL) && !o.quiet)
         fprintf(stderr, "routescore train: note: stopped at |grad| = %.3g after %d steps (target %g)\n", gnorm, iters,
                 GRAD_TOL);
@@ -919,6 +1027,12 @@ int rs_cli_train(int argc, char **argv) {
     rc = fflush(stdout) == 0 ? 0 : 2;
 
 done:
+    if (raw_emb) { /* failed while standardized */
+        free(t.emb);
+        t.emb = raw_emb;
+    }
+    free(mu);
+    free(sd);
     cJSON_Delete(report);
     free(theta);
     free(train_scores);

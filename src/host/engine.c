@@ -5,8 +5,12 @@
  * only embeds) or a directory with a manifest, routescore.json:
  *   {"name", "kind": "bert"|"mf"|"embed", "encoder": path relative to the
  *    router dir (default "."), "head": mf weights file, "pooling":
- *    "mean"|"cls", "normalize", "threshold", "strong_model", "weak_model",
- *    "max_tokens", "strong_labels": [label indices summed into win_prob]}
+ *    "mean"|"cls"|"last", "normalize", "threshold", "strong_model",
+ *    "weak_model", "max_tokens", "strong_labels": [label indices summed into
+ *    win_prob], "encoder_layers": N}
+ * The encoder is a BERT/XLM-R model (encoder.h) or a LlamaForCausalLM used
+ * as one (llama.h rs_llama_embed: the hidden state after its first
+ * "encoder_layers" layers, pooled by "mean" or "last" token).
  * An mf head is mf.weight [H], mf.bias [1] and optionally mf.length_weight [1]
  * (times log(token count) - 3.5, added to the logit).
  *
@@ -26,6 +30,7 @@
 #include "backend.h"
 #include "causal_router.h"
 #include "encoder.h"
+#include "llama.h"
 #include "mf.h"
 #include "model_files.h"
 #include "sw.h"
@@ -34,6 +39,10 @@
 #define RS_DEFAULT_BATCH_TOKENS 16384
 #define RS_MAX_BATCH_SEQS 512
 #define RS_STAGE_SLOTS 64 /* prompts tokenized in parallel at a time */
+/* A Llama encoder keeps a KV cache slot of max_tokens positions per prompt
+ * of a batch: 32 prompts of 256 tokens are 8192 tokens per forward. */
+#define RS_LLM_ENC_SEQS 32
+#define RS_LLM_ENC_MAX_TOKENS 256
 
 /* KIND_CAUSAL (causal_router.c): a Llama rating model, not the encoder path. */
 /* KIND_MF_ROUTELLM (mf.c) and KIND_SW_RANKING (sw.c) score an embedding: the
@@ -48,7 +57,8 @@ struct rs_engine {
     float threshold;
     int max_tokens;  /* per prompt, specials included */
     int batch_tokens;
-    int pool_mean, normalize;
+    int pool_mean, pool_last, normalize;
+    int enc_layers; /* manifest "encoder_layers" (Llama encoders; 0: all) */
     int strong_labels[RS_MAX_LABELS], n_strong_labels;
     float *mf_w, mf_b; /* (H), the mf head */
     float mf_len_w;    /* optional mf.length_weight: z += w * (log(tokens) - RS_MF_LEN_CENTER) */
@@ -57,7 +67,10 @@ struct rs_engine {
     rs_model_files *files;
     rs_backend *backend;
     rs_encoder *enc;
-    rs_causal *causal; /* KIND_CAUSAL only: then enc, cfg and staging stay NULL */
+    rs_llama *llm;     /* a Llama model as the encoder (enc and cfg stay NULL) */
+    int hidden, vocab; /* the encoder's width and vocabulary */
+    const char *arch;  /* the encoder's config.json architecture */
+    int max_seqs;      /* sequences per forward */    rs_causal *causal; /* KIND_CAUSAL only: then enc, cfg and staging stay NULL */
     rs_mf *mf;         /* KIND_MF_ROUTELLM */
     rs_sw *sw;         /* KIND_SW_RANKING */
     int emb_dim;       /* embedding width the mf_routellm/sw_ranking head takes */
@@ -152,9 +165,17 @@ static rs_status parse_manifest(rs_engine *e, const char *dir, const cJSON *m, c
         *max_tokens = v->valueint;
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(m, "pooling"))) {
-        if (!cJSON_IsString(v) || (strcmp(v->valuestring, "mean") && strcmp(v->valuestring, "cls")))
-            return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: pooling must be \"mean\" or \"cls\"", dir);
+        if (!cJSON_IsString(v) ||
+            (strcmp(v->valuestring, "mean") && strcmp(v->valuestring, "cls") && strcmp(v->valuestring, "last")))
+            return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: pooling must be \"mean\", \"cls\" or \"last\"",
+                           dir);
         e->pool_mean = !strcmp(v->valuestring, "mean");
+        e->pool_last = !strcmp(v->valuestring, "last");
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "encoder_layers"))) {
+        if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 1024 || v->valuedouble != (double)v->valueint)
+            return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: encoder_layers must be a whole number >= 1", dir);
+        e->enc_layers = v->valueint;
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(m, "normalize"))) {
         if (!cJSON_IsBool(v)) return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: normalize must be a boolean", dir);
@@ -180,7 +201,7 @@ static rs_status load_mf_head(rs_engine *e, const char *path, rs_err *err) {
     rs_status st = rs_st_open(path, &f, err);
     if (st != RS_OK) return st;
     const rs_st_tensor *w = rs_st_find(f, "mf.weight"), *b = rs_st_find(f, "mf.bias");
-    const int64_t H = e->cfg->hidden;
+    const int64_t H = e->hidden;
     if (!w || !b)
         st = rs_errf(err, RS_ERR_NOT_FOUND, "%s: needs tensors 'mf.weight' [%lld] and 'mf.bias' [1]", path, (long long)H);
     else if (w->n_elems != H || b->n_elems != 1 || w->dtype != RS_DTYPE_F32 || b->dtype != RS_DTYPE_F32)
@@ -228,7 +249,7 @@ static rs_status open_embedding_head(rs_engine *e, const char *dir, const cJSON 
         snprintf(e->strong, sizeof e->strong, "gpt-4-1106-preview");
     if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "weak_model")))
         snprintf(e->weak, sizeof e->weak, "mixtral-8x7b-instruct-v0.1");
-    const int enc_dim = e->cfg ? e->cfg->hidden : 0;
+    const int enc_dim = e->hidden;
     rs_status st;
     if (e->kind == KIND_MF_ROUTELLM) {
         copy_str(file, sizeof file, m, "checkpoint", "model.safetensors");
@@ -242,7 +263,7 @@ static rs_status open_embedding_head(rs_engine *e, const char *dir, const cJSON 
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(m, "num_tiers");
         if (t && (!cJSON_IsNumber(t) || t->valuedouble < 1 || t->valuedouble > 64))
             return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: num_tiers must be a number in [1, 64]", dir);
-        if ((st = rs_sw_open(path, t ? t->valueint : 10, e->strong, e->weak, enc_dim, e->enc ? sw_embed : NULL, e,
+        if ((st = rs_sw_open(path, t ? t->valueint : 10, e->strong, e->weak, enc_dim, enc_dim ? sw_embed : NULL, e,
                              &e->sw, err)) != RS_OK)
             return st;
         e->emb_dim = rs_sw_input_dim(e->sw);
@@ -250,6 +271,89 @@ static rs_status open_embedding_head(rs_engine *e, const char *dir, const cJSON 
     if (enc_dim && enc_dim != e->emb_dim)
         return rs_errf(err, RS_ERR_FORMAT, "%s: the %s head takes %d-d embeddings but the encoder gives %d", dir,
                        KIND_NAMES[e->kind], e->emb_dim, enc_dim);
+    return RS_OK;
+}
+
+/* The encoder of a bert / mf / embed router: a BERT-family model. */
+static rs_status open_bert_encoder(rs_engine *e, const char *enc_dir, const rs_engine_opts *opts, int use_cuda,
+                                   int has_manifest, int max_tokens, rs_err *err) {
+    rs_encoder_config cfg;
+    rs_status st = rs_encoder_config_parse(rs_model_files_config(e->files), enc_dir, &cfg, err);
+    if (st != RS_OK) return st;
+    if (!has_manifest) e->kind = cfg.head != RS_HEAD_NONE ? KIND_BERT : KIND_EMBED;
+    if (e->kind == KIND_BERT && cfg.head == RS_HEAD_NONE)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "%s: kind 'bert' needs a *ForSequenceClassification checkpoint, got '%s'",
+                       enc_dir, cfg.architecture);
+    for (int i = 0; e->kind == KIND_BERT && i < e->n_strong_labels; i++)
+        if (e->strong_labels[i] >= cfg.n_labels)
+            return rs_errf(err, RS_ERR_INVALID_ARG, "%s: strong label %d but the head has %d labels", enc_dir,
+                           e->strong_labels[i], cfg.n_labels);
+    if (e->enc_layers || e->pool_last)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "%s: \"encoder_layers\" and pooling \"last\" are for Llama encoders; "
+                       "this is a %s", enc_dir, cfg.architecture);
+
+    /* Truncation length: flag > manifest > sentence-transformers > tokenizer
+     * config > what the positions allow. */
+    if (!max_tokens) max_tokens = optional_json_int(enc_dir, "sentence_bert_config.json", "max_seq_length");
+    if (!max_tokens) max_tokens = optional_json_int(enc_dir, "tokenizer_config.json", "model_max_length");
+    if (!max_tokens || max_tokens > cfg.max_seq_len) max_tokens = cfg.max_seq_len;
+    e->max_tokens = max_tokens;
+    e->batch_tokens = opts->max_batch_tokens ? opts->max_batch_tokens : RS_DEFAULT_BATCH_TOKENS;
+    if (e->batch_tokens < max_tokens) e->batch_tokens = max_tokens;
+
+#ifdef RS_HAVE_CUDA
+    if (use_cuda)
+        st = rs_backend_cuda_create(opts->device, max_tokens, (size_t)e->batch_tokens, &e->backend, err);
+    else
+#endif
+        st = rs_backend_cpu_create(opts->n_threads, max_tokens, &e->backend, err);
+    (void)use_cuda;
+    if (st != RS_OK || (st = rs_encoder_create(e->files, e->backend, e->batch_tokens, max_tokens, &e->enc, err)) != RS_OK)
+        return st;
+    e->cfg = rs_encoder_get_config(e->enc);
+    e->hidden = e->cfg->hidden;
+    e->vocab = e->cfg->vocab_size;
+    e->arch = e->cfg->architecture;
+    e->max_seqs = RS_MAX_BATCH_SEQS;
+    return RS_OK;
+}
+
+/* A LlamaForCausalLM as the encoder of an mf / embed / mf_routellm /
+ * sw_ranking router: its first encoder_layers layers, pooled. */
+static rs_status open_llama_encoder(rs_engine *e, const char *enc_dir, const rs_engine_opts *opts, int use_cuda,
+                                    int max_tokens, rs_err *err) {
+    if (e->kind == KIND_BERT)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "%s: a LlamaForCausalLM is no sequence classifier: use kind 'mf' or "
+                       "'embed' to encode with it, or 'causal_llm'", enc_dir);
+    rs_llama_config c;
+    rs_status st = rs_llama_config_parse(rs_model_files_config(e->files), enc_dir, &c, err);
+    if (st != RS_OK) return st;
+    if (e->enc_layers > c.n_layers)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "%s: encoder_layers %d but the model has %d layers", enc_dir,
+                       e->enc_layers, c.n_layers);
+    if (!e->pool_mean && !e->pool_last)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "%s: a Llama encoder pools by \"mean\" or \"last\" (it has no CLS token)",
+                       enc_dir);
+    if (!max_tokens) max_tokens = RS_LLM_ENC_MAX_TOKENS;
+    if (max_tokens > c.max_positions) max_tokens = c.max_positions;
+    e->max_tokens = max_tokens;
+    e->max_seqs = RS_LLM_ENC_SEQS;
+    e->batch_tokens = opts->max_batch_tokens ? opts->max_batch_tokens : RS_LLM_ENC_SEQS * max_tokens;
+    if (e->batch_tokens < max_tokens) e->batch_tokens = max_tokens;
+#ifdef RS_HAVE_CUDA
+    if (use_cuda)
+        st = rs_backend_cuda_create(opts->device, max_tokens, (size_t)e->batch_tokens, &e->backend, err);
+    else
+#endif
+        st = rs_backend_cpu_create(opts->n_threads, 1, &e->backend, err);
+    (void)use_cuda;
+    if (st != RS_OK) return st;
+    rs_llama_limits lim = {.max_tokens = e->batch_tokens, .max_slots = e->max_seqs, .slot_len = max_tokens,
+                           .n_layers = e->enc_layers};
+    if ((st = rs_llama_create(e->files, e->backend, &lim, &e->llm, err)) != RS_OK) return st;
+    e->hidden = c.hidden;
+    e->vocab = c.vocab_size;
+    e->arch = "LlamaForCausalLM";
     return RS_OK;
 }
 
@@ -344,40 +448,11 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
         return RS_OK;
     }
     if ((st = rs_model_files_open(enc_dir, &e->files, err)) != RS_OK) goto fail;
-    rs_encoder_config cfg;
-    if ((st = rs_encoder_config_parse(rs_model_files_config(e->files), enc_dir, &cfg, err)) != RS_OK) goto fail;
-    if (!has_manifest) e->kind = cfg.head != RS_HEAD_NONE ? KIND_BERT : KIND_EMBED;
-    if (e->kind == KIND_BERT && cfg.head == RS_HEAD_NONE) {
-        st = rs_errf(err, RS_ERR_INVALID_ARG, "%s: kind 'bert' needs a *ForSequenceClassification checkpoint, got '%s'",
-                     enc_dir, cfg.architecture);
-        goto fail;
-    }
-    for (int i = 0; e->kind == KIND_BERT && i < e->n_strong_labels; i++)
-        if (e->strong_labels[i] >= cfg.n_labels) {
-            st = rs_errf(err, RS_ERR_INVALID_ARG, "%s: strong label %d but the head has %d labels", dir,
-                         e->strong_labels[i], cfg.n_labels);
-            goto fail;
-        }
-
-    /* Truncation length: flag > manifest > sentence-transformers > tokenizer
-     * config > what the positions allow. */
     if (opts.max_tokens) max_tokens = opts.max_tokens;
-    if (!max_tokens) max_tokens = optional_json_int(enc_dir, "sentence_bert_config.json", "max_seq_length");
-    if (!max_tokens) max_tokens = optional_json_int(enc_dir, "tokenizer_config.json", "model_max_length");
-    if (!max_tokens || max_tokens > cfg.max_seq_len) max_tokens = cfg.max_seq_len;
-    e->max_tokens = max_tokens;
-    e->batch_tokens = opts.max_batch_tokens ? opts.max_batch_tokens : RS_DEFAULT_BATCH_TOKENS;
-    if (e->batch_tokens < max_tokens) e->batch_tokens = max_tokens;
-
-#ifdef RS_HAVE_CUDA
-    if (use_cuda)
-        st = rs_backend_cuda_create(opts.device, max_tokens, (size_t)e->batch_tokens, &e->backend, err);
-    else
-#endif
-        st = rs_backend_cpu_create(opts.n_threads, max_tokens, &e->backend, err);
+    st = rs_causal_is_llama_dir(enc_dir) ? open_llama_encoder(e, enc_dir, &opts, use_cuda, max_tokens, err)
+                                         : open_bert_encoder(e, enc_dir, &opts, use_cuda, has_manifest, max_tokens, err);
     if (st != RS_OK) goto fail;
-    if ((st = rs_encoder_create(e->files, e->backend, e->batch_tokens, max_tokens, &e->enc, err)) != RS_OK) goto fail;
-    e->cfg = rs_encoder_get_config(e->enc);
+    max_tokens = e->max_tokens;
     if (*head_path && (st = load_mf_head(e, head_path, err)) != RS_OK) goto fail;
 
     /* Without a tokenizer.json the router still scores token ids
@@ -389,7 +464,7 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
         goto fail;
     }
 
-    const size_t width = (size_t)(cfg.hidden > RS_MAX_LABELS ? cfg.hidden : RS_MAX_LABELS);
+    const size_t width = (size_t)(e->hidden > RS_MAX_LABELS ? e->hidden : RS_MAX_LABELS);
     e->stage = malloc((size_t)RS_STAGE_SLOTS * (size_t)max_tokens * sizeof *e->stage);
     e->stage_n = calloc(RS_STAGE_SLOTS, sizeof *e->stage_n);
     e->stage_meta = calloc(RS_STAGE_SLOTS, sizeof *e->stage_meta);
@@ -417,6 +492,7 @@ void rs_engine_close(rs_engine *e) {
     rs_mf_free(e->mf);
     rs_sw_free(e->sw);
     rs_encoder_free(e->enc);
+    rs_llama_free(e->llm);
     if (e->backend) e->backend->ops->destroy(e->backend);
     rs_model_files_close(e->files);
     rs_tokenizer_free(e->tok);
@@ -446,7 +522,7 @@ void rs_engine_info(const rs_engine *e, rs_router_info *out) {
         out->vocab_size = rs_causal_vocab_size(e->causal);
         return;
     }
-    if (!e->cfg) { /* an embeddings-only mf_routellm / sw_ranking router */
+    if (!e->hidden) { /* an embeddings-only mf_routellm / sw_ranking router */
         out->architecture = e->kind == KIND_MF_ROUTELLM ? "MFModel" : "SWRanking";
         out->strong_model = e->strong;
         out->weak_model = e->weak;
@@ -457,14 +533,14 @@ void rs_engine_info(const rs_engine *e, rs_router_info *out) {
         out->vocab_size = 0;
         return;
     }
-    out->architecture = e->cfg->architecture;
+    out->architecture = e->arch;
     out->strong_model = e->strong;
     out->weak_model = e->weak;
     out->threshold = e->threshold;
     out->max_tokens = e->max_tokens;
-    out->embed_dim = e->cfg->hidden;
+    out->embed_dim = e->hidden;
     out->n_labels = e->kind == KIND_BERT ? e->cfg->n_labels : 0;
-    out->vocab_size = e->cfg->vocab_size;
+    out->vocab_size = e->vocab;
 }
 
 rs_status rs_engine_tokenize(const rs_engine *e, const char *prompt, size_t len, int32_t *ids, size_t cap,
@@ -521,7 +597,7 @@ static void head_score(rs_engine *e, const float *emb, size_t n, float threshold
 static float sigmoidf(float x) { return 1.f / (1.f + expf(-x)); }
 
 static void finish_score(rs_engine *e, const float *o, int n_tokens, float threshold, rs_score *s) {
-    const int H = e->cfg->hidden;
+    const int H = e->hidden;
     if (e->kind == KIND_MF_ROUTELLM || e->kind == KIND_SW_RANKING) {
         head_score(e, o, 1, threshold, s);
         return;
@@ -553,10 +629,11 @@ static void finish_score(rs_engine *e, const float *o, int n_tokens, float thres
 /* Runs the packed batch and hands each sequence's output to its prompt. */
 static rs_status flush(rs_engine *e, const sink *k, rs_err *err) {
     if (!e->n_seq) return RS_OK;
-    const int H = e->cfg->hidden;
+    const int H = e->hidden;
     rs_enc_output what = (k->mode == MODE_SCORE && e->kind == KIND_BERT) ? RS_ENC_OUT_LOGITS
                          : e->pool_mean ? RS_ENC_OUT_MEAN : RS_ENC_OUT_CLS;
-    rs_status st = rs_encoder_forward(e->enc, e->pack, e->offsets, e->n_seq, what, e->normalize, e->out, err);
+    rs_status st = e->llm ? rs_llama_embed(e->llm, e->pack, e->offsets, e->n_seq, e->pool_last, e->normalize, e->out, err)
+                          : rs_encoder_forward(e->enc, e->pack, e->offsets, e->n_seq, what, e->normalize, e->out, err);
     if (st != RS_OK) return st;
     const int width = what == RS_ENC_OUT_LOGITS ? e->cfg->n_labels : H;
     for (int s = 0; s < e->n_seq; s++) {
@@ -575,7 +652,7 @@ static rs_status flush(rs_engine *e, const sink *k, rs_err *err) {
 /* Appends one tokenized sequence to the pack, running the batch first if it
  * would overflow the arena. */
 static rs_status append(rs_engine *e, const int32_t *ids, size_t n, size_t owner, const sink *k, rs_err *err) {
-    if (e->n_seq == RS_MAX_BATCH_SEQS || (size_t)e->offsets[e->n_seq] + n > (size_t)e->batch_tokens) {
+    if (e->n_seq == e->max_seqs || (size_t)e->offsets[e->n_seq] + n > (size_t)e->batch_tokens) {
         rs_status st = flush(e, k, err);
         if (st != RS_OK) return st;
     }
@@ -587,7 +664,7 @@ static rs_status append(rs_engine *e, const int32_t *ids, size_t n, size_t owner
 }
 
 static rs_status need_encoder(const rs_engine *e, rs_err *err) {
-    if (!e->enc)
+    if (!e->enc && !e->llm)
         return rs_errf(err, RS_ERR_UNSUPPORTED, "router '%s' (%s) has no encoder: it scores client embeddings only",
                        e->name, KIND_NAMES[e->kind]);
     return RS_OK;
@@ -649,7 +726,7 @@ rs_status rs_engine_embed(rs_engine *e, const char *const *prompts, const size_t
     if (e->causal) return rs_errf(err, RS_ERR_UNSUPPORTED, "router '%s' (causal_llm) does not embed", e->name);
     rs_status st = need_encoder(e, err);
     if (st != RS_OK) return st;
-    memset(emb, 0, n * (size_t)e->cfg->hidden * sizeof *emb);
+    memset(emb, 0, n * (size_t)e->hidden * sizeof *emb);
     sink k = {MODE_EMBED, 0.f, NULL, emb};
     return run_prompts(e, prompts, lens, n, &k, meta, err);
 }
@@ -663,9 +740,9 @@ static rs_status run_tokens(rs_engine *e, const int32_t *ids, const size_t *offs
             return rs_errf(err, RS_ERR_INVALID_ARG, "sequence %zu has %zu tokens (1 to %d allowed)", i,
                            offsets[i + 1] > offsets[i] ? offsets[i + 1] - offsets[i] : 0, e->max_tokens);
         for (size_t t = offsets[i]; t < offsets[i + 1]; t++)
-            if (ids[t] < 0 || ids[t] >= e->cfg->vocab_size)
+            if (ids[t] < 0 || ids[t] >= e->vocab)
                 return rs_errf(err, RS_ERR_INVALID_ARG, "sequence %zu: token id %d outside the vocabulary (%d)", i,
-                               ids[t], e->cfg->vocab_size);
+                               ids[t], e->vocab);
         if (k->scores) {
             memset(&k->scores[i], 0, sizeof k->scores[i]);
             k->scores[i].tokens = (int)(offsets[i + 1] - offsets[i]);
@@ -707,6 +784,14 @@ const char *rs_engine_backend(const rs_engine *e) { return e->backend ? e->backe
 
 double rs_engine_flops(const rs_engine *e, const int32_t *offsets, int n_seq) {
     if (e->causal) return rs_causal_flops(e->causal, offsets, n_seq);
+    if (e->llm) {
+        double f = 0;
+        for (int s = 0; s < n_seq; s++) {
+            const int len = offsets[s + 1] - offsets[s];
+            f += rs_llama_model_flops(e->llm, len, (len + 1) / 2.0, 0);
+        }
+        return f;
+    }
     if (!e->cfg) return 0;
     return rs_encoder_flops(e->cfg, offsets, n_seq);
 }

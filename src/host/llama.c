@@ -23,6 +23,7 @@ struct rs_llama {
     rs_llama_config cfg;
     rs_llama_limits lim;
     int nh, nkv, inter; /* this shard's query heads, KV heads, MLP width */
+    int nl;             /* layers loaded and run */
     rs_llama_allreduce_fn allreduce;
     void *ar_ctx;
     float **owned; /* column slices copied at load (the CPU backend points into them) */
@@ -41,6 +42,10 @@ struct rs_llama {
     float *lg;             /* (R, V) logits */
     /* Host metadata. */
     int32_t *abs_pos, *dst, *zeros; /* (T) */
+    /* Encoder mode (max_logit_rows 0): per-token slot and position, and the
+     * hidden states on the host. */
+    int32_t *eslot, *epos; /* (T) */
+    float *hid;            /* (T, H) */
 };
 
 static int json_int(const cJSON *c, const char *key, int dflt, int *out) {
@@ -191,7 +196,7 @@ rs_status rs_llama_create(rs_model_files *files, rs_backend *b, const rs_llama_l
         return rs_errf(err, RS_ERR_UNSUPPORTED, "backend '%s' lacks the decoder ops LlamaForCausalLM needs", ops->name);
     const int tp = lim->tp_size > 1 ? lim->tp_size : 1;
     if (lim->max_tokens <= 0 || lim->max_slots <= 0 || lim->slot_len <= 0 || lim->max_prefix < 0 ||
-        lim->max_logit_rows <= 0 || lim->tp_rank < 0 || lim->tp_rank >= tp)
+        lim->max_logit_rows < 0 || lim->tp_rank < 0 || lim->tp_rank >= tp || lim->n_layers < 0)
         return rs_errf(err, RS_ERR_INVALID_ARG, "llama: bad limits");
     rs_llama *m = calloc(1, sizeof *m);
     if (!m) return rs_errf(err, RS_ERR_NOMEM, "no memory");
@@ -205,6 +210,12 @@ rs_status rs_llama_create(rs_model_files *files, rs_backend *b, const rs_llama_l
                      "intermediate size (%d)", tp, c->n_heads, c->n_kv_heads, c->intermediate);
         goto fail;
     }
+    if (lim->n_layers > c->n_layers) {
+        st = rs_errf(err, RS_ERR_INVALID_ARG, "llama: %d layers asked for, the model has %d", lim->n_layers,
+                     c->n_layers);
+        goto fail;
+    }
+    m->nl = lim->n_layers ? lim->n_layers : c->n_layers;
     m->nh = c->n_heads / tp;
     m->nkv = c->n_kv_heads / tp;
     m->inter = c->intermediate / tp;
@@ -220,15 +231,15 @@ rs_status rs_llama_create(rs_model_files *files, rs_backend *b, const rs_llama_l
     }
     if ((st = load_w(m, files, "model.embed_tokens.weight", V, H, &m->tok_emb, err)) != RS_OK) goto fail;
     if ((st = load_w(m, files, "model.norm.weight", H, 1, &m->norm, err)) != RS_OK) goto fail;
-    if ((st = load_w(m, files, c->tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight", V, H, &m->lm_head,
-                     err)) != RS_OK)
+    if (R && (st = load_w(m, files, c->tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight", V, H,
+                          &m->lm_head, err)) != RS_OK)
         goto fail;
-    if (!(m->layers = calloc((size_t)c->n_layers, sizeof *m->layers))) {
+    if (!(m->layers = calloc((size_t)m->nl, sizeof *m->layers))) {
         st = rs_errf(err, RS_ERR_NOMEM, "no memory");
         goto fail;
     }
     const size_t cache = (size_t)lim->max_slots * (size_t)lim->slot_len * (size_t)KW;
-    for (int l = 0; l < c->n_layers; l++) {
+    for (int l = 0; l < m->nl; l++) {
         llama_layer *L = &m->layers[l];
         char n[160];
         /* A whole tensor; a shard's rows (r0, nr); a shard's columns (c0, nc). */
@@ -273,7 +284,12 @@ rs_status rs_llama_create(rs_model_files *files, rs_backend *b, const rs_llama_l
     m->abs_pos = malloc((size_t)T * sizeof(int32_t));
     m->dst = malloc((size_t)T * sizeof(int32_t));
     m->zeros = calloc((size_t)T, sizeof(int32_t));
-    if (!m->inv_freq || !m->abs_pos || !m->dst || !m->zeros) {
+    if (!R) {
+        m->eslot = malloc((size_t)T * sizeof(int32_t));
+        m->epos = malloc((size_t)T * sizeof(int32_t));
+        m->hid = malloc((size_t)(T * H) * sizeof(float));
+    }
+    if (!m->inv_freq || !m->abs_pos || !m->dst || !m->zeros || (!R && (!m->eslot || !m->epos || !m->hid))) {
         st = rs_errf(err, RS_ERR_NOMEM, "no memory");
         goto fail;
     }
@@ -291,7 +307,7 @@ void rs_llama_free(rs_llama *m) {
     rs_bweight *ws[] = {m->tok_emb, m->norm, m->lm_head};
     for (size_t i = 0; i < 3; i++)
         if (ws[i]) ops->weight_free(m->b, ws[i]);
-    for (int l = 0; m->layers && l < m->cfg.n_layers; l++) {
+    for (int l = 0; m->layers && l < m->nl; l++) {
         llama_layer *L = &m->layers[l];
         rs_bweight *lw[] = {L->ln1, L->wq, L->wk, L->wv, L->wo, L->ln2, L->wg, L->wu, L->wd};
         for (size_t i = 0; i < 9; i++)
@@ -310,6 +326,9 @@ void rs_llama_free(rs_llama *m) {
     free(m->abs_pos);
     free(m->dst);
     free(m->zeros);
+    free(m->eslot);
+    free(m->epos);
+    free(m->hid);
     free(m);
 }
 
@@ -323,9 +342,12 @@ int rs_llama_prefix_len(const rs_llama *m) { return m->n_prefix; }
     } while (0)
 
 /* The forward itself. prefix_mode: tokens are prefix positions (slot 0 of
- * the prefix buffers, no prefix to attend to). */
+ * the prefix buffers, no prefix to attend to). hidden (host, [n, H]), when
+ * not NULL, gets every token's hidden state after the loaded layers (see
+ * rs_llama_embed). */
 static rs_status forward(rs_llama *m, const int32_t *ids, const int32_t *slot, const int32_t *pos, int n,
-                         int prefix_mode, const int32_t *rows, int n_rows, float *logits, rs_err *err) {
+                         int prefix_mode, const int32_t *rows, int n_rows, float *logits, float *hidden,
+                         rs_err *err) {
     const rs_llama_config *c = &m->cfg;
     const rs_backend_ops *ops = m->b->ops;
     rs_backend *b = m->b;
@@ -339,7 +361,7 @@ static rs_status forward(rs_llama *m, const int32_t *ids, const int32_t *slot, c
     if (prefix_mode) slot = m->zeros;
     CK(ops->embed_rows(b, m->tok_emb, ids, n, m->h));
     const float *delta = NULL;
-    for (int l = 0; l < c->n_layers; l++) {
+    for (int l = 0; l < m->nl; l++) {
         llama_layer *L = &m->layers[l];
         float *ck = prefix_mode ? L->pk : L->k, *cv = prefix_mode ? L->pv : L->v;
         CK(ops->add_rmsnorm(b, m->h, delta, L->ln1, c->rms_eps, n, H, m->xn));
@@ -362,10 +384,13 @@ static rs_status forward(rs_llama *m, const int32_t *ids, const int32_t *slot, c
         if (m->allreduce) CK(m->allreduce(m->ar_ctx, m->lim.tp_rank, b, m->delta, (size_t)n * (size_t)H));
         delta = m->delta;
     }
-    if (n_rows == 0) return RS_OK;
+    if (n_rows == 0 && !hidden) return RS_OK;
     /* Only the requested rows go through the final norm's output into the
-     * LM head: with a 128k vocabulary the head is the largest GEMM. */
+     * LM head: with a 128k vocabulary the head is the largest GEMM. The
+     * add folds the last layer's output into the residual stream h. */
     CK(ops->add_rmsnorm(b, m->h, delta, m->norm, c->rms_eps, n, H, m->xn));
+    if (hidden) CK(ops->to_host(b, hidden, m->nl == c->n_layers ? m->xn : m->h, (size_t)n * (size_t)H));
+    if (n_rows == 0) return RS_OK;
     CK(ops->copy_rows(b, m->sel, NULL, m->xn, rows, n_rows, H));
     CK(ops->linear(b, m->sel, H, n_rows, H, m->lm_head, NULL, RS_ACT_NONE, m->lg));
     CK(ops->to_host(b, logits, m->lg, (size_t)n_rows * (size_t)c->vocab_size));
@@ -393,7 +418,7 @@ rs_status rs_llama_set_prefix(rs_llama *m, const int32_t *ids, int n, rs_err *er
         int32_t *pos = malloc((size_t)cnt * sizeof *pos);
         if (!pos) return rs_errf(err, RS_ERR_NOMEM, "no memory");
         memcpy(pos, m->dst, (size_t)cnt * sizeof *pos);
-        st = forward(m, ids + t0, NULL, pos, cnt, 1, NULL, 0, NULL, err);
+        st = forward(m, ids + t0, NULL, pos, cnt, 1, NULL, 0, NULL, NULL, err);
         free(pos);
         if (st != RS_OK) return st;
     }
@@ -414,7 +439,59 @@ rs_status rs_llama_forward(rs_llama *m, const int32_t *ids, const int32_t *slot,
                            slot[t], pos[t], m->lim.max_slots, m->lim.slot_len);
     for (int r = 0; r < n_rows; r++)
         if (rows[r] < 0 || rows[r] >= n) return rs_errf(err, RS_ERR_INVALID_ARG, "llama forward: logit row %d", rows[r]);
-    return forward(m, ids, slot, pos, n, 0, rows, n_rows, logits, err);
+    return forward(m, ids, slot, pos, n, 0, rows, n_rows, logits, NULL, err);
+}
+
+rs_status rs_llama_embed(rs_llama *m, const int32_t *ids, const int32_t *offsets, int n_seq, int pool_last,
+                         int normalize, float *out, rs_err *err) {
+    if (!m->hid) return rs_errf(err, RS_ERR_INVALID_ARG, "llama embed: the model was opened with an LM head");
+    if (n_seq <= 0 || n_seq > m->lim.max_slots || offsets[0] != 0 || offsets[n_seq] > m->lim.max_tokens)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "llama embed: %d sequences (1..%d) of %d tokens (..%d)", n_seq,
+                       m->lim.max_slots, n_seq > 0 ? offsets[n_seq] : 0, m->lim.max_tokens);
+    for (int s = 0; s < n_seq; s++) {
+        const int len = offsets[s + 1] - offsets[s];
+        if (len <= 0 || len > m->lim.slot_len)
+            return rs_errf(err, RS_ERR_INVALID_ARG, "llama embed: sequence %d has %d tokens (1..%d)", s, len,
+                           m->lim.slot_len);
+        for (int t = 0; t < len; t++) {
+            m->eslot[offsets[s] + t] = s;
+            m->epos[offsets[s] + t] = t;
+        }
+    }
+    const int n = offsets[n_seq];
+    rs_status st = check_ids(m, ids, n, err);
+    if (st != RS_OK) return st;
+    const int n_prefix = m->n_prefix;
+    m->n_prefix = 0; /* sequences stand alone */
+    st = forward(m, ids, m->eslot, m->epos, n, 0, NULL, 0, NULL, m->hid, err);
+    m->n_prefix = n_prefix;
+    if (st != RS_OK) return st;
+    const int H = m->cfg.hidden;
+    for (int s = 0; s < n_seq; s++) {
+        float *o = out + (size_t)s * (size_t)H;
+        const int t0 = pool_last ? offsets[s + 1] - 1 : offsets[s], t1 = offsets[s + 1];
+        memset(o, 0, (size_t)H * sizeof *o);
+        for (int t = t0; t < t1; t++) {
+            const float *h = m->hid + (size_t)t * (size_t)H;
+            for (int i = 0; i < H; i++) o[i] += h[i];
+        }
+        double nrm = 0;
+        for (int i = 0; i < H; i++) {
+            o[i] /= (float)(t1 - t0);
+            nrm += (double)o[i] * o[i];
+        }
+        const float scale = normalize ? (float)(1.0 / fmax(sqrt(nrm), 1e-12)) : 1.f;
+        for (int i = 0; i < H; i++) o[i] *= scale;
+    }
+    return RS_OK;
+}
+
+int rs_llama_layers(const rs_llama *m) { return m->nl; }
+
+double rs_llama_model_flops(const rs_llama *m, int n, double ctx, int n_rows) {
+    rs_llama_config c = m->cfg;
+    c.n_layers = m->nl;
+    return rs_llama_flops(&c, n, ctx, n_rows);
 }
 
 double rs_llama_flops(const rs_llama_config *c, int n, double ctx, int n_rows) {

@@ -57,8 +57,10 @@ typedef struct rs_llama_limits {
     int max_slots;      /* KV cache slots */
     int slot_len;       /* positions per slot */
     int max_prefix;     /* positions of the shared prefix (0: none) */
-    int max_logit_rows; /* rows of logits one forward may return */
+    int max_logit_rows; /* rows of logits one forward may return; 0: an encoder
+                           (no LM head loaded; rs_llama_embed only) */
     int tp_rank, tp_size; /* tensor-parallel shard (0, 0 or 1: the whole model) */
+    int n_layers;       /* run only the first n layers (0: all) */
 } rs_llama_limits;
 
 typedef struct rs_llama rs_llama;
@@ -83,8 +85,25 @@ int rs_llama_prefix_len(const rs_llama *m);
 rs_status rs_llama_forward(rs_llama *m, const int32_t *ids, const int32_t *slot, const int32_t *pos, int n,
                            const int32_t *rows, int n_rows, float *logits, rs_err *err);
 
+/* The decoder as a sentence encoder. Embeds n_seq sequences packed back to
+ * back in ids (sequence s = ids[offsets[s]..offsets[s+1]), at most max_slots
+ * of them, max_tokens in all, each at most slot_len long; sequence s uses
+ * slot s at positions 0..len-1, no prefix): the hidden state after the
+ * loaded layers — HF's hidden_states[n_layers], i.e. the residual stream,
+ * or the final-normed last_hidden_state when every layer is loaded — pooled
+ * per sequence by mean over its tokens (pool_last 0) or its last token
+ * (pool_last 1), optionally L2-normalised, into out (host, [n_seq, hidden]).
+ * Needs limits with max_logit_rows 0. */
+rs_status rs_llama_embed(rs_llama *m, const int32_t *ids, const int32_t *offsets, int n_seq, int pool_last,
+                         int normalize, float *out, rs_err *err);
+
+/* Layers this rs_llama runs (limits.n_layers or all). */
+int rs_llama_layers(const rs_llama *m);
+
 /* Floating-point operations of a forward of n tokens attending to ctx
  * positions on average, with n_rows logit rows (for benchmarks). */
 double rs_llama_flops(const rs_llama_config *c, int n, double ctx, int n_rows);
+/* The same for this rs_llama's loaded layers. */
+double rs_llama_model_flops(const rs_llama *m, int n, double ctx, int n_rows);
 
 #endif
