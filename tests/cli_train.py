@@ -18,6 +18,14 @@ comparison can fail); the weighted held-out metrics match label's scores; the
 engine's win_prob equals sigmoid(w . e + b + lw (ln n - 3.5)) computed here
 from head.safetensors; and integer weights fit exactly as duplicated rows
 (same head, same threshold = numpy.quantile of the duplicated scores).
+--standardize with a Llama encoder spec (standardize_checks): the encoder is
+a router directory of kind "embed" over tests/data/causal_tiny's model (first
+layer, mean pooling, not normalised); the written manifest repeats its
+encoder (path relative to the router), encoder_layers, pooling and
+normalize; the stored head equals numpy's fit on the z-scored embeddings
+(mean and population sd of the training rows) with the scaling folded in,
+and differs from the fit on the raw ones; the engine's scores are
+sigmoid(w . e + b) of the raw embeddings.
 Skipped (77) only when the MiniLM encoder or the shared data is absent.
 """
 import json
@@ -267,6 +275,59 @@ def length_checks(tmp):
           "integer-weighted head equals the numpy fit")
 
 
+def standardize_checks(tmp):
+    tiny = os.path.join(os.environ.get("RS_TEST_DATA") or os.path.join(os.path.dirname(__file__), "data"),
+                        "causal_tiny", "router")
+    spec = os.path.join(tmp, "tiny-spec")
+    os.makedirs(spec)
+    with open(os.path.join(spec, "routescore.json"), "w") as f:
+        json.dump({"kind": "embed", "encoder": os.path.abspath(tiny), "encoder_layers": 1, "pooling": "mean",
+                   "normalize": False, "max_tokens": 64}, f)
+    prompts = [p for _, p, _, _ in rsdata.mmlu_rows()][::211][:40] + [p for p, _, _ in rsdata.gsm8k_rows()][::29][:40]
+    rng = random.Random(11)
+    labels = [int((i >= 40) != (rng.random() < 0.2)) for i in range(len(prompts))]
+    inp = os.path.join(tmp, "std.jsonl")
+    with open(inp, "w") as f:
+        for p, t in zip(prompts, labels):
+            f.write(json.dumps({"prompt": p, "label": t}) + "\n")
+    router = os.path.join(tmp, "routers", "tiny-std")
+    r = run(["train", "--encoder", spec, "--in", inp, "--out", router, "--standardize", "--l2", "2",
+             "--holdout-every", "0", "--json", "--quiet"])
+    check(r.returncode == 0, f"train --standardize: exit 0 (got {r.returncode}: {r.stderr[-400:]})")
+    if r.returncode != 0:
+        return
+    man = json.load(open(os.path.join(router, "routescore.json")))
+    check(os.path.realpath(os.path.join(router, man["encoder"])) == os.path.realpath(tiny),
+          f"manifest encoder {man['encoder']} is the spec's encoder")
+    check(man.get("encoder_layers") == 1 and man.get("pooling") == "mean" and man.get("normalize") is False
+          and man.get("max_tokens") == 64, f"manifest repeats the spec's keys: {man}")
+    check(man["trained"].get("standardized") is True, "manifest records standardized")
+    r = run(["embed", "--model", spec, "--in", inp])
+    check(r.returncode == 0, f"embed with the spec: exit {r.returncode}")
+    E = np.array([json.loads(x)["embedding"] for x in r.stdout.decode().splitlines()], dtype=np.float64)
+    y = np.array(labels, dtype=np.float64)
+    mu, sd = E.mean(0), E.std(0)
+    sd[sd == 0] = 1
+    ones = np.ones((len(y), 1))
+    tz = numpy_fit(np.hstack([(E - mu) / sd, ones]), y, np.ones(len(y)), 2.0)
+    ref = np.concatenate([tz[:-1] / sd, [tz[-1] - np.sum(tz[:-1] * mu / sd)]])
+    raw = numpy_fit(np.hstack([E, ones]), y, np.ones(len(y)), 2.0)
+    head = read_st(os.path.join(router, "head.safetensors"))
+    got = np.concatenate([head["mf.weight"], head["mf.bias"]])
+    scale = np.max(np.abs(ref))
+    err = float(np.max(np.abs(got - ref))) / scale
+    far = float(np.max(np.abs(raw - ref))) / scale
+    print(f"standardize: head vs numpy (z-scored, folded) {err:.2e} relative; raw-feature fit differs by {far:.2e}")
+    check(err < 1e-4, f"train --standardize head equals numpy's folded fit ({err:.2e})")
+    check(far > 1e-2, f"the standardized fit differs from the raw one ({far:.2e}), so the check can fail")
+    r = run(["score", "--model", router, *prompts[:8]])
+    check(r.returncode == 0, f"score with the trained router: exit {r.returncode}")
+    if r.returncode == 0:
+        p = np.array([json.loads(x)["win_prob"] for x in r.stdout.decode().splitlines()])
+        want = 1 / (1 + np.exp(-(E[:8] @ head["mf.weight"] + head["mf.bias"][0])))
+        check(np.max(np.abs(p - want)) < 1e-5, f"engine scores = sigmoid(w . e + b) ({np.max(np.abs(p - want)):.2e})")
+
+
 def main():
     if rstest.binary_missing():
         return 1
@@ -350,6 +411,7 @@ def main():
         r = run(["train", "--encoder", ENCODER, "--in", one, "--out", os.path.join(tmp, "one")])
         check(r.returncode == 2 and b"both labels" in r.stderr, "a single class is refused")
         length_checks(tmp)
+        standardize_checks(tmp)
         label_file_checks(tmp)
     return rstest.result("cli_train")
 
