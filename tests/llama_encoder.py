@@ -14,24 +14,18 @@
   pooling "cls" on a decoder, kind "bert" on a decoder, encoder_layers on a
   BERT encoder.
 Exit 77 only when nothing could run."""
-import json, math, os, struct, subprocess, sys, tempfile
+import json, math, os, struct, sys, tempfile
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.join(HERE, "..")
-BIN = os.environ["RS_BIN"]
-CACHE = os.environ.get("RS_MODEL_CACHE") or os.path.join(ROOT, "models", "cache")
+sys.path.insert(0, HERE)
+import rstest  # noqa: E402
+from rstest import CACHE, check  # noqa: E402
+
 DATA = os.environ.get("RS_TEST_DATA") or os.path.join(HERE, "data")
 golden = json.load(open(os.path.join(DATA, "llama_encoder", "golden.json"), encoding="utf-8"))
 prompts = golden["prompts"]
-failures = []
-
-
-def check(cond, what):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what, flush=True)
 
 
 def model_dir(name, entry):
@@ -56,8 +50,7 @@ def embed(router, texts, *flags):
         with open(inp, "w", encoding="utf-8") as f:
             for i, p in enumerate(texts):
                 f.write(json.dumps({"id": i, "prompt": p}, ensure_ascii=False) + "\n")
-        r = subprocess.run([BIN, "embed", "--model", router, "--in", inp, "--out", out, *flags], capture_output=True,
-                           text=True)
+        r = rstest.run(["embed", "--model", router, "--in", inp, "--out", out, *flags], text=True)
         if r.returncode != 0:
             check(False, f"embed {router} {flags}: exit {r.returncode}: {r.stderr[-400:]}")
             return None
@@ -78,7 +71,7 @@ def write_head(path, w, b):
 
 
 def refused(router, what, needle):
-    r = subprocess.run([BIN, "score", "--model", router, "hello"], capture_output=True, text=True)
+    r = rstest.run(["score", "--model", router, "hello"], text=True)
     check(r.returncode == 2 and needle in r.stderr, f"{what}: exit 2 naming '{needle}' (got {r.returncode}: "
           f"{r.stderr.strip()[-300:]!r})")
 
@@ -124,7 +117,7 @@ def main():
             man.update({"kind": "mf", "head": "head.safetensors"})
             json.dump(man, open(os.path.join(d, "routescore.json"), "w"))
             write_head(os.path.join(d, "head.safetensors"), w, 0.1)
-            r = subprocess.run([BIN, "score", "--model", d, *prompts], capture_output=True, text=True)
+            r = rstest.run(["score", "--model", d, *prompts], text=True)
             check(r.returncode == 0, f"{name} mf score: exit {r.returncode} {r.stderr[-300:]}")
             if r.returncode == 0:
                 got = np.array([json.loads(line)["win_prob"] for line in r.stdout.splitlines()])
@@ -149,11 +142,7 @@ def main():
     if not ran:
         print("nothing to run")
         return 77
-    if failures:
-        print(f"{len(failures)} failure(s)")
-        return 1
-    print("llama_encoder: all passed")
-    return 0
+    return rstest.result("llama_encoder")
 
 
 if __name__ == "__main__":

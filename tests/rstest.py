@@ -23,8 +23,9 @@ def check(cond, what):
 def sanitizer_check(r, args):
     """Under -DRS_SANITIZE=ON a report exits 1 or 2, which some checks expect
     for other reasons: look for the report itself."""
-    if b"Sanitizer" in r.stderr or b"runtime error:" in r.stderr:
-        check(False, f"sanitizer report for {args}: {r.stderr[-2000:].decode(errors='replace')}")
+    err = r.stderr if isinstance(r.stderr, str) else r.stderr.decode(errors="replace")
+    if "Sanitizer" in err or "runtime error:" in err:
+        check(False, f"sanitizer report for {args}: {err[-2000:]}")
 
 
 def run(args, **kw):

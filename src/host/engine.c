@@ -274,6 +274,20 @@ static rs_status open_embedding_head(rs_engine *e, const char *dir, const cJSON 
     return RS_OK;
 }
 
+/* The engine's backend: CUDA (device, up to max_tokens per sequence and
+ * batch_tokens per forward) or the CPU (cpu_max_len: the encoder attention's
+ * per-thread scratch length; 1 for decoders, whose attention needs none). */
+static rs_status create_backend(rs_engine *e, const rs_engine_opts *opts, int use_cuda, int max_tokens,
+                                size_t batch_tokens, int cpu_max_len, rs_err *err) {
+#ifdef RS_HAVE_CUDA
+    if (use_cuda) return rs_backend_cuda_create(opts->device, max_tokens, batch_tokens, &e->backend, err);
+#endif
+    (void)use_cuda;
+    (void)max_tokens;
+    (void)batch_tokens;
+    return rs_backend_cpu_create(opts->n_threads, cpu_max_len, &e->backend, err);
+}
+
 /* The encoder of a bert / mf / embed router: a BERT-family model. */
 static rs_status open_bert_encoder(rs_engine *e, const char *enc_dir, const rs_engine_opts *opts, int use_cuda,
                                    int has_manifest, int max_tokens, rs_err *err) {
@@ -300,14 +314,7 @@ static rs_status open_bert_encoder(rs_engine *e, const char *enc_dir, const rs_e
     e->max_tokens = max_tokens;
     e->batch_tokens = opts->max_batch_tokens ? opts->max_batch_tokens : RS_DEFAULT_BATCH_TOKENS;
     if (e->batch_tokens < max_tokens) e->batch_tokens = max_tokens;
-
-#ifdef RS_HAVE_CUDA
-    if (use_cuda)
-        st = rs_backend_cuda_create(opts->device, max_tokens, (size_t)e->batch_tokens, &e->backend, err);
-    else
-#endif
-        st = rs_backend_cpu_create(opts->n_threads, max_tokens, &e->backend, err);
-    (void)use_cuda;
+    st = create_backend(e, opts, use_cuda, max_tokens, (size_t)e->batch_tokens, max_tokens, err);
     if (st != RS_OK || (st = rs_encoder_create(e->files, e->backend, e->batch_tokens, max_tokens, &e->enc, err)) != RS_OK)
         return st;
     e->cfg = rs_encoder_get_config(e->enc);
@@ -340,14 +347,7 @@ static rs_status open_llama_encoder(rs_engine *e, const char *enc_dir, const rs_
     e->max_seqs = RS_LLM_ENC_SEQS;
     e->batch_tokens = opts->max_batch_tokens ? opts->max_batch_tokens : RS_LLM_ENC_SEQS * max_tokens;
     if (e->batch_tokens < max_tokens) e->batch_tokens = max_tokens;
-#ifdef RS_HAVE_CUDA
-    if (use_cuda)
-        st = rs_backend_cuda_create(opts->device, max_tokens, (size_t)e->batch_tokens, &e->backend, err);
-    else
-#endif
-        st = rs_backend_cpu_create(opts->n_threads, 1, &e->backend, err);
-    (void)use_cuda;
-    if (st != RS_OK) return st;
+    if ((st = create_backend(e, opts, use_cuda, max_tokens, (size_t)e->batch_tokens, 1, err)) != RS_OK) return st;
     rs_llama_limits lim = {.max_tokens = e->batch_tokens, .max_slots = e->max_seqs, .slot_len = max_tokens,
                            .n_layers = e->enc_layers};
     if ((st = rs_llama_create(e->files, e->backend, &lim, &e->llm, err)) != RS_OK) return st;
@@ -426,12 +426,7 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
          * encoder attention scratch (max_len 1). */
         e->kind = KIND_CAUSAL;
         int bt = opts.max_batch_tokens, mt = opts.max_tokens ? opts.max_tokens : max_tokens;
-#ifdef RS_HAVE_CUDA
-        if (use_cuda)
-            st = rs_backend_cuda_create(opts.device, mt ? mt : 512, (size_t)(bt ? bt : 2048), &e->backend, err);
-        else
-#endif
-            st = rs_backend_cpu_create(opts.n_threads, 1, &e->backend, err);
+        st = create_backend(e, &opts, use_cuda, mt ? mt : 512, (size_t)(bt ? bt : 2048), 1, err);
         if (st != RS_OK || (st = rs_causal_open(dir, enc_dir, manifest, e->backend, opts.device, mt, bt, &e->causal, err)) != RS_OK)
             goto fail;
         e->max_tokens = rs_causal_max_tokens(e->causal);
