@@ -15,7 +15,9 @@ one (same rows, labels and weights), restricted to the training part. With
 --plus each training set also holds all of the *other* benchmark (MMLU half +
 all GSM8K; GSM8K folds + all MMLU), as the shipped router is one head trained
 on both; without it, only the benchmark's own training part ("[in]").
-Training: `routescore train --holdout-every 0 --l2 L [--length-term]`.
+Training: `routescore train --holdout-every 0 --l2 L [--length-term] [--standardize]`
+on --encoder (default all-MiniLM-L6-v2; a Llama encoder spec directory works
+too, docs/ROUTERS.md, e.g. with --standardize).
 
 Writes routers, training files and score files under
 models/cache/heldout/TAG/ (git-ignored), prints each eval's JSON and a
@@ -53,6 +55,8 @@ def parse_args(argv):
     ap.add_argument("--gsm8k-weight", type=mtl.positive_number, default=1)
     ap.add_argument("--l2", type=float, default=1.0)
     ap.add_argument("--length-term", action="store_true")
+    ap.add_argument("--standardize", action="store_true")
+    ap.add_argument("--encoder", default=ENC, help="train --encoder (default all-MiniLM-L6-v2)")
     ap.add_argument("--plus", action="store_true", help="train on the other benchmark too")
     ap.add_argument("--tag", help="output subdirectory (default: built from the options)")
     a = ap.parse_args(argv)
@@ -63,8 +67,9 @@ def parse_args(argv):
             ap.error(f"unknown benchmark {b!r} (mmlu, gsm8k, mt-bench)")
     a.benchmarks = a.benchmarks or list(BENCHES)
     if not a.tag:
-        a.tag = (f"{a.labels}_l2={a.l2:g}_gsm8k-x{a.gsm8k_weight:g}" + ("_len" if a.length_term else "")
-                 + ("_plus" if a.plus else "_in"))
+        a.tag = ((os.path.basename(os.path.normpath(a.encoder)) + "_" if a.encoder != ENC else "")
+                 + f"{a.labels}_l2={a.l2:g}_gsm8k-x{a.gsm8k_weight:g}" + ("_len" if a.length_term else "")
+                 + ("_std" if a.standardize else "") + ("_plus" if a.plus else "_in"))
     a.out = os.path.join(ROOT, "models", "cache", "heldout", a.tag)
     return a
 
@@ -90,10 +95,12 @@ def write(path, recs):
 def train(a, name, recs):
     path = write(os.path.join(a.out, name + ".jsonl"), recs)
     d = os.path.join(a.out, name)
-    cmd = [a.bin, "train", "--encoder", ENC, "--in", path, "--out", d, "--name", name,
+    cmd = [a.bin, "train", "--encoder", a.encoder, "--in", path, "--out", d, "--name", name,
            "--holdout-every", "0", "--l2", repr(a.l2), "--quiet", "--json"]
     if a.length_term:
         cmd.append("--length-term")
+    if a.standardize:
+        cmd.append("--standardize")
     p = subprocess.run(cmd, check=True, capture_output=True, text=True)
     print("routescore " + " ".join(cmd[1:]), flush=True)
     print(p.stdout.strip(), flush=True)
