@@ -19,7 +19,7 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
     cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release || exit 2
 fi
-cmake --build "$BUILD" -j"$JOBS" --target test_gpu_ops test_gpu_e2e test_gpu_lost test_gpu_llama_ops test_gpu_causal routescore || exit 2
+cmake --build "$BUILD" -j"$JOBS" --target test_gpu_ops test_gpu_e2e test_gpu_lost test_gpu_llama_ops test_gpu_causal test_gpu_llama_embed routescore || exit 2
 grep -q "RS_HAVE_CUDA" "$BUILD/CMakeFiles/rs_host.dir/flags.make" 2>/dev/null ||
     { echo "run_gpu_tests: $BUILD has no CUDA backend (no nvcc at configure time?)"; exit 2; }
 
@@ -70,5 +70,6 @@ sanitize memcheck test_gpu_e2e
 sanitize memcheck test_gpu_llama_ops
 sanitize racecheck test_gpu_llama_ops
 sanitize memcheck test_gpu_causal
+sanitize memcheck test_gpu_llama_embed
 [ "$rc" = 0 ] && echo "run_gpu_tests: all GPU tests and sanitizer runs passed"
 exit "$rc"
