@@ -757,8 +757,9 @@ typedef struct split {
 
 static void print_table(FILE *f, const split *sp, const metrics *mh, const metrics *mb, double threshold,
                         int length_term, double length_weight, int iters, double gnorm) {
-    fprintf(f, "examples   train %zu (positive %.2f%%)   held-out %zu (positive %.2f%%)\n", sp->n_train,
-            100.0 * sp->pos_train, sp->n_held, 100.0 * sp->pos_held);
+    fprintf(f, "examples   train %zu (positive %.2f%%)   held-out %zu", sp->n_train, 100.0 * sp->pos_train, sp->n_held);
+    if (sp->n_held) fprintf(f, " (positive %.2f%%)", 100.0 * sp->pos_held);
+    fputc('\n', f);
     if (sp->weighted)
         fprintf(f, "weights    train %.6g   held-out %.6g   (rates and metrics weighted)\n", sp->w_train, sp->w_held);
     fprintf(f, "fit        %d Newton steps, |grad| %.3g   threshold %.6g\n", iters, gnorm, threshold);
