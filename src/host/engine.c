@@ -40,8 +40,10 @@
 #define RS_MAX_BATCH_SEQS 512
 #define RS_STAGE_SLOTS 64 /* prompts tokenized in parallel at a time */
 /* A Llama encoder keeps a KV cache slot of max_tokens positions per prompt
- * of a batch: 32 prompts of 256 tokens are 8192 tokens per forward. */
+ * of a batch: up to 32 prompts a forward, fewer when they may be long, so
+ * the cache holds at most 8192 positions (32 x 256, the default). */
 #define RS_LLM_ENC_SEQS 32
+#define RS_LLM_ENC_POSITIONS 8192
 #define RS_LLM_ENC_MAX_TOKENS 256
 
 /* KIND_CAUSAL (causal_router.c): a Llama rating model, not the encoder path. */
@@ -344,8 +346,10 @@ static rs_status open_llama_encoder(rs_engine *e, const char *enc_dir, const rs_
     if (!max_tokens) max_tokens = RS_LLM_ENC_MAX_TOKENS;
     if (max_tokens > c.max_positions) max_tokens = c.max_positions;
     e->max_tokens = max_tokens;
-    e->max_seqs = RS_LLM_ENC_SEQS;
-    e->batch_tokens = opts->max_batch_tokens ? opts->max_batch_tokens : RS_LLM_ENC_SEQS * max_tokens;
+    e->max_seqs = RS_LLM_ENC_POSITIONS / max_tokens;
+    if (e->max_seqs > RS_LLM_ENC_SEQS) e->max_seqs = RS_LLM_ENC_SEQS;
+    if (e->max_seqs < 1) e->max_seqs = 1;
+    e->batch_tokens = opts->max_batch_tokens ? opts->max_batch_tokens : e->max_seqs * max_tokens;
     if (e->batch_tokens < max_tokens) e->batch_tokens = max_tokens;
     if ((st = create_backend(e, opts, use_cuda, max_tokens, (size_t)e->batch_tokens, 1, err)) != RS_OK) return st;
     rs_llama_limits lim = {.max_tokens = e->batch_tokens, .max_slots = e->max_seqs, .slot_len = max_tokens,
