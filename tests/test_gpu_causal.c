@@ -104,17 +104,6 @@ static int prefix_ids(const char *dir, int32_t *ids, int cap) {
     return st == RS_OK ? (int)n : -1;
 }
 
-static rs_engine *open_engine(const char *dir, const char *backend) {
-    rs_engine_opts o;
-    rs_engine_opts_default(&o);
-    o.backend = backend;
-    o.n_threads = 2;
-    rs_engine *e = NULL;
-    rs_err err = {{0}};
-    CHECK_MSG(rs_engine_open(dir, &o, &e, &err) == RS_OK, "open %s on %s: %s", dir, backend, err.msg);
-    return e;
-}
-
 int main(void) {
     int n_dev = rs_cuda_device_count();
     if (n_dev < 1) {
@@ -135,7 +124,7 @@ int main(void) {
     if (!golden) return test_done("test_gpu_causal");
     const int orig = cJSON_GetObjectItem(golden, "orig_vocab_size")->valueint;
 
-    rs_engine *ec = open_engine(dir, "cpu"), *eg = open_engine(dir, "cuda");
+    rs_engine *ec = test_open_engine(dir, "cpu", 0), *eg = test_open_engine(dir, "cuda", 0);
     if (!ec || !eg) return test_done("test_gpu_causal");
     CHECK(!strcmp(rs_engine_backend(eg), "cuda"));
 

@@ -81,19 +81,6 @@ static int load_ids(const char *path) {
     return n_seq;
 }
 
-static rs_engine *open_model(const char *dir, const char *backend, int batch_tokens) {
-    rs_engine_opts o;
-    rs_engine_opts_default(&o);
-    o.backend = backend;
-    o.max_batch_tokens = batch_tokens;
-    o.n_threads = 2;
-    rs_engine *e = NULL;
-    rs_err err = {{0}};
-    rs_status st = rs_engine_open(dir, &o, &e, &err);
-    CHECK_MSG(st == RS_OK, "open %s on %s: %s", dir, backend, err.msg);
-    return e;
-}
-
 static void compare_scores(const char *what, const rs_score *c, const rs_score *g, int n, float threshold) {
     float worst = 0.f;
     for (int i = 0; i < n; i++) {
@@ -119,7 +106,8 @@ static void test_model(const char *data, const char *name, int n_labels) {
     snprintf(golden, sizeof golden, "%s/fidelity/%s_golden.jsonl", data, name);
     CHECK_MSG(load_ids(golden) > 0, "no sequences in %s", golden);
     if (!n_seq) return;
-    rs_engine *c = open_model(dir, "cpu", 0), *g = open_model(dir, "cuda", 0), *g_small = open_model(dir, "cuda", 130);
+    rs_engine *c = test_open_engine(dir, "cpu", 0), *g = test_open_engine(dir, "cuda", 0),
+              *g_small = test_open_engine(dir, "cuda", 130);
     if (!c || !g || !g_small) goto done;
     CHECK(!strcmp(rs_engine_backend(g), "cuda") && !strcmp(rs_engine_backend(c), "cpu"));
     rs_router_info info;
@@ -188,7 +176,7 @@ int main(void) {
     /* "auto" picks the GPU here; a bad device index is an error, not a crash. */
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/fidelity/xlmr_tiny", data);
-    rs_engine *e = open_model(dir, "auto", 0);
+    rs_engine *e = test_open_engine(dir, "auto", 0);
     CHECK(e && !strcmp(rs_engine_backend(e), "cuda"));
     rs_engine_close(e);
     rs_engine_opts o;

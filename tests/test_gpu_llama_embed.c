@@ -68,17 +68,6 @@ static int write_spec(const char *dir, const char *encoder, int layers, const ch
     return fclose(f);
 }
 
-static rs_engine *open_on(const char *dir, const char *backend) {
-    rs_engine_opts o;
-    rs_engine_opts_default(&o);
-    o.backend = backend;
-    o.n_threads = 2;
-    rs_engine *e = NULL;
-    rs_err err = {{0}};
-    CHECK_MSG(rs_engine_open(dir, &o, &e, &err) == RS_OK, "open %s on %s: %s", dir, backend, err.msg);
-    return e;
-}
-
 static void compare(const char *tmp, const char *enc_path, int layers, const char *pooling) {
     char dir[1100], encoder[PATH_MAX];
     if (!realpath(enc_path, encoder)) { /* the spec lives elsewhere: an absolute path */
@@ -87,7 +76,7 @@ static void compare(const char *tmp, const char *enc_path, int layers, const cha
     }
     snprintf(dir, sizeof dir, "%s/spec-%d-%s", tmp, layers, pooling);
     CHECK(write_spec(dir, encoder, layers, pooling) == 0);
-    rs_engine *c = open_on(dir, "cpu"), *g = open_on(dir, "cuda");
+    rs_engine *c = test_open_engine(dir, "cpu", 0), *g = test_open_engine(dir, "cuda", 0);
     if (!c || !g) goto done;
     rs_router_info info;
     rs_engine_info(c, &info);

@@ -97,3 +97,15 @@ void test_emb_case_free(test_emb_case *c) {
     free(c->emb);
     free(c->out);
 }
+
+rs_engine *test_open_engine(const char *dir, const char *backend, int batch_tokens) {
+    rs_engine_opts o;
+    rs_engine_opts_default(&o);
+    if (backend) o.backend = backend;
+    o.max_batch_tokens = batch_tokens;
+    o.n_threads = 2;
+    rs_engine *e = NULL;
+    rs_err err = {{0}};
+    CHECK_MSG(rs_engine_open(dir, &o, &e, &err) == RS_OK, "open %s on %s: %s", dir, o.backend, err.msg);
+    return e;
+}

@@ -33,6 +33,9 @@ const char *test_env(const char *name);
 /* Reads a whole file; caller frees. NULL on error. */
 char *test_read_file(const char *path, size_t *len);
 int test_done(const char *name);
+/* rs_engine_open with backend (NULL: cpu), max_batch_tokens (0: default)
+ * and 2 threads; CHECKs that it opened. NULL on failure. */
+rs_engine *test_open_engine(const char *dir, const char *backend, int batch_tokens);
 /* Reads dir/embeddings.jsonl (lines of float arrays) into a (n, dim) array
  * the caller frees; NULL when the file is missing. */
 float *test_read_embeddings(const char *dir, size_t *n, size_t *dim);
