@@ -9,6 +9,10 @@ On the CPU (2 replicas of 1 thread each, small batches so there are many):
   replicas at once) get scores bit-identical to `routescore label --threads 1`
   on the same prompts, in request order, with sane per-request timings;
 - both replicas computed (the "drained" log's replica_batches);
+- CPU engines share the cores by default across routers: router_ready's
+  "threads" is the explicit --threads, else the online cores divided among
+  the replicas of every router without "threads" (a config of two routers,
+  one with 2 replicas: 3 engines), or all of them for a lone engine;
 - bad replica settings are clear errors: a device list with the cpu backend,
   a device listed twice, an empty list, --replicas 0, an unknown backend, and
   the cuda backend where there is no GPU (refused at load, naming it).
@@ -86,6 +90,20 @@ def main():
     per = drained[-1].get("replica_batches", {}) if drained else {}
     counts = next(iter(per.values()), [])
     check(len(counts) == 2 and all(c > 0 for c in counts), f"both replicas computed batches: {per}")
+
+    check(ready.get("threads") == 1, f"router_ready: --threads 1 gives 1 thread ({ready.get('threads')})")
+    cores = os.cpu_count() or 1
+    share = {"routers": [{"name": "a", "model": router}, {"name": "b", "model": router, "replicas": 2},
+                         {"name": "c", "model": router, "threads": 5}]}
+    with su.serving(check, ["--config", write(os.path.join(tmp, "share.json"), share)]) as srv:
+        srv.wait_event("serving")
+        got = {e["router"]: e.get("threads") for e in srv.events("router_ready")}
+    want = max(1, cores // 3)
+    check(got == {"a": want, "b": want, "c": 5},
+          f"3 CPU engines share {cores} cores ({want} each), 'threads' wins: {got}")
+    with su.serving(check, ["--model", router]) as srv:
+        lone = srv.wait_event("router_ready").get("threads")
+    check(lone == cores, f"a lone engine uses every core ({lone} of {cores})")
 
     cfg = {"routers": [{"model": router, "backend": "cpu", "devices": [0, 1]}]}
     bad_cases = [

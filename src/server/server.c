@@ -1337,16 +1337,31 @@ static rs_status warm_up(router *r, rs_engine *e, rs_err *err) {
     return st;
 }
 
-rs_status rs_server_open_router(const rs_srv_router_cfg *rc, const char *label, int replica, int n_threads,
-                                rs_engine **out, rs_router_info *info, rs_err *err) {
+int rs_server_cpu_engines(const rs_srv_config *cfg) {
+    int n = 0;
+    for (int i = 0; i < cfg->n_routers; i++) {
+        const rs_srv_router_cfg *r = &cfg->routers[i];
+        if (r->threads == 0 && strcmp(r->backend, "cuda")) n += rs_srv_replicas(r);
+    }
+    return n;
+}
+
+/* Threads of one engine of rc: its "threads", else the online cores shared
+ * among cpu_engines (rs_server_cpu_engines). */
+static int engine_threads(const rs_srv_router_cfg *rc, int cpu_engines) {
+    if (rc->threads > 0) return rc->threads;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1) cores = 1;
+    return cpu_engines > 1 ? (cores > cpu_engines ? (int)(cores / cpu_engines) : 1) : (int)cores;
+}
+
+/* n_threads > 0 forces the engine's thread count. */
+static rs_status open_router(const rs_srv_router_cfg *rc, const char *label, int replica, int n_threads,
+                             int cpu_engines, rs_engine **out, rs_router_info *info, rs_err *err) {
     const int n_rep = rs_srv_replicas(rc);
     rs_engine_opts eo;
     rs_engine_opts_default(&eo);
-    eo.n_threads = n_threads > 0 ? n_threads : rc->threads;
-    if (eo.n_threads == 0 && n_rep > 1) { /* CPU replicas share the cores */
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        eo.n_threads = cores > n_rep ? (int)(cores / n_rep) : 1;
-    }
+    eo.n_threads = n_threads > 0 ? n_threads : engine_threads(rc, cpu_engines);
     eo.max_batch_tokens = rc->max_batch_tokens;
     eo.max_tokens = rc->max_tokens;
     eo.backend = rc->backend;
@@ -1369,7 +1384,13 @@ rs_status rs_server_open_router(const rs_srv_router_cfg *rc, const char *label, 
     return st;
 }
 
+rs_status rs_server_open_router(const rs_srv_router_cfg *rc, const char *label, int replica, int n_threads,
+                                rs_engine **out, rs_router_info *info, rs_err *err) {
+    return open_router(rc, label, replica, n_threads, rs_srv_replicas(rc), out, info, err);
+}
+
 rs_status rs_server_load(rs_server *s, rs_err *err) {
+    const int cpu_engines = rs_server_cpu_engines(&s->cfg);
     for (int i = 0; i < s->n_routers; i++) {
         router *r = &s->routers[i];
         const double t0 = rs_cli_now();
@@ -1377,7 +1398,7 @@ rs_status rs_server_load(rs_server *s, rs_err *err) {
         const int n_rep = rs_srv_replicas(&r->cfg);
         for (int k = 0; k < n_rep && st == RS_OK; k++) {
             rs_router_info info;
-            st = rs_server_open_router(&r->cfg, r->name, k, 0, &r->engines[k], &info, err);
+            st = open_router(&r->cfg, r->name, k, 0, cpu_engines, &r->engines[k], &info, err);
             if (st != RS_OK) break;
             r->n_engines = k + 1;
             if (k == 0) r->info = info;
@@ -1415,10 +1436,10 @@ rs_status rs_server_load(rs_server *s, rs_err *err) {
         char e1[300], e2[300], e3[300];
         rs_log(RS_LOG_INFO, "router_ready",
                "\"router\":\"%s\",\"model\":\"%s\",\"kind\":\"%s\",\"threshold\":%.6g,\"max_tokens\":%d,\"online\":%s,"
-               "\"strong_model\":\"%s\",\"backend\":\"%s\",\"replicas\":%d,\"load_s\":%.3f",
+               "\"strong_model\":\"%s\",\"backend\":\"%s\",\"replicas\":%d,\"threads\":%d,\"load_s\":%.3f",
                rs_log_esc(e1, sizeof e1, r->name), rs_log_esc(e2, sizeof e2, r->cfg.model), r->info.kind, (double)t,
                r->info.max_tokens, r->cfg.online ? "true" : "false", rs_log_esc(e3, sizeof e3, r->info.strong_model),
-               rs_engine_backend(r->engine), r->n_engines, rs_cli_now() - t0);
+               rs_engine_backend(r->engine), r->n_engines, engine_threads(&r->cfg, cpu_engines), rs_cli_now() - t0);
     }
     atomic_store(&s->ready, 1);
     rs_metrics_ready(s->metrics, 1);
