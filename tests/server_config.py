@@ -24,6 +24,87 @@ def write(path, obj):
     return path
 
 
+def to_yaml(obj, indent=0):
+    """Block-style YAML of a JSON value (plain scalars where YAML types them
+    back the same; strings double-quoted)."""
+    pad = " " * indent
+    if isinstance(obj, dict):
+        out = []
+        for k, v in obj.items():
+            if isinstance(v, (dict, list)) and v:
+                out.append(f"{pad}{k}:\n{to_yaml(v, indent + 2)}")
+            else:
+                out.append(f"{pad}{k}: {to_yaml(v)}")
+        return "\n".join(out)
+    if isinstance(obj, list):
+        out = []
+        for v in obj:
+            body = to_yaml(v, indent + 2).lstrip() if isinstance(v, (dict, list)) else to_yaml(v)
+            out.append(f"{pad}- {body}")
+        return "\n".join(out)
+    if isinstance(obj, bool):
+        return "true" if obj else "false"
+    if obj is None:
+        return "null"
+    if isinstance(obj, (int, float)):
+        return repr(obj)
+    return json.dumps(obj)
+
+
+def out_of(cfg):
+    rc, out, err = run_check(["--config", cfg])
+    return out if rc == 0 else None
+
+
+def yaml_checks(check, tmp, router, good, want_out):
+    """The same config as YAML gives the same --check-config summary; YAML's
+    own mistakes are clear errors with a line number."""
+    y = write(os.path.join(tmp, "good.yaml"), "# routescore serve config\n" + to_yaml(good) + "\n")
+    check(want_out is not None and out_of(y) == want_out, f"YAML config = JSON config: {out_of(y)!r} vs {want_out!r}")
+    # Anchors/aliases, comments, quoted and plain scalars, flow style, .yml.
+    hand = f"""listen: 127.0.0.1:0   # a plain string with a colon inside
+metrics_listen: "127.0.0.1:0"
+cq_threads: 2
+defaults: &d {{model: {json.dumps(router)}, max_batch_size: 64}}
+routers:
+  - {{<<: *d, name: a}}
+"""
+    rc, out, err = run_check(["--config", write(os.path.join(tmp, "hand.yml"), hand)])
+    check(rc == 2 and "unknown key 'defaults'" in err, f"YAML keys are checked like JSON's: {err.strip()[:160]}")
+    hand2 = f"""listen: 127.0.0.1:0
+routers:
+  - name: a
+    model: &m {json.dumps(router)}
+    threshold: 0.25
+    online: {{strong_share: .3, window: 200, min_samples: 100}}
+  - name: "b"
+    model: *m
+    threshold: 1e-1
+"""
+    rc, out, err = run_check(["--config", write(os.path.join(tmp, "hand2.yml"), hand2)])
+    r = json.loads(out)["routers"] if rc == 0 else []
+    check(rc == 0 and [x["name"] for x in r] == ["a", "b"] and abs(r[1]["threshold"] - 0.1) < 1e-9,
+          f"hand-written YAML with an alias: exit {rc}, {out.strip()[:200]} {err.strip()[:200]}")
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(8))
+    bad = [
+        ("listen: [unclosed\n", "line 2"),
+        ("listen: a\nlisten: b\n", "key 'listen' given twice"),
+        ("cq_threads: \"2\"\n", "'cq_threads' must be an integer"),
+        ("cq_threads: 2\n---\ncq_threads: 3\n", "more than one YAML document"),
+        ("? [a, b]\n: 1\n", "a mapping key must be a scalar"),
+        (bomb, "more than 100000 nodes"),
+        ("- just\n- a list\n", "must be an object"),
+        ("", "no YAML document"),
+    ]
+    for i, (text, want) in enumerate(bad):
+        rc, out, err = run_check(["--config", write(os.path.join(tmp, f"bad{i}.yaml"), text)])
+        check(rc == 2 and want in err and not out.strip(), f"bad YAML {i}: exit {rc}, says '{err.strip()[:160]}' "
+              f"(wants '{want}')")
+
+
 def main():
     check, tmp, router, st = su.setup()
     pb = st.scorer
@@ -69,6 +150,7 @@ def main():
     for i, (obj, want) in enumerate(bad_cases):
         rc, out, err = run_check(["--config", write(os.path.join(tmp, f"bad{i}.json"), obj)])
         check(rc == 2 and want in err, f"bad config {i}: exit {rc}, says '{err.strip()[:150]}' (wants '{want}')")
+    yaml_checks(check, tmp, router, good, out_of(cfg))
     emb_only = os.path.join(os.environ["RS_TEST_DATA"], "mf_routellm")  # no encoder: embeddings only
     rc, out, err = run_check(["--model", emb_only])
     r0 = json.loads(out)["routers"][0] if rc == 0 else {}

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "yaml_json.h"
+
 void rs_srv_router_default(rs_srv_router_cfg *r) {
     memset(r, 0, sizeof *r);
     snprintf(r->backend, sizeof r->backend, "cpu");
@@ -239,6 +241,12 @@ static rs_status read_file(const char *path, cJSON **out, rs_err *err) {
     }
     fclose(f);
     buf[n] = 0;
+    const size_t pl = strlen(path);
+    if ((pl > 5 && !strcmp(path + pl - 5, ".yaml")) || (pl > 4 && !strcmp(path + pl - 4, ".yml"))) {
+        rs_status st = rs_yaml_to_json(buf, n, path, out, err);
+        free(buf);
+        return st;
+    }
     const char *end = NULL;
     *out = cJSON_ParseWithOpts(buf, &end, 1);
     if (!*out) {
