@@ -363,6 +363,33 @@ def test_shards(tmp, model):
     check(n_lines > 200, "shards: enough lines")
 
 
+def test_max_tokens(tmp, model):
+    """--max-tokens on label and embed: prompts are cut to N ids (specials
+    included) and flagged truncated, which changes the score; short prompts
+    are untouched; N below 3 is refused."""
+    long_p = "Prove that there are infinitely many primes, then explain the proof to a child in detail."
+    inp = os.path.join(tmp, "maxtok.jsonl")
+    write_lines(inp, [json.dumps({"id": 1, "prompt": long_p}), json.dumps({"id": 2, "prompt": "hi"})])
+    full, cut = os.path.join(tmp, "maxtok_full.jsonl"), os.path.join(tmp, "maxtok_cut.jsonl")
+    r1 = run(["--model", model, "--in", inp, "--out", full, "--quiet"])
+    r2 = run(["--model", model, "--in", inp, "--out", cut, "--quiet", "--max-tokens", "8"])
+    check(r1.returncode == 0 and r2.returncode == 0, f"label --max-tokens: exit {r1.returncode}/{r2.returncode}")
+    if r1.returncode == 0 and r2.returncode == 0:
+        a, b = read_records(full), read_records(cut)
+        check(a[0]["tokens"] > 8 and not a[0]["truncated"] and b[0]["tokens"] == 8 and b[0]["truncated"],
+              f"label --max-tokens 8 cuts the long prompt: {a[0]} / {b[0]}")
+        check(abs(a[0]["win_prob"] - b[0]["win_prob"]) > 1e-6, "cutting the prompt changes its score")
+        # (its batch-mate's length differs, so the GEMM blocking may round differently)
+        check(a[1]["tokens"] == b[1]["tokens"] and not b[1]["truncated"]
+              and abs(a[1]["win_prob"] - b[1]["win_prob"]) < 1e-6, f"a short prompt is untouched: {a[1]} / {b[1]}")
+    r = rstest.run(["embed", "--model", model, "--in", inp, "--max-tokens", "8"])
+    recs = [json.loads(l) for l in r.stdout.decode().splitlines()] if r.returncode == 0 else []
+    check(len(recs) == 2 and recs[0]["tokens"] == 8 and recs[0]["truncated"] and not recs[1]["truncated"],
+          f"embed --max-tokens 8: exit {r.returncode}, {[(x['tokens'], x['truncated']) for x in recs]}")
+    r = run(["--model", model, "--in", inp, "--out", os.path.join(tmp, "maxtok_bad.jsonl"), "--max-tokens", "2"])
+    check(r.returncode == 2 and b"--max-tokens" in r.stderr, f"label --max-tokens 2 is refused ({r.returncode})")
+
+
 def main():
     if rstest.binary_missing():
         return 1
@@ -380,7 +407,8 @@ def main():
                          ("messages_and_gzip", lambda: test_messages_and_gzip(tmp, model)),
                          ("malformed", lambda: test_malformed(tmp, model)),
                          ("resume", lambda: test_resume(tmp, model, seed)),
-                         ("shards", lambda: test_shards(tmp, model))]:
+                         ("shards", lambda: test_shards(tmp, model)),
+                         ("max_tokens", lambda: test_max_tokens(tmp, model))]:
             t0 = time.time()
             fn()
             print(f"  {name}: {time.time() - t0:.1f}s", flush=True)

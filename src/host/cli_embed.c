@@ -15,6 +15,7 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: routescore embed [--model DIR] --in FILE [--out FILE] [--field PATH] [--threads N]\n"
+               "                        [--max-tokens N]\n"
                "\n"
                "Writes {\"id\", \"tokens\", \"truncated\", \"embedding\": [...]} per input line\n"
                "(--out - or no --out: stdout). Malformed lines give {\"id\", \"line\", \"error\"}\n"
@@ -62,13 +63,13 @@ int rs_cli_embed(int argc, char **argv) {
         {"model", required_argument, 0, 'm'}, {"in", required_argument, 0, 'i'},
         {"out", required_argument, 0, 'o'},   {"field", required_argument, 0, 'f'},
         {"threads", required_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
-        RS_CLI_BACKEND_OPTIONS('B', 'D'),
+        {"max-tokens", required_argument, 0, 'x'}, RS_CLI_BACKEND_OPTIONS('B', 'D'),
         {0, 0, 0, 0}};
     rs_cli_engine_flags fl = {0};
     const char *in = NULL, *outp = "-", *field = NULL;
     rs_err err = {{0}};
     optind = 1;
-    for (int c; (c = getopt_long(argc, argv, "m:i:o:f:j:h", LONG, NULL)) != -1;) {
+    for (int c; (c = getopt_long(argc, argv, "m:i:o:f:j:x:h", LONG, NULL)) != -1;) {
         rs_status st = RS_OK;
         switch (c) {
         case 'm': fl.model = optarg; break;
@@ -76,6 +77,7 @@ int rs_cli_embed(int argc, char **argv) {
         case 'o': outp = optarg; break;
         case 'f': field = optarg; st = rs_cli_path_check(optarg, &err); break;
         case 'j': st = rs_cli_parse_int("--threads", optarg, 1, 1024, &fl.threads, &err); break;
+        case 'x': st = rs_cli_parse_int("--max-tokens", optarg, 3, 1 << 20, &fl.max_tokens, &err); break;
         case 'B': fl.backend = optarg; break;
         case 'D': st = rs_cli_parse_int("--device", optarg, 0, 1024, &fl.device, &err); break;
         case 'h': usage(stdout); return 0;

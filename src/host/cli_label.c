@@ -48,6 +48,7 @@ typedef struct label_opts {
     int resume;
     long shard_i, shard_n;
     long threads;
+    long max_tokens;     /* 0: the router's own truncation */
     const char *backend; /* NULL: the engine's default (cpu) */
     long device;
     int quiet;
@@ -98,6 +99,7 @@ static void usage(FILE *f) {
             "  --resume         continue a partial --out (after a crash or kill) instead of refusing it\n"
             "  --shard i/N      only records whose 0-based line index %% N == i\n"
             "  --threads N      engine threads (default: all cores)\n"
+            "  --max-tokens N   truncate prompts to N tokens, specials included (default: the router's)\n"
             RS_CLI_BACKEND_HELP
             "  --quiet          no progress bar or summary\n"
             "\n"
@@ -108,7 +110,7 @@ static void usage(FILE *f) {
 
 static int parse_opts(int argc, char **argv, label_opts *o) {
     enum { O_MODEL = 1000, O_IN, O_OUT, O_FIELD, O_THRESHOLD, O_BATCH, O_RESUME, O_SHARD, O_THREADS, O_QUIET, O_HELP, O_ID,
-           O_BACKEND, O_DEVICE };
+           O_BACKEND, O_DEVICE, O_MAX_TOKENS };
     static const struct option longs[] = {
         {"model", required_argument, NULL, O_MODEL},   {"in", required_argument, NULL, O_IN},
         {"out", required_argument, NULL, O_OUT},       {"field", required_argument, NULL, O_FIELD},
@@ -116,6 +118,7 @@ static int parse_opts(int argc, char **argv, label_opts *o) {
         {"resume", no_argument, NULL, O_RESUME},       {"shard", required_argument, NULL, O_SHARD},
         {"threads", required_argument, NULL, O_THREADS}, {"quiet", no_argument, NULL, O_QUIET},
         {"help", no_argument, NULL, O_HELP},           {"id", required_argument, NULL, O_ID},
+        {"max-tokens", required_argument, NULL, O_MAX_TOKENS},
         RS_CLI_BACKEND_OPTIONS(O_BACKEND, O_DEVICE),   {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
@@ -146,6 +149,7 @@ static int parse_opts(int argc, char **argv, label_opts *o) {
         case O_RESUME: o->resume = 1; break;
         case O_SHARD: st = rs_cli_parse_shard("--shard", optarg, &o->shard_i, &o->shard_n, &err); break;
         case O_THREADS: st = rs_cli_parse_int("--threads", optarg, 0, 4096, &o->threads, &err); break;
+        case O_MAX_TOKENS: st = rs_cli_parse_int("--max-tokens", optarg, 3, 1 << 20, &o->max_tokens, &err); break;
         case O_QUIET: o->quiet = 1; break;
         case O_BACKEND: o->backend = optarg; break;
         case O_DEVICE: st = rs_cli_parse_int("--device", optarg, 0, 1024, &o->device, &err); break;
@@ -425,6 +429,7 @@ int rs_cli_label(int argc, char **argv) {
     rs_engine_opts eo;
     rs_engine_opts_default(&eo);
     eo.n_threads = (int)o.threads;
+    eo.max_tokens = (int)o.max_tokens;
     if (o.backend) eo.backend = o.backend;
     eo.device = (int)o.device;
     if (rs_engine_open(o.model, &eo, &eng, &err) != RS_OK) {
