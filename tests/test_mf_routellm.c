@@ -28,28 +28,24 @@ static void check_router(const char *data, const char *name, const char *strong)
     test_emb_case c;
     st = test_emb_case_run(&c, e, dir) == 0 ? RS_OK : RS_ERR_INTERNAL;
     CHECK(c.dim == 32 && c.n == 12);
-    float *emb = c.emb;
-    size_t n = c.n, dim = c.dim;
-    rs_score *out = c.out;
-    double worst = c.worst;
     if (st != RS_OK) {
         test_emb_case_free(&c);
         rs_engine_close(e);
         return;
     }
-    for (size_t i = 0; st == RS_OK && i < n; i++) CHECK(out[i].route_strong == (out[i].win_prob >= 0.5f));
-    CHECK_MSG(worst < 1e-5, "%s: max |p - numpy| = %g", name, worst);
-    printf("%s: %zu prompts, max |p - numpy| = %.3g\n", name, n, worst);
+    for (size_t i = 0; st == RS_OK && i < c.n; i++) CHECK(c.out[i].route_strong == (c.out[i].win_prob >= 0.5f));
+    CHECK_MSG(c.worst < 1e-5, "%s: max |p - numpy| = %g", name, c.worst);
+    printf("%s: %zu prompts, max |p - numpy| = %.3g\n", name, c.n, c.worst);
 
     /* Wrong width: the call fails as a whole. A non-finite vector: per prompt. */
-    CHECK(rs_engine_score_embeddings(e, emb, n, dim - 1, NAN, out, &err) == RS_ERR_INVALID_ARG);
-    emb[3] = NAN;
-    CHECK(rs_engine_score_embeddings(e, emb, 2, dim, NAN, out, &err) == RS_OK);
-    CHECK(out[0].status == RS_ERR_INVALID_ARG && out[1].status == RS_OK);
+    CHECK(rs_engine_score_embeddings(e, c.emb, c.n, c.dim - 1, NAN, c.out, &err) == RS_ERR_INVALID_ARG);
+    c.emb[3] = NAN;
+    CHECK(rs_engine_score_embeddings(e, c.emb, 2, c.dim, NAN, c.out, &err) == RS_OK);
+    CHECK(c.out[0].status == RS_ERR_INVALID_ARG && c.out[1].status == RS_OK);
     /* No encoder in the manifest: text cannot be scored. */
     const char *prompt = "hello";
     size_t plen = 5;
-    CHECK(rs_engine_score(e, &prompt, &plen, 1, NAN, out, &err) == RS_ERR_UNSUPPORTED);
+    CHECK(rs_engine_score(e, &prompt, &plen, 1, NAN, c.out, &err) == RS_ERR_UNSUPPORTED);
     test_emb_case_free(&c);
     rs_engine_close(e);
 }

@@ -79,25 +79,21 @@ int main(void) {
     test_emb_case c;
     st = test_emb_case_run(&c, e, dir) == 0 ? RS_OK : RS_ERR_INTERNAL;
     CHECK(c.dim == 16 && c.n == 10);
-    float *emb = c.emb;
-    size_t n = c.n, dim = c.dim;
-    rs_score *out = c.out;
-    double worst = c.worst;
     if (st != RS_OK) {
         test_emb_case_free(&c);
         rs_engine_close(e);
         return test_done("test_sw_ranking");
     }
-    CHECK_MSG(worst < 1e-4, "max |p - numpy| = %g", worst);
-    printf("sw_ranking: %zu prompts, max |p - numpy| = %.3g\n", n, worst);
+    CHECK_MSG(c.worst < 1e-4, "max |p - numpy| = %g", c.worst);
+    printf("sw_ranking: %zu prompts, max |p - numpy| = %.3g\n", c.n, c.worst);
     /* One prompt at a time gives the same scores as the batch. */
     rs_score one;
-    CHECK(rs_engine_score_embeddings(e, emb + 3 * dim, 1, dim, NAN, &one, &err) == RS_OK);
-    CHECK(fabsf(one.win_prob - out[3].win_prob) < 1e-6f);
+    CHECK(rs_engine_score_embeddings(e, c.emb + 3 * c.dim, 1, c.dim, NAN, &one, &err) == RS_OK);
+    CHECK(fabsf(one.win_prob - c.out[3].win_prob) < 1e-6f);
     /* A zero vector is a per-prompt error. */
-    memset(emb, 0, dim * sizeof *emb);
-    CHECK(rs_engine_score_embeddings(e, emb, 2, dim, NAN, out, &err) == RS_OK);
-    CHECK(out[0].status == RS_ERR_INVALID_ARG && out[1].status == RS_OK);
+    memset(c.emb, 0, c.dim * sizeof *c.emb);
+    CHECK(rs_engine_score_embeddings(e, c.emb, 2, c.dim, NAN, c.out, &err) == RS_OK);
+    CHECK(c.out[0].status == RS_ERR_INVALID_ARG && c.out[1].status == RS_OK);
     test_emb_case_free(&c);
     rs_engine_close(e);
     check_errors();
