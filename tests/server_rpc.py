@@ -7,7 +7,9 @@ threshold and strong_share, decisions and model names, truncation, timings),
 ScoreStream (many requests, a failing one inside, request ids), server
 reflection v1alpha and v1 (list_services, file_containing_symbol decoded with
 the protobuf descriptor API, file_by_filename, a miss), an unknown method
-(UNIMPLEMENTED), and the Prometheus endpoint.
+(UNIMPLEMENTED), and the Prometheus endpoint. Then a router over a Llama
+encoder (the tiny test model's first layer, head fitted here by `routescore
+train --standardize`): Score through the server equals `routescore label`.
 """
 import json
 import os
@@ -201,7 +203,31 @@ def main():
               f"decisions ({strong:.0f}+{weak:.0f}) = prompts scored")
         ch.close()
     check(bool(srv.events("drained")), "logged 'drained'")
+    llama_encoder_router(check, tmp, st, prompts_for_test())
     check.done()
+
+
+def llama_encoder_router(check, tmp, st, prompts):
+    spec = os.path.join(tmp, "tiny-spec")
+    os.makedirs(spec, exist_ok=True)
+    with open(os.path.join(spec, "routescore.json"), "w") as f:
+        json.dump({"kind": "embed", "encoder": os.path.join(os.environ["RS_TEST_DATA"], "causal_tiny", "router"),
+                   "encoder_layers": 1, "pooling": "mean", "normalize": False}, f)
+    train = os.path.join(tmp, "tiny-train.jsonl")
+    with open(train, "w") as f:
+        for i, p in enumerate(prompts):
+            f.write(json.dumps({"prompt": p, "label": int(len(p) > 60)}) + "\n")
+    router = os.path.join(tmp, "tiny-llm-mf")
+    subprocess.run([su.binary(), "train", "--encoder", spec, "--in", train, "--out", router, "--standardize",
+                    "--l2", "3", "--holdout-every", "0", "--quiet"], check=True, capture_output=True)
+    want = label_scores(router, prompts, spec)  # its own in/out files
+    with su.serving(check, ["--model", router]) as srv:
+        with srv.channel() as ch:
+            resp = st.scorer_grpc.ScorerStub(ch).Score(st.scorer.ScoreRequest(prompts=prompts), timeout=60)
+    got = [s.win_prob for s in resp.scores]
+    check(len(got) == len(prompts) and all(abs(g - w["win_prob"]) < 1e-6 for g, w in zip(got, want))
+          and len(set(round(g, 4) for g in got)) > 3,
+          f"Llama-encoder router: server = label ({got[:3]} vs {[w['win_prob'] for w in want[:3]]})")
 
 
 if __name__ == "__main__":
