@@ -72,7 +72,8 @@ struct rs_engine {
     rs_llama *llm;     /* a Llama model as the encoder (enc and cfg stay NULL) */
     int hidden, vocab; /* the encoder's width and vocabulary */
     const char *arch;  /* the encoder's config.json architecture */
-    int max_seqs;      /* sequences per forward */    rs_causal *causal; /* KIND_CAUSAL only: then enc, cfg and staging stay NULL */
+    int max_seqs;      /* sequences per forward */
+    rs_causal *causal; /* KIND_CAUSAL only: then enc, cfg and staging stay NULL */
     rs_mf *mf;         /* KIND_MF_ROUTELLM */
     rs_sw *sw;         /* KIND_SW_RANKING */
     int emb_dim;       /* embedding width the mf_routellm/sw_ranking head takes */

@@ -461,11 +461,8 @@ rs_status rs_llama_embed(rs_llama *m, const int32_t *ids, const int32_t *offsets
     const int n = offsets[n_seq];
     rs_status st = check_ids(m, ids, n, err);
     if (st != RS_OK) return st;
-    const int n_prefix = m->n_prefix;
-    m->n_prefix = 0; /* sequences stand alone */
-    st = forward(m, ids, m->eslot, m->epos, n, 0, NULL, 0, NULL, m->hid, err);
-    m->n_prefix = n_prefix;
-    if (st != RS_OK) return st;
+    if (m->n_prefix) return rs_errf(err, RS_ERR_INVALID_ARG, "llama embed: sequences stand alone, no prefix is set");
+    if ((st = forward(m, ids, m->eslot, m->epos, n, 0, NULL, 0, NULL, m->hid, err)) != RS_OK) return st;
     const int H = m->cfg.hidden;
     for (int s = 0; s < n_seq; s++) {
         float *o = out + (size_t)s * (size_t)H;
@@ -485,8 +482,6 @@ rs_status rs_llama_embed(rs_llama *m, const int32_t *ids, const int32_t *offsets
     }
     return RS_OK;
 }
-
-int rs_llama_layers(const rs_llama *m) { return m->nl; }
 
 double rs_llama_model_flops(const rs_llama *m, int n, double ctx, int n_rows) {
     rs_llama_config c = m->cfg;

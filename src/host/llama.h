@@ -97,9 +97,6 @@ rs_status rs_llama_forward(rs_llama *m, const int32_t *ids, const int32_t *slot,
 rs_status rs_llama_embed(rs_llama *m, const int32_t *ids, const int32_t *offsets, int n_seq, int pool_last,
                          int normalize, float *out, rs_err *err);
 
-/* Layers this rs_llama runs (limits.n_layers or all). */
-int rs_llama_layers(const rs_llama *m);
-
 /* Floating-point operations of a forward of n tokens attending to ctx
  * positions on average, with n_rows logit rows (for benchmarks). */
 double rs_llama_flops(const rs_llama_config *c, int n, double ctx, int n_rows);

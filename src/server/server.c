@@ -1337,7 +1337,10 @@ static rs_status warm_up(router *r, rs_engine *e, rs_err *err) {
     return st;
 }
 
-int rs_server_cpu_engines(const rs_srv_config *cfg) {
+/* CPU engines that share the machine's cores by default: the replicas of
+ * every router whose backend may be the CPU ("cpu" or "auto") and that sets
+ * no "threads". Each of them gets cores / that many threads (at least 1). */
+static int cpu_engines_of(const rs_srv_config *cfg) {
     int n = 0;
     for (int i = 0; i < cfg->n_routers; i++) {
         const rs_srv_router_cfg *r = &cfg->routers[i];
@@ -1347,7 +1350,7 @@ int rs_server_cpu_engines(const rs_srv_config *cfg) {
 }
 
 /* Threads of one engine of rc: its "threads", else the online cores shared
- * among cpu_engines (rs_server_cpu_engines). */
+ * among cpu_engines (cpu_engines_of). */
 static int engine_threads(const rs_srv_router_cfg *rc, int cpu_engines) {
     if (rc->threads > 0) return rc->threads;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -1390,7 +1393,7 @@ rs_status rs_server_open_router(const rs_srv_router_cfg *rc, const char *label, 
 }
 
 rs_status rs_server_load(rs_server *s, rs_err *err) {
-    const int cpu_engines = rs_server_cpu_engines(&s->cfg);
+    const int cpu_engines = cpu_engines_of(&s->cfg);
     for (int i = 0; i < s->n_routers; i++) {
         router *r = &s->routers[i];
         const double t0 = rs_cli_now();

@@ -47,11 +47,6 @@ typedef enum rs_server_event {
 rs_status rs_server_open_router(const rs_srv_router_cfg *rc, const char *label, int replica, int n_threads,
                                 rs_engine **out, rs_router_info *info, rs_err *err);
 
-/* CPU engines that share the machine's cores by default: the replicas of
- * every router whose backend may be the CPU ("cpu" or "auto") and that sets
- * no "threads". Each of them gets cores / that many threads (at least 1). */
-int rs_server_cpu_engines(const rs_srv_config *cfg);
-
 /* cfg must have passed rs_srv_config_validate. */
 rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *err);
 rs_status rs_server_load(rs_server *s, rs_err *err);
