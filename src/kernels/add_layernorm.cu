@@ -82,9 +82,9 @@ rs_status rs_cuda_add_layernorm(rs_cuda *c, bf16 *x, const bf16 *residual, const
     const int64_t blocks = (M + kWarps - 1) / kWarps;
     if (blocks > 0x7fffffff) return RS_ERR_INVALID_ARG;
     if (N % 8 == 0)
-        add_ln_kernel<true><<<(unsigned)blocks, kWarps * 32, 0, c->stream>>>(x, residual, g, b, eps, M, N);
+        RS_LAUNCH(add_ln_kernel<true>, (unsigned)blocks, kWarps * 32, 0, c->stream)(x, residual, g, b, eps, M, N);
     else
-        add_ln_kernel<false><<<(unsigned)blocks, kWarps * 32, 0, c->stream>>>(x, residual, g, b, eps, M, N);
+        RS_LAUNCH(add_ln_kernel<false>, (unsigned)blocks, kWarps * 32, 0, c->stream)(x, residual, g, b, eps, M, N);
     RS_CUDA_LAUNCHED(c);
     return RS_OK;
 }

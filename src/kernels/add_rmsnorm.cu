@@ -78,9 +78,9 @@ rs_status rs_cuda_add_rmsnorm(rs_cuda *c, bf16 *x, const bf16 *delta, const floa
     if (blocks > 0x7fffffff) return RS_ERR_INVALID_ARG;
     const bool vec = N % 8 == 0 && (((uintptr_t)x | (uintptr_t)delta | (uintptr_t)y) & 15) == 0;
     if (vec)
-        add_rmsnorm_kernel<true><<<(unsigned)blocks, kWarps * 32, 0, c->stream>>>(x, delta, g, eps, M, N, y);
+        RS_LAUNCH(add_rmsnorm_kernel<true>, (unsigned)blocks, kWarps * 32, 0, c->stream)(x, delta, g, eps, M, N, y);
     else
-        add_rmsnorm_kernel<false><<<(unsigned)blocks, kWarps * 32, 0, c->stream>>>(x, delta, g, eps, M, N, y);
+        RS_LAUNCH(add_rmsnorm_kernel<false>, (unsigned)blocks, kWarps * 32, 0, c->stream)(x, delta, g, eps, M, N, y);
     RS_CUDA_LAUNCHED(c);
     return RS_OK;
 }

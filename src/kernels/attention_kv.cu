@@ -150,7 +150,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kv_kernel(kv_args a) {
 
 template <int DP>
 cudaError_t launch(cudaStream_t st, unsigned n_tiles, unsigned n_kv, const kv_args &a) {
-    attention_kv_kernel<DP><<<dim3(n_tiles, n_kv), kWarps * 32, 0, st>>>(a);
+    RS_LAUNCH(attention_kv_kernel<DP>, dim3(n_tiles, n_kv), kWarps * 32, 0, st)(a);
     return cudaGetLastError();
 }
 

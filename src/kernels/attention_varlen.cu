@@ -115,7 +115,7 @@ cudaError_t launch(cudaStream_t st, const bf16 *qkv, const int32_t *offsets, int
                    int D, bf16 *out) {
     const dim3 grid((unsigned)((max_len + kBlockQ - 1) / kBlockQ), (unsigned)n_heads, (unsigned)n_seq);
     const float scale_log2 = 1.4426950408889634f / sqrtf((float)D);
-    attention_varlen_kernel<DP><<<grid, kWarps * 32, 0, st>>>(reinterpret_cast<const uint16_t *>(qkv), offsets,
+    RS_LAUNCH(attention_varlen_kernel<DP>, grid, kWarps * 32, 0, st)(reinterpret_cast<const uint16_t *>(qkv), offsets,
                                                               n_heads, D, scale_log2,
                                                               reinterpret_cast<uint16_t *>(out));
     return cudaGetLastError();

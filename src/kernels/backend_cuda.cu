@@ -239,14 +239,24 @@ static rs_status cuda_to_host(rs_backend *b, float *dst, const float *src, size_
     return RS_OK;
 }
 
-/* Uploads n fp32 host values as bf16 to dst (device). */
-static rs_status upload_bf16(rs_cuda *c, uint16_t *dst, const float *src, size_t n) {
-    uint16_t *h = static_cast<uint16_t *>(c->xfer_host);
-    const size_t chunk = RS_CUDA_XFER_BYTES / sizeof *h;
+/* Uploads n fp32 host values to dst (device), as bf16 or as they are,
+ * through the pinned chunk on the backend's stream: the ops that read dst
+ * run on that stream after it, so no other ordering is needed (a plain
+ * cudaMemcpy would run on the legacy stream, which a non-blocking stream
+ * does not wait for). */
+static rs_status upload(rs_cuda *c, void *dst, const float *src, size_t n, int to_bf16) {
+    const size_t esize = to_bf16 ? sizeof(uint16_t) : sizeof(float);
+    const size_t chunk = RS_CUDA_XFER_BYTES / esize;
+    char *d = static_cast<char *>(dst);
     for (size_t i = 0; i < n; i += chunk) {
         const size_t k = n - i < chunk ? n - i : chunk;
-        for (size_t j = 0; j < k; j++) h[j] = f32_to_bf16_bits(src[i + j]);
-        RS_CUDA_CHECK(c, cudaMemcpyAsync(dst + i, h, k * sizeof *h, cudaMemcpyHostToDevice, c->stream));
+        if (to_bf16) {
+            uint16_t *h = static_cast<uint16_t *>(c->xfer_host);
+            for (size_t j = 0; j < k; j++) h[j] = f32_to_bf16_bits(src[i + j]);
+        } else {
+            memcpy(c->xfer_host, src + i, k * esize);
+        }
+        RS_CUDA_CHECK(c, cudaMemcpyAsync(d + i * esize, c->xfer_host, k * esize, cudaMemcpyHostToDevice, c->stream));
         RS_CUDA_CHECK(c, cudaStreamSynchronize(c->stream)); /* before the chunk is refilled */
     }
     return RS_OK;
@@ -255,7 +265,7 @@ static rs_status upload_bf16(rs_cuda *c, uint16_t *dst, const float *src, size_t
 static rs_status cuda_from_host(rs_backend *b, float *dst, const float *src, size_t n) {
     rs_cuda *c = as_cuda(b);
     RS_CUDA_ENTER(c);
-    return upload_bf16(c, reinterpret_cast<uint16_t *>(dst), src, n);
+    return upload(c, dst, src, n, 1);
 }
 
 static int cuda_lost(rs_backend *b) { return as_cuda(b)->lost; }
@@ -289,11 +299,8 @@ static rs_status cuda_weight_load(rs_backend *b, const float *data, int64_t rows
                 c->device, (long long)rows, (long long)cols, free_b >> 20, total_b >> 20);
         st = rs_cuda_fail(c, e, "cudaMalloc(weight)", __func__, __FILE__, __LINE__);
     }
-    if (st == RS_OK) st = upload_bf16(c, reinterpret_cast<uint16_t *>(w->bf), data, n);
-    if (st == RS_OK && w->f32) {
-        e = cudaMemcpy(w->f32, data, n * sizeof(float), cudaMemcpyHostToDevice);
-        if (e != cudaSuccess) st = rs_cuda_fail(c, e, "cudaMemcpy(weight)", __func__, __FILE__, __LINE__);
-    }
+    if (st == RS_OK) st = upload(c, w->bf, data, n, 1);
+    if (st == RS_OK && w->f32) st = upload(c, w->f32, data, n, 0);
     if (st != RS_OK) {
         cuda_weight_free(b, w);
         return st;

@@ -46,9 +46,9 @@ rs_status rs_cuda_activation(rs_cuda *c, bf16 *y, int64_t n, rs_act act) {
     if (blocks < 1) blocks = 1;
     if (blocks > 65536) blocks = 65536; /* grid-stride beyond that */
     if (act == RS_ACT_GELU)
-        act_kernel<RS_ACT_GELU><<<(unsigned)blocks, 256, 0, c->stream>>>(y, n, n8);
+        RS_LAUNCH(act_kernel<RS_ACT_GELU>, (unsigned)blocks, 256, 0, c->stream)(y, n, n8);
     else if (act == RS_ACT_TANH)
-        act_kernel<RS_ACT_TANH><<<(unsigned)blocks, 256, 0, c->stream>>>(y, n, n8);
+        RS_LAUNCH(act_kernel<RS_ACT_TANH>, (unsigned)blocks, 256, 0, c->stream)(y, n, n8);
     else
         return RS_ERR_INVALID_ARG;
     RS_CUDA_LAUNCHED(c);

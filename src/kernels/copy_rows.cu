@@ -37,9 +37,9 @@ rs_status rs_cuda_copy_rows(rs_cuda *c, bf16 *dst, const int32_t *dst_rows, cons
     if (M > 0x7fffffff) return RS_ERR_INVALID_ARG;
     const bool vec = N % 8 == 0 && (((uintptr_t)dst | (uintptr_t)src) & 15) == 0;
     if (vec)
-        copy_rows_kernel<true><<<(unsigned)M, kThreads, 0, c->stream>>>(dst, dst_rows, src, src_rows, N);
+        RS_LAUNCH(copy_rows_kernel<true>, (unsigned)M, kThreads, 0, c->stream)(dst, dst_rows, src, src_rows, N);
     else
-        copy_rows_kernel<false><<<(unsigned)M, kThreads, 0, c->stream>>>(dst, dst_rows, src, src_rows, N);
+        RS_LAUNCH(copy_rows_kernel<false>, (unsigned)M, kThreads, 0, c->stream)(dst, dst_rows, src, src_rows, N);
     RS_CUDA_LAUNCHED(c);
     return RS_OK;
 }

@@ -105,6 +105,17 @@ rs_status rs_cublas_fail(rs_cuda *c, cublasStatus_t s, const char *expr, const c
             return rs_cublas_fail((c), rs_s_, #call, __func__, __FILE__, __LINE__);           \
     } while (0)
 
+/* Every kernel launch: RS_LAUNCH(kernel, grid, block, smem, stream)(args...)
+ * is kernel<<<grid, block, smem, stream>>>(args...) under nvcc; the CUDA
+ * simulation tier (-DRS_CUDA_SIM=ON, tests/cudasim/) makes it a deferred
+ * grid on its simulated stream, from the same source. */
+#ifdef RS_CUDA_SIM
+#define RS_LAUNCH(kernel, grid, block, smem, stream) \
+    ::rs_sim::make_launcher(&kernel, #kernel, (grid), (block), (smem), (stream))
+#else
+#define RS_LAUNCH(kernel, grid, block, smem, stream) kernel<<<(grid), (block), (smem), (stream)>>>
+#endif
+
 /* After every kernel launch: configuration errors show up here at once. */
 #define RS_CUDA_LAUNCHED(c) RS_CUDA_CHECK((c), cudaGetLastError())
 

@@ -44,11 +44,15 @@ __device__ __forceinline__ void rs_store8(__nv_bfloat16 *p, const float f[8]) {
 /* C += A B on the tensor cores: mma.sync m16n8k16, bf16 inputs, fp32 accumulators
  * (fragment layouts in attention_varlen.cu's header). */
 __device__ __forceinline__ void mma_bf16_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+#ifdef RS_CUDA_SIM
+    rs_sim::mma_m16n8k16_bf16(c, a, b0, b1); /* the simulation tier's warp-wide emulation */
+#else
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
         "{%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
 }
 
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {

@@ -91,10 +91,10 @@ rs_status rs_cuda_embed_layernorm(rs_cuda *c, const int32_t *ids, const int32_t 
     if (n_tokens <= 0) return RS_OK;
     const unsigned blocks = (unsigned)((n_tokens + kWarps - 1) / kWarps);
     if (hidden % 8 == 0)
-        embed_ln_kernel<true><<<blocks, kWarps * 32, 0, c->stream>>>(ids, pos_ids, type_ids, n_tokens, word, pos,
+        RS_LAUNCH(embed_ln_kernel<true>, blocks, kWarps * 32, 0, c->stream)(ids, pos_ids, type_ids, n_tokens, word, pos,
                                                                      type, g, b, eps, hidden, out);
     else
-        embed_ln_kernel<false><<<blocks, kWarps * 32, 0, c->stream>>>(ids, pos_ids, type_ids, n_tokens, word, pos,
+        RS_LAUNCH(embed_ln_kernel<false>, blocks, kWarps * 32, 0, c->stream)(ids, pos_ids, type_ids, n_tokens, word, pos,
                                                                       type, g, b, eps, hidden, out);
     RS_CUDA_LAUNCHED(c);
     return RS_OK;

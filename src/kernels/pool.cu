@@ -53,7 +53,7 @@ __global__ void __launch_bounds__(kThreads)
 rs_status rs_cuda_pool(rs_cuda *c, const bf16 *x, const int32_t *offsets, int n_seq, int64_t N, int mean_pool,
                        int normalize, bf16 *out) {
     if (n_seq <= 0 || N <= 0) return RS_OK;
-    pool_kernel<<<(unsigned)n_seq, kThreads, 0, c->stream>>>(x, offsets, N, mean_pool, normalize, out);
+    RS_LAUNCH(pool_kernel, (unsigned)n_seq, kThreads, 0, c->stream)(x, offsets, N, mean_pool, normalize, out);
     RS_CUDA_LAUNCHED(c);
     return RS_OK;
 }

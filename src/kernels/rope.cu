@@ -52,7 +52,7 @@ rs_status rs_cuda_rope(rs_cuda *c, bf16 *x, int64_t ld, int64_t M, const int32_t
         return RS_ERR_INVALID_ARG;
     rope_freqs fr;
     for (int i = 0; i < RS_ROPE_MAX_HALF; i++) fr.f[i] = i < half ? inv_freq[i] : 0.f;
-    rope_kernel<<<(unsigned)M, kThreads, 0, c->stream>>>(x, ld, pos, n_heads, half, fr);
+    RS_LAUNCH(rope_kernel, (unsigned)M, kThreads, 0, c->stream)(x, ld, pos, n_heads, half, fr);
     RS_CUDA_LAUNCHED(c);
     return RS_OK;
 }

@@ -35,7 +35,7 @@ rs_status rs_cuda_swiglu(rs_cuda *c, bf16 *gate, const bf16 *up, int64_t n) {
     const int64_t n8 = (((uintptr_t)gate | (uintptr_t)up) & 15) == 0 ? n / 8 : 0;
     int64_t blocks = ((n8 ? n8 : n) + 255) / 256;
     if (blocks > 65536) blocks = 65536; /* grid-stride beyond that */
-    swiglu_kernel<<<(unsigned)blocks, 256, 0, c->stream>>>(gate, up, n, n8);
+    RS_LAUNCH(swiglu_kernel, (unsigned)blocks, 256, 0, c->stream)(gate, up, n, n8);
     RS_CUDA_LAUNCHED(c);
     return RS_OK;
 }
