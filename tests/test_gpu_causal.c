@@ -113,11 +113,8 @@ static int prefix_ids(const char *dir, int32_t *ids, int cap) {
 }
 
 int main(void) {
-    int n_dev = rs_cuda_device_count();
-    if (n_dev < 1) {
-        printf("test_gpu_causal: SKIP: no CUDA device visible (cudaGetDeviceCount reports %d)\n", n_dev);
-        return 77;
-    }
+    const int n_dev = test_cuda_devices("test_gpu_causal");
+    if (n_dev < 1) return n_dev < 0 ? 1 : 77;
     const char *data = test_env("RS_TEST_DATA");
     if (!data) {
         printf("test_gpu_causal: SKIP: RS_TEST_DATA not set\n");

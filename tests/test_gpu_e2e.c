@@ -164,10 +164,10 @@ done:
 }
 
 int main(void) {
-    int n_dev = rs_cuda_device_count();
-    if (n_dev < 1) {
+    const int n_dev = test_cuda_devices("test_gpu_e2e");
+    if (n_dev < 0) return 1;
+    if (n_dev == 0) {
         if (test_selection_without_gpu()) return test_done("test_gpu_e2e");
-        printf("test_gpu_e2e: SKIP: no CUDA device visible (cudaGetDeviceCount reports %d)\n", n_dev);
         return 77;
     }
     const char *data = test_env("RS_TEST_DATA");

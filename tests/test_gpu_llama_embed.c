@@ -111,10 +111,10 @@ static void compare(const char *tmp, const char *enc_path, int layers, const cha
         worst = fmax(worst, rel);
         worst_cos = fmin(worst_cos, cs);
     }
-    printf("  %-60s layers %2d %-4s max err %.2e (bound %.0e), min cosine %.6f\n", encoder, layers, pooling, worst,
-           EMB_BOUND, worst_cos);
     const int tiny = strstr(encoder, "causal_tiny") != NULL;
     const double bound = tiny ? TINY_EMB_BOUND : EMB_BOUND, cos_bound = tiny ? TINY_COS_BOUND : COS_BOUND;
+    printf("  %-60s layers %2d %-4s max err %.2e (bound %.0e), min cosine %.6f\n", encoder, layers, pooling, worst,
+           bound, worst_cos);
     CHECK_MSG(worst <= bound, "%s layers %d %s: %.3e > %.0e", encoder, layers, pooling, worst, bound);
     CHECK_MSG(worst_cos >= cos_bound, "%s layers %d %s: cosine %.6f < %.4f", encoder, layers, pooling, worst_cos,
               cos_bound);
@@ -126,10 +126,8 @@ done:
 }
 
 int main(void) {
-    if (rs_cuda_device_count() <= 0) {
-        printf("test_gpu_llama_embed: SKIP: no CUDA device\n");
-        return 77;
-    }
+    const int n_dev = test_cuda_devices("test_gpu_llama_embed");
+    if (n_dev < 1) return n_dev < 0 ? 1 : 77;
     const char *data = test_env("RS_TEST_DATA"), *cache = test_env("RS_MODEL_CACHE");
     if (!data) {
         printf("test_gpu_llama_embed: SKIP: RS_TEST_DATA unset\n");

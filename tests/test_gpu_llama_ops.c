@@ -257,11 +257,8 @@ static void test_attention_kv(int n_heads, int n_kv, int D, int n_prefix) {
 }
 
 int main(void) {
-    int n_dev = rs_cuda_device_count();
-    if (n_dev < 1) {
-        printf("test_gpu_llama_ops: SKIP: no CUDA device visible (cudaGetDeviceCount reports %d)\n", n_dev);
-        return 77;
-    }
+    const int n_dev = test_cuda_devices("test_gpu_llama_ops");
+    if (n_dev < 1) return n_dev < 0 ? 1 : 77;
     seed_rng(0x243f6a8885a308d3ull);
     rs_err err = {{0}};
     CHECK_MSG(rs_backend_cpu_create(0, 1, &cpu, &err) == RS_OK, "%s", err.msg);

@@ -20,11 +20,8 @@ int main(void) {
 }
 #else
 int main(void) {
-    int n_dev = rs_cuda_device_count();
-    if (n_dev < 1) {
-        printf("test_gpu_lost: SKIP: no CUDA device visible (cudaGetDeviceCount reports %d)\n", n_dev);
-        return 77;
-    }
+    const int n_dev = test_cuda_devices("test_gpu_lost");
+    if (n_dev < 1) return n_dev < 0 ? 1 : 77;
     rs_backend *b = NULL;
     rs_err err = {{0}};
     CHECK_MSG(rs_backend_cuda_create(0, 128, 1024, &b, &err) == RS_OK, "%s", err.msg);

@@ -183,11 +183,8 @@ static void test_round_trip(void) {
 }
 
 int main(void) {
-    int n_dev = rs_cuda_device_count();
-    if (n_dev < 1) {
-        printf("test_gpu_ops: SKIP: no CUDA device visible (cudaGetDeviceCount reports %d)\n", n_dev);
-        return 77;
-    }
+    const int n_dev = test_cuda_devices("test_gpu_ops");
+    if (n_dev < 1) return n_dev < 0 ? 1 : 77;
     rs_err err = {{0}};
     CHECK_MSG(rs_backend_cpu_create(0, MAX_LEN, &cpu, &err) == RS_OK, "%s", err.msg);
     CHECK_MSG(rs_backend_cuda_create(0, MAX_LEN, MAX_TOKENS, &gpu, &err) == RS_OK, "%s", err.msg);

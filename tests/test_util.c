@@ -1,6 +1,8 @@
 /* test_util.c — see test_util.h. */
 #include "test_util.h"
 
+#include "backend.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <string.h>
@@ -108,4 +110,20 @@ rs_engine *test_open_engine(const char *dir, const char *backend, int batch_toke
     rs_err err = {{0}};
     CHECK_MSG(rs_engine_open(dir, &o, &e, &err) == RS_OK, "open %s on %s: %s", dir, o.backend, err.msg);
     return e;
+}
+
+int test_cuda_devices(const char *name) {
+#ifdef RS_HAVE_CUDA
+    rs_err err = {{0}};
+    const int n = rs_cuda_device_count(&err);
+    if (n < 0) {
+        printf("%s: FAIL: CUDA is installed but unusable: %s\n", name, err.msg);
+        return -1;
+    }
+    if (n == 0) printf("%s: SKIP: no CUDA device visible\n", name);
+    return n;
+#else
+    printf("%s: SKIP: this build has no CUDA backend (RS_WITH_CUDA=OFF or no nvcc)\n", name);
+    return 0;
+#endif
 }

@@ -33,6 +33,10 @@ const char *test_env(const char *name);
 /* Reads a whole file; caller frees. NULL on error. */
 char *test_read_file(const char *path, size_t *len);
 int test_done(const char *name);
+/* GPU tests: the visible CUDA devices (>= 1); 0 after printing why the test
+ * skips (no CUDA in the build, no GPU); -1 after printing the error when a
+ * driver is there but unusable (the test must fail, not skip). */
+int test_cuda_devices(const char *name);
 /* rs_engine_open with backend (NULL: cpu), max_batch_tokens (0: default)
  * and 2 threads; CHECKs that it opened. NULL on failure. */
 rs_engine *test_open_engine(const char *dir, const char *backend, int batch_tokens);

@@ -41,6 +41,9 @@ typedef enum rs_act {
 
 typedef struct rs_backend_ops {
     const char *name;
+    /* The largest attention head dimension the backend's attention ops
+     * take (0: any): models check it at open, not at the first forward. */
+    int max_head_dim;
     void (*destroy)(rs_backend *b);
 
     /* Activation memory. */
@@ -128,8 +131,11 @@ rs_status rs_backend_cpu_create(int n_threads, int max_len, rs_backend **out, rs
  * a sequence; max_tokens bounds the rows of one forward (token metadata
  * staging). Out of device memory is RS_ERR_NOMEM with the sizes in err. */
 rs_status rs_backend_cuda_create(int device, int max_len, size_t max_tokens, rs_backend **out, rs_err *err);
-/* GPUs the CUDA runtime sees; 0 when there is none or no usable driver. */
-int rs_cuda_device_count(void);
+/* GPUs the CUDA runtime sees: 0 when there is no GPU or no NVIDIA driver at
+ * all; -1, with the CUDA error named in err, when a driver is there but the
+ * runtime cannot use it (older than this runtime, a broken install), so a
+ * caller can tell "no GPU" from "a GPU it must not silently ignore". */
+int rs_cuda_device_count(rs_err *err);
 #endif
 
 #ifdef RS_HAVE_NCCL

@@ -207,6 +207,11 @@ rs_status rs_encoder_create(rs_model_files *f, rs_backend *b, int max_batch_toke
     e->max_tokens = max_batch_tokens;
     e->max_len = max_len;
     const int64_t H = e->cfg.hidden, L = e->cfg.n_labels;
+    if (b->ops->max_head_dim && H / e->cfg.n_heads > b->ops->max_head_dim) {
+        st = rs_errf(err, RS_ERR_UNSUPPORTED, "%s: head dimension %lld: the %s backend's attention takes at most %d",
+                     rs_model_files_dir(f), (long long)(H / e->cfg.n_heads), b->ops->name, b->ops->max_head_dim);
+        goto fail;
+    }
     if ((st = load(e, f, "embeddings.word_embeddings.weight", e->cfg.vocab_size, H, &e->word, err)) != RS_OK ||
         (st = load(e, f, "embeddings.position_embeddings.weight", e->cfg.max_positions, H, &e->pos, err)) != RS_OK ||
         (st = load(e, f, "embeddings.token_type_embeddings.weight", e->cfg.type_vocab_size, H, &e->type, err)) != RS_OK ||

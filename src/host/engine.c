@@ -377,7 +377,13 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
         use_cuda = 1;
     else if (!strcmp(bname, "auto")) {
 #ifdef RS_HAVE_CUDA
-        use_cuda = rs_cuda_device_count() > 0;
+        const int n_dev = rs_cuda_device_count(err);
+        /* A GPU with an unusable driver is an error, not a reason to run
+         * silently (and far slower) on the CPU. */
+        if (n_dev < 0)
+            return rs_errf(err, RS_ERR_BACKEND, "backend 'auto': %s (choose --backend cpu to run without it)",
+                           err->msg);
+        use_cuda = n_dev > 0;
 #endif
     } else if (strcmp(bname, "cpu"))
         return rs_errf(err, RS_ERR_INVALID_ARG, "unknown backend '%s' (cpu, cuda, auto)", bname);

@@ -210,6 +210,11 @@ rs_status rs_llama_create(rs_model_files *files, rs_backend *b, const rs_llama_l
                      "intermediate size (%d)", tp, c->n_heads, c->n_kv_heads, c->intermediate);
         goto fail;
     }
+    if (ops->max_head_dim && c->head_dim > ops->max_head_dim) {
+        st = rs_errf(err, RS_ERR_UNSUPPORTED, "%s: head_dim %d: the %s backend's attention takes at most %d",
+                     rs_model_files_dir(files), c->head_dim, ops->name, ops->max_head_dim);
+        goto fail;
+    }
     if (lim->n_layers > c->n_layers) {
         st = rs_errf(err, RS_ERR_INVALID_ARG, "llama: %d layers asked for, the model has %d", lim->n_layers,
                      c->n_layers);

@@ -4,8 +4,8 @@
  * rows (mean, variance, write) so any width works; the sum x + residual stays
  * fp32 and is rounded to bf16 once, at the write. In place is safe: in the
  * last pass each lane reads and then writes the same features, and the
- * earlier passes end in warp-wide reductions. N % 8 == 0 takes 16-byte
- * loads (rows then start 16-byte aligned). */
+ * earlier passes end in warp-wide reductions. N % 8 == 0 with 16-byte
+ * aligned buffers takes 16-byte loads (rows then start 16-byte aligned). */
 #include "add_layernorm.cuh"
 #include "cuda_common.cuh"
 
@@ -81,7 +81,8 @@ rs_status rs_cuda_add_layernorm(rs_cuda *c, bf16 *x, const bf16 *residual, const
     if (M <= 0 || N <= 0) return RS_OK;
     const int64_t blocks = (M + kWarps - 1) / kWarps;
     if (blocks > 0x7fffffff) return RS_ERR_INVALID_ARG;
-    if (N % 8 == 0)
+    const bool vec = N % 8 == 0 && (((uintptr_t)x | (uintptr_t)residual) & 15) == 0;
+    if (vec)
         RS_LAUNCH(add_ln_kernel<true>, (unsigned)blocks, kWarps * 32, 0, c->stream)(x, residual, g, b, eps, M, N);
     else
         RS_LAUNCH(add_ln_kernel<false>, (unsigned)blocks, kWarps * 32, 0, c->stream)(x, residual, g, b, eps, M, N);

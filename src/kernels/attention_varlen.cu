@@ -19,7 +19,8 @@
  *
  * Head dims: compiled for DP = 16, 32, 64, 128; a head_dim D <= DP runs in
  * the next one up with zero-filled columns (zeros add nothing to Q.K, and
- * output columns >= D are not written). D % 8 == 0 takes 16-byte loads.
+ * output columns >= D are not written). D % 8 == 0 with a 16-byte aligned
+ * qkv takes 16-byte loads (the host checks both: a view may be offset).
  *
  * Fragment layouts (PTX ISA, mma.m16n8k16, g = lane / 4, t = lane % 4):
  *   A 16x16 row-major: a0 (g, 2t..2t+1) a1 (g+8, 2t..) a2 (g, 2t+8..) a3 (g+8, 2t+8..)
@@ -65,7 +66,7 @@ __device__ __forceinline__ void load_tile(uint16_t (*tile)[DP + 8], const uint16
 template <int DP>
 __global__ void __launch_bounds__(kWarps * 32)
     attention_varlen_kernel(const uint16_t *__restrict__ qkv, const int32_t *__restrict__ offsets, int n_heads,
-                            int D, float scale_log2, uint16_t *__restrict__ out) {
+                            int D, float scale_log2, bool vec, uint16_t *__restrict__ out) {
     static_assert(DP % 16 == 0 && DP <= 128, "head dim tile");
     __shared__ __align__(16) uint16_t sK[kBlockK][DP + 8];
     __shared__ __align__(16) uint16_t sV[kBlockK][DP + 8];
@@ -79,7 +80,6 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int64_t hd = (int64_t)n_heads * D, ld = 3 * hd;
     const uint16_t *Qg = qkv + t0 * ld + (int64_t)h * D;
     const uint16_t *Kg = Qg + hd, *Vg = Qg + 2 * hd;
-    const bool vec = (D % 8) == 0;
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, t = lane & 3;
@@ -115,8 +115,9 @@ cudaError_t launch(cudaStream_t st, const bf16 *qkv, const int32_t *offsets, int
                    int D, bf16 *out) {
     const dim3 grid((unsigned)((max_len + kBlockQ - 1) / kBlockQ), (unsigned)n_heads, (unsigned)n_seq);
     const float scale_log2 = 1.4426950408889634f / sqrtf((float)D);
+    const bool vec = D % 8 == 0 && ((uintptr_t)qkv & 15) == 0;
     RS_LAUNCH(attention_varlen_kernel<DP>, grid, kWarps * 32, 0, st)(reinterpret_cast<const uint16_t *>(qkv), offsets,
-                                                              n_heads, D, scale_log2,
+                                                              n_heads, D, scale_log2, vec,
                                                               reinterpret_cast<uint16_t *>(out));
     return cudaGetLastError();
 }

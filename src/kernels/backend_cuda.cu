@@ -214,9 +214,13 @@ static rs_status cuda_alloc(rs_backend *b, size_t bytes, void **out) {
     return RS_OK;
 }
 
+/* cudaFree synchronises the current device: select ours first (the
+ * calling thread may have another one current). */
 static void cuda_release(rs_backend *b, void *p) {
-    (void)b;
-    if (p) cudaFree(p);
+    if (!p) return;
+    cudaSetDevice(as_cuda(b)->device);
+    cudaFree(p);
+    (void)cudaGetLastError();
 }
 
 /* to_host / from_host move bf16 device data through the pinned chunk,
@@ -271,8 +275,8 @@ static rs_status cuda_from_host(rs_backend *b, float *dst, const float *src, siz
 static int cuda_lost(rs_backend *b) { return as_cuda(b)->lost; }
 
 static void cuda_weight_free(rs_backend *b, rs_bweight *w) {
-    (void)b;
     if (!w) return;
+    cudaSetDevice(as_cuda(b)->device);
     if (w->bf) cudaFree(w->bf);
     if (w->f32) cudaFree(w->f32);
     free(w);
@@ -449,6 +453,7 @@ static rs_status cuda_attention_kv(rs_backend *b, const float *q, int64_t T, con
 
 static const rs_backend_ops CUDA_OPS = {
     /* .name = */ "cuda",
+    /* .max_head_dim = */ 128, /* attention_varlen.cu and attention_kv.cu tile up to 128 */
     /* .destroy = */ cuda_destroy,
     /* .alloc = */ cuda_alloc,
     /* .release = */ cuda_release,
@@ -472,11 +477,22 @@ static const rs_backend_ops CUDA_OPS = {
 
 /* ---- entry points ---- */
 
-extern "C" int rs_cuda_device_count(void) {
+extern "C" int rs_cuda_device_count(rs_err *err) {
     int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess) n = 0;
-    (void)cudaGetLastError(); /* "no device" is not an error to keep */
-    return n;
+    const cudaError_t e = cudaGetDeviceCount(&n);
+    (void)cudaGetLastError(); /* not an error to keep in the thread's state */
+    if (e == cudaSuccess) return n;
+    if (e == cudaErrorNoDevice) return 0;
+    int drv = 0, rt = 0;
+    cudaDriverGetVersion(&drv); /* 0 when no driver is installed */
+    cudaRuntimeGetVersion(&rt);
+    (void)cudaGetLastError();
+    if (e == cudaErrorInsufficientDriver && drv == 0) return 0; /* no NVIDIA driver: a machine without a GPU */
+    rs_cuda_set_err(err, RS_ERR_BACKEND,
+                    "cuda: cudaGetDeviceCount failed: %s (%s); driver API %d.%d, runtime %d.%d%s", cudaGetErrorName(e),
+                    cudaGetErrorString(e), drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10,
+                    e == cudaErrorInsufficientDriver ? ": the driver is older than this build's CUDA runtime" : "");
+    return -1;
 }
 
 extern "C" rs_status rs_backend_cuda_create(int device, int max_len, size_t max_tokens, rs_backend **out,
@@ -484,7 +500,8 @@ extern "C" rs_status rs_backend_cuda_create(int device, int max_len, size_t max_
     *out = NULL;
     if (max_len <= 0 || max_tokens < (size_t)max_len || max_tokens > ((size_t)1 << 30))
         return rs_cuda_set_err(err, RS_ERR_INVALID_ARG, "cuda backend: max_len %d, max_tokens %zu", max_len, max_tokens);
-    const int n_dev = rs_cuda_device_count();
+    const int n_dev = rs_cuda_device_count(err);
+    if (n_dev < 0) return RS_ERR_BACKEND;
     if (device < 0 || device >= n_dev)
         return rs_cuda_set_err(err, RS_ERR_NOT_FOUND, "cuda backend: device %d requested, %d visible", device, n_dev);
     rs_cuda *c = static_cast<rs_cuda *>(calloc(1, sizeof *c));

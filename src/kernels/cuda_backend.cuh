@@ -50,7 +50,8 @@ typedef struct cuda_stage {
  * heuristic's algorithm, so a forward pays for the heuristic once per shape. */
 typedef struct lt_plan {
     int used;
-    int64_t M, N, K, ldx;
+    int64_t M, N, K, ldx; /* M: the token-count bucket the algorithm was chosen for */
+    int64_t M_cur;        /* the token count the layouts hold now */
     int with_bias;
     uint32_t align_x, align_y;
     cublasLtMatmulDesc_t desc;

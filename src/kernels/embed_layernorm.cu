@@ -5,8 +5,8 @@
  * features is reduced with shuffles alone, no shared memory or block barrier.
  * The three passes (mean, variance, write) re-read the rows instead of
  * holding them in registers, so any hidden size works; the re-reads hit L1.
- * With hidden % 8 == 0 every row starts 16-byte aligned and each lane moves
- * 8 features per load. */
+ * With hidden % 8 == 0 and 16-byte aligned tables and output every row
+ * starts 16-byte aligned and each lane moves 8 features per load. */
 #include "cuda_common.cuh"
 #include "embed_layernorm.cuh"
 
@@ -90,7 +90,8 @@ rs_status rs_cuda_embed_layernorm(rs_cuda *c, const int32_t *ids, const int32_t 
                                   const float *b, float eps, int hidden, bf16 *out) {
     if (n_tokens <= 0) return RS_OK;
     const unsigned blocks = (unsigned)((n_tokens + kWarps - 1) / kWarps);
-    if (hidden % 8 == 0)
+    const bool vec = hidden % 8 == 0 && (((uintptr_t)word | (uintptr_t)pos | (uintptr_t)type | (uintptr_t)out) & 15) == 0;
+    if (vec)
         RS_LAUNCH(embed_ln_kernel<true>, blocks, kWarps * 32, 0, c->stream)(ids, pos_ids, type_ids, n_tokens, word, pos,
                                                                      type, g, b, eps, hidden, out);
     else

@@ -133,13 +133,15 @@ __device__ __forceinline__ void store_rows(const acc<DP> &a, uint16_t *O0, uint1
     l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
     l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
     const float inv0 = 1.f / l0, inv1 = 1.f / l1; /* l >= 1: the max term contributes exp2(0) */
+    /* Pairs need D even and 4-byte aligned rows (an offset view may not be). */
+    const bool pairs = (D & 1) == 0 && (((uintptr_t)O0 | (uintptr_t)O1) & 3) == 0;
 #pragma unroll
     for (int j = 0; j < DP / 8; j++) {
         const int d = j * 8 + 2 * t;
         if (d >= D) continue;
         const __nv_bfloat162 v0 = __floats2bfloat162_rn(o[j][0] * inv0, o[j][1] * inv0);
         const __nv_bfloat162 v1 = __floats2bfloat162_rn(o[j][2] * inv1, o[j][3] * inv1);
-        if ((D & 1) == 0) { /* d even, D even: 4-byte aligned pairs, d + 1 < D */
+        if (pairs) { /* d even, D even: 4-byte aligned pairs, d + 1 < D */
             if (O0) *reinterpret_cast<__nv_bfloat162 *>(O0 + d) = v0;
             if (O1) *reinterpret_cast<__nv_bfloat162 *>(O1 + d) = v1;
         } else {

@@ -9,8 +9,13 @@
  * m = N, n = M, k = K; A = w with op T, B = x with op N, D = y.
  *
  * Plans (descriptors, layouts and the heuristic's algorithm) are cached per
- * shape and alignment in a small table: a forward has a handful of shapes
- * and asking the heuristic every call would cost more than small GEMMs. */
+ * weight shape, alignment and token-count bucket (the next power of two,
+ * at least 16) in a small table: a forward has a handful of shapes, and
+ * asking the heuristic every call would cost more than small GEMMs. The
+ * algorithm is chosen for the bucket's largest count and serves every count
+ * in it (serving changes the count with every batch); the layouts take the
+ * call's count. Should cuBLASLt refuse the algorithm for a count, the plan
+ * asks the heuristic again for that count and goes on. */
 #include <stdio.h>
 #include <string.h>
 
@@ -36,36 +41,11 @@ void plan_release(lt_plan *p) {
     memset(p, 0, sizeof *p);
 }
 
-rs_status plan_build(rs_cuda *c, lt_plan *p, int64_t M, int64_t N, int64_t K, int64_t ldx, const void *bias,
-                     uint32_t align_x, uint32_t align_y) {
-    const int with_bias = bias != NULL;
-    p->used = 1;
-    p->M = M;
-    p->N = N;
-    p->K = K;
-    p->ldx = ldx;
-    p->with_bias = with_bias;
-    p->align_x = align_x;
-    p->align_y = align_y;
-    RS_CUBLAS_CHECK(c, cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    RS_CUBLAS_CHECK(c, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    RS_CUBLAS_CHECK(c, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    const cublasLtEpilogue_t epi = with_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
-    RS_CUBLAS_CHECK(c, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-    if (with_bias) {
-        const int32_t bias_type = CUDA_R_16BF;
-        RS_CUBLAS_CHECK(c, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
-                                                          sizeof bias_type));
-        /* The heuristic reads the bias pointer's alignment (every bias is
-         * its own cudaMalloc, so one plan serves them all). */
-        RS_CUBLAS_CHECK(c, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
-                                                          sizeof bias));
-    }
-    RS_CUBLAS_CHECK(c, cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, (uint64_t)K, (uint64_t)N, K));
-    RS_CUBLAS_CHECK(c, cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, (uint64_t)K, (uint64_t)M, ldx));
-    RS_CUBLAS_CHECK(c, cublasLtMatrixLayoutCreate(&p->d, CUDA_R_16BF, (uint64_t)N, (uint64_t)M, N));
-
+/* The heuristic's algorithm for the plan's descriptor and layouts as they
+ * stand (their token count). */
+rs_status plan_choose(rs_cuda *c, lt_plan *p) {
+    const uint32_t align_x = p->align_x, align_y = p->align_y;
+    const int64_t M = p->M_cur, N = p->N, K = p->K, ldx = p->ldx;
     cublasLtMatmulPreference_t pref = NULL;
     RS_CUBLAS_CHECK(c, cublasLtMatmulPreferenceCreate(&pref));
     const size_t ws = RS_CUDA_WORKSPACE_BYTES;
@@ -100,6 +80,64 @@ rs_status plan_build(rs_cuda *c, lt_plan *p, int64_t M, int64_t N, int64_t K, in
     return RS_OK;
 }
 
+rs_status plan_build(rs_cuda *c, lt_plan *p, int64_t M, int64_t N, int64_t K, int64_t ldx, const void *bias,
+                     uint32_t align_x, uint32_t align_y) {
+    const int with_bias = bias != NULL;
+    p->used = 1;
+    p->M = M;
+    p->N = N;
+    p->K = K;
+    p->ldx = ldx;
+    p->with_bias = with_bias;
+    p->align_x = align_x;
+    p->align_y = align_y;
+    RS_CUBLAS_CHECK(c, cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    RS_CUBLAS_CHECK(c, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    RS_CUBLAS_CHECK(c, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    const cublasLtEpilogue_t epi = with_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    RS_CUBLAS_CHECK(c, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    if (with_bias) {
+        const int32_t bias_type = CUDA_R_16BF;
+        RS_CUBLAS_CHECK(c, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
+                                                          sizeof bias_type));
+        /* The heuristic reads the bias pointer's alignment (every bias is
+         * its own cudaMalloc, so one plan serves them all). */
+        RS_CUBLAS_CHECK(c, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                                          sizeof bias));
+    }
+    RS_CUBLAS_CHECK(c, cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, (uint64_t)K, (uint64_t)N, K));
+    RS_CUBLAS_CHECK(c, cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, (uint64_t)K, (uint64_t)M, ldx));
+    RS_CUBLAS_CHECK(c, cublasLtMatrixLayoutCreate(&p->d, CUDA_R_16BF, (uint64_t)N, (uint64_t)M, N));
+    p->M_cur = M;
+
+    return plan_choose(c, p);
+}
+
+/* The token counts one plan serves: up to the next power of two (>= 16). */
+int64_t bucket_of(int64_t M) {
+    int64_t b = 16;
+    while (b < M) b <<= 1;
+    return b;
+}
+
+/* Re-chooses the plan's algorithm for M tokens (its layouts already are). */
+rs_status plan_rechoose(rs_cuda *c, lt_plan *p, int64_t M) {
+    fprintf(stderr, "cuda backend: cuBLASLt refused the cached algorithm for M=%lld N=%lld K=%lld; choosing again\n",
+            (long long)M, (long long)p->N, (long long)p->K);
+    return plan_choose(c, p);
+}
+
+/* Points the plan's x and y layouts at M tokens. */
+rs_status plan_set_tokens(rs_cuda *c, lt_plan *p, int64_t M) {
+    if (p->M_cur == M) return RS_OK;
+    const uint64_t cols = (uint64_t)M;
+    RS_CUBLAS_CHECK(c, cublasLtMatrixLayoutSetAttribute(p->b, CUBLASLT_MATRIX_LAYOUT_COLS, &cols, sizeof cols));
+    RS_CUBLAS_CHECK(c, cublasLtMatrixLayoutSetAttribute(p->d, CUBLASLT_MATRIX_LAYOUT_COLS, &cols, sizeof cols));
+    p->M_cur = M;
+    return RS_OK;
+}
+
 } // namespace
 
 void rs_cuda_linear_plans_free(rs_cuda *c) {
@@ -118,7 +156,7 @@ rs_status rs_cuda_linear(rs_cuda *c, const bf16 *x, int64_t ldx, int64_t M, int6
     lt_plan *p = NULL;
     for (int i = 0; i < RS_CUDA_PLANS && !p; i++) {
         lt_plan *q = &c->plans[i];
-        if (q->used && q->M == M && q->N == N && q->K == K && q->ldx == ldx && q->with_bias == with_bias &&
+        if (q->used && q->M == bucket_of(M) && q->N == N && q->K == K && q->ldx == ldx && q->with_bias == with_bias &&
             q->align_x == ax && q->align_y == ay)
             p = q;
     }
@@ -126,18 +164,29 @@ rs_status rs_cuda_linear(rs_cuda *c, const bf16 *x, int64_t ldx, int64_t M, int6
         p = &c->plans[c->next_plan];
         c->next_plan = (c->next_plan + 1) % RS_CUDA_PLANS;
         if (p->used) plan_release(p);
-        rs_status st = plan_build(c, p, M, N, K, ldx, with_bias ? (const void *)bias->bf : NULL, ax, ay);
+        rs_status st = plan_build(c, p, bucket_of(M), N, K, ldx, with_bias ? (const void *)bias->bf : NULL, ax, ay);
         if (st != RS_OK) {
             plan_release(p);
             return st;
         }
+        p->M_cur = p->M;
     }
+    rs_status st = plan_set_tokens(c, p, M);
+    if (st != RS_OK) return st;
     if (with_bias) {
         const void *bp = bias->bf;
         RS_CUBLAS_CHECK(c, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof bp));
     }
     const float alpha = 1.f, beta = 0.f;
-    RS_CUBLAS_CHECK(c, cublasLtMatmul(c->lt, p->desc, &alpha, w->bf, p->a, x, p->b, &beta, y, p->d, y, p->d, &p->algo,
-                                      c->workspace, RS_CUDA_WORKSPACE_BYTES, c->stream));
+    cublasStatus_t s = cublasLtMatmul(c->lt, p->desc, &alpha, w->bf, p->a, x, p->b, &beta, y, p->d, y, p->d, &p->algo,
+                                      c->workspace, RS_CUDA_WORKSPACE_BYTES, c->stream);
+    if ((s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE) && M != p->M) {
+        /* The bucket's algorithm does not take this count: ask for one that
+         * does (the plan keeps it) and run again. */
+        if ((st = plan_rechoose(c, p, M)) != RS_OK) return st;
+        s = cublasLtMatmul(c->lt, p->desc, &alpha, w->bf, p->a, x, p->b, &beta, y, p->d, y, p->d, &p->algo,
+                           c->workspace, RS_CUDA_WORKSPACE_BYTES, c->stream);
+    }
+    RS_CUBLAS_CHECK(c, s);
     return rs_cuda_activation(c, y, M * N, act);
 }
