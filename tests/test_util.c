@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <stdlib.h>
+#include <time.h>
 
 int rs_test_failures = 0;
 
@@ -126,4 +127,10 @@ int test_cuda_devices(const char *name) {
     printf("%s: SKIP: this build has no CUDA backend (RS_WITH_CUDA=OFF or no nvcc)\n", name);
     return 0;
 #endif
+}
+
+double test_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }

@@ -37,6 +37,8 @@ int test_done(const char *name);
  * skips (no CUDA in the build, no GPU); -1 after printing the error when a
  * driver is there but unusable (the test must fail, not skip). */
 int test_cuda_devices(const char *name);
+/* Monotonic seconds. */
+double test_now(void);
 /* rs_engine_open with backend (NULL: cpu), max_batch_tokens (0: default)
  * and 2 threads; CHECKs that it opened. NULL on failure. */
 rs_engine *test_open_engine(const char *dir, const char *backend, int batch_tokens);

@@ -143,11 +143,18 @@ int rs_cuda_device_count(rs_err *err);
  * (src/kernels/nccl_allreduce.cu, used by llama_tp.c): one communicator per
  * rank, created together in this process over GPUs devices[0..n-1]. */
 typedef struct rs_nccl rs_nccl;
-rs_status rs_nccl_create(const int *devices, int n, rs_nccl **out, rs_err *err);
+/* timeout_ms bounds every wait of a rank's backend for its peers (0: 30 s):
+ * past it, or once rs_nccl_break was called, the waiting rank aborts every
+ * communicator and its backend reports RS_ERR_BACKEND (lost), so a rank
+ * that fails or never arrives ends the call instead of hanging rank 0. */
+rs_status rs_nccl_create(const int *devices, int n, int timeout_ms, rs_nccl **out, rs_err *err);
 void rs_nccl_free(rs_nccl *g);
 /* An rs_llama_allreduce_fn: sums x (n bf16 activations of CUDA backend b)
  * over the ranks in place, enqueued on b's stream. */
 rs_status rs_nccl_allreduce(void *ctx, int rank, rs_backend *b, float *x, size_t n);
+/* A rank failed: every rank waiting for the others gives up at once.
+ * Thread-safe. */
+void rs_nccl_break(rs_nccl *g);
 #endif
 
 #endif

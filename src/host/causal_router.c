@@ -131,6 +131,12 @@ static rs_status rank_backends(rs_causal *c, rs_backend *b, int device, int n, i
     return RS_OK;
 }
 
+void rs_causal_limits(int max_tokens, int batch_tokens, int *mt, int *bt) {
+    *mt = max_tokens > 0 ? max_tokens : 512;
+    *bt = batch_tokens > 0 ? batch_tokens : 2048;
+    if (*bt < *mt) *bt = *mt;
+}
+
 rs_status rs_causal_open(const char *router_dir, const char *model_dir, const cJSON *manifest, rs_backend *b,
                          int device, int max_tokens, int batch_tokens, rs_causal **out, rs_err *err) {
     *out = NULL;
@@ -160,9 +166,13 @@ rs_status rs_causal_open(const char *router_dir, const char *model_dir, const cJ
         goto fail;
     }
     c->max_slots = json_int_opt(manifest, "max_slots", 32);
-    c->max_tokens = max_tokens > 0 ? max_tokens : 512;
-    c->batch_tokens = batch_tokens > 0 ? batch_tokens : 2048;
-    if (c->batch_tokens < c->max_tokens) c->batch_tokens = c->max_tokens;
+    const int ar_timeout = json_int_opt(manifest, "allreduce_timeout_ms", 0);
+    if (ar_timeout < 0 || ar_timeout > 3600000) {
+        st = rs_errf(err, RS_ERR_INVALID_ARG, "%s: allreduce_timeout_ms must be 0 (default, 30 s) to 3600000",
+                     router_dir);
+        goto fail;
+    }
+    rs_causal_limits(max_tokens, batch_tokens, &c->max_tokens, &c->batch_tokens);
     if (c->max_new_tokens < 1 || c->max_new_tokens > 64 || c->max_slots < 1 || c->max_slots > 4096) {
         st = rs_errf(err, RS_ERR_INVALID_ARG, "%s: max_new_tokens (1..64) or max_slots (1..4096) out of range", router_dir);
         goto fail;
@@ -190,7 +200,8 @@ rs_status rs_causal_open(const char *router_dir, const char *model_dir, const cJ
                            .max_slots = c->max_slots,
                            .slot_len = c->max_tokens + c->max_new_tokens,
                            .max_prefix = (int)n_prefix,
-                           .max_logit_rows = c->max_slots};
+                           .max_logit_rows = c->max_slots,
+                           .allreduce_timeout_ms = ar_timeout};
     c->ranks_b[0] = b;
     if ((st = rank_backends(c, b, device, tp, c->max_tokens, c->batch_tokens, err)) != RS_OK ||
         (st = rs_llama_tp_create(c->files, c->ranks_b, c->gpus[0] >= 0 ? c->gpus : NULL, tp, &lim, &c->model, err)) !=

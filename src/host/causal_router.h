@@ -24,6 +24,12 @@ typedef struct rs_causal rs_causal;
 /* Non-zero when dir/config.json names a Llama causal LM (model_type llama). */
 int rs_causal_is_llama_dir(const char *dir);
 
+/* The limits a causal router runs with, from the options (0: defaults):
+ * max_tokens a prompt (default 512) and batch_tokens a forward (default
+ * 2048, raised to max_tokens). The engine sizes the backend with the same
+ * values rs_causal_open uses. */
+void rs_causal_limits(int max_tokens, int batch_tokens, int *mt, int *bt);
+
 /* router_dir holds the prompt files (manifest "system_file", default
  * system_ft_v5.txt; "classifier_file", default classifier_ft_v5.txt);
  * model_dir the HF checkpoint and its tokenizer. manifest may be NULL; its

@@ -436,8 +436,9 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
         /* The causal router brings its own model; the backend needs no
          * encoder attention scratch (max_len 1). */
         e->kind = KIND_CAUSAL;
-        int bt = opts.max_batch_tokens, mt = opts.max_tokens ? opts.max_tokens : max_tokens;
-        st = create_backend(e, &opts, use_cuda, mt ? mt : 512, (size_t)(bt ? bt : 2048), 1, err);
+        int bt, mt;
+        rs_causal_limits(opts.max_tokens ? opts.max_tokens : max_tokens, opts.max_batch_tokens, &mt, &bt);
+        st = create_backend(e, &opts, use_cuda, mt, (size_t)bt, 1, err);
         if (st != RS_OK || (st = rs_causal_open(dir, enc_dir, manifest, e->backend, opts.device, mt, bt, &e->causal, err)) != RS_OK)
             goto fail;
         e->max_tokens = rs_causal_max_tokens(e->causal);

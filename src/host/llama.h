@@ -61,6 +61,7 @@ typedef struct rs_llama_limits {
                            (no LM head loaded; rs_llama_embed only) */
     int tp_rank, tp_size; /* tensor-parallel shard (0, 0 or 1: the whole model) */
     int n_layers;       /* run only the first n layers (0: all) */
+    int allreduce_timeout_ms; /* tensor parallel on GPUs: how long a rank waits for its peers (0: 30000) */
 } rs_llama_limits;
 
 typedef struct rs_llama rs_llama;

@@ -92,6 +92,16 @@ static void run_rank(rank_run *r) {
     else /* only rank 0 needs the logits: the others skip the LM head */
         r->st = rs_llama_forward(m, c->ids, c->slot, c->pos, c->n, c->rows, r->rank == 0 ? c->n_rows : 0,
                                  r->rank == 0 ? c->logits : NULL, &r->err);
+#ifdef RS_HAVE_NCCL
+    /* With NCCL the ranks after 0 read nothing back, so nothing would show
+     * their faults: they wait for their stream too (bounded, see
+     * nccl_allreduce.cu), and a failed rank breaks the group so no rank
+     * waits for it. */
+    rs_backend *b = t->backends[r->rank];
+    if (t->nccl && r->st == RS_OK && r->rank > 0 && (r->st = b->ops->to_host(b, NULL, NULL, 0)) != RS_OK)
+        rs_errf(&r->err, r->st, "%s backend failed while its all-reduce waited for the other ranks", b->ops->name);
+    if (t->nccl && r->st != RS_OK) rs_nccl_break(t->nccl);
+#endif
     if (r->st != RS_OK) barrier_break(&t->bar); /* release the ranks waiting for this one */
 }
 
@@ -142,7 +152,7 @@ rs_status rs_llama_tp_create(rs_model_files *files, rs_backend *const *backends,
     void *hook_ctx = t;
 #ifdef RS_HAVE_NCCL
     if (gpus && n > 1) {
-        st = rs_nccl_create(gpus, n, (rs_nccl **)&t->nccl, err);
+        st = rs_nccl_create(gpus, n, lim->allreduce_timeout_ms, (rs_nccl **)&t->nccl, err);
         hook = rs_nccl_allreduce;
         hook_ctx = t->nccl;
     }

@@ -120,12 +120,33 @@ static inline float bf16_bits_to_f32(uint16_t h) {
     return f;
 }
 
+/* ---- synchronisation ---- */
+
+rs_status rs_cuda_sync(rs_cuda *c) {
+#ifdef RS_HAVE_NCCL
+    if (c->nccl) return rs_cuda_nccl_wait(c, NULL);
+#endif
+    RS_CUDA_CHECK(c, cudaStreamSynchronize(c->stream));
+    return RS_OK;
+}
+
+rs_status rs_cuda_wait(rs_cuda *c, cudaEvent_t ev) {
+#ifdef RS_HAVE_NCCL
+    if (c->nccl) return rs_cuda_nccl_wait(c, ev);
+#endif
+    RS_CUDA_CHECK(c, cudaEventSynchronize(ev));
+    return RS_OK;
+}
+
 /* ---- staging ---- */
 
 rs_status rs_cuda_stage_upload(rs_cuda *c, cuda_stage *s, const int32_t *src, size_t n) {
     if (n > s->cap) return RS_ERR_INVALID_ARG;
     if (n == s->n && memcmp(s->host, src, n * sizeof *src) == 0) return RS_OK; /* the device has it (in order) */
-    if (s->pending) RS_CUDA_CHECK(c, cudaEventSynchronize(s->done));
+    if (s->pending) {
+        rs_status st = rs_cuda_wait(c, s->done);
+        if (st != RS_OK) return st;
+    }
     s->pending = 0;
     s->n = 0;
     memcpy(s->host, src, n * sizeof *src);
@@ -235,12 +256,12 @@ static rs_status cuda_to_host(rs_backend *b, float *dst, const float *src, size_
     for (size_t i = 0; i < n; i += chunk) {
         const size_t k = n - i < chunk ? n - i : chunk;
         RS_CUDA_CHECK(c, cudaMemcpyAsync(h, s + i, k * sizeof *h, cudaMemcpyDeviceToHost, c->stream));
-        RS_CUDA_CHECK(c, cudaStreamSynchronize(c->stream));
+        rs_status st = rs_cuda_sync(c);
+        if (st != RS_OK) return st;
         for (size_t j = 0; j < k; j++) dst[i + j] = bf16_bits_to_f32(h[j]);
     }
     /* A fault of any earlier op surfaces here even when n == 0. */
-    RS_CUDA_CHECK(c, cudaStreamSynchronize(c->stream));
-    return RS_OK;
+    return rs_cuda_sync(c);
 }
 
 /* Uploads n fp32 host values to dst (device), as bf16 or as they are,
@@ -261,7 +282,8 @@ static rs_status upload(rs_cuda *c, void *dst, const float *src, size_t n, int t
             memcpy(c->xfer_host, src + i, k * esize);
         }
         RS_CUDA_CHECK(c, cudaMemcpyAsync(d + i * esize, c->xfer_host, k * esize, cudaMemcpyHostToDevice, c->stream));
-        RS_CUDA_CHECK(c, cudaStreamSynchronize(c->stream)); /* before the chunk is refilled */
+        rs_status st = rs_cuda_sync(c); /* before the chunk is refilled */
+        if (st != RS_OK) return st;
     }
     return RS_OK;
 }

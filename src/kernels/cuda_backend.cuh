@@ -81,6 +81,8 @@ typedef struct rs_cuda {
     cuda_stage slot, kv_pos, tiles, rows_dst, rows_src;
     int32_t *tile_host;   /* (3 * max_tokens) host scratch for the tile list */
     void *xfer_host;      /* (RS_CUDA_XFER_BYTES) pinned, synchronous transfers */
+    void *nccl;           /* rs_nccl of a tensor-parallel rank (set by its first all-reduce), else NULL */
+    int nccl_rank;
 } rs_cuda;
 
 /* rs_errf for the kernels library (status.c is rs_host's): formats msg into
@@ -119,6 +121,16 @@ rs_status rs_cublas_fail(rs_cuda *c, cublasStatus_t s, const char *expr, const c
 
 /* After every kernel launch: configuration errors show up here at once. */
 #define RS_CUDA_LAUNCHED(c) RS_CUDA_CHECK((c), cudaGetLastError())
+
+/* Waits for everything enqueued on the backend's stream, or (rs_cuda_wait)
+ * for an event recorded on it. A tensor-parallel rank never blocks in the
+ * runtime: it waits with NCCL's bound (rs_cuda_nccl_wait), since a peer that
+ * failed leaves its all-reduces, and all work behind them, unfinished. */
+rs_status rs_cuda_sync(rs_cuda *c);
+rs_status rs_cuda_wait(rs_cuda *c, cudaEvent_t ev);
+#ifdef RS_HAVE_NCCL
+rs_status rs_cuda_nccl_wait(rs_cuda *c, cudaEvent_t ev); /* ev NULL: the whole stream */
+#endif
 
 /* Uploads n host int32 to stage s (skipped when equal to the last upload). */
 rs_status rs_cuda_stage_upload(rs_cuda *c, cuda_stage *s, const int32_t *src, size_t n);

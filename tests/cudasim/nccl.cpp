@@ -150,8 +150,9 @@ bool step(Comm *cm, uint64_t round, const uint16_t *send, uint16_t *recv, size_t
     const auto start = std::chrono::steady_clock::now();
     const double limit = watchdog_s();
     while (!R.done && !cm->aborted) {
-        if (!blocking) return false;
-        /* Help the peers that have not arrived: run their queued work. */
+        /* Help the peers that have not arrived: run their queued work (the
+         * hardware runs every GPU on its own; here a stream runs when a
+         * host thread drives it). */
         std::vector<cudaStream_t> peers;
         for (int r = 0; r < g->n; r++)
             if (!R.in[(size_t)r] && g->comms[(size_t)r]->last_stream) peers.push_back(g->comms[(size_t)r]->last_stream);
@@ -159,6 +160,7 @@ bool step(Comm *cm, uint64_t round, const uint16_t *send, uint16_t *recv, size_t
         for (cudaStream_t s : peers) drain_stream(s);
         lk.lock();
         if (R.done || cm->aborted) break;
+        if (!blocking) return false;
         g->cv.wait_for(lk, std::chrono::milliseconds(5));
         const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         if (waited > limit) {
