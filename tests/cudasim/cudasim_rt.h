@@ -85,17 +85,6 @@ void drain_stream(cudaStream_t s);
 
 } // namespace rs_sim
 
-/* Test controls, also set from the environment at first use:
- *   RS_SIM_DEVICES       simulated GPUs (default 2, at most 8)
- *   RS_SIM_DEVICE_MB     memory of each, MiB (default 4096)
- *   RS_SIM_FAIL_ALLOC    the Nth allocation (cudaMalloc, cudaMallocHost,
- *                        counted from 1) fails with cudaErrorMemoryAllocation
- *   RS_SIM_DRIVER_ERROR  every call fails as with a driver older than the
- *                        runtime (cudaErrorInsufficientDriver) */
-extern "C" {
-void rs_sim_set_fail_alloc(long n); /* 0: none */
-long rs_sim_alloc_count(void);      /* allocations so far */
-int rs_sim_live_allocs(void);       /* device + pinned allocations not freed */
-}
+#include "cudasim_control.h"
 
 #endif
