@@ -29,6 +29,13 @@ namespace rs_sim {
 
 typedef std::vector<uint64_t> Clock; /* by stream id: the sequence known to have run */
 
+/* Every allocation is followed by a guard of kGuard bytes of 0xff (NaN as
+ * bf16 and fp32, so a read past the end poisons the result), checked after
+ * every operation that used the allocation: a write past the end is caught
+ * at the operation that did it, in every build (AddressSanitizer's own
+ * redzones lie beyond the guard). */
+constexpr size_t kGuard = 256;
+
 struct Alloc {
     uint64_t id;
     char *base;
@@ -305,6 +312,13 @@ cudaError_t exec(Stream *s, uint64_t upto, bool blocking) {
             skip = true;
         }
         if (!skip && op->step && !op->step(blocking)) return cudaErrorNotReady;
+        if (!skip)
+            for (const Access &x : op->acc)
+                if (x.alloc && x.alloc->device >= 0)
+                    for (size_t i = 0; i < kGuard; i++)
+                        if ((unsigned char)x.alloc->base[x.alloc->size + i] != 0xff)
+                            rule_violation("%s on stream %d wrote past the end of %s (byte %zu after it)",
+                                           op->what.c_str(), s->id, describe_alloc(x.alloc).c_str(), i);
         {
             std::lock_guard<std::mutex> g(st.mu);
             s->q.pop_front();
@@ -510,10 +524,11 @@ cudaError_t do_malloc(void **p, size_t bytes, int device) {
     if (fail_injected(st)) return ret(cudaErrorMemoryAllocation);
     if (device >= 0 && st.dev[device].used + bytes > st.dev[device].cap) return ret(cudaErrorMemoryAllocation);
     void *m = nullptr;
-    if (posix_memalign(&m, 256, bytes ? bytes : 1) != 0) return ret(cudaErrorMemoryAllocation);
+    const size_t guard = device >= 0 ? kGuard : 0;
+    if (posix_memalign(&m, 256, bytes + guard ? bytes + guard : 1) != 0) return ret(cudaErrorMemoryAllocation);
     /* Fresh device memory is not zero on the hardware: make reads of
-     * unwritten memory show (NaN in bf16 and fp32 alike). */
-    memset(m, 0xff, bytes);
+     * unwritten memory show (NaN in bf16 and fp32 alike); the guard too. */
+    memset(m, 0xff, bytes + guard);
     Alloc *a = new Alloc;
     a->id = st.next_alloc++;
     a->base = static_cast<char *>(m);

@@ -19,9 +19,20 @@ JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
     cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release || exit 2
 fi
-cmake --build "$BUILD" -j"$JOBS" --target test_gpu_ops test_gpu_e2e test_gpu_lost test_gpu_llama_ops test_gpu_causal test_gpu_llama_embed routescore || exit 2
+cmake --build "$BUILD" -j"$JOBS" --target test_gpu_ops test_gpu_e2e test_gpu_lost test_gpu_llama_ops test_gpu_causal test_gpu_llama_embed test_gpu_views routescore || exit 2
 grep -q "RS_HAVE_CUDA" "$BUILD/CMakeFiles/rs_host.dir/flags.make" 2>/dev/null ||
     { echo "run_gpu_tests: $BUILD has no CUDA backend (no nvcc at configure time?)"; exit 2; }
+# This script is the real-GPU tier; the simulation tier (-DRS_CUDA_SIM=ON)
+# runs with `ctest -L gpusim` in its own build directory.
+if grep -q "^RS_CUDA_SIM:BOOL=ON" "$BUILD/CMakeCache.txt" 2>/dev/null; then
+    echo "run_gpu_tests: $BUILD is a simulation-tier build (RS_CUDA_SIM=ON): use ctest -L gpusim there"
+    exit 2
+fi
+if command -v nvidia-smi >/dev/null 2>&1; then
+    echo "run_gpu_tests: tier: real GPU: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
+else
+    echo "run_gpu_tests: tier: real GPU build (nvidia-smi not found; the tests say whether a device is visible)"
+fi
 
 rc=0
 (cd "$BUILD" && ctest -L gpu --output-on-failure) || rc=$?
@@ -71,5 +82,6 @@ sanitize memcheck test_gpu_llama_ops
 sanitize racecheck test_gpu_llama_ops
 sanitize memcheck test_gpu_causal
 sanitize memcheck test_gpu_llama_embed
+sanitize memcheck test_gpu_views
 [ "$rc" = 0 ] && echo "run_gpu_tests: all GPU tests and sanitizer runs passed"
 exit "$rc"
