@@ -102,6 +102,7 @@ struct State {
     bool driver_error = false;
     Device dev[8];
     std::vector<Stream *> streams;
+    std::vector<void *> events; /* every event ever created: kept (queued waits may name a destroyed one) */
     std::map<uintptr_t, Alloc *> live;      /* by base */
     std::deque<Alloc *> graveyard;          /* freed, for use-after-free reports */
     uint64_t next_alloc = 1;
@@ -560,8 +561,9 @@ cudaError_t do_free(void *p, bool pinned) {
                            "(cudaFree synchronises the current device, not the allocation's)",
                            describe_alloc(a).c_str(), t_device);
     }
-    /* cudaFree synchronises the current device (the allocation's). */
-    if (st.dev[t_device].sticky == cudaSuccess) (void)sync_device(st, t_device);
+    /* cudaFree synchronises the current device (the allocation's); after a
+     * sticky error that drops the queued work (the runner skips it). */
+    const cudaError_t sticky = sync_device(st, t_device);
     std::lock_guard<std::mutex> g(st.mu);
     Alloc *a = lookup(st, p, 0);
     if (a->queued > 0)
@@ -576,7 +578,7 @@ cudaError_t do_free(void *p, bool pinned) {
         delete st.graveyard.front();
         st.graveyard.pop_front();
     }
-    return cudaSuccess;
+    return sticky == cudaErrorIllegalAddress ? ret(sticky) : cudaSuccess;
 }
 
 enum Kind { H2D, D2H, D2D };
@@ -864,6 +866,7 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned int flags) {
         rule_violation("event flags 0x%x are not simulated", flags);
     Event *ev = new Event;
     ev->device = t_device;
+    st.events.push_back(ev);
     *e = reinterpret_cast<cudaEvent_t>(ev);
     return cudaSuccess;
 }

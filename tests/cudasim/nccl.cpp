@@ -155,7 +155,8 @@ bool step(Comm *cm, uint64_t round, const uint16_t *send, uint16_t *recv, size_t
          * host thread drives it). */
         std::vector<cudaStream_t> peers;
         for (int r = 0; r < g->n; r++)
-            if (!R.in[(size_t)r] && g->comms[(size_t)r]->last_stream) peers.push_back(g->comms[(size_t)r]->last_stream);
+            if (r != cm->rank && !R.in[(size_t)r] && g->comms[(size_t)r]->last_stream)
+                peers.push_back(g->comms[(size_t)r]->last_stream);
         lk.unlock();
         for (cudaStream_t s : peers) drain_stream(s);
         lk.lock();
@@ -182,6 +183,15 @@ Comm *as_comm(ncclComm_t c) {
     if (!x || x->destroyed) rule_violation("nccl: use of a destroyed or null communicator");
     return x;
 }
+
+/* Every group ever created: kept reachable (a destroyed communicator's
+ * queued work may still run, and LeakSanitizer must not call them leaks). */
+std::vector<Group *> &groups() {
+    static std::vector<Group *> *g = new std::vector<Group *>;
+    return *g;
+}
+std::mutex groups_mu;
+
 
 } // namespace
 
@@ -213,6 +223,10 @@ ncclResult_t ncclCommInitAll(ncclComm_t *comms, int ndev, const int *devlist) {
     }
     Group *g = new Group;
     g->n = ndev;
+    {
+        std::lock_guard<std::mutex> lk(groups_mu);
+        groups().push_back(g);
+    }
     for (int i = 0; i < ndev; i++) {
         Comm *c = new Comm;
         c->g = g;
