@@ -15,6 +15,9 @@
 # engine's settings are this machine's: runc (crun fails on its hybrid
 # cgroups), cgroupfs, no default ulimits, chroot isolation and the host
 # network for the build's apt-get.
+#
+# KEEP_IMAGE=1 keeps the image afterwards and reuses it if present (for
+# working on the test; CI always builds afresh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 t0=$(date +%s)
@@ -51,6 +54,10 @@ export CONTAINERS_CONF="$work/containers.conf"
 # models/fetch.sh verifies it.
 bash models/fetch.sh >/dev/null
 
+if [[ "${KEEP_IMAGE:-0}" == 1 ]] && podman image exists "$image"; then
+  echo "ci_image: KEEP_IMAGE=1: reusing $image"
+  t_base=0 t_build=0
+else
 # 1. Base image: a fresh debootstrap every run (a stale base would hide a
 #    package the Dockerfile forgot).
 $SUDO rm -rf "$work/rootfs"
@@ -72,17 +79,21 @@ if ! podman build --isolation chroot --network host --layers=false -f deploy/Doc
 fi
 t_build=$(( $(date +%s) - t ))
 echo "ci_image: built $image in ${t_build} s ($(podman image inspect "$image" --format '{{.Size}}') bytes)"
+fi
 
 # 3. Run it.
-"$venv_py" tests/deploy_chart.py --write-config "$work/chart-routescore.json"
+mkdir -p "$work/chart"
+"$venv_py" tests/deploy_chart.py --write-config "$work/chart"
 t=$(date +%s)
 rc=0
 RS_BIN="$PWD/build/routescore" python3 tests/deploy_container.py --image "$image" \
-  --chart-config "$work/chart-routescore.json" || rc=$?
+  --chart-dir "$work/chart" || rc=$?
 t_run=$(( $(date +%s) - t ))
 
 # Leave no images behind (each run builds afresh).
-podman rmi -f "$image" "$base" >/dev/null 2>&1 || true
-podman image prune -f >/dev/null 2>&1 || true
+if [[ "${KEEP_IMAGE:-0}" != 1 ]]; then
+  podman rmi -f "$image" "$base" >/dev/null 2>&1 || true
+  podman image prune -f >/dev/null 2>&1 || true
+fi
 echo "ci_image: base ${t_base} s, build ${t_build} s, container test ${t_run} s; total $(( $(date +%s) - t0 )) s"
 exit $rc

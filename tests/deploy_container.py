@@ -9,7 +9,7 @@ picked by the server (127.0.0.1, port 0, read from its "listening" log line).
 Checks:
 - the image's user is numeric and non-root, and it carries the OCI labels;
 - `serve --check-config` accepts the image's own config and the chart's
-  (--chart-config: the ConfigMap's routescore.json the chart renders), and
+  (--chart-dir/routescore.json: the ConfigMap's file as the chart renders it), and
   opens every router they name; the server then runs on the chart's config,
   mounted read-only where the ConfigMap goes;
 - gRPC Health/Check turns SERVING; ListRouters names the image's router;
@@ -17,12 +17,14 @@ Checks:
   `routescore score` on the same router (the oracle: an independent build of
   the same source), and the route the threshold implies;
 - /metrics counts the prompts and exports every metric the Helm chart's
-  autoscaler reads (values.yaml: autoscaling.hpa.metric, keda query);
+  autoscalers read (--chart-dir/scaling-metrics.json, from the rendered HPA
+  and KEDA ScaledObject);
 - SIGTERM with calls in flight: every call ends OK or UNAVAILABLE, the
   server's count of finished calls equals the clients' count of OK answers,
   the drain is logged in time and the container exits 0.
 
-usage: deploy_container.py --image IMAGE --chart-config FILE [--engine podman]
+usage: deploy_container.py --image IMAGE --chart-dir DIR [--engine podman]
+  DIR: what `tests/deploy_chart.py --write-config DIR` wrote.
 Exit 0 all checks passed, 1 a check failed, 2 the container could not be run.
 """
 import argparse
@@ -83,20 +85,10 @@ def host_scores(router):
     return [rec["win_prob"] for rec in recs]
 
 
-def chart_metrics():
-    """Metric names the chart's autoscalers read, from its values.yaml."""
-    import yaml
-    with open(os.path.join(su.SRC, "deploy", "helm", "routescore", "values.yaml")) as f:
-        v = yaml.safe_load(f)
-    names = {v["autoscaling"]["hpa"]["metric"]}
-    names |= set(re.findall(r"\b(routescore_[a-z_]+)", v["autoscaling"]["keda"]["query"]))
-    return names
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--image", required=True)
-    ap.add_argument("--chart-config", required=True)
+    ap.add_argument("--chart-dir", required=True)
     ap.add_argument("--engine", default="podman")
     a = ap.parse_args()
     eng = a.engine
@@ -115,7 +107,10 @@ def main():
 
     restricted = ["--runtime", "runc", "--network", "host", "--read-only", "--read-only-tmpfs=false",
                   "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
-    chart_cfg = os.path.abspath(a.chart_config)
+    chart_cfg = os.path.abspath(os.path.join(a.chart_dir, "routescore.json"))
+    with open(os.path.join(a.chart_dir, "scaling-metrics.json")) as f:
+        scaling_metrics = json.load(f)
+    check(len(scaling_metrics) > 0, f"the chart's autoscalers read {scaling_metrics}")
     mount = ["-v", f"{chart_cfg}:/etc/routescore-chart/routescore.json:ro"]
     for what, extra, path in (("the image's config", [], "/etc/routescore/routescore.json"),
                               ("the chart's config", mount, "/etc/routescore-chart/routescore.json")):
@@ -159,22 +154,22 @@ def main():
         routers = scorer.ListRouters(stubs.scorer.ListRoutersRequest(), timeout=10).routers
         check([r.name for r in routers] == [manifest["name"]], f"ListRouters: {[r.name for r in routers]}")
 
-        resp = scorer.Score(stubs.scorer.ScoreRequest(prompts=PROMPTS, request_id="ci-1"), timeout=30)
+        resp = scorer.Score(stubs.scorer.ScoreRequest(prompts=PROMPTS, request_id=4242), timeout=30)
         want = host_scores(router)
-        got = [r.win_prob for r in resp.results]
+        got = [r.win_prob for r in resp.scores]
         diff = max(abs(g - w) for g, w in zip(got, want)) if len(got) == len(want) else float("inf")
         check(len(got) == len(PROMPTS) and diff <= 1e-6,
               f"container scores = host `routescore score` (max |diff| {diff:.2e}; {got})")
         routes_ok = all((r.route == stubs.scorer.ROUTE_STRONG) == (r.win_prob >= resp.threshold) and
                         r.model == (manifest["strong_model"] if r.route == stubs.scorer.ROUTE_STRONG
-                                    else manifest["weak_model"]) for r in resp.results)
-        check(routes_ok and resp.request_id == "ci-1", f"routes follow threshold {resp.threshold:.4f}, models named")
+                                    else manifest["weak_model"]) for r in resp.scores)
+        check(routes_ok and resp.request_id == 4242, f"routes follow threshold {resp.threshold:.4f}, models named")
 
         with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10) as r:
             text = r.read().decode()
         n = su.metric_value(text, "routescore_prompts_total", {"router": manifest["name"]})
         check(n == len(PROMPTS), f"routescore_prompts_total = {n}")
-        for m in sorted(chart_metrics()):
+        for m in scaling_metrics:
             check(re.search(rf"^{m}[{{ ]", text, re.M) is not None, f"/metrics exports {m} (the chart scales on it)")
         check(su.metric_value(text, "routescore_ready") == 1, "routescore_ready 1")
 
