@@ -125,7 +125,7 @@ def validate_all(check, tag, docs):
     from kubernetes_validate import utils as kvu
     newest = kvu.latest_version()
     for ver in KUBE_VERSIONS:
-        ver = ver or newest + ".0"
+        ver = ver or newest
         errs = []
         defs = kvu.schema_contents(f"kubernetes-json-schema/v{kvu.major_minor(ver)}.0-local-strict/_definitions.json", ver)
         for path, d in docs:
