@@ -53,7 +53,8 @@ typedef struct hist {
 typedef struct router_m {
     char name[128];
     _Atomic uint64_t requests[RS_METHOD_COUNT][N_CODES];
-    _Atomic uint64_t prompts, tokens, strong, weak, refused;
+    _Atomic uint64_t prompts, tokens, strong, weak;
+    _Atomic uint64_t refused[RS_REFUSED_COUNT];
     _Atomic uint64_t dropped[RS_DROP_COUNT];
     _Atomic int64_t q_prompts, q_tokens;
     _Atomic uint32_t threshold_bits;
@@ -116,7 +117,9 @@ void rs_metrics_drop(rs_metrics *m, int router, rs_drop_reason r, uint64_t promp
     atomic_fetch_add(&R(m, router)->dropped[r], prompts);
 }
 
-void rs_metrics_refused(rs_metrics *m, int router) { atomic_fetch_add(&R(m, router)->refused, 1); }
+void rs_metrics_refused(rs_metrics *m, int router, rs_refused_reason why) {
+    if (why >= 0 && why < RS_REFUSED_COUNT) atomic_fetch_add(&R(m, router)->refused[why], 1);
+}
 
 void rs_metrics_queue(rs_metrics *m, int router, int64_t dp, int64_t dt) {
     atomic_fetch_add(&R(m, router)->q_prompts, dp);
@@ -221,8 +224,16 @@ rs_status rs_metrics_render(rs_metrics *m, char **out, size_t *len, rs_err *err)
     } while (0)
     PER_ROUTER("routescore_prompts_total", "counter", "Prompts scored.", atomic_load(&x->prompts));
     PER_ROUTER("routescore_tokens_total", "counter", "Tokens scored (special tokens included).", atomic_load(&x->tokens));
-    PER_ROUTER("routescore_queue_refused_total", "counter", "Requests refused at once because the queue was full.",
-               atomic_load(&x->refused));
+    sb_printf(&b, "# HELP routescore_queue_refused_total Requests refused at once by admission: the queue's tokens "
+                  "(tokens), its expected wait past max_queue_wait (wait), or past the call's deadline (deadline).\n"
+                  "# TYPE routescore_queue_refused_total counter\n");
+    for (int r = 0; r < m->n; r++) {
+        static const char *const WHY[RS_REFUSED_COUNT] = {"tokens", "wait", "deadline"};
+        label_esc(m->r[r].name, esc, sizeof esc);
+        for (int k = 0; k < RS_REFUSED_COUNT; k++)
+            sb_printf(&b, "routescore_queue_refused_total{router=\"%s\",reason=\"%s\"} %llu\n", esc, WHY[k],
+                      (unsigned long long)atomic_load(&m->r[r].refused[k]));
+    }
     PER_ROUTER("routescore_queue_prompts", "gauge", "Prompts admitted and not yet scored.", atomic_load(&x->q_prompts));
     PER_ROUTER("routescore_queue_tokens", "gauge", "Tokens admitted and not yet scored.", atomic_load(&x->q_tokens));
     sb_printf(&b, "# HELP routescore_decisions_total Routing decisions by route.\n# TYPE routescore_decisions_total counter\n");

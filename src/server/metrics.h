@@ -38,6 +38,9 @@ typedef enum rs_hist_kind {
 
 typedef enum rs_drop_reason { RS_DROP_CANCELLED, RS_DROP_EXPIRED, RS_DROP_COUNT } rs_drop_reason;
 
+/* Why admission refused a request at once (batcher.h, Admission). */
+typedef enum rs_refused_reason { RS_REFUSED_TOKENS, RS_REFUSED_WAIT, RS_REFUSED_DEADLINE, RS_REFUSED_COUNT } rs_refused_reason;
+
 typedef struct rs_metrics rs_metrics;
 
 /* names: n router names, copied. */
@@ -50,7 +53,7 @@ void rs_metrics_prompts(rs_metrics *m, int router, uint64_t prompts, uint64_t to
 void rs_metrics_decision(rs_metrics *m, int router, int strong);
 void rs_metrics_observe(rs_metrics *m, int router, rs_hist_kind h, double v);
 void rs_metrics_drop(rs_metrics *m, int router, rs_drop_reason r, uint64_t prompts);
-void rs_metrics_refused(rs_metrics *m, int router); /* queue full */
+void rs_metrics_refused(rs_metrics *m, int router, rs_refused_reason why);
 void rs_metrics_queue(rs_metrics *m, int router, int64_t d_prompts, int64_t d_tokens); /* gauge deltas */
 void rs_metrics_threshold(rs_metrics *m, int router, float t);
 void rs_metrics_ready(rs_metrics *m, int ready);

@@ -63,6 +63,7 @@
 #include "cli_common.h"
 #include "engine.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "grpc/reflection/v1alpha/reflection.pb-c.h"
 #include "metrics.h"
 #include "quantile.h"
 #include "reflection.h"
@@ -300,6 +301,58 @@ static grpc_byte_buffer *bytes_bb(uint8_t *buf, size_t len) { /* takes buf */
     return bb;
 }
 
+static int wire_varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v) {
+    *v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*i >= n) return 0;
+        const uint8_t b = p[(*i)++];
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) return 1;
+    }
+    return 0;
+}
+
+/* Whether a message of type d, as received, has a string field (at any
+ * depth) holding a NUL byte. protobuf-c hands strings over as C strings, so
+ * such a string would arrive silently cut at the NUL ("minilm-mf\0evil"
+ * would name minilm-mf): it must be refused before unpacking hides it.
+ * *field and *index name the top-level field and its repetition. Bytes
+ * that are not well-formed say 0: the unpacker refuses them itself. */
+static int wire_has_nul(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n, int depth, uint32_t *field,
+                        size_t *index) {
+    size_t i = 0, seen[16] = {0};
+    while (i < n) {
+        uint64_t key, len;
+        if (!wire_varint(p, n, &i, &key)) return 0;
+        const uint32_t num = (uint32_t)(key >> 3);
+        switch (key & 7) {
+        case 0:
+            if (!wire_varint(p, n, &i, &len)) return 0;
+            break;
+        case 1: i += 8; break;
+        case 5: i += 4; break;
+        case 2: {
+            if (!wire_varint(p, n, &i, &len) || len > n - i) return 0;
+            const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(d, num);
+            const size_t rep = num < 16 ? seen[num]++ : 0;
+            uint32_t f2;
+            size_t i2;
+            if (fd && ((fd->type == PROTOBUF_C_TYPE_STRING && memchr(p + i, 0, len)) ||
+                       (fd->type == PROTOBUF_C_TYPE_MESSAGE && depth < 32 &&
+                        wire_has_nul(fd->descriptor, p + i, len, depth + 1, &f2, &i2)))) {
+                *field = num;
+                *index = rep;
+                return 1;
+            }
+            i += len;
+            break;
+        }
+        default: return 0; /* groups and reserved wire types: malformed for protobuf-c */
+        }
+    }
+    return 0;
+}
+
 static int find_router(rs_server *s, const char *name) {
     if (!name || !*name) return 0; /* the default router */
     for (int i = 0; i < s->n_routers; i++)
@@ -458,6 +511,13 @@ static rs_req *req_start(rs_call *c, const uint8_t *data, size_t len) {
     } while (0)
     if (!m) FAIL(SRV_MALFORMED, RS_ERR_FORMAT, "malformed ScoreRequest");
     r->request_id = m->request_id;
+    uint32_t nul_field;
+    size_t nul_index;
+    if (wire_has_nul(&routescore__v1__score_request__descriptor, data, len, 0, &nul_field, &nul_index)) {
+        if (nul_field == 1) FAIL(SRV_MALFORMED, RS_ERR_INVALID_ARG, "the router name contains a NUL byte");
+        if (nul_field == 2) FAIL(SRV_MALFORMED, RS_ERR_INVALID_ARG, "prompts[%zu] contains a NUL byte", nul_index);
+        FAIL(SRV_MALFORMED, RS_ERR_INVALID_ARG, "field %u contains a NUL byte", (unsigned)nul_field);
+    }
     r->router = find_router(s, m->router);
     if (r->router < 0) {
         char esc[160];
@@ -549,6 +609,10 @@ static rs_req *req_start(rs_call *c, const uint8_t *data, size_t len) {
         c->refs--;
         r->next = NULL;
         if (a == RS_ADMIT_FULL) FAIL(SRV_QUEUE_FULL, RS_OK, "queue full: retry later");
+        if (a == RS_ADMIT_BUSY)
+            FAIL(SRV_QUEUE_FULL, RS_OK, "queue's expected wait exceeds max_queue_wait (%ld ms): retry later or elsewhere",
+                 rt->cfg.max_queue_wait_ms);
+        if (a == RS_ADMIT_LATE) FAIL(SRV_EXPIRED, RS_OK, "deadline exceeded: the queue's expected wait is past it");
         if (a == RS_ADMIT_TOO_BIG)
             FAIL(SRV_ENGINE, RS_ERR_TOO_LARGE, "request has more tokens than the whole queue holds (max_queue_tokens %ld)",
                  rt->cfg.max_queue_tokens);
@@ -575,44 +639,102 @@ static float req_threshold(rs_server *s, const rs_req *r) {
 
 static uint32_t us(double s) { return s <= 0 ? 0 : s > 4e3 ? UINT32_MAX : (uint32_t)(s * 1e6 + 0.5); }
 
-/* Outcome of a request: (err, status, message); SRV_OK when it has scores. */
-static rs_srv_err req_outcome(const rs_req *r, rs_status *st, const char **msg) {
-    if (r->fail != SRV_OK) {
-        *st = r->fail_st;
-        *msg = r->fail_msg;
-        return r->fail;
-    }
-    const rs_work *w = &r->work;
-    if (atomic_load(&w->n_failed)) {
-        *st = w->fail_status;
-        *msg = w->fail_msg;
-        return SRV_ENGINE;
-    }
-    for (size_t i = 0; i < w->n; i++)
-        if (w->scores[i].status != RS_OK) { /* a per-prompt refusal by the engine */
-            *st = w->scores[i].status;
-            *msg = w->scores[i].error;
-            return SRV_ENGINE;
-        }
-    if (atomic_load(&w->n_cancelled)) {
-        *st = RS_OK;
+/* What is known about how a request ended, gathered by req_facts (a
+ * request) or at the call's close (no request). */
+typedef struct outcome_facts {
+    int scored;              /* every prompt has its score */
+    int cancelled;           /* the client cancelled before its deadline */
+    int expired;             /* its deadline passed first */
+    rs_srv_err unavailable;  /* the server could not take it (SRV_OK: no) */
+    rs_status unavailable_st;
+    const char *unavailable_msg;
+    rs_srv_err input;        /* the request's own fault (SRV_OK: none) */
+    rs_status input_st;
+    const char *input_msg;
+} outcome_facts;
+
+/* The final status of a request: the one place that orders the reasons it
+ * can fail. A request with every score is OK; otherwise, first match wins:
+ *   1. cancelled by the client;
+ *   2. deadline exceeded (also when an input error was found after it
+ *      passed: the caller's clock decided first);
+ *   3. the server could not take it: draining, not ready, queue full, an
+ *      engine that failed;
+ *   4. the request's own input (malformed, unknown router, a bad prompt).
+ * A prompt dropped because its call was cancelled or expired is never an
+ * input error: the batcher leaves no per-prompt error on it. */
+static rs_srv_err final_status(const outcome_facts *f, rs_status *st, const char **msg) {
+    *st = RS_OK;
+    *msg = "";
+    if (f->scored && f->unavailable == SRV_OK && f->input == SRV_OK) return SRV_OK;
+    if (f->cancelled) {
         *msg = "cancelled";
         return SRV_CANCELLED;
     }
-    if (atomic_load(&w->n_expired)) {
-        *st = RS_OK;
+    if (f->expired) {
         *msg = "deadline exceeded before scoring";
         return SRV_EXPIRED;
     }
-    *st = RS_OK;
-    *msg = "";
-    return SRV_OK;
+    if (f->unavailable != SRV_OK) {
+        *st = f->unavailable_st;
+        *msg = f->unavailable_msg;
+        return f->unavailable;
+    }
+    if (f->input != SRV_OK) {
+        *st = f->input_st;
+        *msg = f->input_msg;
+        return f->input;
+    }
+    *st = RS_ERR_INTERNAL; /* unscored and no reason: a bug */
+    *msg = "internal error: prompts neither scored nor dropped";
+    return SRV_ENGINE;
+}
+
+/* An immediate failure's class: the server's state (retryable) or the input. */
+static int srv_err_is_unavailable(rs_srv_err e, rs_status st) {
+    return e == SRV_NOT_READY || e == SRV_DRAINING || e == SRV_QUEUE_FULL ||
+           (e == SRV_ENGINE && (st == RS_ERR_NOMEM || st == RS_ERR_BACKEND || st == RS_ERR_INTERNAL || st == RS_ERR_IO));
+}
+
+static rs_srv_err req_outcome(const rs_req *r, double deadline, rs_status *st, const char **msg) {
+    outcome_facts f = {0};
+    const double now = rs_cli_now();
+    if (r->fail != SRV_OK) {
+        f.expired = r->fail == SRV_EXPIRED || now >= deadline;
+        if (srv_err_is_unavailable(r->fail, r->fail_st)) {
+            f.unavailable = r->fail;
+            f.unavailable_st = r->fail_st;
+            f.unavailable_msg = r->fail_msg;
+        } else if (r->fail != SRV_EXPIRED) {
+            f.input = r->fail;
+            f.input_st = r->fail_st;
+            f.input_msg = r->fail_msg;
+        }
+        return final_status(&f, st, msg);
+    }
+    const rs_work *w = &r->work;
+    f.cancelled = atomic_load(&w->n_cancelled) > 0;
+    f.expired = atomic_load(&w->n_expired) > 0;
+    f.scored = !f.cancelled && !f.expired && !atomic_load(&w->n_failed);
+    if (atomic_load(&w->n_failed)) {
+        f.unavailable = SRV_ENGINE; /* the engine's failure, not the input's (RS_ERR_BACKEND -> UNAVAILABLE) */
+        f.unavailable_st = w->fail_status;
+        f.unavailable_msg = w->fail_msg;
+    }
+    for (size_t i = 0; i < w->n && f.input == SRV_OK; i++)
+        if (w->items[i].fate == RS_FATE_SCORED && w->scores[i].status != RS_OK) { /* a per-prompt refusal by the engine */
+            f.input = SRV_ENGINE;
+            f.input_st = w->scores[i].status;
+            f.input_msg = w->scores[i].error;
+        }
+    if (!f.scored || f.input != SRV_OK) f.expired = f.expired || now >= deadline;
+    return final_status(&f, st, msg);
 }
 
 /* Builds the ScoreResponse of a request (scores, or `error` for streams). */
 static grpc_byte_buffer *req_response(rs_server *s, rs_req *r, int with_error, grpc_status_code *code, const char **msg) {
     rs_status st;
-    rs_srv_err e = req_outcome(r, &st, msg);
+    rs_srv_err e = req_outcome(r, r->call->deadline, &st, msg);
     *code = grpc_code(e, st);
     Routescore__V1__ScoreResponse resp = ROUTESCORE__V1__SCORE_RESPONSE__INIT;
     Routescore__V1__RequestError rerr = ROUTESCORE__V1__REQUEST_ERROR__INIT;
@@ -767,8 +889,15 @@ static void handle_health(rs_call *c, const uint8_t *data, size_t len) {
         set_status(c, SRV_MALFORMED, RS_ERR_FORMAT, "malformed HealthCheckRequest");
         return;
     }
+    uint32_t nf;
+    size_t ni;
+    const int nul = wire_has_nul(&grpc__health__v1__health_check_request__descriptor, data, len, 0, &nf, &ni);
     c->watch_service = health_known_service(m->service);
     grpc__health__v1__health_check_request__free_unpacked(m, NULL);
+    if (nul) {
+        set_status(c, SRV_MALFORMED, RS_ERR_INVALID_ARG, "the service name contains a NUL byte");
+        return;
+    }
     if (c->kind == CK_HWATCH) return; /* advance() sends the status and every change */
     if (!c->watch_service) {
         set_status(c, SRV_UNKNOWN_SERVICE, RS_OK, "unknown service");
@@ -784,6 +913,12 @@ static void handle_reflect(rs_call *c, const uint8_t *data, size_t len) {
     uint8_t *out;
     size_t out_len;
     rs_err err;
+    uint32_t nf;
+    size_t ni;
+    if (wire_has_nul(&grpc__reflection__v1alpha__server_reflection_request__descriptor, data, len, 0, &nf, &ni)) {
+        set_status(c, SRV_MALFORMED, RS_ERR_INVALID_ARG, "field %u of the reflection request contains a NUL byte", (unsigned)nf);
+        return;
+    }
     if (rs_reflect_answer(c->srv->reflect, data, len, &out, &out_len, &err) != RS_OK) {
         set_status(c, SRV_MALFORMED, RS_ERR_FORMAT, "%s", err.msg);
         return;
@@ -1031,9 +1166,18 @@ static void dispatch(rs_tag *t, int ok) {
         c->closed = 1;
         if (c->close_cancelled) {
             c->cancelled = 1;
-            for (rs_req *r = c->inflight_head; r; r = r->next) atomic_store(&r->work.cancelled, 1);
+            /* Its queued prompts and their room in the queue go now, not
+             * when a batch would reach them (the batcher finishes them on
+             * its own thread: req_done needs c->mu, held here). */
+            for (rs_req *r = c->inflight_head; r; r = r->next) rs_batcher_cancel(s->routers[r->router].batcher, &r->work);
             if (!c->finishing && c->kind != CK_STREAM && s->metrics) {
-                grpc_status_code code = rs_cli_now() >= c->deadline ? GRPC_STATUS_DEADLINE_EXCEEDED : GRPC_STATUS_CANCELLED;
+                outcome_facts f = {0};
+                f.expired = rs_cli_now() >= c->deadline;
+                f.cancelled = !f.expired;
+                rs_status st;
+                const char *msg;
+                const rs_srv_err e = final_status(&f, &st, &msg);
+                const grpc_status_code code = grpc_code(e, st);
                 rs_metrics_request(s->metrics, c->metric_router, METHODS[c->kind].metric, (int)code);
             }
         }
@@ -1420,6 +1564,7 @@ rs_status rs_server_load(rs_server *s, rs_err *err) {
             .max_batch_size = r->cfg.max_batch_size,
             .max_queue_delay_us = r->cfg.max_queue_delay_us,
             .max_queue_tokens = r->cfg.max_queue_tokens,
+            .max_queue_wait_s = (double)r->cfg.max_queue_wait_ms * 1e-3,
             .emb_dim = r->info.client_embed_dim > 0 ? r->info.client_embed_dim : 0,
             .router_index = i,
             .metrics = s->metrics,

@@ -43,6 +43,7 @@ typedef struct rs_srv_router_cfg {
     int max_batch_size;        /* prompts in one forward */
     long max_queue_delay_us;   /* longest wait for companions while the engine is idle */
     long max_queue_tokens;     /* admitted, unfinished tokens; refuse beyond */
+    long max_queue_wait_ms;    /* refuse when the queue's expected wait passes it; 0: off */
     int online;                /* online threshold mode */
     float online_share;        /* its target strong share, (0, 1] */
     int online_window;         /* scores in the sliding window */
@@ -53,6 +54,10 @@ typedef struct rs_srv_config {
     char path[RS_SRV_PATH];          /* the config file, "" when none (SIGHUP re-reads it) */
     char listen[256];                /* gRPC host:port */
     char metrics_listen[256];        /* Prometheus host:port; "" disables */
+    double metrics_request_timeout_s; /* a request must arrive whole within this (not idle time) */
+    int metrics_client_connections;  /* open connections per client address */
+    int metrics_max_connections;     /* open connections in all */
+    int metrics_open;                /* 1: /metrics needs no bearer token even when auth is on */
     int cq_threads;
     double grace_s;                  /* SIGTERM drain limit */
     long max_request_bytes;          /* gRPC max receive message length */
