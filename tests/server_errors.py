@@ -103,6 +103,8 @@ def main():
                lambda: scorer.Score(pb.ScoreRequest(prompts=["a"], threshold=float("nan")), timeout=10), "threshold NaN")
         expect(grpc.StatusCode.INVALID_ARGUMENT,
                lambda: scorer.Score(pb.ScoreRequest(prompts=["a"], strong_share=0.0), timeout=10), "strong_share 0")
+        expect(grpc.StatusCode.INVALID_ARGUMENT, lambda: ch.stream_unary("/routescore.v1.Scorer/Score")(iter([]), timeout=10),
+               "a unary call that sends no message")
         # a stream fed garbage ends INVALID_ARGUMENT... no: per-request errors ride in the responses
         raw_stream = ch.stream_stream("/routescore.v1.Scorer/ScoreStream")
         outs = list(raw_stream(iter([b"\xff\xff\xff", raw_prompt_request(b"fine")]), timeout=30))

@@ -731,6 +731,30 @@ static rs_srv_err req_outcome(const rs_req *r, double deadline, rs_status *st, c
     return final_status(&f, st, msg);
 }
 
+/* A call-level input error (malformed or missing message), through
+ * final_status: a call whose deadline has passed, or that the client
+ * cancelled, ends for that reason instead (a call that expired before its
+ * message was read arrives with none). */
+static void set_input_error(rs_call *c, rs_srv_err e, rs_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void set_input_error(rs_call *c, rs_srv_err e, rs_status st, const char *fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    outcome_facts f = {0};
+    f.expired = rs_cli_now() >= c->deadline;
+    f.cancelled = c->cancelled && !f.expired;
+    f.input = e;
+    f.input_st = st;
+    f.input_msg = buf;
+    rs_status fst;
+    const char *msg;
+    const rs_srv_err fe = final_status(&f, &fst, &msg);
+    set_status(c, fe, fst, "%s", msg);
+}
+
 /* Builds the ScoreResponse of a request (scores, or `error` for streams). */
 static grpc_byte_buffer *req_response(rs_server *s, rs_req *r, int with_error, grpc_status_code *code, const char **msg) {
     rs_status st;
@@ -848,7 +872,7 @@ static void handle_list(rs_call *c, const uint8_t *data, size_t len) {
     rs_server *s = c->srv;
     Routescore__V1__ListRoutersRequest *m = routescore__v1__list_routers_request__unpack(NULL, len, data);
     if (!m) {
-        set_status(c, SRV_MALFORMED, RS_ERR_FORMAT, "malformed ListRoutersRequest");
+        set_input_error(c, SRV_MALFORMED, RS_ERR_FORMAT, "malformed ListRoutersRequest");
         return;
     }
     routescore__v1__list_routers_request__free_unpacked(m, NULL);
@@ -886,7 +910,7 @@ static void handle_list(rs_call *c, const uint8_t *data, size_t len) {
 static void handle_health(rs_call *c, const uint8_t *data, size_t len) {
     Grpc__Health__V1__HealthCheckRequest *m = grpc__health__v1__health_check_request__unpack(NULL, len, data);
     if (!m) {
-        set_status(c, SRV_MALFORMED, RS_ERR_FORMAT, "malformed HealthCheckRequest");
+        set_input_error(c, SRV_MALFORMED, RS_ERR_FORMAT, "malformed HealthCheckRequest");
         return;
     }
     uint32_t nf;
@@ -895,7 +919,7 @@ static void handle_health(rs_call *c, const uint8_t *data, size_t len) {
     c->watch_service = health_known_service(m->service);
     grpc__health__v1__health_check_request__free_unpacked(m, NULL);
     if (nul) {
-        set_status(c, SRV_MALFORMED, RS_ERR_INVALID_ARG, "the service name contains a NUL byte");
+        set_input_error(c, SRV_MALFORMED, RS_ERR_INVALID_ARG, "the service name contains a NUL byte");
         return;
     }
     if (c->kind == CK_HWATCH) return; /* advance() sends the status and every change */
@@ -916,11 +940,11 @@ static void handle_reflect(rs_call *c, const uint8_t *data, size_t len) {
     uint32_t nf;
     size_t ni;
     if (wire_has_nul(&grpc__reflection__v1alpha__server_reflection_request__descriptor, data, len, 0, &nf, &ni)) {
-        set_status(c, SRV_MALFORMED, RS_ERR_INVALID_ARG, "field %u of the reflection request contains a NUL byte", (unsigned)nf);
+        set_input_error(c, SRV_MALFORMED, RS_ERR_INVALID_ARG, "field %u of the reflection request contains a NUL byte", (unsigned)nf);
         return;
     }
     if (rs_reflect_answer(c->srv->reflect, data, len, &out, &out_len, &err) != RS_OK) {
-        set_status(c, SRV_MALFORMED, RS_ERR_FORMAT, "%s", err.msg);
+        set_input_error(c, SRV_MALFORMED, RS_ERR_FORMAT, "%s", err.msg);
         return;
     }
     push_out(c, bytes_bb(out, out_len));
@@ -930,7 +954,7 @@ static void handle_reflect(rs_call *c, const uint8_t *data, size_t len) {
 static void on_message(rs_call *c, grpc_byte_buffer *bb) {
     grpc_slice sl;
     if (read_bb(bb, &sl) != RS_OK) {
-        set_status(c, SRV_MALFORMED, RS_ERR_FORMAT, "unreadable message");
+        set_input_error(c, SRV_MALFORMED, RS_ERR_FORMAT, "unreadable message");
         return;
     }
     const uint8_t *data = GRPC_SLICE_START_PTR(sl);
@@ -1002,7 +1026,18 @@ static void on_new(rs_call *c) {
     }
     if (METHODS[c->kind].read_initial) {
         if (!c->recv) {
-            set_status(c, SRV_MALFORMED, RS_ERR_FORMAT, "no request message");
+            /* No message: the client ended the stream before it (a cancel,
+             * or its own deadline timer), or sent none at all (its bug).
+             * One more read tells which (OP_RECV). */
+            grpc_op op = {0};
+            op.op = GRPC_OP_RECV_MESSAGE;
+            op.data.recv_message.recv_message = &c->recv;
+            if (grpc_call_start_batch(c->call, &op, 1, &c->t_recv, NULL) == GRPC_CALL_OK) {
+                c->recv_busy = 1;
+                c->refs++;
+            } else {
+                set_input_error(c, SRV_MALFORMED, RS_ERR_FORMAT, "no request message");
+            }
             return;
         }
         grpc_byte_buffer *bb = c->recv;
@@ -1144,7 +1179,12 @@ static void dispatch(rs_tag *t, int ok) {
         c->recv_busy = 0;
         grpc_byte_buffer *bb = c->recv;
         c->recv = NULL;
-        if (!ok || !bb) {
+        if (METHODS[c->kind].read_initial) { /* on_new's second look at a call that came without its message */
+            if (!ok || grpc_call_failed_before_recv_message(c->call))
+                c->cancelled = 1; /* the client ended it: nobody to answer (OP_CLOSE counts it) */
+            else
+                set_input_error(c, SRV_MALFORMED, RS_ERR_FORMAT, "no request message");
+        } else if (!ok || !bb) {
             c->half_closed = 1;
         } else {
             on_message(c, bb);
