@@ -1,6 +1,12 @@
 /* metrics.h — the server's Prometheus metrics and the HTTP endpoint that
  * serves them (libmicrohttpd, GET /metrics).
  *
+ * The endpoint runs libmicrohttpd in external-polling mode on one thread
+ * of ours: MHD_run_wait, then the connections whose request has not arrived
+ * within request_timeout_s are shut down (MHD then closes them), in the same
+ * thread, so no descriptor is touched after MHD closed it. With the per-client
+ * and total connection limits, slow or idle clients cannot hold the port.
+ *
  * Everything is a fixed array of atomic counters sized at init (routers x
  * methods x codes, histogram buckets), so recording is lock-free and never
  * allocates; rendering walks the arrays. Router index n_routers stands for
@@ -63,9 +69,24 @@ uint64_t rs_metrics_requests(rs_metrics *m, rs_method method, int code);
 /* Prometheus text format 0.0.4 into a malloc'd string (*out, caller frees). */
 rs_status rs_metrics_render(rs_metrics *m, char **out, size_t *len, rs_err *err);
 
-/* Serves GET /metrics on addr ("host:port"; port 0 picks one: *bound_port
- * says which). rs_metrics_http_stop before rs_metrics_free. */
-rs_status rs_metrics_http_start(rs_metrics *m, const char *addr, int *bound_port, rs_err *err);
+/* The /metrics endpoint's limits and access (docs/SERVING.md, Metrics).
+ * Strings are borrowed for the call only (copied). */
+typedef struct rs_metrics_http_opts {
+    const char *addr;            /* "host:port"; port 0 picks one */
+    double request_timeout_s;    /* a request must arrive whole within this, from the
+                                    connection's start or the previous response: a total
+                                    deadline that bytes trickling in do not reset */
+    int client_connections;      /* open connections per client address */
+    int max_connections;         /* open connections in all */
+    const char (*tokens)[256];   /* bearer tokens required (n_tokens 0: none) */
+    int n_tokens;
+    const char *tls_cert_pem, *tls_key_pem; /* both set: HTTPS */
+    const char *tls_client_ca_pem;          /* and set: a client certificate from this CA is required */
+} rs_metrics_http_opts;
+
+/* Serves GET /metrics (*bound_port says on which port) from a thread of its
+ * own. rs_metrics_http_stop before rs_metrics_free. */
+rs_status rs_metrics_http_start(rs_metrics *m, const rs_metrics_http_opts *o, int *bound_port, rs_err *err);
 void rs_metrics_http_stop(rs_metrics *m);
 
 #endif

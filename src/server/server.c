@@ -820,17 +820,8 @@ static int authorized(rs_call *c) {
     for (size_t i = 0; i < c->md.count; i++) {
         if (grpc_slice_str_cmp(c->md.metadata[i].key, "authorization")) continue;
         const char *v = (const char *)GRPC_SLICE_START_PTR(c->md.metadata[i].value);
-        size_t vl = GRPC_SLICE_LENGTH(c->md.metadata[i].value);
-        if (vl < 7 || strncasecmp(v, "Bearer ", 7)) continue;
-        v += 7;
-        vl -= 7;
-        for (int t = 0; t < s->n_tokens; t++) {
-            size_t tl = strlen(s->tokens[t]);
-            /* Constant time in the token's bytes. */
-            unsigned diff = (unsigned)(tl != vl);
-            for (size_t j = 0; j < tl; j++) diff |= (unsigned char)s->tokens[t][j] ^ (unsigned char)(j < vl ? v[j] : 0);
-            if (!diff) return 1;
-        }
+        if (rs_srv_bearer_ok((const char (*)[256])s->tokens, s->n_tokens, v, GRPC_SLICE_LENGTH(c->md.metadata[i].value)))
+            return 1;
     }
     return 0;
 }
@@ -1367,6 +1358,40 @@ static grpc_server_credentials *make_creds(rs_server *s, rs_err *err) {
     return cr;
 }
 
+/* /metrics with the gRPC side's access rules: its bearer tokens (unless
+ * metrics_open) and its TLS / mTLS files. */
+static rs_status start_metrics_http(rs_server *s, rs_err *err) {
+    const rs_srv_config *cfg = &s->cfg;
+    rs_metrics_http_opts o = {
+        .addr = cfg->metrics_listen,
+        .request_timeout_s = cfg->metrics_request_timeout_s,
+        .client_connections = cfg->metrics_client_connections,
+        .max_connections = cfg->metrics_max_connections,
+        .tokens = cfg->metrics_open ? NULL : (const char (*)[256])s->tokens,
+        .n_tokens = cfg->metrics_open ? 0 : s->n_tokens,
+    };
+    char *cert = NULL, *key = NULL, *ca = NULL;
+    if (cfg->tls_cert[0]) {
+        cert = read_text_file(cfg->tls_cert, 1 << 20);
+        key = read_text_file(cfg->tls_key, 1 << 20);
+        ca = cfg->tls_client_ca[0] ? read_text_file(cfg->tls_client_ca, 1 << 20) : NULL;
+        if (!cert || !key || (cfg->tls_client_ca[0] && !ca)) {
+            free(cert);
+            free(key);
+            free(ca);
+            return rs_errf(err, RS_ERR_IO, "metrics: cannot read the TLS certificate, key or client CA");
+        }
+        o.tls_cert_pem = cert;
+        o.tls_key_pem = key;
+        o.tls_client_ca_pem = ca;
+    }
+    rs_status st = rs_metrics_http_start(s->metrics, &o, &s->metrics_port, err);
+    free(cert);
+    free(key);
+    free(ca);
+    return st;
+}
+
 /* A router's name before it is opened: config, else manifest, else dir. */
 static void resolve_name(const rs_srv_router_cfg *rc, char *out, size_t n) {
     if (rc->name[0]) {
@@ -1432,8 +1457,7 @@ rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *er
     }
     if ((st = rs_reflect_init(rs_proto_fds, rs_proto_fds_len, &s->reflect, err)) != RS_OK) goto fail;
     if (cfg->auth_tokens_file[0] && (st = load_tokens(s, err)) != RS_OK) goto fail;
-    if (cfg->metrics_listen[0] && (st = rs_metrics_http_start(s->metrics, cfg->metrics_listen, &s->metrics_port, err)) != RS_OK)
-        goto fail;
+    if (cfg->metrics_listen[0] && (st = start_metrics_http(s, err)) != RS_OK) goto fail;
 
     gpr_set_log_function(grpc_log_json);
     gpr_set_log_verbosity(rs_log_enabled(RS_LOG_DEBUG) ? GPR_LOG_SEVERITY_INFO : GPR_LOG_SEVERITY_ERROR);

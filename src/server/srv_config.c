@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,7 +34,7 @@ void rs_srv_config_default(rs_srv_config *c) {
     snprintf(c->metrics_listen, sizeof c->metrics_listen, "0.0.0.0:9090");
     c->metrics_request_timeout_s = 5;
     c->metrics_client_connections = 8;
-    c->metrics_max_connections = 256;
+    c->metrics_max_connections = 1024;
     c->cq_threads = 2;
     c->grace_s = 25;
     c->max_request_bytes = 4L << 20;
@@ -428,4 +429,18 @@ rs_status rs_srv_config_thresholds(const rs_srv_config *c, float *out, rs_err *e
             out[i] = manifest_threshold(r->model);
     }
     return RS_OK;
+}
+
+int rs_srv_bearer_ok(const char (*tokens)[256], int n, const char *v, size_t vl) {
+    if (vl < 7 || strncasecmp(v, "Bearer ", 7)) return 0;
+    v += 7;
+    vl -= 7;
+    int ok = 0;
+    for (int t = 0; t < n; t++) {
+        size_t tl = strlen(tokens[t]);
+        unsigned diff = (unsigned)(tl != vl);
+        for (size_t j = 0; j < tl; j++) diff |= (unsigned char)tokens[t][j] ^ (unsigned char)(j < vl ? v[j] : 0);
+        ok |= !diff;
+    }
+    return ok;
 }

@@ -89,5 +89,9 @@ rs_status rs_srv_config_thresholds(const rs_srv_config *c, float *out, rs_err *e
 rs_status rs_srv_parse_devices(const char *s, rs_srv_router_cfg *r, rs_err *err);
 /* Replicas router r runs (its "replicas", else one per listed device, else 1). */
 int rs_srv_replicas(const rs_srv_router_cfg *r);
+/* Whether an authorization header value v (vl bytes, "Bearer <token>", the
+ * scheme case-insensitive) carries one of the n tokens. Constant time in
+ * each token's bytes; shared by the gRPC and HTTP endpoints. */
+int rs_srv_bearer_ok(const char (*tokens)[256], int n, const char *v, size_t vl);
 
 #endif
