@@ -225,6 +225,8 @@ struct rs_call {
     int has_status_slice;
     int metric_router;    /* router index for request metrics (-1 unknown) */
     int accepted;         /* a Scorer call taken on before the drain began */
+    int held;             /* a Scorer call that arrived during the drain: answered
+                             UNAVAILABLE only once the GOAWAY is out (rs_server_drain) */
     int inflight;         /* reqs in a batcher */
     rs_req *inflight_head;
     rs_req *done_head, *done_tail;
@@ -251,6 +253,7 @@ struct rs_server {
     char (*tokens)[256];
     int n_tokens;
     _Atomic int ready, draining, shutting_down, fatal;
+    _Atomic int release_held; /* the drain's GOAWAY is out: answer the held calls */
     pthread_mutex_t mu; /* live list, counters below, events */
     pthread_cond_t cv;
     rs_call *live;
@@ -1011,7 +1014,12 @@ static void on_new(rs_call *c) {
         }
         pthread_mutex_unlock(&s->mu);
         if (!c->accepted) {
-            set_status(c, SRV_DRAINING, RS_OK, "server is shutting down: retry on another replica");
+            /* Held, not answered yet: a caller that got UNAVAILABLE now
+             * would send again at once on this connection and be caught
+             * in transit by the listener's close (CANCELLED). advance()
+             * answers once the GOAWAY has gone out. */
+            c->held = 1;
+            if (atomic_load(&s->release_held)) set_status(c, SRV_DRAINING, RS_OK, "server is shutting down: retry on another replica");
             return;
         }
     }
@@ -1069,6 +1077,8 @@ static void advance(rs_call *c) {
         else
             on_stream_req_done(c, r);
     }
+    if (c->held && !c->want_finish && atomic_load(&s->release_held))
+        set_status(c, SRV_DRAINING, RS_OK, "server is shutting down: retry on another replica");
     /* Method-specific reasons to end. */
     if (c->kind == CK_STREAM && !c->want_finish && c->inflight == 0) {
         if (c->half_closed)
@@ -1771,9 +1781,17 @@ int rs_server_drain(rs_server *s) {
         pthread_cond_timedwait(&s->cv, &s->mu, &ts);
     }
     pthread_mutex_unlock(&s->mu);
-    /* Phase 2: close the listener (GOAWAY) and wait for the core. */
+    /* Phase 2: close the listener (GOAWAY) and wait for the core. Calls
+     * refused meanwhile are held until the GOAWAY has reached their
+     * callers (a round trip on loopback or a LAN: 200 ms is ample), so that
+     * their next call goes to a new connection, which the closed listener
+     * refuses (UNAVAILABLE), instead of into a stream the core cancels. */
     atomic_store(&s->shutting_down, 1);
     grpc_server_shutdown_and_notify(s->grpc, s->cq, &s->shutdown_tag);
+    wake_live_calls(s);
+    struct timespec goaway = {0, 200 * 1000000L};
+    nanosleep(&goaway, NULL);
+    atomic_store(&s->release_held, 1);
     wake_live_calls(s);
     pthread_mutex_lock(&s->mu);
     int in_time = wait_until(s, &s->shutdown_done, NULL, until);
