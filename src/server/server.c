@@ -48,6 +48,7 @@
 #include <grpc/support/log.h>
 #include <grpc/support/time.h>
 #include <cjson/cJSON.h>
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -74,6 +75,17 @@ extern const unsigned char rs_proto_fds[];
 extern const size_t rs_proto_fds_len;
 
 #define MAX_CQ_THREADS 64
+/* Memory. Per-call buffers are freed with the call, but glibc keeps freed
+ * heap pages, so a burst of large messages would leave the resident size
+ * at its peak for good. Two remedies: allocations of RS_MMAP_THRESHOLD
+ * bytes or more are mmap'd (returned to the system when freed: a fixed
+ * threshold also stops glibc from raising it after each large free), and
+ * after a call with a large message ends the heaps are trimmed
+ * (malloc_trim), at most every RS_TRIM_INTERVAL_S, the trim owed to the
+ * last call of a burst paid by the next call to end (probes included). */
+#define RS_BIG_MESSAGE (256 * 1024)
+#define RS_MMAP_THRESHOLD (256 * 1024)
+#define RS_TRIM_INTERVAL_S 0.25
 
 /* ------------------------------------------------------------------------ */
 /* Status codes: the one mapping.                                            */
@@ -225,6 +237,7 @@ struct rs_call {
     int has_status_slice;
     int metric_router;    /* router index for request metrics (-1 unknown) */
     int accepted;         /* a Scorer call taken on before the drain began */
+    int big;              /* it received a message of RS_BIG_MESSAGE bytes or more */
     int held;             /* a Scorer call that arrived during the drain: answered
                              UNAVAILABLE only once the GOAWAY is out (rs_server_drain) */
     int inflight;         /* reqs in a batcher */
@@ -261,6 +274,8 @@ struct rs_server {
     long n_accepted;     /* live Scorer calls accepted before the drain began */
     long n_refused;      /* Scorer calls refused UNAVAILABLE while draining */
     double t_last_refused;
+    int trim_owed;        /* a large message's call ended since the last malloc_trim */
+    double t_last_trim;
     int shutdown_done;
     int events;
     char fatal_msg[256];
@@ -449,10 +464,18 @@ static void call_destroy(rs_call *c) {
     }
     s->n_calls--;
     if (c->accepted) s->n_accepted--;
+    if (c->big) s->trim_owed = 1;
+    const double now = rs_cli_now();
+    const int trim = s->trim_owed && now - s->t_last_trim >= RS_TRIM_INTERVAL_S;
+    if (trim) {
+        s->trim_owed = 0;
+        s->t_last_trim = now;
+    }
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     pthread_mutex_destroy(&c->mu);
     free(c);
+    if (trim) malloc_trim(0); /* see RS_BIG_MESSAGE */
 }
 
 /* Starts an empty batch: it completes at once with t_wake, so advance() runs
@@ -953,6 +976,7 @@ static void on_message(rs_call *c, grpc_byte_buffer *bb) {
     }
     const uint8_t *data = GRPC_SLICE_START_PTR(sl);
     const size_t len = GRPC_SLICE_LENGTH(sl);
+    if (len >= RS_BIG_MESSAGE) c->big = 1;
     switch (c->kind) {
     case CK_SCORE:
     case CK_STREAM: {
@@ -1442,6 +1466,7 @@ rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *er
     if (!s) return rs_errf(err, RS_ERR_NOMEM, "no memory");
     s->cfg = *cfg;
     s->n_routers = cfg->n_routers;
+    mallopt(M_MMAP_THRESHOLD, RS_MMAP_THRESHOLD); /* see RS_BIG_MESSAGE */
     s->shutdown_tag = (rs_tag){NULL, OP_NEW};
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_t ca;
