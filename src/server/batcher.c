@@ -123,7 +123,7 @@ static void finish_dead(rs_batcher *b, rs_item *dead) {
         rs_item *next = dead->next;
         /* The core cancels a call when its deadline passes, so test the
          * deadline first: that is the reason the caller will see. */
-        finish_item(b, dead, now >= dead->work->deadline ? FATE_EXPIRED : FATE_CANCELLED, RS_OK, NULL);
+        finish_item(b, dead, now + RS_EXPIRY_SLACK_S >= dead->work->deadline ? FATE_EXPIRED : FATE_CANCELLED, RS_OK, NULL);
         dead = next;
     }
 }

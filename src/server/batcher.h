@@ -80,6 +80,11 @@
 
 typedef struct rs_work rs_work;
 
+/* A call cancelled this close to its deadline (seconds) counts as expired:
+ * the client's own deadline timer fires at about the server's deadline, and
+ * its cancel may arrive a little before it. */
+#define RS_EXPIRY_SLACK_S 0.05
+
 /* Where a prompt is (under the batcher's lock). */
 typedef enum rs_item_state { RS_ITEM_QUEUED, RS_ITEM_SLOT, RS_ITEM_DEAD } rs_item_state;
 

@@ -1237,7 +1237,7 @@ static void dispatch(rs_tag *t, int ok) {
             for (rs_req *r = c->inflight_head; r; r = r->next) rs_batcher_cancel(s->routers[r->router].batcher, &r->work);
             if (!c->finishing && c->kind != CK_STREAM && s->metrics) {
                 outcome_facts f = {0};
-                f.expired = rs_cli_now() >= c->deadline;
+                f.expired = rs_cli_now() + RS_EXPIRY_SLACK_S >= c->deadline;
                 f.cancelled = !f.expired;
                 rs_status st;
                 const char *msg;
