@@ -2,6 +2,8 @@
  *
  * The file (docs/SERVING.md has the full reference):
  *   {"listen": "0.0.0.0:50051", "metrics_listen": "0.0.0.0:9090",
+ *    "metrics_request_timeout_s": 5, "metrics_client_connections": 8,
+ *    "metrics_max_connections": 1024, "metrics_open": false,
  *    "cq_threads": 2, "grace_period_s": 25, "log_level": "info",
  *    "max_request_bytes": 4194304, "max_prompts_per_request": 1024,
  *    "max_prompt_bytes": 262144, "stream_window": 16,
@@ -11,7 +13,7 @@
  *                 "threshold": 0.5, "backend": "cpu", "device": 0, "threads": 0,
  *                 "replicas": 1, "devices": [0, 1],
  *                 "max_tokens": 0, "max_batch_tokens": 16384, "max_batch_size": 256,
- *                 "max_queue_delay_us": 2000, "max_queue_tokens": 262144,
+ *                 "max_queue_delay_us": 2000, "max_queue_tokens": 262144, "max_queue_wait_ms": 250,
  *                 "online": {"strong_share": 0.3, "window": 4096, "min_samples": 256}}]}
  * Relative paths are taken from the config file's directory. Every key is
  * checked: an unknown key, a wrong type or a value out of range is an error
