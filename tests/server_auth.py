@@ -8,10 +8,14 @@ certificate, or with one from another CA, is refused; one signed by the
 configured client CA is served. Certificates are made with the openssl CLI
 at test time (skipped when openssl is missing).
 """
+import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import server_util as su  # noqa: E402
@@ -39,6 +43,18 @@ def make_pki(d):
         with open(os.path.join(d, n), "rb") as f:
             return f.read()
     return rd
+
+
+def scrape(url, token=None, ctx=None):
+    """HTTP status of GET url (0: the connection or handshake failed)."""
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
+            return r.status if b"routescore_ready" in r.read() else -1
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (OSError, ssl.SSLError):
+        return 0
 
 
 def main():
@@ -74,10 +90,21 @@ def main():
               == grpc.StatusCode.UNAUTHENTICATED, "reflection needs the token")
         h = st.health_grpc.HealthStub(ch).Check(hp.HealthCheckRequest(), timeout=10)
         check(h.status == hp.HealthCheckResponse.SERVING, "Health needs no token (probes)")
-        m = srv.metrics()
+        murl = f"http://127.0.0.1:{srv.metrics_port}/metrics"
+        check(scrape(murl) == 401, "/metrics without a token -> 401")
+        check(scrape(murl, "wrong") == 401, "/metrics with a wrong token -> 401")
+        check(scrape(murl, "second-token") == 200, "/metrics with a listed token -> 200")
+        req_m = urllib.request.Request(murl, headers={"Authorization": "Bearer s3cret-token-1"})
+        m = urllib.request.urlopen(req_m, timeout=10).read().decode()
         check((su.metric_value(m, "routescore_requests_total", {"code": "UNAUTHENTICATED"}) or 0) >= 5,
               "refusals counted by code")
         ch.close()
+    cfg = os.path.join(tmp, "open-metrics.json")
+    with open(cfg, "w") as f:
+        json.dump({"metrics_open": True, "auth": {"bearer_tokens_file": tokens}, "routers": [{"model": router}]}, f)
+    with su.serving(check, ["--config", cfg]) as srv:
+        check(scrape(f"http://127.0.0.1:{srv.metrics_port}/metrics") == 200,
+              "metrics_open: /metrics needs no token while Score does")
 
     if not shutil.which("openssl"):
         print("openssl missing: TLS part skipped")
@@ -106,6 +133,10 @@ def main():
         except grpc.RpcError as e:
             check(e.code() == grpc.StatusCode.UNAVAILABLE, f"client trusting another CA -> {e.code().name}")
         sch.close()
+        murl = f"https://127.0.0.1:{srv.metrics_port}/metrics"
+        ctx = ssl.create_default_context(cafile=os.path.join(pki, "ca.pem"))
+        check(scrape(murl, ctx=ctx) == 200, "/metrics over HTTPS with the gRPC certificate")
+        check(scrape(f"http://127.0.0.1:{srv.metrics_port}/metrics") == 0, "/metrics refuses plain HTTP under TLS")
 
     # ---- mTLS ----
     with su.serving(check, ["--model", router, "--tls-cert", os.path.join(pki, "server.pem"),
@@ -123,6 +154,16 @@ def main():
         check(try_client(rd("rogue.key"), rd("rogue.pem")) == grpc.StatusCode.UNAVAILABLE,
               "mTLS: a certificate from another CA is refused")
         check(try_client(rd("client.key"), rd("client.pem")) == grpc.StatusCode.OK, "mTLS: the client CA's certificate is served")
+
+        def mctx(name):
+            c = ssl.create_default_context(cafile=os.path.join(pki, "ca.pem"))
+            if name:
+                c.load_cert_chain(os.path.join(pki, f"{name}.pem"), os.path.join(pki, f"{name}.key"))
+            return c
+        murl = f"https://127.0.0.1:{srv.metrics_port}/metrics"
+        check(scrape(murl, ctx=mctx(None)) in (0, 403), f"/metrics mTLS: no client certificate refused ({scrape(murl, ctx=mctx(None))})")
+        check(scrape(murl, ctx=mctx("rogue")) in (0, 403), "/metrics mTLS: another CA's certificate refused")
+        check(scrape(murl, ctx=mctx("client")) == 200, "/metrics mTLS: the client CA's certificate is served")
     check.done()
 
 

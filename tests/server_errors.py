@@ -3,6 +3,9 @@ the right status code and keeps serving.
 
 Malformed protobuf, oversized messages, over-long prompts, invalid UTF-8,
 empty or too many prompts, unknown router, bad threshold / strong_share,
+NUL bytes inside router names, prompts, health service names and reflection
+requests (refused INVALID_ARGUMENT on every path: unary, stream, health,
+reflection; protobuf-c would otherwise cut the string at the NUL),
 deadlines that expire in the queue (dropped, never computed), cancellation
 mid-request (the rest of its prompts dropped), queue overflow
 (RESOURCE_EXHAUSTED at once). After each group: Health SERVING and a Score
@@ -35,11 +38,18 @@ def raw_prompt_request(prompt_bytes):
     return b"\x12" + varint(len(prompt_bytes)) + prompt_bytes
 
 
+def code_ok(scorer, pb, name):
+    return su.code_of(lambda: scorer.Score(pb.ScoreRequest(prompts=["a"], router=name), timeout=10)) == grpc.StatusCode.OK
+
+
 def main():
     check, tmp, router, st = su.setup()
     pb, hp = st.scorer, st.health
+    # --max-queue-wait-ms 0: admission by time off, so deadlines expire *in* the queue here
+    # (server_admission.py tests the immediate refusals).
     with su.serving(check, ["--model", router, "--max-request-bytes", "262144", "--max-prompt-bytes", "8192",
-                            "--max-prompts", "300", "--max-batch-size", "16", "--max-queue-delay-us", "500"],
+                            "--max-prompts", "300", "--max-batch-size", "16", "--max-queue-delay-us", "500",
+                            "--max-queue-wait-ms", "0"],
                     what="exit 0 after SIGTERM") as srv:
         ch = srv.channel()
         scorer = st.scorer_grpc.ScorerStub(ch)
@@ -93,6 +103,8 @@ def main():
                lambda: scorer.Score(pb.ScoreRequest(prompts=["a"], threshold=float("nan")), timeout=10), "threshold NaN")
         expect(grpc.StatusCode.INVALID_ARGUMENT,
                lambda: scorer.Score(pb.ScoreRequest(prompts=["a"], strong_share=0.0), timeout=10), "strong_share 0")
+        expect(grpc.StatusCode.INVALID_ARGUMENT, lambda: ch.stream_unary("/routescore.v1.Scorer/Score")(iter([]), timeout=10),
+               "a unary call that sends no message")
         # a stream fed garbage ends INVALID_ARGUMENT... no: per-request errors ride in the responses
         raw_stream = ch.stream_stream("/routescore.v1.Scorer/ScoreStream")
         outs = list(raw_stream(iter([b"\xff\xff\xff", raw_prompt_request(b"fine")]), timeout=30))
@@ -100,6 +112,40 @@ def main():
         check(len(resp) == 2 and resp[0].error.code == 3 and len(resp[1].scores) == 1,
               "ScoreStream: a malformed message gets an error response, the next one is scored")
         still_serving("malformed input")
+
+        # --- NUL inside strings: refused, never cut short ---
+        name = scorer.ListRouters(pb.ListRoutersRequest(), timeout=10).routers[0].name
+        check(code_ok(scorer, pb, name), f"router '{name}' by name works")
+        for bad in (name + "\0evil", "\0", "\0" + name):
+            expect(grpc.StatusCode.INVALID_ARGUMENT,
+                   lambda: scorer.Score(pb.ScoreRequest(prompts=["a"], router=bad), timeout=10), f"router name {bad!r}")
+        expect(grpc.StatusCode.INVALID_ARGUMENT, lambda: scorer.Score(pb.ScoreRequest(prompts=["ok", "a\0b"]), timeout=10),
+               "a prompt with an embedded NUL")
+        expect(grpc.StatusCode.INVALID_ARGUMENT, lambda: scorer.Score(pb.ScoreRequest(prompts=["\0"]), timeout=10),
+               "a prompt that is one NUL")
+        try:
+            scorer.Score(pb.ScoreRequest(prompts=["ok", "a\0b"]), timeout=10)
+        except grpc.RpcError as e:
+            check("prompts[1]" in e.details(), f"the message names the prompt ({e.details()})")
+        outs = list(scorer.ScoreStream(iter([pb.ScoreRequest(prompts=["x\0y"], request_id=1),
+                                             pb.ScoreRequest(prompts=["fine"], router=name + "\0", request_id=2),
+                                             pb.ScoreRequest(prompts=["fine"], request_id=3)]), timeout=30))
+        check([(o.request_id, o.error.code) for o in outs] == [(1, 3), (2, 3), (3, 0)] and len(outs[2].scores) == 1,
+              f"ScoreStream: NUL in a prompt or router name -> an INVALID_ARGUMENT response, the next is scored "
+              f"({[(o.request_id, o.error.code) for o in outs]})")
+        expect(grpc.StatusCode.INVALID_ARGUMENT,
+               lambda: health.Check(hp.HealthCheckRequest(service="routescore.v1.Scorer\0evil"), timeout=10),
+               "Health/Check of a service name with a NUL")
+        expect(grpc.StatusCode.INVALID_ARGUMENT, lambda: health.Check(hp.HealthCheckRequest(service="\0"), timeout=10),
+               "Health/Check of service '\\0'")
+        refl = st.refl_grpc.ServerReflectionStub(ch)
+        try:
+            list(refl.ServerReflectionInfo(iter([st.refl.ServerReflectionRequest(
+                file_containing_symbol="routescore.v1.Scorer\0x")]), timeout=10))
+            check(False, "reflection request with a NUL: expected INVALID_ARGUMENT, got OK")
+        except grpc.RpcError as e:
+            check(e.code() == grpc.StatusCode.INVALID_ARGUMENT, f"reflection request with a NUL -> {e.code().name}")
+        still_serving("NUL bytes")
 
         m0 = srv.metrics()
         drop_deadline0 = su.metric_value(m0, "routescore_dropped_prompts_total", {"reason": "deadline"}) or 0
@@ -141,8 +187,18 @@ def main():
             check(False, "cancelled call completed")
         except grpc.FutureCancelledError:
             check(True, "client-side cancel mid-request")
-        t0 = time.time()  # until the queue is empty again
-        while su.metric_value(srv.metrics(), "routescore_queue_prompts") != 0 and time.time() - t0 < 120:
+        # The queue gauges drop at the cancel itself; batches already formed still end (computed or dropped).
+        t_c = time.time()
+        while su.metric_value(srv.metrics(), "routescore_queue_prompts") != 0 and time.time() - t_c < 2:
+            time.sleep(0.005)
+        check(su.metric_value(srv.metrics(), "routescore_queue_prompts") == 0,
+              f"queue empty {time.time() - t_c:.3f}s after the cancel (before its batches end)")
+
+        def accounted(m):
+            return ((su.metric_value(m, "routescore_dropped_prompts_total", {"reason": "cancelled"}) or 0) - drop_cancel0
+                    + (su.metric_value(m, "routescore_prompts_total") or 0) - prompts1)
+        t0 = time.time()
+        while accounted(srv.metrics()) < 160 and time.time() - t0 < 120:
             time.sleep(0.05)
         m2 = srv.metrics()
         dropped = (su.metric_value(m2, "routescore_dropped_prompts_total", {"reason": "cancelled"}) or 0) - drop_cancel0

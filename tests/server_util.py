@@ -6,7 +6,8 @@
 - Python stubs for the protos, generated at test time with grpc_tools into a
   temporary directory (the health and reflection protos are compiled under
   private module names so they never clash with grpcio's own `grpc` package);
-- a Server: `routescore serve` on 127.0.0.1 with port 0, ports read from its
+- a Server: `routescore serve` on 127.0.0.1 with port 0 (admission by time
+  off unless the test passes --max-queue-wait-ms), ports read from its
   JSON "listening" log line, ready when Health/Check says SERVING; stop() sends
   SIGTERM and returns the exit code; serving() runs one for a `with` block and
   checks that it exits 0;
@@ -128,7 +129,12 @@ class Stubs:
 
 class Server:
     def __init__(self, args, env=None, wait_ready=True, timeout=120):
-        self.cmd = [binary(), "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"] + list(args)
+        args = list(args)
+        if "--max-queue-wait-ms" not in args:
+            # Admission by time is sized for production traffic; tests that send bursts and compare answers
+            # must not be shed by it on a slow shared machine. server_admission.py tests it.
+            args += ["--max-queue-wait-ms", "0"]
+        self.cmd = [binary(), "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"] + args
         self.logs = []
         self.lock = threading.Lock()
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

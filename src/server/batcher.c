@@ -10,6 +10,8 @@
 
 #include "cli_common.h"
 
+#define TPUT_N 16
+
 typedef enum slot_state { SLOT_FREE, SLOT_FILLING, SLOT_READY, SLOT_COMPUTING } slot_state;
 
 /* One batch being prepared or computed. */
@@ -40,7 +42,11 @@ struct rs_batcher {
     pthread_cond_t cv_former; /* queue grew, a slot freed, stop */
     pthread_cond_t cv_worker; /* a slot is ready, the former ended */
     rs_item *head, *tail;     /* FIFO of admitted prompts not yet in a slot */
-    long admitted_tokens;     /* admitted and not yet finished (queue + slots) */
+    rs_item *dead;            /* cancelled prompts out of the FIFO, for the former to finish */
+    long admitted_tokens;     /* admitted and not yet released (queue + slots) */
+    /* Throughput of the last TPUT_N forwards (ring), for admission by time. */
+    double tput_tok[TPUT_N], tput_s[TPUT_N];
+    int tput_n, tput_i;
     uint64_t next_seq;
     int stopping, former_done, busy, fatal; /* busy: workers computing */
     char fatal_msg[256];
@@ -53,7 +59,29 @@ struct rs_batcher {
     _Atomic uint64_t replica_batches[RS_BATCHER_MAX_REPLICAS];
 };
 
-typedef enum fate { FATE_SCORED, FATE_CANCELLED, FATE_EXPIRED, FATE_FAILED } fate;
+typedef rs_item_fate fate;
+#define FATE_SCORED RS_FATE_SCORED
+#define FATE_CANCELLED RS_FATE_CANCELLED
+#define FATE_EXPIRED RS_FATE_EXPIRED
+#define FATE_FAILED RS_FATE_FAILED
+
+/* The prompt's tokens leave the admission count (once). Lock held. */
+static void release(rs_batcher *b, rs_item *it) {
+    if (it->released) return;
+    it->released = 1;
+    b->admitted_tokens -= it->n_ids;
+    if (b->o.metrics) rs_metrics_queue(b->o.metrics, b->o.router_index, -1, -(int64_t)it->n_ids);
+}
+
+/* Tokens per second over the measured forwards, all replicas; 0: none yet. Lock held. */
+static double throughput(const rs_batcher *b) {
+    double tok = 0, sec = 0;
+    for (int i = 0; i < b->tput_n; i++) {
+        tok += b->tput_tok[i];
+        sec += b->tput_s[i];
+    }
+    return sec > 0 && tok > 0 ? tok / sec * b->n_engines : 0;
+}
 
 static int item_dead(const rs_item *it, double now) {
     return atomic_load(&it->work->cancelled) || now >= it->work->deadline;
@@ -63,13 +91,16 @@ static int item_dead(const rs_item *it, double now) {
  * was the last one. Called without the batcher lock. */
 static void finish_item(rs_batcher *b, rs_item *it, fate f, rs_status st, const char *msg) {
     rs_work *w = it->work;
-    if (b->o.metrics) rs_metrics_queue(b->o.metrics, b->o.router_index, -1, -(int64_t)it->n_ids);
+    it->fate = (uint8_t)f;
     if (f != FATE_SCORED) {
+        /* A dropped prompt has no score and no per-prompt error: it is not
+         * the input's fault (the request's outcome reads the counts below). */
         rs_score *s = &w->scores[it->index];
         memset(s, 0, sizeof *s);
-        s->status = f == FATE_FAILED ? st : RS_ERR_INVALID_ARG;
-        snprintf(s->error, sizeof s->error, "%s",
-                 f == FATE_CANCELLED ? "cancelled" : f == FATE_EXPIRED ? "deadline exceeded" : msg);
+        if (f == FATE_FAILED) {
+            s->status = st;
+            snprintf(s->error, sizeof s->error, "%.150s", msg);
+        }
         if (f == FATE_CANCELLED) atomic_fetch_add(&w->n_cancelled, 1);
         if (f == FATE_EXPIRED) atomic_fetch_add(&w->n_expired, 1);
         if (f == FATE_FAILED) {
@@ -92,7 +123,7 @@ static void finish_dead(rs_batcher *b, rs_item *dead) {
         rs_item *next = dead->next;
         /* The core cancels a call when its deadline passes, so test the
          * deadline first: that is the reason the caller will see. */
-        finish_item(b, dead, now >= dead->work->deadline ? FATE_EXPIRED : FATE_CANCELLED, RS_OK, NULL);
+        finish_item(b, dead, now + RS_EXPIRY_SLACK_S >= dead->work->deadline ? FATE_EXPIRED : FATE_CANCELLED, RS_OK, NULL);
         dead = next;
     }
 }
@@ -123,6 +154,14 @@ static void *former_main(void *arg) {
     const double delay = (double)b->o.max_queue_delay_us * 1e-6;
     pthread_mutex_lock(&b->mu);
     for (;;) {
+        if (b->dead) { /* cancelled prompts first: their callers are waiting on nothing else */
+            rs_item *dead = b->dead;
+            b->dead = NULL;
+            pthread_mutex_unlock(&b->mu);
+            finish_dead(b, dead);
+            pthread_mutex_lock(&b->mu);
+            continue;
+        }
         slot *s = find_slot(b, SLOT_FILLING);
         if (!s) s = find_slot(b, SLOT_FREE);
         if (!s || (s->state == SLOT_FREE && !b->head)) {
@@ -143,9 +182,13 @@ static void *former_main(void *arg) {
             int dead_now = item_dead(it, now);
             if (!dead_now && !fits(b, s, it)) break;
             b->head = it->next;
-            if (!b->head) b->tail = NULL;
+            if (b->head)
+                b->head->prev = NULL;
+            else
+                b->tail = NULL;
             if (dead_now) {
-                b->admitted_tokens -= it->n_ids;
+                release(b, it);
+                it->state = RS_ITEM_DEAD;
                 it->next = dead;
                 dead = it;
                 continue;
@@ -158,6 +201,7 @@ static void *former_main(void *arg) {
                 memcpy(s->emb + s->n * (size_t)b->o.emb_dim, it->emb, (size_t)b->o.emb_dim * sizeof(float));
             else
                 memcpy(s->ids + s->n_tok, it->ids, it->n_ids * sizeof(int32_t));
+            it->state = RS_ITEM_SLOT;
             s->items[s->n++] = it;
             s->n_tok += it->n_ids;
             s->offsets[s->n] = s->n_tok;
@@ -202,9 +246,12 @@ static void run_batch(rs_batcher *b, slot *s, int r) {
     rs_item *dead = NULL;
     /* Drop prompts that died since packing; slide the rest left. */
     size_t k = 0, tok = 0;
+    pthread_mutex_lock(&b->mu);
     for (size_t i = 0; i < s->n; i++) {
         rs_item *it = s->items[i];
         if (item_dead(it, now)) {
+            release(b, it);
+            it->state = RS_ITEM_DEAD;
             it->next = dead;
             dead = it;
             continue;
@@ -222,6 +269,7 @@ static void run_batch(rs_batcher *b, slot *s, int r) {
         k++;
     }
     s->offsets[k] = tok;
+    pthread_mutex_unlock(&b->mu);
     rs_status st = RS_OK;
     rs_err err = {{0}};
     if (b->fatal) {
@@ -240,6 +288,10 @@ static void run_batch(rs_batcher *b, slot *s, int r) {
         atomic_fetch_add(&b->replica_batches[r], 1);
         if (st == RS_OK) {
             pthread_mutex_lock(&b->mu); /* another replica may hold prompts of the same works */
+            b->tput_tok[b->tput_i] = (double)tok;
+            b->tput_s[b->tput_i] = t1 - t0;
+            b->tput_i = (b->tput_i + 1) % TPUT_N;
+            if (b->tput_n < TPUT_N) b->tput_n++;
             for (size_t i = 0; i < k; i++) {
                 rs_work *w = s->items[i]->work;
                 w->scores[s->items[i]->index] = s->out[i];
@@ -267,6 +319,9 @@ static void run_batch(rs_batcher *b, slot *s, int r) {
             if (first && b->o.on_fatal) b->o.on_fatal(b->o.fatal_arg, err.msg);
         }
     }
+    pthread_mutex_lock(&b->mu);
+    for (size_t i = 0; i < k; i++) release(b, s->items[i]);
+    pthread_mutex_unlock(&b->mu);
     for (size_t i = 0; i < k; i++)
         finish_item(b, s->items[i], st == RS_OK ? FATE_SCORED : FATE_FAILED, st, err.msg);
     finish_dead(b, dead);
@@ -288,7 +343,6 @@ static void *worker_main(void *arg) {
         pthread_mutex_unlock(&b->mu);
         run_batch(b, s, wa->replica);
         pthread_mutex_lock(&b->mu);
-        b->admitted_tokens -= (long)s->n_tok;
         s->state = SLOT_FREE;
         s->n = s->n_tok = 0;
         b->busy--;
@@ -391,6 +445,10 @@ rs_admit rs_batcher_submit(rs_batcher *b, rs_work *w) {
     for (size_t i = 0; i < w->n; i++) {
         w->items[i].work = w;
         w->items[i].next = i + 1 < w->n ? &w->items[i + 1] : NULL;
+        w->items[i].prev = i > 0 ? &w->items[i - 1] : NULL;
+        w->items[i].state = RS_ITEM_QUEUED;
+        w->items[i].released = 0;
+        w->items[i].fate = RS_FATE_PENDING;
         tokens += w->items[i].n_ids;
         if (w->items[i].emb ? b->o.emb_dim == 0 || w->items[i].n_ids != 1
                             : w->items[i].n_ids > (uint32_t)b->o.max_batch_tokens)
@@ -409,8 +467,21 @@ rs_admit rs_batcher_submit(rs_batcher *b, rs_work *w) {
     }
     if (b->admitted_tokens + tokens > b->o.max_queue_tokens) {
         pthread_mutex_unlock(&b->mu);
-        if (b->o.metrics) rs_metrics_refused(b->o.metrics, b->o.router_index);
+        if (b->o.metrics) rs_metrics_refused(b->o.metrics, b->o.router_index, RS_REFUSED_TOKENS);
         return RS_ADMIT_FULL;
+    }
+    const double tput = b->o.max_queue_wait_s > 0 ? throughput(b) : 0;
+    if (tput > 0) {
+        const double wait = (double)b->admitted_tokens / tput, own = (double)tokens / tput;
+        rs_admit a = rs_cli_now() + wait + own > w->deadline ? RS_ADMIT_LATE
+                     : wait > b->o.max_queue_wait_s         ? RS_ADMIT_BUSY
+                                                            : RS_ADMIT_OK;
+        if (a != RS_ADMIT_OK) {
+            pthread_mutex_unlock(&b->mu);
+            if (b->o.metrics)
+                rs_metrics_refused(b->o.metrics, b->o.router_index, a == RS_ADMIT_LATE ? RS_REFUSED_DEADLINE : RS_REFUSED_WAIT);
+            return a;
+        }
     }
     if (w->n == 0) { /* nothing to do: finish at once, outside the lock */
         pthread_mutex_unlock(&b->mu);
@@ -419,15 +490,46 @@ rs_admit rs_batcher_submit(rs_batcher *b, rs_work *w) {
     }
     b->admitted_tokens += tokens;
     w->t_enqueue = rs_cli_now();
-    if (b->tail)
+    if (b->tail) {
         b->tail->next = &w->items[0];
-    else
+        w->items[0].prev = b->tail;
+    } else {
         b->head = &w->items[0];
+    }
     b->tail = &w->items[w->n - 1];
     if (b->o.metrics) rs_metrics_queue(b->o.metrics, b->o.router_index, (int64_t)w->n, tokens);
     pthread_cond_signal(&b->cv_former);
     pthread_mutex_unlock(&b->mu);
     return RS_ADMIT_OK;
+}
+
+void rs_batcher_cancel(rs_batcher *b, rs_work *w) {
+    atomic_store(&w->cancelled, 1);
+    pthread_mutex_lock(&b->mu);
+    int any = 0;
+    for (size_t i = 0; i < w->n; i++) {
+        rs_item *it = &w->items[i];
+        if (it->state == RS_ITEM_QUEUED) {
+            if (it->prev)
+                it->prev->next = it->next;
+            else
+                b->head = it->next;
+            if (it->next)
+                it->next->prev = it->prev;
+            else
+                b->tail = it->prev;
+            it->prev = NULL;
+            it->state = RS_ITEM_DEAD;
+            it->next = b->dead;
+            b->dead = it;
+            any = 1;
+        }
+        /* In a slot it stays there (the worker drops it before the forward,
+         * or it is computing now), but its room is free from now on. */
+        release(b, it); /* (a no-op for a finished prompt: each is released before it finishes) */
+    }
+    if (any) pthread_cond_signal(&b->cv_former);
+    pthread_mutex_unlock(&b->mu);
 }
 
 void rs_batcher_stop(rs_batcher *b) {

@@ -33,14 +33,30 @@
  *   contiguous and may span batches, and nobody is overtaken, so nobody
  *   starves.
  *
- *   Admission. A request is admitted whole or not at all: when the tokens
- *   admitted and not yet finished would pass max_queue_tokens it is refused
- *   at once (RS_ADMIT_FULL -> RESOURCE_EXHAUSTED), never queued.
+ *   Admission. A request is admitted whole or not at all, and a refusal is
+ *   immediate, never after waiting:
+ *     - tokens: when the tokens admitted and not yet finished would pass
+ *       max_queue_tokens (RS_ADMIT_FULL -> RESOURCE_EXHAUSTED);
+ *     - time (max_queue_wait_s > 0, once a forward has been measured): the
+ *       expected wait before the request starts is the admitted tokens
+ *       divided by the throughput of the last forwards (tokens per second
+ *       of forward, times the replicas). A request whose expected wait plus
+ *       its own compute would end after its deadline is refused
+ *       RS_ADMIT_LATE (-> DEADLINE_EXCEEDED); one whose expected wait alone
+ *       passes max_queue_wait_s is refused RS_ADMIT_BUSY (->
+ *       RESOURCE_EXHAUSTED). The tokens bound keeps memory bounded; the
+ *       time bound keeps the latency of what is accepted bounded, so past
+ *       capacity the excess is shed instead of queued.
  *
  *   Dropping. A work whose `cancelled` flag is set, or whose deadline has
  *   passed, loses its prompts that have not started computing: the former
  *   skips them when packing and the worker removes them from a closed batch
- *   just before the forward. They are never computed.
+ *   just before the forward. They are never computed. rs_batcher_cancel
+ *   does more: at once, under the lock, it unlinks the work's queued
+ *   prompts (the FIFO is doubly linked) and takes all its unfinished
+ *   tokens out of the admission count, so the room is free for the next
+ *   caller at the moment of cancellation; the unlinked prompts go on a dead
+ *   list that the former finishes before anything else.
  *
  *   Completion. work->done(work) runs exactly once, on the former or a worker
  *   thread, when every prompt of the work is scored or dropped. It must be
@@ -64,21 +80,37 @@
 
 typedef struct rs_work rs_work;
 
+/* A call cancelled this close to its deadline (seconds) counts as expired:
+ * the client's own deadline timer fires at about the server's deadline, and
+ * its cancel may arrive a little before it. */
+#define RS_EXPIRY_SLACK_S 0.05
+
+/* Where a prompt is (under the batcher's lock). */
+typedef enum rs_item_state { RS_ITEM_QUEUED, RS_ITEM_SLOT, RS_ITEM_DEAD } rs_item_state;
+
+/* Fate of a prompt, set when it finishes. */
+typedef enum rs_item_fate { RS_FATE_PENDING, RS_FATE_SCORED, RS_FATE_CANCELLED, RS_FATE_EXPIRED, RS_FATE_FAILED } rs_item_fate;
+
 /* One prompt in the queue. */
 typedef struct rs_item {
-    struct rs_item *next; /* FIFO link, owned by the batcher while queued */
+    struct rs_item *next, *prev; /* FIFO links, owned by the batcher while queued */
     rs_work *work;
     const int32_t *ids;   /* (n_ids) token ids, specials included */
     const float *emb;     /* or (emb_dim) a client embedding (then ids NULL, n_ids 1) */
     uint32_t n_ids;
     uint32_t index;       /* the prompt's position in its request */
+    /* The batcher's (under its lock; fate is written before done() runs). */
+    uint8_t state;        /* rs_item_state */
+    uint8_t released;     /* its tokens have left the admission count */
+    uint8_t fate;         /* rs_item_fate */
 } rs_item;
 
 struct rs_work {
     /* Set by the submitter before rs_batcher_submit; read-only afterwards. */
     size_t n;
     rs_item *items;           /* (n) items[i].ids / n_ids / index filled in */
-    rs_score *scores;         /* (n) written by the engine worker */
+    rs_score *scores;         /* (n) written by the engine worker; a dropped
+                                 prompt's entry is zero (items[i].fate says why) */
     double deadline;          /* rs_cli_now() seconds; INFINITY for none */
     void (*done)(rs_work *w); /* see DESIGN */
     void *owner;              /* for done() */
@@ -100,6 +132,7 @@ typedef struct rs_batcher_opts {
     int max_batch_size;
     long max_queue_delay_us;
     long max_queue_tokens;
+    double max_queue_wait_s;  /* admission by time (see DESIGN); 0: off */
     int emb_dim;              /* width of client embeddings the engine scores; 0: none */
     int router_index;         /* for metrics */
     rs_metrics *metrics;      /* may be NULL */
@@ -118,7 +151,9 @@ typedef struct rs_batcher rs_batcher;
 
 typedef enum rs_admit {
     RS_ADMIT_OK,
-    RS_ADMIT_FULL,      /* the queue is full now: try later */
+    RS_ADMIT_FULL,      /* the queue is full now (tokens): try later */
+    RS_ADMIT_BUSY,      /* the queue's expected wait passes max_queue_wait: try later */
+    RS_ADMIT_LATE,      /* the request could not finish before its own deadline */
     RS_ADMIT_TOO_BIG,   /* the request alone exceeds max_queue_tokens */
     RS_ADMIT_STOPPED,   /* rs_batcher_stop was called */
     RS_ADMIT_INVALID,   /* an item no batch can hold: more ids than max_batch_tokens,
@@ -132,6 +167,13 @@ typedef enum rs_admit {
 rs_status rs_batcher_start(rs_engine *const *engines, int n_engines, const rs_batcher_opts *o, rs_batcher **out,
                            rs_err *err);
 rs_admit rs_batcher_submit(rs_batcher *b, rs_work *w);
+/* Marks w cancelled; its prompts still queued leave the queue now, and every
+ * prompt of it not yet finished leaves the admission count now. The dropped
+ * prompts are finished (done() may run) on the former's thread soon after,
+ * never on the caller's, so the caller may hold a lock done() takes. Safe
+ * on a work that has already finished, until done() has returned and the
+ * submitter freed it. */
+void rs_batcher_cancel(rs_batcher *b, rs_work *w);
 /* Stops admitting, lets everything admitted finish, joins both threads. */
 void rs_batcher_stop(rs_batcher *b);
 void rs_batcher_free(rs_batcher *b);

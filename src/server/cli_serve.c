@@ -39,6 +39,9 @@ static void usage(FILE *f) {
             "  --online-share S         online threshold mode: keep a share S of strong routes\n"
             "  --max-batch-tokens N     --max-batch-size N    --max-queue-delay-us N\n"
             "  --max-queue-tokens N     --max-tokens N        --threads N (per replica)\n"
+            "  --max-queue-wait-ms N    refuse when the queue's expected wait passes N ms (0: off; default 250)\n"
+            "  --metrics-request-timeout S  a /metrics request must arrive within S seconds (default 5)\n"
+            "  --metrics-client-connections N  open /metrics connections per client address (default 8)\n"
             "  --backend B              cpu, cuda or auto (cuda when a GPU is present; default cpu)\n"
             "  --device N               the GPU of a cuda router\n"
             "  --devices 0,1            one replica per GPU listed (batches spread across them)\n"
@@ -56,14 +59,16 @@ static void usage(FILE *f) {
 enum {
     O_CONFIG = 1000, O_MODEL, O_NAME, O_LISTEN, O_PORT, O_MLISTEN, O_MPORT, O_THRESHOLD, O_ONLINE,
     O_MBT, O_MBS, O_DELAY, O_MQT, O_MAXTOK, O_THREADS, O_CQ, O_GRACE, O_MREQ, O_MPROMPTS, O_MPBYTES,
-    O_WINDOW, O_CERT, O_KEY, O_CA, O_AUTH, O_LOG, O_CHECK, O_HELP, O_BACKEND, O_DEVICE, O_DEVICES, O_REPLICAS
+    O_WINDOW, O_CERT, O_KEY, O_CA, O_AUTH, O_LOG, O_CHECK, O_HELP, O_BACKEND, O_DEVICE, O_DEVICES, O_REPLICAS,
+    O_MQW, O_MTIMEOUT, O_MCLIENT
 };
 
 typedef struct flag_overrides {
     const char *model, *name, *listen, *mlisten, *cert, *key, *ca, *auth, *log, *backend, *devices;
     long port, mport, mbt, mbs, delay, mqt, maxtok, threads, cq, mreq, mprompts, mpbytes, window, device, replicas;
-    double threshold, online, grace;
-    int has_port, has_mport, has_threshold, has_online, has_grace;
+    long mqw, mclient;
+    double threshold, online, grace, mtimeout;
+    int has_port, has_mport, has_threshold, has_online, has_grace, has_mqw, has_mtimeout;
     int has_mbt, has_mbs, has_delay, has_mqt, has_maxtok, has_threads, has_device;
 } flag_overrides;
 
@@ -96,6 +101,8 @@ static rs_status apply(const flag_overrides *f, rs_srv_config *c, rs_err *err) {
     if (f->mprompts) c->max_prompts = (int)f->mprompts;
     if (f->mpbytes) c->max_prompt_bytes = f->mpbytes;
     if (f->window) c->stream_window = (int)f->window;
+    if (f->has_mtimeout) c->metrics_request_timeout_s = f->mtimeout;
+    if (f->mclient) c->metrics_client_connections = (int)f->mclient;
     for (int i = 0; i < c->n_routers; i++) {
         rs_srv_router_cfg *r = &c->routers[i];
         if (f->has_threshold) {
@@ -112,6 +119,7 @@ static rs_status apply(const flag_overrides *f, rs_srv_config *c, rs_err *err) {
         if (f->has_mqt) r->max_queue_tokens = f->mqt;
         else if (f->has_mbt && r->max_queue_tokens < r->max_batch_tokens) r->max_queue_tokens = 16L * r->max_batch_tokens;
         if (f->has_maxtok) r->max_tokens = (int)f->maxtok;
+        if (f->has_mqw) r->max_queue_wait_ms = f->mqw;
         if (f->has_threads) r->threads = (int)f->threads;
         if (f->backend) snprintf(r->backend, sizeof r->backend, "%s", f->backend);
         if (f->has_device) {
@@ -207,6 +215,9 @@ int rs_cli_serve(int argc, char **argv) {
         {"stream-window", required_argument, 0, O_WINDOW},   {"tls-cert", required_argument, 0, O_CERT},
         {"tls-key", required_argument, 0, O_KEY},            {"tls-client-ca", required_argument, 0, O_CA},
         {"auth-tokens", required_argument, 0, O_AUTH},       {"log-level", required_argument, 0, O_LOG},
+        {"max-queue-wait-ms", required_argument, 0, O_MQW},
+        {"metrics-request-timeout", required_argument, 0, O_MTIMEOUT},
+        {"metrics-client-connections", required_argument, 0, O_MCLIENT},
         {"check-config", no_argument, 0, O_CHECK},           {"help", no_argument, 0, O_HELP},
         {"backend", required_argument, 0, O_BACKEND},        {"device", required_argument, 0, O_DEVICE},
         {"devices", required_argument, 0, O_DEVICES},        {"replicas", required_argument, 0, O_REPLICAS},
@@ -246,6 +257,11 @@ int rs_cli_serve(int argc, char **argv) {
         case O_AUTH: f.auth = optarg; break;
         case O_LOG: f.log = optarg; break;
         case O_CHECK: check = 1; break;
+        case O_MQW: st = rs_cli_parse_int("--max-queue-wait-ms", optarg, 0, 3600000, &f.mqw, &err), f.has_mqw = 1; break;
+        case O_MTIMEOUT:
+            st = rs_cli_parse_float("--metrics-request-timeout", optarg, 0.01, 3600, &f.mtimeout, &err), f.has_mtimeout = 1;
+            break;
+        case O_MCLIENT: st = rs_cli_parse_int("--metrics-client-connections", optarg, 1, 4096, &f.mclient, &err); break;
         case O_BACKEND: f.backend = optarg; break;
         case O_DEVICE: st = rs_cli_parse_int("--device", optarg, 0, 1024, &f.device, &err), f.has_device = 1; break;
         case O_DEVICES: f.devices = optarg; break;

@@ -2,7 +2,9 @@
 #include "metrics.h"
 
 #include <arpa/inet.h>
+#include <gnutls/gnutls.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -10,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "srv_config.h"
 
@@ -53,18 +56,36 @@ typedef struct hist {
 typedef struct router_m {
     char name[128];
     _Atomic uint64_t requests[RS_METHOD_COUNT][N_CODES];
-    _Atomic uint64_t prompts, tokens, strong, weak, refused;
+    _Atomic uint64_t prompts, tokens, strong, weak;
+    _Atomic uint64_t refused[RS_REFUSED_COUNT];
     _Atomic uint64_t dropped[RS_DROP_COUNT];
     _Atomic int64_t q_prompts, q_tokens;
     _Atomic uint32_t threshold_bits;
     hist h[RS_H_COUNT];
 } router_m;
 
+/* An open /metrics connection (the HTTP thread's only). */
+typedef struct http_conn {
+    struct MHD_Connection *c;
+    int fd;
+    double t0;    /* connection start, or the end of its last response */
+    int shut;     /* shut down for passing the deadline */
+} http_conn;
+
 struct rs_metrics {
     int n;           /* routers; r[n] is "unknown" */
     router_m *r;
     _Atomic int ready;
     struct MHD_Daemon *http;
+    pthread_t http_thread;
+    _Atomic int http_stop;
+    double http_timeout;
+    http_conn *conns; /* (max_connections + 16) */
+    int n_conns, cap_conns;
+    char (*tokens)[256];
+    int n_tokens;
+    int mtls;
+    char *pem[3];     /* cert, key, client CA: MHD keeps pointers to them */
 };
 
 rs_status rs_metrics_init(int n, const char *const *names, rs_metrics **out, rs_err *err) {
@@ -116,7 +137,9 @@ void rs_metrics_drop(rs_metrics *m, int router, rs_drop_reason r, uint64_t promp
     atomic_fetch_add(&R(m, router)->dropped[r], prompts);
 }
 
-void rs_metrics_refused(rs_metrics *m, int router) { atomic_fetch_add(&R(m, router)->refused, 1); }
+void rs_metrics_refused(rs_metrics *m, int router, rs_refused_reason why) {
+    if (why >= 0 && why < RS_REFUSED_COUNT) atomic_fetch_add(&R(m, router)->refused[why], 1);
+}
 
 void rs_metrics_queue(rs_metrics *m, int router, int64_t dp, int64_t dt) {
     atomic_fetch_add(&R(m, router)->q_prompts, dp);
@@ -221,8 +244,16 @@ rs_status rs_metrics_render(rs_metrics *m, char **out, size_t *len, rs_err *err)
     } while (0)
     PER_ROUTER("routescore_prompts_total", "counter", "Prompts scored.", atomic_load(&x->prompts));
     PER_ROUTER("routescore_tokens_total", "counter", "Tokens scored (special tokens included).", atomic_load(&x->tokens));
-    PER_ROUTER("routescore_queue_refused_total", "counter", "Requests refused at once because the queue was full.",
-               atomic_load(&x->refused));
+    sb_printf(&b, "# HELP routescore_queue_refused_total Requests refused at once by admission: the queue's tokens "
+                  "(tokens), its expected wait past max_queue_wait (wait), or past the call's deadline (deadline).\n"
+                  "# TYPE routescore_queue_refused_total counter\n");
+    for (int r = 0; r < m->n; r++) {
+        static const char *const WHY[RS_REFUSED_COUNT] = {"tokens", "wait", "deadline"};
+        label_esc(m->r[r].name, esc, sizeof esc);
+        for (int k = 0; k < RS_REFUSED_COUNT; k++)
+            sb_printf(&b, "routescore_queue_refused_total{router=\"%s\",reason=\"%s\"} %llu\n", esc, WHY[k],
+                      (unsigned long long)atomic_load(&m->r[r].refused[k]));
+    }
     PER_ROUTER("routescore_queue_prompts", "gauge", "Prompts admitted and not yet scored.", atomic_load(&x->q_prompts));
     PER_ROUTER("routescore_queue_tokens", "gauge", "Tokens admitted and not yet scored.", atomic_load(&x->q_tokens));
     sb_printf(&b, "# HELP routescore_decisions_total Routing decisions by route.\n# TYPE routescore_decisions_total counter\n");
@@ -277,6 +308,57 @@ rs_status rs_metrics_render(rs_metrics *m, char **out, size_t *len, rs_err *err)
 
 /* ---- HTTP ---- */
 
+static double mono_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static http_conn *conn_find(rs_metrics *m, struct MHD_Connection *c) {
+    for (int i = 0; i < m->n_conns; i++)
+        if (m->conns[i].c == c) return &m->conns[i];
+    return NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context, enum MHD_ConnectionNotificationCode code) {
+    (void)socket_context;
+    rs_metrics *m = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci && m->n_conns < m->cap_conns) m->conns[m->n_conns++] = (http_conn){c, ci->connect_fd, mono_now(), 0};
+    } else {
+        http_conn *h = conn_find(m, c);
+        if (h) *h = m->conns[--m->n_conns];
+    }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe) {
+    (void)req_cls;
+    (void)toe;
+    http_conn *h = conn_find(cls, c);
+    if (h) h->t0 = mono_now(); /* the next request on this connection gets a deadline of its own */
+}
+
+/* Whether the request carries one of the bearer tokens (constant time in
+ * the token's bytes, like the gRPC side). */
+static int bearer_ok(const rs_metrics *m, struct MHD_Connection *conn) {
+    if (!m->n_tokens) return 1;
+    const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    return v && rs_srv_bearer_ok((const char (*)[256])m->tokens, m->n_tokens, v, strlen(v));
+}
+
+/* mTLS: MHD asks for a client certificate; this checks that one came and
+ * that it verifies against the client CA. */
+static int client_cert_ok(const rs_metrics *m, struct MHD_Connection *conn) {
+    if (!m->mtls) return 1;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (!ci || !ci->tls_session) return 0;
+    gnutls_session_t ses = (gnutls_session_t)ci->tls_session;
+    unsigned n = 0, status = 1;
+    if (!gnutls_certificate_get_peers(ses, &n) || n == 0) return 0;
+    return gnutls_certificate_verify_peers2(ses, &status) == GNUTLS_E_SUCCESS && status == 0;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                               const char *version, const char *upload_data, size_t *upload_size, void **req_cls) {
     (void)version;
@@ -290,8 +372,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     unsigned code = MHD_HTTP_OK;
     static const char NOT_FOUND[] = "not found: try /metrics\n";
     static const char BAD_METHOD[] = "only GET\n";
+    static const char NO_CERT[] = "a client certificate from the configured CA is required\n";
+    static const char NO_TOKEN[] = "missing or invalid bearer token\n";
     rs_err err;
-    if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+    if (!client_cert_ok(m, conn)) {
+        body = NO_CERT;
+        len = sizeof NO_CERT - 1;
+        code = MHD_HTTP_FORBIDDEN;
+    } else if (!bearer_ok(m, conn)) {
+        body = NO_TOKEN;
+        len = sizeof NO_TOKEN - 1;
+        code = MHD_HTTP_UNAUTHORIZED;
+    } else if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
         body = BAD_METHOD;
         len = sizeof BAD_METHOD - 1;
         code = MHD_HTTP_METHOD_NOT_ALLOWED;
@@ -314,16 +406,61 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return MHD_NO;
     }
     if (code == MHD_HTTP_OK) MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    if (code == MHD_HTTP_UNAUTHORIZED) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     enum MHD_Result r = MHD_queue_response(conn, code, resp);
     MHD_destroy_response(resp);
     return r;
 }
 
-rs_status rs_metrics_http_start(rs_metrics *m, const char *addr, int *bound_port, rs_err *err) {
+/* The HTTP thread: MHD's work, then the deadline (see metrics.h). */
+static void *http_main(void *arg) {
+    rs_metrics *m = arg;
+    while (!atomic_load(&m->http_stop)) {
+        MHD_run_wait(m->http, 100);
+        const double now = mono_now();
+        for (int i = 0; i < m->n_conns; i++) {
+            http_conn *h = &m->conns[i];
+            if (!h->shut && now - h->t0 > m->http_timeout) {
+                shutdown(h->fd, SHUT_RDWR); /* MHD sees the end and closes it on its next pass */
+                h->shut = 1;
+            }
+        }
+    }
+    return NULL;
+}
+
+static void http_free_state(rs_metrics *m) {
+    free(m->conns);
+    free(m->tokens);
+    for (int i = 0; i < 3; i++) free(m->pem[i]);
+    m->conns = NULL;
+    m->tokens = NULL;
+    memset(m->pem, 0, sizeof m->pem);
+}
+
+rs_status rs_metrics_http_start(rs_metrics *m, const rs_metrics_http_opts *o, int *bound_port, rs_err *err) {
     char host[256];
     int port;
-    rs_status st = rs_srv_split_hostport(addr, host, sizeof host, &port, err);
+    rs_status st = rs_srv_split_hostport(o->addr, host, sizeof host, &port, err);
     if (st != RS_OK) return st;
+    const int tls = o->tls_cert_pem && o->tls_key_pem;
+    if (tls && !MHD_is_feature_supported(MHD_FEATURE_TLS))
+        return rs_errf(err, RS_ERR_UNSUPPORTED, "metrics: this libmicrohttpd has no TLS");
+    m->cap_conns = o->max_connections + 16;
+    m->conns = calloc((size_t)m->cap_conns, sizeof *m->conns);
+    m->tokens = o->n_tokens ? calloc((size_t)o->n_tokens, sizeof *m->tokens) : NULL;
+    const char *src[3] = {tls ? o->tls_cert_pem : NULL, tls ? o->tls_key_pem : NULL, tls ? o->tls_client_ca_pem : NULL};
+    int ok = m->conns && (!o->n_tokens || m->tokens);
+    for (int i = 0; i < 3 && ok; i++)
+        if (src[i]) ok = (m->pem[i] = strdup(src[i])) != NULL;
+    if (!ok) {
+        http_free_state(m);
+        return rs_errf(err, RS_ERR_NOMEM, "no memory");
+    }
+    for (int i = 0; i < o->n_tokens; i++) memcpy(m->tokens[i], o->tokens[i], sizeof m->tokens[i]);
+    m->n_tokens = o->n_tokens;
+    m->mtls = tls && m->pem[2];
+    m->http_timeout = o->request_timeout_s;
     struct addrinfo hints = {0}, *ai = NULL;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -331,21 +468,52 @@ rs_status rs_metrics_http_start(rs_metrics *m, const char *addr, int *bound_port
     char ps[16];
     snprintf(ps, sizeof ps, "%d", port);
     int gai = getaddrinfo(host, ps, &hints, &ai);
-    if (gai != 0) return rs_errf(err, RS_ERR_INVALID_ARG, "metrics_listen %s: %s", addr, gai_strerror(gai));
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    if (gai != 0) {
+        http_free_state(m);
+        return rs_errf(err, RS_ERR_INVALID_ARG, "metrics_listen %s: %s", o->addr, gai_strerror(gai));
+    }
+    /* External polling (our thread runs it); epoll: no FD_SETSIZE bound. */
+    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-    m->http = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, m, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                               MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+    if (tls) flags |= MHD_USE_TLS;
+    const unsigned idle = (unsigned)ceil(o->request_timeout_s);
+    struct MHD_OptionItem opts[] = {
+        {MHD_OPTION_SOCK_ADDR, 0, ai->ai_addr},
+        {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)o->max_connections, NULL},
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)o->client_connections, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)(idle ? idle : 1), NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(32 * 1024), NULL}, /* bounds request headers */
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, m},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, m},
+        {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, m->pem[0]},
+        {tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, m->pem[1]},
+        {m->mtls ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, 0, m->pem[2]},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    m->http = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, m, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     freeaddrinfo(ai);
-    if (!m->http) return rs_errf(err, RS_ERR_IO, "metrics: cannot listen on %s", addr);
+    if (!m->http) {
+        http_free_state(m);
+        return rs_errf(err, RS_ERR_IO, "metrics: cannot listen on %s", o->addr);
+    }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(m->http, MHD_DAEMON_INFO_BIND_PORT);
     *bound_port = info ? info->port : port;
+    atomic_store(&m->http_stop, 0);
+    if (pthread_create(&m->http_thread, NULL, http_main, m) != 0) {
+        MHD_stop_daemon(m->http);
+        m->http = NULL;
+        http_free_state(m);
+        return rs_errf(err, RS_ERR_INTERNAL, "metrics: cannot start the HTTP thread");
+    }
     return RS_OK;
 }
 
 void rs_metrics_http_stop(rs_metrics *m) {
     if (m && m->http) {
+        atomic_store(&m->http_stop, 1);
+        pthread_join(m->http_thread, NULL);
         MHD_stop_daemon(m->http);
         m->http = NULL;
+        http_free_state(m);
     }
 }

@@ -48,6 +48,7 @@
 #include <grpc/support/log.h>
 #include <grpc/support/time.h>
 #include <cjson/cJSON.h>
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -63,6 +64,7 @@
 #include "cli_common.h"
 #include "engine.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "grpc/reflection/v1alpha/reflection.pb-c.h"
 #include "metrics.h"
 #include "quantile.h"
 #include "reflection.h"
@@ -73,6 +75,17 @@ extern const unsigned char rs_proto_fds[];
 extern const size_t rs_proto_fds_len;
 
 #define MAX_CQ_THREADS 64
+/* Memory. Per-call buffers are freed with the call, but glibc keeps freed
+ * heap pages, so a burst of large messages would leave the resident size
+ * at its peak for good. Two remedies: allocations of RS_MMAP_THRESHOLD
+ * bytes or more are mmap'd (returned to the system when freed: a fixed
+ * threshold also stops glibc from raising it after each large free), and
+ * after a call with a large message ends the heaps are trimmed
+ * (malloc_trim), at most every RS_TRIM_INTERVAL_S, the trim owed to the
+ * last call of a burst paid by the next call to end (probes included). */
+#define RS_BIG_MESSAGE (256 * 1024)
+#define RS_MMAP_THRESHOLD (256 * 1024)
+#define RS_TRIM_INTERVAL_S 0.25
 
 /* ------------------------------------------------------------------------ */
 /* Status codes: the one mapping.                                            */
@@ -224,6 +237,9 @@ struct rs_call {
     int has_status_slice;
     int metric_router;    /* router index for request metrics (-1 unknown) */
     int accepted;         /* a Scorer call taken on before the drain began */
+    int big;              /* it received a message of RS_BIG_MESSAGE bytes or more */
+    int held;             /* a Scorer call that arrived during the drain: answered
+                             UNAVAILABLE only once the GOAWAY is out (rs_server_drain) */
     int inflight;         /* reqs in a batcher */
     rs_req *inflight_head;
     rs_req *done_head, *done_tail;
@@ -250,6 +266,7 @@ struct rs_server {
     char (*tokens)[256];
     int n_tokens;
     _Atomic int ready, draining, shutting_down, fatal;
+    _Atomic int release_held; /* the drain's GOAWAY is out: answer the held calls */
     pthread_mutex_t mu; /* live list, counters below, events */
     pthread_cond_t cv;
     rs_call *live;
@@ -257,6 +274,8 @@ struct rs_server {
     long n_accepted;     /* live Scorer calls accepted before the drain began */
     long n_refused;      /* Scorer calls refused UNAVAILABLE while draining */
     double t_last_refused;
+    int trim_owed;        /* a large message's call ended since the last malloc_trim */
+    double t_last_trim;
     int shutdown_done;
     int events;
     char fatal_msg[256];
@@ -298,6 +317,58 @@ static grpc_byte_buffer *bytes_bb(uint8_t *buf, size_t len) { /* takes buf */
     grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
     grpc_slice_unref(sl);
     return bb;
+}
+
+static int wire_varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v) {
+    *v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*i >= n) return 0;
+        const uint8_t b = p[(*i)++];
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) return 1;
+    }
+    return 0;
+}
+
+/* Whether a message of type d, as received, has a string field (at any
+ * depth) holding a NUL byte. protobuf-c hands strings over as C strings, so
+ * such a string would arrive silently cut at the NUL ("minilm-mf\0evil"
+ * would name minilm-mf): it must be refused before unpacking hides it.
+ * *field and *index name the top-level field and its repetition. Bytes
+ * that are not well-formed say 0: the unpacker refuses them itself. */
+static int wire_has_nul(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n, int depth, uint32_t *field,
+                        size_t *index) {
+    size_t i = 0, seen[16] = {0};
+    while (i < n) {
+        uint64_t key, len;
+        if (!wire_varint(p, n, &i, &key)) return 0;
+        const uint32_t num = (uint32_t)(key >> 3);
+        switch (key & 7) {
+        case 0:
+            if (!wire_varint(p, n, &i, &len)) return 0;
+            break;
+        case 1: i += 8; break;
+        case 5: i += 4; break;
+        case 2: {
+            if (!wire_varint(p, n, &i, &len) || len > n - i) return 0;
+            const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(d, num);
+            const size_t rep = num < 16 ? seen[num]++ : 0;
+            uint32_t f2;
+            size_t i2;
+            if (fd && ((fd->type == PROTOBUF_C_TYPE_STRING && memchr(p + i, 0, len)) ||
+                       (fd->type == PROTOBUF_C_TYPE_MESSAGE && depth < 32 &&
+                        wire_has_nul(fd->descriptor, p + i, len, depth + 1, &f2, &i2)))) {
+                *field = num;
+                *index = rep;
+                return 1;
+            }
+            i += len;
+            break;
+        }
+        default: return 0; /* groups and reserved wire types: malformed for protobuf-c */
+        }
+    }
+    return 0;
 }
 
 static int find_router(rs_server *s, const char *name) {
@@ -393,10 +464,18 @@ static void call_destroy(rs_call *c) {
     }
     s->n_calls--;
     if (c->accepted) s->n_accepted--;
+    if (c->big) s->trim_owed = 1;
+    const double now = rs_cli_now();
+    const int trim = s->trim_owed && now - s->t_last_trim >= RS_TRIM_INTERVAL_S;
+    if (trim) {
+        s->trim_owed = 0;
+        s->t_last_trim = now;
+    }
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     pthread_mutex_destroy(&c->mu);
     free(c);
+    if (trim) malloc_trim(0); /* see RS_BIG_MESSAGE */
 }
 
 /* Starts an empty batch: it completes at once with t_wake, so advance() runs
@@ -458,6 +537,13 @@ static rs_req *req_start(rs_call *c, const uint8_t *data, size_t len) {
     } while (0)
     if (!m) FAIL(SRV_MALFORMED, RS_ERR_FORMAT, "malformed ScoreRequest");
     r->request_id = m->request_id;
+    uint32_t nul_field;
+    size_t nul_index;
+    if (wire_has_nul(&routescore__v1__score_request__descriptor, data, len, 0, &nul_field, &nul_index)) {
+        if (nul_field == 1) FAIL(SRV_MALFORMED, RS_ERR_INVALID_ARG, "the router name contains a NUL byte");
+        if (nul_field == 2) FAIL(SRV_MALFORMED, RS_ERR_INVALID_ARG, "prompts[%zu] contains a NUL byte", nul_index);
+        FAIL(SRV_MALFORMED, RS_ERR_INVALID_ARG, "field %u contains a NUL byte", (unsigned)nul_field);
+    }
     r->router = find_router(s, m->router);
     if (r->router < 0) {
         char esc[160];
@@ -549,6 +635,10 @@ static rs_req *req_start(rs_call *c, const uint8_t *data, size_t len) {
         c->refs--;
         r->next = NULL;
         if (a == RS_ADMIT_FULL) FAIL(SRV_QUEUE_FULL, RS_OK, "queue full: retry later");
+        if (a == RS_ADMIT_BUSY)
+            FAIL(SRV_QUEUE_FULL, RS_OK, "queue's expected wait exceeds max_queue_wait (%ld ms): retry later or elsewhere",
+                 rt->cfg.max_queue_wait_ms);
+        if (a == RS_ADMIT_LATE) FAIL(SRV_EXPIRED, RS_OK, "deadline exceeded: the queue's expected wait is past it");
         if (a == RS_ADMIT_TOO_BIG)
             FAIL(SRV_ENGINE, RS_ERR_TOO_LARGE, "request has more tokens than the whole queue holds (max_queue_tokens %ld)",
                  rt->cfg.max_queue_tokens);
@@ -575,44 +665,126 @@ static float req_threshold(rs_server *s, const rs_req *r) {
 
 static uint32_t us(double s) { return s <= 0 ? 0 : s > 4e3 ? UINT32_MAX : (uint32_t)(s * 1e6 + 0.5); }
 
-/* Outcome of a request: (err, status, message); SRV_OK when it has scores. */
-static rs_srv_err req_outcome(const rs_req *r, rs_status *st, const char **msg) {
-    if (r->fail != SRV_OK) {
-        *st = r->fail_st;
-        *msg = r->fail_msg;
-        return r->fail;
-    }
-    const rs_work *w = &r->work;
-    if (atomic_load(&w->n_failed)) {
-        *st = w->fail_status;
-        *msg = w->fail_msg;
-        return SRV_ENGINE;
-    }
-    for (size_t i = 0; i < w->n; i++)
-        if (w->scores[i].status != RS_OK) { /* a per-prompt refusal by the engine */
-            *st = w->scores[i].status;
-            *msg = w->scores[i].error;
-            return SRV_ENGINE;
-        }
-    if (atomic_load(&w->n_cancelled)) {
-        *st = RS_OK;
+/* What is known about how a request ended, gathered by req_facts (a
+ * request) or at the call's close (no request). */
+typedef struct outcome_facts {
+    int scored;              /* every prompt has its score */
+    int cancelled;           /* the client cancelled before its deadline */
+    int expired;             /* its deadline passed first */
+    rs_srv_err unavailable;  /* the server could not take it (SRV_OK: no) */
+    rs_status unavailable_st;
+    const char *unavailable_msg;
+    rs_srv_err input;        /* the request's own fault (SRV_OK: none) */
+    rs_status input_st;
+    const char *input_msg;
+} outcome_facts;
+
+/* The final status of a request: the one place that orders the reasons it
+ * can fail. A request with every score is OK; otherwise, first match wins:
+ *   1. cancelled by the client;
+ *   2. deadline exceeded (also when an input error was found after it
+ *      passed: the caller's clock decided first);
+ *   3. the server could not take it: draining, not ready, queue full, an
+ *      engine that failed;
+ *   4. the request's own input (malformed, unknown router, a bad prompt).
+ * A prompt dropped because its call was cancelled or expired is never an
+ * input error: the batcher leaves no per-prompt error on it. */
+static rs_srv_err final_status(const outcome_facts *f, rs_status *st, const char **msg) {
+    *st = RS_OK;
+    *msg = "";
+    if (f->scored && f->unavailable == SRV_OK && f->input == SRV_OK) return SRV_OK;
+    if (f->cancelled) {
         *msg = "cancelled";
         return SRV_CANCELLED;
     }
-    if (atomic_load(&w->n_expired)) {
-        *st = RS_OK;
+    if (f->expired) {
         *msg = "deadline exceeded before scoring";
         return SRV_EXPIRED;
     }
-    *st = RS_OK;
-    *msg = "";
-    return SRV_OK;
+    if (f->unavailable != SRV_OK) {
+        *st = f->unavailable_st;
+        *msg = f->unavailable_msg;
+        return f->unavailable;
+    }
+    if (f->input != SRV_OK) {
+        *st = f->input_st;
+        *msg = f->input_msg;
+        return f->input;
+    }
+    *st = RS_ERR_INTERNAL; /* unscored and no reason: a bug */
+    *msg = "internal error: prompts neither scored nor dropped";
+    return SRV_ENGINE;
+}
+
+/* An immediate failure's class: the server's state (retryable) or the input. */
+static int srv_err_is_unavailable(rs_srv_err e, rs_status st) {
+    return e == SRV_NOT_READY || e == SRV_DRAINING || e == SRV_QUEUE_FULL ||
+           (e == SRV_ENGINE && (st == RS_ERR_NOMEM || st == RS_ERR_BACKEND || st == RS_ERR_INTERNAL || st == RS_ERR_IO));
+}
+
+static rs_srv_err req_outcome(const rs_req *r, double deadline, rs_status *st, const char **msg) {
+    outcome_facts f = {0};
+    const double now = rs_cli_now();
+    if (r->fail != SRV_OK) {
+        f.expired = r->fail == SRV_EXPIRED || now >= deadline;
+        if (srv_err_is_unavailable(r->fail, r->fail_st)) {
+            f.unavailable = r->fail;
+            f.unavailable_st = r->fail_st;
+            f.unavailable_msg = r->fail_msg;
+        } else if (r->fail != SRV_EXPIRED) {
+            f.input = r->fail;
+            f.input_st = r->fail_st;
+            f.input_msg = r->fail_msg;
+        }
+        return final_status(&f, st, msg);
+    }
+    const rs_work *w = &r->work;
+    f.cancelled = atomic_load(&w->n_cancelled) > 0;
+    f.expired = atomic_load(&w->n_expired) > 0;
+    f.scored = !f.cancelled && !f.expired && !atomic_load(&w->n_failed);
+    if (atomic_load(&w->n_failed)) {
+        f.unavailable = SRV_ENGINE; /* the engine's failure, not the input's (RS_ERR_BACKEND -> UNAVAILABLE) */
+        f.unavailable_st = w->fail_status;
+        f.unavailable_msg = w->fail_msg;
+    }
+    for (size_t i = 0; i < w->n && f.input == SRV_OK; i++)
+        if (w->items[i].fate == RS_FATE_SCORED && w->scores[i].status != RS_OK) { /* a per-prompt refusal by the engine */
+            f.input = SRV_ENGINE;
+            f.input_st = w->scores[i].status;
+            f.input_msg = w->scores[i].error;
+        }
+    if (!f.scored || f.input != SRV_OK) f.expired = f.expired || now >= deadline;
+    return final_status(&f, st, msg);
+}
+
+/* A call-level input error (malformed or missing message), through
+ * final_status: a call whose deadline has passed, or that the client
+ * cancelled, ends for that reason instead (a call that expired before its
+ * message was read arrives with none). */
+static void set_input_error(rs_call *c, rs_srv_err e, rs_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void set_input_error(rs_call *c, rs_srv_err e, rs_status st, const char *fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    outcome_facts f = {0};
+    f.expired = rs_cli_now() >= c->deadline;
+    f.cancelled = c->cancelled && !f.expired;
+    f.input = e;
+    f.input_st = st;
+    f.input_msg = buf;
+    rs_status fst;
+    const char *msg;
+    const rs_srv_err fe = final_status(&f, &fst, &msg);
+    set_status(c, fe, fst, "%s", msg);
 }
 
 /* Builds the ScoreResponse of a request (scores, or `error` for streams). */
 static grpc_byte_buffer *req_response(rs_server *s, rs_req *r, int with_error, grpc_status_code *code, const char **msg) {
     rs_status st;
-    rs_srv_err e = req_outcome(r, &st, msg);
+    rs_srv_err e = req_outcome(r, r->call->deadline, &st, msg);
     *code = grpc_code(e, st);
     Routescore__V1__ScoreResponse resp = ROUTESCORE__V1__SCORE_RESPONSE__INIT;
     Routescore__V1__RequestError rerr = ROUTESCORE__V1__REQUEST_ERROR__INIT;
@@ -674,17 +846,8 @@ static int authorized(rs_call *c) {
     for (size_t i = 0; i < c->md.count; i++) {
         if (grpc_slice_str_cmp(c->md.metadata[i].key, "authorization")) continue;
         const char *v = (const char *)GRPC_SLICE_START_PTR(c->md.metadata[i].value);
-        size_t vl = GRPC_SLICE_LENGTH(c->md.metadata[i].value);
-        if (vl < 7 || strncasecmp(v, "Bearer ", 7)) continue;
-        v += 7;
-        vl -= 7;
-        for (int t = 0; t < s->n_tokens; t++) {
-            size_t tl = strlen(s->tokens[t]);
-            /* Constant time in the token's bytes. */
-            unsigned diff = (unsigned)(tl != vl);
-            for (size_t j = 0; j < tl; j++) diff |= (unsigned char)s->tokens[t][j] ^ (unsigned char)(j < vl ? v[j] : 0);
-            if (!diff) return 1;
-        }
+        if (rs_srv_bearer_ok((const char (*)[256])s->tokens, s->n_tokens, v, GRPC_SLICE_LENGTH(c->md.metadata[i].value)))
+            return 1;
     }
     return 0;
 }
@@ -726,7 +889,7 @@ static void handle_list(rs_call *c, const uint8_t *data, size_t len) {
     rs_server *s = c->srv;
     Routescore__V1__ListRoutersRequest *m = routescore__v1__list_routers_request__unpack(NULL, len, data);
     if (!m) {
-        set_status(c, SRV_MALFORMED, RS_ERR_FORMAT, "malformed ListRoutersRequest");
+        set_input_error(c, SRV_MALFORMED, RS_ERR_FORMAT, "malformed ListRoutersRequest");
         return;
     }
     routescore__v1__list_routers_request__free_unpacked(m, NULL);
@@ -764,11 +927,18 @@ static void handle_list(rs_call *c, const uint8_t *data, size_t len) {
 static void handle_health(rs_call *c, const uint8_t *data, size_t len) {
     Grpc__Health__V1__HealthCheckRequest *m = grpc__health__v1__health_check_request__unpack(NULL, len, data);
     if (!m) {
-        set_status(c, SRV_MALFORMED, RS_ERR_FORMAT, "malformed HealthCheckRequest");
+        set_input_error(c, SRV_MALFORMED, RS_ERR_FORMAT, "malformed HealthCheckRequest");
         return;
     }
+    uint32_t nf;
+    size_t ni;
+    const int nul = wire_has_nul(&grpc__health__v1__health_check_request__descriptor, data, len, 0, &nf, &ni);
     c->watch_service = health_known_service(m->service);
     grpc__health__v1__health_check_request__free_unpacked(m, NULL);
+    if (nul) {
+        set_input_error(c, SRV_MALFORMED, RS_ERR_INVALID_ARG, "the service name contains a NUL byte");
+        return;
+    }
     if (c->kind == CK_HWATCH) return; /* advance() sends the status and every change */
     if (!c->watch_service) {
         set_status(c, SRV_UNKNOWN_SERVICE, RS_OK, "unknown service");
@@ -784,8 +954,14 @@ static void handle_reflect(rs_call *c, const uint8_t *data, size_t len) {
     uint8_t *out;
     size_t out_len;
     rs_err err;
+    uint32_t nf;
+    size_t ni;
+    if (wire_has_nul(&grpc__reflection__v1alpha__server_reflection_request__descriptor, data, len, 0, &nf, &ni)) {
+        set_input_error(c, SRV_MALFORMED, RS_ERR_INVALID_ARG, "field %u of the reflection request contains a NUL byte", (unsigned)nf);
+        return;
+    }
     if (rs_reflect_answer(c->srv->reflect, data, len, &out, &out_len, &err) != RS_OK) {
-        set_status(c, SRV_MALFORMED, RS_ERR_FORMAT, "%s", err.msg);
+        set_input_error(c, SRV_MALFORMED, RS_ERR_FORMAT, "%s", err.msg);
         return;
     }
     push_out(c, bytes_bb(out, out_len));
@@ -795,11 +971,12 @@ static void handle_reflect(rs_call *c, const uint8_t *data, size_t len) {
 static void on_message(rs_call *c, grpc_byte_buffer *bb) {
     grpc_slice sl;
     if (read_bb(bb, &sl) != RS_OK) {
-        set_status(c, SRV_MALFORMED, RS_ERR_FORMAT, "unreadable message");
+        set_input_error(c, SRV_MALFORMED, RS_ERR_FORMAT, "unreadable message");
         return;
     }
     const uint8_t *data = GRPC_SLICE_START_PTR(sl);
     const size_t len = GRPC_SLICE_LENGTH(sl);
+    if (len >= RS_BIG_MESSAGE) c->big = 1;
     switch (c->kind) {
     case CK_SCORE:
     case CK_STREAM: {
@@ -861,13 +1038,29 @@ static void on_new(rs_call *c) {
         }
         pthread_mutex_unlock(&s->mu);
         if (!c->accepted) {
-            set_status(c, SRV_DRAINING, RS_OK, "server is shutting down: retry on another replica");
+            /* Held, not answered yet: a caller that got UNAVAILABLE now
+             * would send again at once on this connection and be caught
+             * in transit by the listener's close (CANCELLED). advance()
+             * answers once the GOAWAY has gone out. */
+            c->held = 1;
+            if (atomic_load(&s->release_held)) set_status(c, SRV_DRAINING, RS_OK, "server is shutting down: retry on another replica");
             return;
         }
     }
     if (METHODS[c->kind].read_initial) {
         if (!c->recv) {
-            set_status(c, SRV_MALFORMED, RS_ERR_FORMAT, "no request message");
+            /* No message: the client ended the stream before it (a cancel,
+             * or its own deadline timer), or sent none at all (its bug).
+             * One more read tells which (OP_RECV). */
+            grpc_op op = {0};
+            op.op = GRPC_OP_RECV_MESSAGE;
+            op.data.recv_message.recv_message = &c->recv;
+            if (grpc_call_start_batch(c->call, &op, 1, &c->t_recv, NULL) == GRPC_CALL_OK) {
+                c->recv_busy = 1;
+                c->refs++;
+            } else {
+                set_input_error(c, SRV_MALFORMED, RS_ERR_FORMAT, "no request message");
+            }
             return;
         }
         grpc_byte_buffer *bb = c->recv;
@@ -908,6 +1101,8 @@ static void advance(rs_call *c) {
         else
             on_stream_req_done(c, r);
     }
+    if (c->held && !c->want_finish && atomic_load(&s->release_held))
+        set_status(c, SRV_DRAINING, RS_OK, "server is shutting down: retry on another replica");
     /* Method-specific reasons to end. */
     if (c->kind == CK_STREAM && !c->want_finish && c->inflight == 0) {
         if (c->half_closed)
@@ -1009,7 +1204,12 @@ static void dispatch(rs_tag *t, int ok) {
         c->recv_busy = 0;
         grpc_byte_buffer *bb = c->recv;
         c->recv = NULL;
-        if (!ok || !bb) {
+        if (METHODS[c->kind].read_initial) { /* on_new's second look at a call that came without its message */
+            if (!ok || grpc_call_failed_before_recv_message(c->call))
+                c->cancelled = 1; /* the client ended it: nobody to answer (OP_CLOSE counts it) */
+            else
+                set_input_error(c, SRV_MALFORMED, RS_ERR_FORMAT, "no request message");
+        } else if (!ok || !bb) {
             c->half_closed = 1;
         } else {
             on_message(c, bb);
@@ -1031,9 +1231,18 @@ static void dispatch(rs_tag *t, int ok) {
         c->closed = 1;
         if (c->close_cancelled) {
             c->cancelled = 1;
-            for (rs_req *r = c->inflight_head; r; r = r->next) atomic_store(&r->work.cancelled, 1);
+            /* Its queued prompts and their room in the queue go now, not
+             * when a batch would reach them (the batcher finishes them on
+             * its own thread: req_done needs c->mu, held here). */
+            for (rs_req *r = c->inflight_head; r; r = r->next) rs_batcher_cancel(s->routers[r->router].batcher, &r->work);
             if (!c->finishing && c->kind != CK_STREAM && s->metrics) {
-                grpc_status_code code = rs_cli_now() >= c->deadline ? GRPC_STATUS_DEADLINE_EXCEEDED : GRPC_STATUS_CANCELLED;
+                outcome_facts f = {0};
+                f.expired = rs_cli_now() + RS_EXPIRY_SLACK_S >= c->deadline;
+                f.cancelled = !f.expired;
+                rs_status st;
+                const char *msg;
+                const rs_srv_err e = final_status(&f, &st, &msg);
+                const grpc_status_code code = grpc_code(e, st);
                 rs_metrics_request(s->metrics, c->metric_router, METHODS[c->kind].metric, (int)code);
             }
         }
@@ -1183,6 +1392,40 @@ static grpc_server_credentials *make_creds(rs_server *s, rs_err *err) {
     return cr;
 }
 
+/* /metrics with the gRPC side's access rules: its bearer tokens (unless
+ * metrics_open) and its TLS / mTLS files. */
+static rs_status start_metrics_http(rs_server *s, rs_err *err) {
+    const rs_srv_config *cfg = &s->cfg;
+    rs_metrics_http_opts o = {
+        .addr = cfg->metrics_listen,
+        .request_timeout_s = cfg->metrics_request_timeout_s,
+        .client_connections = cfg->metrics_client_connections,
+        .max_connections = cfg->metrics_max_connections,
+        .tokens = cfg->metrics_open ? NULL : (const char (*)[256])s->tokens,
+        .n_tokens = cfg->metrics_open ? 0 : s->n_tokens,
+    };
+    char *cert = NULL, *key = NULL, *ca = NULL;
+    if (cfg->tls_cert[0]) {
+        cert = read_text_file(cfg->tls_cert, 1 << 20);
+        key = read_text_file(cfg->tls_key, 1 << 20);
+        ca = cfg->tls_client_ca[0] ? read_text_file(cfg->tls_client_ca, 1 << 20) : NULL;
+        if (!cert || !key || (cfg->tls_client_ca[0] && !ca)) {
+            free(cert);
+            free(key);
+            free(ca);
+            return rs_errf(err, RS_ERR_IO, "metrics: cannot read the TLS certificate, key or client CA");
+        }
+        o.tls_cert_pem = cert;
+        o.tls_key_pem = key;
+        o.tls_client_ca_pem = ca;
+    }
+    rs_status st = rs_metrics_http_start(s->metrics, &o, &s->metrics_port, err);
+    free(cert);
+    free(key);
+    free(ca);
+    return st;
+}
+
 /* A router's name before it is opened: config, else manifest, else dir. */
 static void resolve_name(const rs_srv_router_cfg *rc, char *out, size_t n) {
     if (rc->name[0]) {
@@ -1223,6 +1466,7 @@ rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *er
     if (!s) return rs_errf(err, RS_ERR_NOMEM, "no memory");
     s->cfg = *cfg;
     s->n_routers = cfg->n_routers;
+    mallopt(M_MMAP_THRESHOLD, RS_MMAP_THRESHOLD); /* see RS_BIG_MESSAGE */
     s->shutdown_tag = (rs_tag){NULL, OP_NEW};
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_t ca;
@@ -1248,8 +1492,7 @@ rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *er
     }
     if ((st = rs_reflect_init(rs_proto_fds, rs_proto_fds_len, &s->reflect, err)) != RS_OK) goto fail;
     if (cfg->auth_tokens_file[0] && (st = load_tokens(s, err)) != RS_OK) goto fail;
-    if (cfg->metrics_listen[0] && (st = rs_metrics_http_start(s->metrics, cfg->metrics_listen, &s->metrics_port, err)) != RS_OK)
-        goto fail;
+    if (cfg->metrics_listen[0] && (st = start_metrics_http(s, err)) != RS_OK) goto fail;
 
     gpr_set_log_function(grpc_log_json);
     gpr_set_log_verbosity(rs_log_enabled(RS_LOG_DEBUG) ? GPR_LOG_SEVERITY_INFO : GPR_LOG_SEVERITY_ERROR);
@@ -1420,6 +1663,7 @@ rs_status rs_server_load(rs_server *s, rs_err *err) {
             .max_batch_size = r->cfg.max_batch_size,
             .max_queue_delay_us = r->cfg.max_queue_delay_us,
             .max_queue_tokens = r->cfg.max_queue_tokens,
+            .max_queue_wait_s = (double)r->cfg.max_queue_wait_ms * 1e-3,
             .emb_dim = r->info.client_embed_dim > 0 ? r->info.client_embed_dim : 0,
             .router_index = i,
             .metrics = s->metrics,
@@ -1562,9 +1806,17 @@ int rs_server_drain(rs_server *s) {
         pthread_cond_timedwait(&s->cv, &s->mu, &ts);
     }
     pthread_mutex_unlock(&s->mu);
-    /* Phase 2: close the listener (GOAWAY) and wait for the core. */
+    /* Phase 2: close the listener (GOAWAY) and wait for the core. Calls
+     * refused meanwhile are held until the GOAWAY has reached their
+     * callers (a round trip on loopback or a LAN: 200 ms is ample), so that
+     * their next call goes to a new connection, which the closed listener
+     * refuses (UNAVAILABLE), instead of into a stream the core cancels. */
     atomic_store(&s->shutting_down, 1);
     grpc_server_shutdown_and_notify(s->grpc, s->cq, &s->shutdown_tag);
+    wake_live_calls(s);
+    struct timespec goaway = {0, 200 * 1000000L};
+    nanosleep(&goaway, NULL);
+    atomic_store(&s->release_held, 1);
     wake_live_calls(s);
     pthread_mutex_lock(&s->mu);
     int in_time = wait_until(s, &s->shutdown_done, NULL, until);

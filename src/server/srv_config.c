@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@ void rs_srv_router_default(rs_srv_router_cfg *r) {
     r->max_batch_size = 256;
     r->max_queue_delay_us = 2000;
     r->max_queue_tokens = 16L * 16384;
+    r->max_queue_wait_ms = 250;
     r->online_share = 0.5f;
     r->online_window = 4096;
     r->online_min_samples = 256;
@@ -30,6 +32,9 @@ void rs_srv_config_default(rs_srv_config *c) {
     memset(c, 0, sizeof *c);
     snprintf(c->listen, sizeof c->listen, "0.0.0.0:50051");
     snprintf(c->metrics_listen, sizeof c->metrics_listen, "0.0.0.0:9090");
+    c->metrics_request_timeout_s = 5;
+    c->metrics_client_connections = 8;
+    c->metrics_max_connections = 1024;
     c->cq_threads = 2;
     c->grace_s = 25;
     c->max_request_bytes = 4L << 20;
@@ -128,6 +133,10 @@ static rs_status read_object(const cJSON *obj, const char *where, const key_spec
 static const key_spec TOP_KEYS[] = {
     {"listen", K_STR, CF(listen), sizeof(((rs_srv_config *)0)->listen), 0, 0, NO_HAS},
     {"metrics_listen", K_STR, CF(metrics_listen), sizeof(((rs_srv_config *)0)->metrics_listen), 0, 0, NO_HAS},
+    {"metrics_request_timeout_s", K_DOUBLE, CF(metrics_request_timeout_s), 0, 0.01, 3600, NO_HAS},
+    {"metrics_client_connections", K_INT, CF(metrics_client_connections), 0, 1, 4096, NO_HAS},
+    {"metrics_max_connections", K_INT, CF(metrics_max_connections), 0, 1, 60000, NO_HAS},
+    {"metrics_open", K_BOOL, CF(metrics_open), 0, 0, 0, NO_HAS},
     {"cq_threads", K_INT, CF(cq_threads), 0, 1, 64, NO_HAS},
     {"grace_period_s", K_DOUBLE, CF(grace_s), 0, 0, 3600, NO_HAS},
     {"max_request_bytes", K_LONG, CF(max_request_bytes), 0, 1024, 1L << 30, NO_HAS},
@@ -160,6 +169,7 @@ static const key_spec ROUTER_KEYS[] = {
     {"max_batch_size", K_INT, RF(max_batch_size), 0, 1, 512, NO_HAS},
     {"max_queue_delay_us", K_LONG, RF(max_queue_delay_us), 0, 0, 10000000, NO_HAS},
     {"max_queue_tokens", K_LONG, RF(max_queue_tokens), 0, 16, 1L << 30, NO_HAS},
+    {"max_queue_wait_ms", K_LONG, RF(max_queue_wait_ms), 0, 0, 3600000, NO_HAS},
 };
 
 static const key_spec ONLINE_KEYS[] = {
@@ -419,4 +429,18 @@ rs_status rs_srv_config_thresholds(const rs_srv_config *c, float *out, rs_err *e
             out[i] = manifest_threshold(r->model);
     }
     return RS_OK;
+}
+
+int rs_srv_bearer_ok(const char (*tokens)[256], int n, const char *v, size_t vl) {
+    if (vl < 7 || strncasecmp(v, "Bearer ", 7)) return 0;
+    v += 7;
+    vl -= 7;
+    int ok = 0;
+    for (int t = 0; t < n; t++) {
+        size_t tl = strlen(tokens[t]);
+        unsigned diff = (unsigned)(tl != vl);
+        for (size_t j = 0; j < tl; j++) diff |= (unsigned char)tokens[t][j] ^ (unsigned char)(j < vl ? v[j] : 0);
+        ok |= !diff;
+    }
+    return ok;
 }

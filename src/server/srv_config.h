@@ -2,6 +2,8 @@
  *
  * The file (docs/SERVING.md has the full reference):
  *   {"listen": "0.0.0.0:50051", "metrics_listen": "0.0.0.0:9090",
+ *    "metrics_request_timeout_s": 5, "metrics_client_connections": 8,
+ *    "metrics_max_connections": 1024, "metrics_open": false,
  *    "cq_threads": 2, "grace_period_s": 25, "log_level": "info",
  *    "max_request_bytes": 4194304, "max_prompts_per_request": 1024,
  *    "max_prompt_bytes": 262144, "stream_window": 16,
@@ -11,7 +13,7 @@
  *                 "threshold": 0.5, "backend": "cpu", "device": 0, "threads": 0,
  *                 "replicas": 1, "devices": [0, 1],
  *                 "max_tokens": 0, "max_batch_tokens": 16384, "max_batch_size": 256,
- *                 "max_queue_delay_us": 2000, "max_queue_tokens": 262144,
+ *                 "max_queue_delay_us": 2000, "max_queue_tokens": 262144, "max_queue_wait_ms": 250,
  *                 "online": {"strong_share": 0.3, "window": 4096, "min_samples": 256}}]}
  * Relative paths are taken from the config file's directory. Every key is
  * checked: an unknown key, a wrong type or a value out of range is an error
@@ -43,6 +45,7 @@ typedef struct rs_srv_router_cfg {
     int max_batch_size;        /* prompts in one forward */
     long max_queue_delay_us;   /* longest wait for companions while the engine is idle */
     long max_queue_tokens;     /* admitted, unfinished tokens; refuse beyond */
+    long max_queue_wait_ms;    /* refuse when the queue's expected wait passes it; 0: off */
     int online;                /* online threshold mode */
     float online_share;        /* its target strong share, (0, 1] */
     int online_window;         /* scores in the sliding window */
@@ -53,6 +56,10 @@ typedef struct rs_srv_config {
     char path[RS_SRV_PATH];          /* the config file, "" when none (SIGHUP re-reads it) */
     char listen[256];                /* gRPC host:port */
     char metrics_listen[256];        /* Prometheus host:port; "" disables */
+    double metrics_request_timeout_s; /* a request must arrive whole within this (not idle time) */
+    int metrics_client_connections;  /* open connections per client address */
+    int metrics_max_connections;     /* open connections in all */
+    int metrics_open;                /* 1: /metrics needs no bearer token even when auth is on */
     int cq_threads;
     double grace_s;                  /* SIGTERM drain limit */
     long max_request_bytes;          /* gRPC max receive message length */
@@ -84,5 +91,9 @@ rs_status rs_srv_config_thresholds(const rs_srv_config *c, float *out, rs_err *e
 rs_status rs_srv_parse_devices(const char *s, rs_srv_router_cfg *r, rs_err *err);
 /* Replicas router r runs (its "replicas", else one per listed device, else 1). */
 int rs_srv_replicas(const rs_srv_router_cfg *r);
+/* Whether an authorization header value v (vl bytes, "Bearer <token>", the
+ * scheme case-insensitive) carries one of the n tokens. Constant time in
+ * each token's bytes; shared by the gRPC and HTTP endpoints. */
+int rs_srv_bearer_ok(const char (*tokens)[256], int n, const char *v, size_t vl);
 
 #endif
