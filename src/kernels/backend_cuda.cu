@@ -218,10 +218,14 @@ static void cuda_destroy(rs_backend *b) {
     free(c);
 }
 
+/* Callers ask for the fp32 size (backend.h); activations here are bf16,
+ * so half of it holds them: half the device memory, and an op that runs
+ * past a buffer's end leaves it instead of writing into unused slack. */
 static rs_status cuda_alloc(rs_backend *b, size_t bytes, void **out) {
     rs_cuda *c = as_cuda(b);
     *out = NULL;
     RS_CUDA_ENTER(c);
+    bytes = (bytes + 1) / 2;
     cudaError_t e = cudaMalloc(out, bytes ? bytes : 1); /* 256-byte aligned */
     if (e != cudaSuccess) {
         size_t free_b = 0, total_b = 0;
