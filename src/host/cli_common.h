@@ -93,8 +93,9 @@ int rs_cli_line_is_blank(const char *line, size_t len);
 
 /* Checks a raw line before it is parsed: no NUL bytes (binary data), no
  * "\u0000" escape (cJSON would decode it to a NUL and cut the string there),
- * valid UTF-8. RS_ERR_FORMAT / RS_ERR_UTF8 with a message naming the byte
- * offset. */
+ * valid UTF-8, no lone UTF-16 surrogate escape ("\ud800" unpaired: cJSON
+ * refuses the line, and the message should say why). RS_ERR_FORMAT /
+ * RS_ERR_UTF8 with a message naming the cause and the byte offset. */
 rs_status rs_cli_check_line(const char *line, size_t len, rs_err *err);
 
 /* ---- field paths ---- */

@@ -61,6 +61,7 @@ struct rs_engine {
     int batch_tokens;
     int pool_mean, pool_last, normalize;
     int enc_layers; /* manifest "encoder_layers" (Llama encoders; 0: all) */
+    int parse_special; /* manifest "parse_special_tokens": specials in prompts become ids (HF) */
     int strong_labels[RS_MAX_LABELS], n_strong_labels;
     float *mf_w, mf_b; /* (H), the mf head */
     float mf_len_w;    /* optional mf.length_weight: z += w * (log(tokens) - RS_MF_LEN_CENTER) */
@@ -179,6 +180,11 @@ static rs_status parse_manifest(rs_engine *e, const char *dir, const cJSON *m, c
         if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 1024 || v->valuedouble != (double)v->valueint)
             return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: encoder_layers must be a whole number >= 1", dir);
         e->enc_layers = v->valueint;
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "parse_special_tokens"))) {
+        if (!cJSON_IsBool(v))
+            return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: parse_special_tokens must be a boolean", dir);
+        e->parse_special = cJSON_IsTrue(v);
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(m, "normalize"))) {
         if (!cJSON_IsBool(v)) return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: normalize must be a boolean", dir);
@@ -459,6 +465,7 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
      * (rs_engine_score_tokens), e.g. test checkpoints. */
     snprintf(path, sizeof path, "%s/tokenizer.json", enc_dir);
     if (is_file(path) && (st = rs_tokenizer_load(path, &e->tok, err)) != RS_OK) goto fail;
+    if (e->tok) rs_tokenizer_set_parse_special(e->tok, e->parse_special);
     if (e->tok && rs_tokenizer_num_special(e->tok) >= (size_t)max_tokens) {
         st = rs_errf(err, RS_ERR_INVALID_ARG, "%s: max_tokens %d leaves no room beside the special tokens", dir, max_tokens);
         goto fail;
