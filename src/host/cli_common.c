@@ -648,7 +648,38 @@ void rs_cli_write_score_json(FILE *f, const char *id_json, const rs_score *s) {
     fprintf(f, ",\"tokens\":%d,\"truncated\":%s}\n", s->tokens, s->truncated ? "true" : "false");
 }
 
+const char *rs_cli_safe_msg(const char *msg, char *buf, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)msg;
+    size_t len = strlen(msg), i = 0, o = 0;
+    if (!n) return "";
+    while (i < len && o + 5 < n) {
+        size_t good = utf8_bad_offset(p + i, len - i); /* a valid run, then one bad byte */
+        size_t take = good < n - 1 - o ? good : n - 1 - o;
+        while (take && o + 5 >= n) take--;
+        /* control characters are escaped too: a message is one line */
+        for (size_t k = 0; k < take; k++) {
+            unsigned char c = p[i + k];
+            if (c < 0x20 || c == 0x7F) {
+                if (o + 5 >= n) break;
+                buf[o++] = '\\', buf[o++] = 'x', buf[o++] = hex[c >> 4], buf[o++] = hex[c & 15];
+            } else if (o + 1 < n) {
+                buf[o++] = (char)c;
+            }
+        }
+        i += good;
+        if (i < len && o + 5 < n) {
+            buf[o++] = '\\', buf[o++] = 'x', buf[o++] = hex[p[i] >> 4], buf[o++] = hex[p[i] & 15];
+            i++;
+        }
+    }
+    buf[o] = 0;
+    return buf;
+}
+
 void rs_cli_write_error_json(FILE *f, const char *id_json, uint64_t line, const char *msg) {
+    char safe[2048];
+    msg = rs_cli_safe_msg(msg, safe, sizeof safe);
     fprintf(f, "{\"id\":%s,\"line\":%llu,\"error\":", id_json, (unsigned long long)line);
     rs_cli_write_json_string(f, msg, strlen(msg));
     fputs("}\n", f);

@@ -163,6 +163,10 @@ void rs_cli_write_score_json(FILE *f, const char *id_json, const rs_score *s);
  * looking for the structural `"error":` key. */
 void rs_cli_write_error_json(FILE *f, const char *id_json, uint64_t line, const char *msg);
 
+/* msg with invalid UTF-8 bytes and control characters written as "\xNN"
+ * (an error can quote a corrupt file), cut to fit buf[n]; returns buf. */
+const char *rs_cli_safe_msg(const char *msg, char *buf, size_t n);
+
 /* Serialises the record's id into buf (any JSON value, compact), else the
  * decimal line number. id_path NULL: "id", else "question_id" (the key of
  * MT-Bench / FastChat question files); otherwise the value at that field path.

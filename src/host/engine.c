@@ -32,6 +32,7 @@
 #include "encoder.h"
 #include "llama.h"
 #include "mf.h"
+#include "pins.h"
 #include "model_files.h"
 #include "sw.h"
 #include "tokenizer.h"
@@ -420,6 +421,8 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
         st = rs_errf(err, RS_ERR_FORMAT, "%s: not a JSON object", path);
         goto fail;
     }
+    /* Pinned files first: nothing of a changed or corrupt router is read. */
+    if (has_manifest && (st = rs_pins_check(dir, manifest, err)) != RS_OK) goto fail;
     /* Encoder defaults first; the manifest overrides them. */
     if (has_manifest) {
         const cJSON *encv = cJSON_GetObjectItemCaseSensitive(manifest, "encoder");
