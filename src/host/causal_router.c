@@ -47,15 +47,24 @@ static int is_file(const char *path) {
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-int rs_causal_is_llama_dir(const char *dir) {
+int rs_causal_is_llama_config(const cJSON *config) {
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(config, "model_type");
+    return cJSON_IsString(mt) && !strcmp(mt->valuestring, "llama");
+}
+
+rs_status rs_causal_is_llama_dir(const char *dir, int *is_llama, rs_err *err) {
+    *is_llama = 0;
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", dir);
     cJSON *j = NULL;
-    if (!is_file(path) || rs_read_json_file(path, &j, NULL) != RS_OK) return 0;
-    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "model_type");
-    int r = cJSON_IsString(mt) && !strcmp(mt->valuestring, "llama");
+    if (!is_file(path)) return RS_OK;
+    /* a config that cannot be read (or memory that runs out) is an error, not
+     * "no Llama": the caller would open the wrong kind of model */
+    rs_status st = rs_read_json_file(path, &j, err);
+    if (st != RS_OK) return st;
+    *is_llama = rs_causal_is_llama_config(j);
     cJSON_Delete(j);
-    return r;
+    return RS_OK;
 }
 
 /* Python's str.strip() for the whitespace these files can hold. */

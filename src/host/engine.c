@@ -435,7 +435,9 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
         (st = parse_manifest(e, dir, manifest, enc_dir, sizeof enc_dir, head_path, sizeof head_path, &max_tokens, err)) != RS_OK)
         goto fail;
 
-    if (e->kind == KIND_CAUSAL || (!has_manifest && rs_causal_is_llama_dir(enc_dir))) {
+    int llama_dir = 0;
+    if (!has_manifest && (st = rs_causal_is_llama_dir(enc_dir, &llama_dir, err)) != RS_OK) goto fail;
+    if (e->kind == KIND_CAUSAL || llama_dir) {
         /* The causal router brings its own model; the backend needs no
          * encoder attention scratch (max_len 1). */
         e->kind = KIND_CAUSAL;
@@ -458,7 +460,7 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
     }
     if ((st = rs_model_files_open(enc_dir, &e->files, err)) != RS_OK) goto fail;
     if (opts.max_tokens) max_tokens = opts.max_tokens;
-    st = rs_causal_is_llama_dir(enc_dir) ? open_llama_encoder(e, enc_dir, &opts, use_cuda, max_tokens, err)
+    st = rs_causal_is_llama_config(rs_model_files_config(e->files)) ? open_llama_encoder(e, enc_dir, &opts, use_cuda, max_tokens, err)
                                          : open_bert_encoder(e, enc_dir, &opts, use_cuda, has_manifest, max_tokens, err);
     if (st != RS_OK) goto fail;
     max_tokens = e->max_tokens;
