@@ -648,7 +648,8 @@ void rs_cli_write_score_json(FILE *f, const char *id_json, const rs_score *s) {
     fprintf(f, ",\"tokens\":%d,\"truncated\":%s}\n", s->tokens, s->truncated ? "true" : "false");
 }
 
-const char *rs_cli_safe_msg(const char *msg, char *buf, size_t n) {
+/* controls: escape control characters too (for a terminal; JSON escapes its own) */
+static const char *safe_msg(const char *msg, char *buf, size_t n, int controls) {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)msg;
     size_t len = strlen(msg), i = 0, o = 0;
@@ -660,7 +661,7 @@ const char *rs_cli_safe_msg(const char *msg, char *buf, size_t n) {
         /* control characters are escaped too: a message is one line */
         for (size_t k = 0; k < take; k++) {
             unsigned char c = p[i + k];
-            if (c < 0x20 || c == 0x7F) {
+            if (controls && (c < 0x20 || c == 0x7F)) {
                 if (o + 5 >= n) break;
                 buf[o++] = '\\', buf[o++] = 'x', buf[o++] = hex[c >> 4], buf[o++] = hex[c & 15];
             } else if (o + 1 < n) {
@@ -677,9 +678,11 @@ const char *rs_cli_safe_msg(const char *msg, char *buf, size_t n) {
     return buf;
 }
 
+const char *rs_cli_safe_msg(const char *msg, char *buf, size_t n) { return safe_msg(msg, buf, n, 1); }
+
 void rs_cli_write_error_json(FILE *f, const char *id_json, uint64_t line, const char *msg) {
     char safe[2048];
-    msg = rs_cli_safe_msg(msg, safe, sizeof safe);
+    msg = safe_msg(msg, safe, sizeof safe, 0); /* the JSON string escapes control characters */
     fprintf(f, "{\"id\":%s,\"line\":%llu,\"error\":", id_json, (unsigned long long)line);
     rs_cli_write_json_string(f, msg, strlen(msg));
     fputs("}\n", f);
