@@ -61,7 +61,11 @@ rs_status rs_sha256_file(const char *path, char hex[RS_SHA256_HEX], rs_err *err)
 rs_status rs_pins_manifest_digest(const cJSON *manifest, char hex[RS_SHA256_HEX], rs_err *err) {
     cJSON *copy = cJSON_Duplicate(manifest, 1);
     if (!copy) return rs_errf(err, RS_ERR_NOMEM, "no memory");
-    cJSON_DeleteItemFromObjectCaseSensitive(copy, "sha256");
+    /* what decides the scores is pinned; the pins themselves, the names and
+     * the decision threshold (calibrate, SIGHUP reloads, hand edits) are not */
+    static const char *const free_keys[] = {"sha256", "threshold", "name", "strong_model", "weak_model"};
+    for (size_t i = 0; i < sizeof free_keys / sizeof *free_keys; i++)
+        cJSON_DeleteItemFromObjectCaseSensitive(copy, free_keys[i]);
     char *text = cJSON_PrintUnformatted(copy);
     cJSON_Delete(copy);
     if (!text) return rs_errf(err, RS_ERR_NOMEM, "no memory");

@@ -7,8 +7,10 @@
  * checked when the router opens: a file whose digest differs, a file that is
  * missing, or a malformed pin is an error naming the file. The
  * "routescore.json" entry pins the manifest's own content: the sha256 of its
- * compact cJSON print with the "sha256" member left out, so a changed number
- * (max_tokens, encoder_layers) is caught too. A pinned manifest may hold only
+ * compact cJSON print without the members that do not decide scores ("sha256",
+ * "threshold", "name", "strong_model", "weak_model"), so a changed number
+ * (max_tokens, encoder_layers) is caught while a threshold may still be
+ * edited by hand, by calibrate or before a SIGHUP reload. A pinned manifest may hold only
  * the keys routescore knows, so a mistyped key cannot silently fall back to a
  * default.
  *
