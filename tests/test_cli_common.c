@@ -266,6 +266,15 @@ static void test_records(void) {
                        "{\"id\":3,\"line\":3,\"error\":\"bad \\\"x\\\"\\n\\u0001\"}\n";
     CHECK_MSG(!strcmp(buf, want), "got:\n%s", buf);
     free(buf);
+    /* a message quoting a corrupt file: invalid UTF-8 as \xNN, valid text kept */
+    char safe[64];
+    CHECK(!strcmp(rs_cli_safe_msg("a\xff\xc3\xa9\xe2\x82 \x1b[2J", safe, sizeof safe), "a\\xff\xc3\xa9\\xe2\\x82 \\x1b[2J"));
+    CHECK(strlen(rs_cli_safe_msg("\xff\xff\xff\xff\xff\xff\xff\xff", safe, 12)) < 12);
+    f = open_memstream(&buf, &n);
+    rs_cli_write_error_json(f, "1", 1, "bad \xc3 byte\n");
+    fclose(f);
+    CHECK_MSG(!strcmp(buf, "{\"id\":1,\"line\":1,\"error\":\"bad \\\\xc3 byte\\n\"}\n"), "got: %s", buf);
+    free(buf);
 
     char id[64];
     cJSON *j = cJSON_Parse("{\"id\":\"a\\\"b\",\"question_id\":5}");

@@ -132,7 +132,26 @@ static void test_normalizer(const rs_tokenizer *t) {
     EXPECT(t, " \t\n ", 1, CLS, SEP);
 }
 
-static void test_added_tokens(const rs_tokenizer *t) {
+static void test_added_tokens(rs_tokenizer *t) {
+    /* by default a special token written in the text is the plain text it is
+     * (tokenizer_oracle.py checks both modes against HF on real tokenizers) */
+    EXPECT(t, "hello [SEP] world", 1, CLS, HELLO, LB, UNK, RB, WORLD, SEP);
+    EXPECT(t, "[CLS][SEP]", 0, LB, UNK, RB, LB, UNK, RB);
+    int32_t ids[16];
+    size_t n;
+    int tr;
+    rs_err err;
+    /* a span marks where the caller's text is: specials outside it still match */
+    const char *tpl = "[CLS]hello[SEP][SEP]";
+    rs_tok_span user = {10, 5}; /* the first [SEP] */
+    CHECK(rs_tokenizer_encode_spans(t, tpl, strlen(tpl), &user, 1, 0, 0, ids, 16, &n, &tr, &err) == RS_OK && n == 6 &&
+          ids[0] == CLS && ids[1] == HELLO && ids[2] == LB && ids[3] == UNK && ids[4] == RB && ids[5] == SEP);
+    rs_tok_span straddle = {12, 4}; /* "EP][": both [SEP]s touch it */
+    CHECK(rs_tokenizer_encode_spans(t, tpl, strlen(tpl), &straddle, 1, 0, 0, ids, 16, &n, &tr, &err) == RS_OK &&
+          n == 8 && ids[0] == CLS && ids[7] == RB);
+    CHECK(rs_tokenizer_encode_spans(t, tpl, strlen(tpl), NULL, 0, 0, 0, ids, 16, &n, &tr, &err) == RS_OK && n == 4 &&
+          ids[3] == SEP);
+    rs_tokenizer_set_parse_special(t, 1); /* HF's parsing: the checks below */
     EXPECT(t, "hello [SEP] world", 1, CLS, HELLO, SEP, WORLD, SEP);
     EXPECT(t, "hello[MASK]world", 0, HELLO, MASK, WORLD);
     EXPECT(t, "[CLS][SEP]", 0, CLS, SEP);
@@ -140,6 +159,7 @@ static void test_added_tokens(const rs_tokenizer *t) {
     EXPECT(t, "[sep]", 0, LB, UNK, RB);      /* case matters: normalized=false */
     EXPECT(t, "[[SEP]]", 0, LB, SEP, RB);
     EXPECT(t, "[SEP", 0, LB, UNK);
+    rs_tokenizer_set_parse_special(t, 0);
     CHECK(rs_tokenizer_token_id(t, "[MASK]") == MASK);
     CHECK(rs_tokenizer_token_id(t, "##able") == ABLE);
     CHECK(rs_tokenizer_token_id(t, "nope") == -1);
@@ -287,6 +307,17 @@ static void test_refusals(void) {
     rs_tokenizer *t = NULL;
     rs_err err;
     CHECK(rs_tokenizer_load("/nonexistent/tokenizer.json", &t, &err) == RS_ERR_IO && !t);
+    /* An added token that normalizes to nothing (a lone combining accent
+     * under strip_accents): it used to load and then crash every encode on
+     * its empty pattern. HF accepts it and splits the text between every
+     * character; routescore refuses it at load, naming it. */
+    const char *data = getenv("RS_TEST_DATA");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tokenizer/regress/empty_normalized_added.json", data ? data : "tests/data");
+    rs_status st = rs_tokenizer_load(path, &t, &err);
+    CHECK_MSG(st == RS_ERR_FORMAT && !t && strstr(err.msg, "normalizes to nothing") && strstr(err.msg, "id 5"),
+              "st=%d msg=%s", st, st ? err.msg : "");
+    rs_tokenizer_free(t);
 }
 
 static void test_other_components(void) {
@@ -394,6 +425,10 @@ static void test_tiktoken(void) {
     }
     CHECK(rs_tokenizer_vocab_size(t) == 128261 && rs_tokenizer_token_id(t, "[[3]]") == 128258);
     s = "<|start_header_id|>user<|end_header_id|>\n\n[[4]]x[[5]]";
+    /* plain by default: no special id at all */
+    CHECK(rs_tokenizer_encode(t, s, strlen(s), 0, 0, ids, 64, &n, &tr, &err) == RS_OK && n > 7);
+    for (size_t i = 0; i < n; i++) CHECK(ids[i] < 128000);
+    rs_tokenizer_set_parse_special(t, 1);
     CHECK(rs_tokenizer_encode(t, s, strlen(s), 0, 0, ids, 64, &n, &tr, &err) == RS_OK && n == 7 && ids[0] == 128006 &&
           ids[2] == 128007 && ids[4] == 128259 && ids[6] == 128260);
     char *text = NULL;

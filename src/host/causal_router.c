@@ -47,15 +47,24 @@ static int is_file(const char *path) {
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-int rs_causal_is_llama_dir(const char *dir) {
+int rs_causal_is_llama_config(const cJSON *config) {
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(config, "model_type");
+    return cJSON_IsString(mt) && !strcmp(mt->valuestring, "llama");
+}
+
+rs_status rs_causal_is_llama_dir(const char *dir, int *is_llama, rs_err *err) {
+    *is_llama = 0;
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", dir);
     cJSON *j = NULL;
-    if (!is_file(path) || rs_read_json_file(path, &j, NULL) != RS_OK) return 0;
-    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "model_type");
-    int r = cJSON_IsString(mt) && !strcmp(mt->valuestring, "llama");
+    if (!is_file(path)) return RS_OK;
+    /* a config that cannot be read (or memory that runs out) is an error, not
+     * "no Llama": the caller would open the wrong kind of model */
+    rs_status st = rs_read_json_file(path, &j, err);
+    if (st != RS_OK) return st;
+    *is_llama = rs_causal_is_llama_config(j);
     cJSON_Delete(j);
-    return r;
+    return RS_OK;
 }
 
 /* Python's str.strip() for the whitespace these files can hold. */
@@ -95,8 +104,12 @@ static rs_status load_tokenizer(rs_causal *c, const char *router_dir, const char
         snprintf(path, sizeof path, "%s/tokenizer.json", model_dir);
         if (!is_file(path)) snprintf(path, sizeof path, "%s/tokenizer.model", model_dir);
     }
+    const cJSON *ps = m ? cJSON_GetObjectItemCaseSensitive(m, "parse_special_tokens") : NULL;
+    if (ps && !cJSON_IsBool(ps))
+        return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: parse_special_tokens must be a boolean", router_dir);
     rs_status st = rs_tokenizer_load(path, &c->tok, err);
     if (st != RS_OK) return st;
+    rs_tokenizer_set_parse_special(c->tok, cJSON_IsTrue(ps));
     /* RouteLLM: orig_vocab_size = len(tokenizer) - 5, i.e. the id of [[1]]. */
     int32_t first = rs_tokenizer_token_id(c->tok, "[[1]]");
     c->orig_vocab = json_int_opt(m, "orig_vocab_size", first >= 0 ? first : (int)rs_tokenizer_vocab_size(c->tok));
@@ -193,7 +206,9 @@ rs_status rs_causal_open(const char *router_dir, const char *model_dir, const cJ
     snprintf(prefix_text, plen + 1, "%s%.*s%s", SYS_HEAD, (int)sn, s, EOT);
     size_t n_prefix = 0;
     int trunc = 0;
-    if ((st = rs_tokenizer_encode(c->tok, prefix_text, plen, 0, 0, prefix, cap, &n_prefix, &trunc, err)) != RS_OK)
+    /* all of it the router's own text: its special tokens are parsed */
+    if ((st = rs_tokenizer_encode_spans(c->tok, prefix_text, plen, NULL, 0, 0, 0, prefix, cap, &n_prefix, &trunc,
+                                        err)) != RS_OK)
         goto fail;
 
     rs_llama_limits lim = {.max_tokens = c->batch_tokens,
@@ -268,18 +283,24 @@ rs_status rs_causal_tokenize(const rs_causal *c, const char *prompt, size_t len,
     size_t ul = tl + n_q * len - n_q * 10;
     size_t total = strlen(USER_HEAD) + ul + strlen(EOT);
     char *text = malloc(total + 1), *user = malloc(ul + 1);
-    if (!text || !user) {
+    /* the prompt's copies are the caller's text: special tokens there stay
+     * plain text unless the manifest parses them (rs_tokenizer_encode_spans) */
+    rs_tok_span *spans = malloc((n_q ? n_q : 1) * sizeof *spans);
+    if (!text || !user || !spans) {
         free(text);
         free(user);
+        free(spans);
         return rs_errf(err, RS_ERR_NOMEM, "no memory");
     }
     char *w = user;
+    size_t n_spans = 0;
     for (const char *p = tpl;;) {
         const char *q = strstr(p, "{question}");
         size_t seg = q ? (size_t)(q - p) : strlen(p);
         memcpy(w, p, seg);
         w += seg;
         if (!q) break;
+        spans[n_spans++] = (rs_tok_span){(size_t)(w - user), len};
         memcpy(w, prompt, len);
         w += len;
         p = q + 10;
@@ -291,11 +312,20 @@ rs_status rs_causal_tokenize(const rs_causal *c, const char *prompt, size_t len,
     memcpy(text, USER_HEAD, hl);
     memcpy(text + hl, u, un);
     memcpy(text + hl + un, EOT, el);
+    /* user offsets -> text offsets, clipped to the stripped message */
+    const size_t cut = (size_t)(u - user);
+    for (size_t i = 0; i < n_spans; i++) {
+        size_t a = spans[i].off < cut ? cut : spans[i].off, b = spans[i].off + spans[i].len;
+        if (b > cut + un) b = cut + un;
+        spans[i] = b > a ? (rs_tok_span){hl + a - cut, b - a} : (rs_tok_span){0, 0};
+    }
     int trunc = 0;
     size_t lim = cap < (size_t)c->max_tokens ? cap : (size_t)c->max_tokens;
-    rs_status st = rs_tokenizer_encode(c->tok, text, hl + un + el, 0, 0, ids, lim, n_ids, &trunc, err);
+    rs_status st = rs_tokenizer_encode_spans(c->tok, text, hl + un + el, spans, n_spans, 0, 0, ids, lim, n_ids, &trunc,
+                                             err);
     free(text);
     free(user);
+    free(spans);
     if (st == RS_ERR_TOO_LARGE)
         return rs_errf(err, RS_ERR_TOO_LARGE, "prompt needs more than %zu tokens (the router's max_tokens; RouteLLM "
                        "does not truncate)", lim);

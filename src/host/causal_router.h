@@ -21,8 +21,11 @@
 
 typedef struct rs_causal rs_causal;
 
-/* Non-zero when dir/config.json names a Llama causal LM (model_type llama). */
-int rs_causal_is_llama_dir(const char *dir);
+/* *is_llama: dir/config.json names a Llama causal LM (model_type llama); 0
+ * without a config.json. A config that cannot be read is an error. */
+rs_status rs_causal_is_llama_dir(const char *dir, int *is_llama, rs_err *err);
+/* The same test on a parsed config.json. */
+int rs_causal_is_llama_config(const cJSON *config);
 
 /* The limits a causal router runs with, from the options (0: defaults):
  * max_tokens a prompt (default 512) and batch_tokens a forward (default

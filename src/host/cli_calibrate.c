@@ -19,6 +19,7 @@
 
 #include "cli.h"
 #include "cli_common.h"
+#include "pins.h"
 #include "cli_engine.h"
 #include "engine.h"
 #include "eval.h"
@@ -73,6 +74,15 @@ static int write_manifest(const char *dir, double threshold, char *path, size_t 
     cJSON_DeleteItemFromObjectCaseSensitive(m, "threshold");
     cJSON_AddNumberToObject(m, "threshold", threshold);
     char *text = cJSON_Print(m);
+    cJSON_Delete(m);
+    /* a pinned manifest's own pin follows the new threshold (computed over
+     * the form open parses back) */
+    m = text ? cJSON_Parse(text) : NULL;
+    rs_err err;
+    if (m && cJSON_GetObjectItemCaseSensitive(m, "sha256")) {
+        free(text);
+        text = rs_pins_update_manifest(m, &err) == RS_OK ? cJSON_Print(m) : NULL;
+    }
     cJSON_Delete(m);
     if (!text) return 2;
     char tmp[4200];

@@ -300,19 +300,46 @@ static size_t utf8_bad_offset(const unsigned char *s, size_t len) {
     return len;
 }
 
+/* The value of a "uXXXX" escape body at s (after its backslash), or -1. */
+static long hex4_escape(const char *s, size_t n) {
+    if (n < 5 || s[0] != 'u') return -1;
+    long v = 0;
+    for (int i = 1; i <= 4; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
 rs_status rs_cli_check_line(const char *line, size_t len, rs_err *err) {
     const char *nul = memchr(line, '\0', len);
     if (nul) return rs_errf(err, RS_ERR_FORMAT, "NUL byte at offset %zu (binary data?)", (size_t)(nul - line));
     size_t bad = utf8_bad_offset((const unsigned char *)line, len);
     if (bad != len) return rs_errf(err, RS_ERR_UTF8, "invalid UTF-8 at byte offset %zu", bad);
-    /* "\u0000" counts only when its backslash is not itself escaped. */
+    /* "\u0000" and lone UTF-16 surrogates ("\ud800" without its low half),
+     * which no JSON parser can turn into text, count only when their
+     * backslash is not itself escaped. */
     for (const char *p = line; (p = memchr(p, '\\', (size_t)(line + len - p)));) {
         size_t run = 0;
         while (p + run < line + len && p[run] == '\\') run++;
         const char *after = p + run;
-        if ((run & 1) && line + len - after >= 5 && after[0] == 'u' && !strncmp(after + 1, "0000", 4))
-            return rs_errf(err, RS_ERR_FORMAT, "\\u0000 escape at offset %zu (NUL in a string)",
-                           (size_t)(p + run - 1 - line));
+        long u = (run & 1) ? hex4_escape(after, (size_t)(line + len - after)) : -1;
+        size_t at = (size_t)(after - 1 - line);
+        if (u == 0) return rs_errf(err, RS_ERR_FORMAT, "\\u0000 escape at offset %zu (NUL in a string)", at);
+        if (u >= 0xD800 && u <= 0xDBFF) {
+            long lo = after + 6 < line + len && after[5] == '\\' ? hex4_escape(after + 6, (size_t)(line + len - after - 6)) : -1;
+            if (lo < 0xDC00 || lo > 0xDFFF)
+                return rs_errf(err, RS_ERR_UTF8,
+                               "lone UTF-16 surrogate \\u%04lX at offset %zu (a high surrogate needs a low one "
+                               "after it: not a character)", u, at);
+            after += 11; /* the pair */
+        } else if (u >= 0xDC00 && u <= 0xDFFF) {
+            return rs_errf(err, RS_ERR_UTF8,
+                           "lone UTF-16 surrogate \\u%04lX at offset %zu (a low surrogate without a high one "
+                           "before it: not a character)", u, at);
+        }
         p = after;
     }
     return RS_OK;
@@ -621,7 +648,41 @@ void rs_cli_write_score_json(FILE *f, const char *id_json, const rs_score *s) {
     fprintf(f, ",\"tokens\":%d,\"truncated\":%s}\n", s->tokens, s->truncated ? "true" : "false");
 }
 
+/* controls: escape control characters too (for a terminal; JSON escapes its own) */
+static const char *safe_msg(const char *msg, char *buf, size_t n, int controls) {
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)msg;
+    size_t len = strlen(msg), i = 0, o = 0;
+    if (!n) return "";
+    while (i < len && o + 5 < n) {
+        size_t good = utf8_bad_offset(p + i, len - i); /* a valid run, then one bad byte */
+        size_t take = good < n - 1 - o ? good : n - 1 - o;
+        while (take && o + 5 >= n) take--;
+        /* control characters are escaped too: a message is one line */
+        for (size_t k = 0; k < take; k++) {
+            unsigned char c = p[i + k];
+            if (controls && (c < 0x20 || c == 0x7F)) {
+                if (o + 5 >= n) break;
+                buf[o++] = '\\', buf[o++] = 'x', buf[o++] = hex[c >> 4], buf[o++] = hex[c & 15];
+            } else if (o + 1 < n) {
+                buf[o++] = (char)c;
+            }
+        }
+        i += good;
+        if (i < len && o + 5 < n) {
+            buf[o++] = '\\', buf[o++] = 'x', buf[o++] = hex[p[i] >> 4], buf[o++] = hex[p[i] & 15];
+            i++;
+        }
+    }
+    buf[o] = 0;
+    return buf;
+}
+
+const char *rs_cli_safe_msg(const char *msg, char *buf, size_t n) { return safe_msg(msg, buf, n, 1); }
+
 void rs_cli_write_error_json(FILE *f, const char *id_json, uint64_t line, const char *msg) {
+    char safe[2048];
+    msg = safe_msg(msg, safe, sizeof safe, 0); /* the JSON string escapes control characters */
     fprintf(f, "{\"id\":%s,\"line\":%llu,\"error\":", id_json, (unsigned long long)line);
     rs_cli_write_json_string(f, msg, strlen(msg));
     fputs("}\n", f);

@@ -93,8 +93,9 @@ int rs_cli_line_is_blank(const char *line, size_t len);
 
 /* Checks a raw line before it is parsed: no NUL bytes (binary data), no
  * "\u0000" escape (cJSON would decode it to a NUL and cut the string there),
- * valid UTF-8. RS_ERR_FORMAT / RS_ERR_UTF8 with a message naming the byte
- * offset. */
+ * valid UTF-8, no lone UTF-16 surrogate escape ("\ud800" unpaired: cJSON
+ * refuses the line, and the message should say why). RS_ERR_FORMAT /
+ * RS_ERR_UTF8 with a message naming the cause and the byte offset. */
 rs_status rs_cli_check_line(const char *line, size_t len, rs_err *err);
 
 /* ---- field paths ---- */
@@ -161,6 +162,10 @@ void rs_cli_write_score_json(FILE *f, const char *id_json, const rs_score *s);
  * Keeps this exact key order: `label --resume` counts error records by
  * looking for the structural `"error":` key. */
 void rs_cli_write_error_json(FILE *f, const char *id_json, uint64_t line, const char *msg);
+
+/* msg with invalid UTF-8 bytes and control characters written as "\xNN"
+ * (an error can quote a corrupt file), cut to fit buf[n]; returns buf. */
+const char *rs_cli_safe_msg(const char *msg, char *buf, size_t n);
 
 /* Serialises the record's id into buf (any JSON value, compact), else the
  * decimal line number. id_path NULL: "id", else "question_id" (the key of

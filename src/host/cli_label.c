@@ -392,6 +392,7 @@ int rs_cli_label(int argc, char **argv) {
     if (rc >= 0) return rc;
 
     char model_buf[4096];
+    char safe[2048]; /* error messages can quote corrupt files: escaped */
     if (!o.model) {
         rs_status st = rs_cli_default_model(model_buf, sizeof model_buf);
         if (st != RS_OK) {
@@ -417,11 +418,11 @@ int rs_cli_label(int argc, char **argv) {
     /* Input and output first: their mistakes are cheaper to hear about than
      * a model load. */
     if (rs_cli_reader_open(o.in, 0, &in, &err) != RS_OK) {
-        fprintf(stderr, "routescore label: --in %s\n", err.msg);
+        fprintf(stderr, "routescore label: --in %s\n", rs_cli_safe_msg(err.msg, safe, sizeof safe));
         goto done;
     }
     if (open_output(&o, &out, &skip, &n_errors, &err) != RS_OK) {
-        fprintf(stderr, "routescore label: %s\n", err.msg);
+        fprintf(stderr, "routescore label: %s\n", rs_cli_safe_msg(err.msg, safe, sizeof safe));
         goto done;
     }
     setvbuf(out, NULL, _IOFBF, 1u << 20);
@@ -433,7 +434,7 @@ int rs_cli_label(int argc, char **argv) {
     if (o.backend) eo.backend = o.backend;
     eo.device = (int)o.device;
     if (rs_engine_open(o.model, &eo, &eng, &err) != RS_OK) {
-        fprintf(stderr, "routescore label: --model %s: %s\n", o.model, err.msg);
+        fprintf(stderr, "routescore label: --model %s: %s\n", o.model, rs_cli_safe_msg(err.msg, safe, sizeof safe));
         goto done;
     }
 
@@ -488,7 +489,7 @@ int rs_cli_label(int argc, char **argv) {
             size_t k = batch.n_items - batch.suppress;
             if (batch_flush(&batch, eng, &o, out, &n_errors, &err) != RS_OK) {
                 fprintf(stderr, "routescore label: %s (the output so far is complete; fix and rerun with --resume)\n",
-                        err.msg);
+                        rs_cli_safe_msg(err.msg, safe, sizeof safe));
                 goto done;
             }
             n_done += k;
@@ -497,7 +498,8 @@ int rs_cli_label(int argc, char **argv) {
     }
     size_t k = batch.n_items > batch.suppress ? batch.n_items - batch.suppress : 0;
     if (batch_flush(&batch, eng, &o, out, &n_errors, &err) != RS_OK) {
-        fprintf(stderr, "routescore label: %s (the output so far is complete; fix and rerun with --resume)\n", err.msg);
+        fprintf(stderr, "routescore label: %s (the output so far is complete; fix and rerun with --resume)\n",
+                rs_cli_safe_msg(err.msg, safe, sizeof safe));
         goto done;
     }
     n_done += k;

@@ -19,7 +19,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: routescore tokenize --tokenizer FILE|DIR [--add-special] [--max-tokens N] TEXT...\n"
+            "usage: routescore tokenize --tokenizer FILE|DIR [--add-special] [--parse-special] [--max-tokens N] TEXT...\n"
             "       routescore tokenize --tokenizer FILE|DIR --decode [--add-special] '[ID, ...]'...\n"
             "       routescore tokenize --tokenizer FILE|DIR [--add-special] [--max-tokens N] --in FILE.jsonl "
             "[--field NAME]\n"
@@ -30,6 +30,9 @@ static void usage(FILE *f) {
             "  --max-tokens N        truncate to N ids in all (specials included)\n"
             "  --in FILE.jsonl       read texts from a JSON-lines file\n"
             "  --field NAME          the text's field (default \"prompt\"; paths like turns[0] or a.b work)\n"
+            "  --parse-special       special-token strings in the text become their ids, as HF parses\n"
+            "                        them (default: encoded as the plain text they are; a router's\n"
+            "                        manifest opts in with \"parse_special_tokens\": true)\n"
             "  --decode              inputs are JSON arrays of ids; print each text as a JSON string\n"
             "                        (special tokens skipped unless --add-special)\n"
             "  --bench N             encode the inputs N times, print only a timing summary (JSON)\n"
@@ -162,6 +165,13 @@ static int tokenize_jsonl(const rs_tokenizer *tok, const char *path, const char 
     char msg[600];
     while ((n = getline(&line, &line_cap, f)) >= 0) {
         lineno++;
+        /* NUL (raw or "\u0000") and lone surrogates are refused as label refuses them */
+        rs_err chk;
+        if (rs_cli_check_line(line, (size_t)n, &chk) != RS_OK) {
+            print_error(lineno, chk.msg);
+            *failed = 1;
+            continue;
+        }
         cJSON *root = cJSON_ParseWithLength(line, (size_t)n);
         const cJSON *v = root ? rs_cli_json_path(root, field, NULL) : NULL;
         if (!root) {
@@ -242,7 +252,7 @@ static int bench(const rs_tokenizer *tok, const char *path, const char *field, i
 
 int rs_cli_tokenize(int argc, char **argv) {
     const char *tok_path = NULL, *in_path = NULL, *field = "prompt";
-    int add_special = 0, decode = 0;
+    int add_special = 0, decode = 0, parse_special = 0;
     long bench_passes = 0;
     size_t max_tokens = 0;
     int first_text = argc;
@@ -255,6 +265,8 @@ int rs_cli_tokenize(int argc, char **argv) {
             add_special = 1;
         } else if (!strcmp(a, "--decode")) {
             decode = 1;
+        } else if (!strcmp(a, "--parse-special")) {
+            parse_special = 1;
         } else if (!strcmp(a, "--tokenizer") || !strcmp(a, "--max-tokens") || !strcmp(a, "--in") ||
                    !strcmp(a, "--field") || !strcmp(a, "--bench")) {
             if (i + 1 >= argc) {
@@ -317,6 +329,7 @@ int rs_cli_tokenize(int argc, char **argv) {
         fprintf(stderr, "routescore tokenize: %s\n", err.msg);
         return 2;
     }
+    rs_tokenizer_set_parse_special(tok, parse_special);
     if (max_tokens && add_special && max_tokens < rs_tokenizer_num_special(tok)) {
         fprintf(stderr, "routescore tokenize: --max-tokens %zu leaves no room for %zu special tokens\n", max_tokens,
                 rs_tokenizer_num_special(tok));

@@ -47,6 +47,7 @@
  *     max_tokens): the written manifest repeats those keys, so training and
  *     serving embed alike.
  *   - All arithmetic of the fit in double; the head is stored as F32. */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -59,6 +60,7 @@
 
 #include "cli.h"
 #include "cli_common.h"
+#include "pins.h"
 #include "engine.h"
 #include "model_files.h"
 #include "safetensors.h"
@@ -774,6 +776,52 @@ static void print_table(FILE *f, const split *sp, const metrics *mh, const metri
     fprintf(f, "%-10s %12.5f %12.5f\n", "Brier", mh->brier, mb->brier);
 }
 
+/* sha256 pins of the files the router reads (pins.h): its head, the
+ * encoder's weights (every *.safetensors in its directory, shards included)
+ * and the encoder files that decide tokens and defaults. */
+static rs_status add_pins(const char *out_dir, const char *enc_dir, const char *enc_rel, cJSON *man, rs_err *err) {
+    cJSON *pins = cJSON_AddObjectToObject(man, "sha256");
+    if (!pins) return rs_errf(err, RS_ERR_NOMEM, "out of memory");
+    char path[PATH_MAX], key[PATH_MAX], hex[RS_SHA256_HEX];
+    snprintf(path, sizeof path, "%s/head.safetensors", out_dir);
+    rs_status st = rs_sha256_file(path, hex, err);
+    if (st != RS_OK) return st;
+    cJSON_AddStringToObject(pins, "head.safetensors", hex);
+    static const char *const named[] = {"config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json",
+                                        "sentence_bert_config.json", "modules.json", "1_Pooling/config.json",
+                                        "model.safetensors.index.json"};
+    size_t n_named = sizeof named / sizeof *named;
+    DIR *d = opendir(enc_dir);
+    if (!d) return rs_errf(err, RS_ERR_IO, "%s: %s", enc_dir, strerror(errno));
+    struct dirent *de;
+    /* the named files first, then the weights in directory order */
+    for (size_t i = 0; st == RS_OK && i < n_named + 1; i++) {
+        for (;;) {
+            const char *file = NULL;
+            if (i < n_named) file = named[i];
+            else {
+                while ((de = readdir(d)) && !(strlen(de->d_name) > 12 &&
+                                              !strcmp(de->d_name + strlen(de->d_name) - 12, ".safetensors"))) {}
+                if (!de) break;
+                file = de->d_name;
+            }
+            struct stat sb;
+            if (snprintf(path, sizeof path, "%s/%s", enc_dir, file) >= (int)sizeof path ||
+                snprintf(key, sizeof key, "%s/%s", enc_rel, file) >= (int)sizeof key) {
+                st = rs_errf(err, RS_ERR_TOO_LARGE, "path too long");
+                break;
+            }
+            if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
+                if ((st = rs_sha256_file(path, hex, err)) != RS_OK) break;
+                cJSON_AddStringToObject(pins, key, hex);
+            }
+            if (i < n_named) break;
+        }
+    }
+    closedir(d);
+    return st;
+}
+
 /* head.safetensors and routescore.json, each written whole (temp file +
  * rename), the head first: an interrupted run leaves the old pair, or the
  * new head beside the old manifest, never a torn file. */
@@ -855,7 +903,21 @@ static rs_status write_router(const train_opts *o, const split *sp, const float 
     json_num(tr, "heldout_auc", mh->auc);
     json_num(tr, "heldout_brier", mh->brier);
     cJSON_AddStringToObject(tr, "source", src);
+    if ((st = add_pins(o->out, enc_dir, enc_rel, man, err)) != RS_OK) {
+        cJSON_Delete(man);
+        return st;
+    }
+    /* the manifest's own pin, over the form open will parse back */
     char *text = cJSON_Print(man);
+    cJSON_Delete(man);
+    man = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    text = NULL;
+    if (man && (st = rs_pins_update_manifest(man, err)) != RS_OK) {
+        cJSON_Delete(man);
+        return st;
+    }
+    text = man ? cJSON_Print(man) : NULL;
     cJSON_Delete(man);
     snprintf(path, sizeof path, "%s/routescore.json", o->out);
     size_t tl = text ? strlen(text) : 0;

@@ -32,6 +32,7 @@
 #include "encoder.h"
 #include "llama.h"
 #include "mf.h"
+#include "pins.h"
 #include "model_files.h"
 #include "sw.h"
 #include "tokenizer.h"
@@ -61,6 +62,7 @@ struct rs_engine {
     int batch_tokens;
     int pool_mean, pool_last, normalize;
     int enc_layers; /* manifest "encoder_layers" (Llama encoders; 0: all) */
+    int parse_special; /* manifest "parse_special_tokens": specials in prompts become ids (HF) */
     int strong_labels[RS_MAX_LABELS], n_strong_labels;
     float *mf_w, mf_b; /* (H), the mf head */
     float mf_len_w;    /* optional mf.length_weight: z += w * (log(tokens) - RS_MF_LEN_CENTER) */
@@ -179,6 +181,11 @@ static rs_status parse_manifest(rs_engine *e, const char *dir, const cJSON *m, c
         if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 1024 || v->valuedouble != (double)v->valueint)
             return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: encoder_layers must be a whole number >= 1", dir);
         e->enc_layers = v->valueint;
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "parse_special_tokens"))) {
+        if (!cJSON_IsBool(v))
+            return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: parse_special_tokens must be a boolean", dir);
+        e->parse_special = cJSON_IsTrue(v);
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(m, "normalize"))) {
         if (!cJSON_IsBool(v)) return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: normalize must be a boolean", dir);
@@ -420,6 +427,8 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
         st = rs_errf(err, RS_ERR_FORMAT, "%s: not a JSON object", path);
         goto fail;
     }
+    /* Pinned files first: nothing of a changed or corrupt router is read. */
+    if (has_manifest && (st = rs_pins_check(dir, manifest, err)) != RS_OK) goto fail;
     /* Encoder defaults first; the manifest overrides them. */
     if (has_manifest) {
         const cJSON *encv = cJSON_GetObjectItemCaseSensitive(manifest, "encoder");
@@ -432,7 +441,9 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
         (st = parse_manifest(e, dir, manifest, enc_dir, sizeof enc_dir, head_path, sizeof head_path, &max_tokens, err)) != RS_OK)
         goto fail;
 
-    if (e->kind == KIND_CAUSAL || (!has_manifest && rs_causal_is_llama_dir(enc_dir))) {
+    int llama_dir = 0;
+    if (!has_manifest && (st = rs_causal_is_llama_dir(enc_dir, &llama_dir, err)) != RS_OK) goto fail;
+    if (e->kind == KIND_CAUSAL || llama_dir) {
         /* The causal router brings its own model; the backend needs no
          * encoder attention scratch (max_len 1). */
         e->kind = KIND_CAUSAL;
@@ -456,7 +467,7 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
     }
     if ((st = rs_model_files_open(enc_dir, &e->files, err)) != RS_OK) goto fail;
     if (opts.max_tokens) max_tokens = opts.max_tokens;
-    st = rs_causal_is_llama_dir(enc_dir) ? open_llama_encoder(e, enc_dir, &opts, use_cuda, max_tokens, err)
+    st = rs_causal_is_llama_config(rs_model_files_config(e->files)) ? open_llama_encoder(e, enc_dir, &opts, use_cuda, max_tokens, err)
                                          : open_bert_encoder(e, enc_dir, &opts, use_cuda, has_manifest, max_tokens, err);
     if (st != RS_OK) goto fail;
     max_tokens = e->max_tokens;
@@ -466,6 +477,7 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
      * (rs_engine_score_tokens), e.g. test checkpoints. */
     snprintf(path, sizeof path, "%s/tokenizer.json", enc_dir);
     if (is_file(path) && (st = rs_tokenizer_load(path, &e->tok, err)) != RS_OK) goto fail;
+    if (e->tok) rs_tokenizer_set_parse_special(e->tok, e->parse_special);
     if (e->tok && rs_tokenizer_num_special(e->tok) >= (size_t)max_tokens) {
         st = rs_errf(err, RS_ERR_INVALID_ARG, "%s: max_tokens %d leaves no room beside the special tokens", dir, max_tokens);
         goto fail;

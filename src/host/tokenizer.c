@@ -74,6 +74,7 @@ struct rs_tokenizer {
     char dec_prefix[16]; /* WORDPIECE */
     int dec_cleanup;
     int tiktoken; /* loaded from a rank file */
+    int parse_special; /* special tokens in the caller's text become their ids (HF's default) */
 };
 
 /* ------------------------------------------------------------------ load */
@@ -404,7 +405,17 @@ static rs_status load_added_tokens(rs_tokenizer *t, const cJSON *list, rs_err *e
             st = rs_errf(err, st, "added_tokens: cannot normalize '%.64s'", at->content);
             break;
         }
-        if (!a.n) continue; /* normalizes to nothing: can never match */
+        if (!a.n) {
+            /* HF keeps such a token, and its empty pattern then splits the
+             * normalized text between every two characters (words lose
+             * their subword merges): no real tokenizer wants that, and the
+             * empty pattern has no first code point to match on. */
+            st = rs_errf(err, RS_ERR_FORMAT,
+                         "added_tokens: '%.64s' (id %d) normalizes to nothing; such a token would split the "
+                         "text between every character (as HF does): remove it or mark it \"normalized\": false",
+                         at->content, at->id);
+            break;
+        }
         at->ncps = malloc(a.n * sizeof *at->ncps);
         if (!at->ncps) {
             st = rs_errf(err, RS_ERR_NOMEM, "out of memory");
@@ -627,6 +638,8 @@ rs_status rs_tokenizer_load(const char *path, rs_tokenizer **out, rs_err *err) {
 
 size_t rs_tokenizer_num_special(const rs_tokenizer *t) { return t->n_prefix + t->n_suffix; }
 
+void rs_tokenizer_set_parse_special(rs_tokenizer *t, int on) { t->parse_special = on != 0; }
+
 size_t rs_tokenizer_vocab_size(const rs_tokenizer *t) { return t->n_ids; }
 
 int32_t rs_tokenizer_token_id(const rs_tokenizer *t, const char *token) {
@@ -687,6 +700,9 @@ static size_t utf8_invalid_at(const char *s, size_t len) {
 
 typedef struct enc {
     const rs_tokenizer *t;
+    const char *text;           /* the whole text: spans are offsets into it */
+    const rs_tok_span *plain;   /* where special tokens are plain text */
+    size_t n_plain;
     rs_tok_sink sink;
     rs_tok_pre_run pre;
     rs_tok_cps a, b; /* normalization ping-pong */
@@ -696,6 +712,17 @@ typedef struct enc {
 } enc;
 
 static int full(const enc *e) { return e->sink.n > e->sink.limit; }
+
+/* A match of added token tok over text bytes [a, b) is plain text: a special
+ * token that overlaps the caller's text, unless the tokenizer parses specials
+ * there. HF's encode_special_tokens skips the match the same way: the matcher
+ * resumes after it, so no shorter token inside it matches either. */
+static int plain_match(const enc *e, const added_token *tok, size_t a, size_t b) {
+    if (!tok->special || e->t->parse_special) return 0;
+    for (size_t i = 0; i < e->n_plain; i++)
+        if (a < e->plain[i].off + e->plain[i].len && e->plain[i].off < b) return 1;
+    return 0;
+}
 
 /* chunk start positions (byte offset 0 of the text gets `first`) */
 
@@ -730,7 +757,8 @@ static int find_norm_added(const rs_tokenizer *t, const int32_t *cps, size_t fro
         const added_token *best = NULL;
         for (size_t k = 0; k < t->n_added; k++) {
             const added_token *at = &t->added[k];
-            if (!at->normalized || at->n_ncps > n - i || (best && at->n_ncps <= best->n_ncps)) continue;
+            if (!at->normalized || !at->n_ncps || at->n_ncps > n - i || (best && at->n_ncps <= best->n_ncps))
+                continue;
             if (at->ncps[0] == cps[i] && !memcmp(at->ncps, cps + i, at->n_ncps * sizeof *cps)) best = at;
         }
         if (best) {
@@ -754,6 +782,9 @@ static int run_words(enc *e, size_t a, size_t b, int first) {
  * normalized added tokens, pre-tokenize, model. Returns nonzero to stop. */
 static int run_chunk(enc *e, const char *s, size_t len, int first) {
     const rs_tokenizer *t = e->t;
+    /* normalized positions do not map back to bytes: a special token matched
+     * after normalization is plain when any of the chunk is the caller's */
+    const size_t off = (size_t)(s - e->text);
     if ((e->st = decode_utf8(s, len, &e->a))) return 1;
     if ((e->st = rs_tok_normalize(t->norm, t->n_norm, &e->a, &e->b))) return 1;
     if (!t->has_norm_added) return run_words(e, 0, e->a.n, first);
@@ -763,6 +794,7 @@ static int run_chunk(enc *e, const char *s, size_t len, int first) {
     const added_token *tok;
     while (find_norm_added(t, v, from, n, &ms, &me, &tok)) {
         from = me; /* the matcher resumes after the raw match either way */
+        if (plain_match(e, tok, off, off + len)) continue;
         if (tok->single_word && ((ms > 0 && rs_tok_is_word_char((uint32_t)v[ms - 1])) ||
                                  (me < n && rs_tok_is_word_char((uint32_t)v[me]))))
             continue;
@@ -854,6 +886,7 @@ static void run_text(enc *e, const char *s, size_t len) {
     const added_token *tok;
     while (find_raw_added(t, s, from, len, &ms, &me, &tok)) {
         from = me;
+        if (plain_match(e, tok, ms, me)) continue;
         if (tok->single_word && ((ms > 0 && rs_tok_is_word_char(cp_before(s, ms))) || (me < len && rs_tok_is_word_char(cp_at(s, me, len)))))
             continue;
         if (tok->lstrip)
@@ -877,6 +910,13 @@ static void run_text(enc *e, const char *s, size_t len) {
 rs_status rs_tokenizer_encode(const rs_tokenizer *t, const char *text, size_t len, int add_special,
                               size_t max_tokens, int32_t *ids, size_t cap, size_t *n_out, int *truncated,
                               rs_err *err) {
+    rs_tok_span all = {0, len};
+    return rs_tokenizer_encode_spans(t, text, len, &all, 1, add_special, max_tokens, ids, cap, n_out, truncated, err);
+}
+
+rs_status rs_tokenizer_encode_spans(const rs_tokenizer *t, const char *text, size_t len, const rs_tok_span *plain,
+                                    size_t n_plain, int add_special, size_t max_tokens, int32_t *ids, size_t cap,
+                                    size_t *n_out, int *truncated, rs_err *err) {
     *n_out = 0;
     if (truncated) *truncated = 0;
     if (!text && len) return rs_errf(err, RS_ERR_INVALID_ARG, "text is NULL");
@@ -890,7 +930,8 @@ rs_status rs_tokenizer_encode(const rs_tokenizer *t, const char *text, size_t le
     if (cap < n_special) return rs_errf(err, RS_ERR_TOO_LARGE, "id buffer of %zu cannot hold the special tokens", cap);
     size_t keep = max_tokens ? max_tokens - n_special : SIZE_MAX;
     size_t room = cap - n_special;
-    enc e = {.t = t, .sink = {.ids = ids + n_pre, .n = 0, .limit = keep < room ? keep : room}};
+    enc e = {.t = t, .text = text, .plain = plain, .n_plain = n_plain,
+             .sink = {.ids = ids + n_pre, .n = 0, .limit = keep < room ? keep : room}};
     e.pre.pre = t->pre;
     e.pre.n = t->n_pre;
     e.pre.fn = on_word;

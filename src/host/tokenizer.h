@@ -23,7 +23,10 @@ typedef struct rs_tokenizer rs_tokenizer;
 rs_status rs_tokenizer_load(const char *path, rs_tokenizer **out, rs_err *err);
 void rs_tokenizer_free(rs_tokenizer *t);
 
-/* Encodes text[0..len) (need not be NUL-terminated).
+/* Encodes text[0..len) (need not be NUL-terminated), all of it the caller's
+ * (untrusted) text: special tokens written in it are encoded as plain text
+ * unless rs_tokenizer_set_parse_special turned HF's parsing on. Non-special
+ * added tokens always match, as in HF.
  * add_special: apply the post-processor (e.g. [CLS] ... [SEP]).
  * max_tokens: total length bound including specials (0 = none); the
  *   content is cut on the right, as HF truncation does, and *truncated set.
@@ -33,6 +36,28 @@ void rs_tokenizer_free(rs_tokenizer *t);
 rs_status rs_tokenizer_encode(const rs_tokenizer *t, const char *text, size_t len, int add_special,
                               size_t max_tokens, int32_t *ids, size_t cap, size_t *n_out,
                               int *truncated, rs_err *err);
+
+/* A byte range of the text given to rs_tokenizer_encode_spans. */
+typedef struct rs_tok_span {
+    size_t off, len;
+} rs_tok_span;
+
+/* rs_tokenizer_encode for a text that mixes the caller's own template with
+ * untrusted text: special tokens are matched everywhere except where they
+ * overlap one of the n_plain spans, which are encoded as plain text (unless
+ * parse_special is on). A special token that a normalizer changes is matched
+ * after normalization, where positions are no longer bytes: it stays plain in
+ * any cut-out piece of text that touches a span. */
+rs_status rs_tokenizer_encode_spans(const rs_tokenizer *t, const char *text, size_t len, const rs_tok_span *plain,
+                                    size_t n_plain, int add_special, size_t max_tokens, int32_t *ids, size_t cap,
+                                    size_t *n_out, int *truncated, rs_err *err);
+
+/* on: special-token strings in the caller's text become the special ids,
+ * exactly as HF's tokenizer does by default (its encode_special_tokens =
+ * False); off (the default): they are encoded as the plain text they are, so
+ * a user cannot forge a template (e.g. "<|eot_id|>"). A manifest opts in with
+ * "parse_special_tokens": true. Call before the tokenizer is shared. */
+void rs_tokenizer_set_parse_special(rs_tokenizer *t, int on);
 
 /* Adds a special token matched in raw text before the model runs (HF
  * add_special_tokens with normalized=false), e.g. Llama 3's rating tokens
