@@ -211,6 +211,42 @@ def main():
         except routescore.RouteScoreError:
             pass
 
+        # RouteScorer's pandas path (Spark's mapInPandas) and numpy path (Ray's "numpy" batches).
+        from routescore.ray_data import RouteScorer
+        sc = RouteScorer(model, column="prompt", backend="cpu", threads=1)
+        try:
+            import pandas as pd
+        except ImportError:
+            pd = None
+        if pd is not None:
+            frames = [pd.DataFrame({"rid": list(range(k, k + 64)), "prompt": prompts[k:k + 64]})
+                      for k in range(0, 128, 64)]
+            outs = list(sc.map_pandas(iter(frames)))
+            df = pd.concat(outs)
+            ok = list(df.columns) == ["rid", "prompt", "win_prob", "route", "tokens", "truncated", "error"]
+            for i, x in enumerate(recs[:128]):
+                row = df.iloc[i]
+                if "error" in x:
+                    ok &= pd.isna(row["win_prob"]) and isinstance(row["error"], str)
+                else:
+                    ok &= (np.float32(x["win_prob"]) == np.float32(row["win_prob"]) and row["route"] == x["route"]
+                           and int(row["tokens"]) == x["tokens"] and pd.isna(row["error"]))
+            check(ok, "RouteScorer.map_pandas (Spark's mapInPandas): the CLI's scores, input columns kept")
+        nb = sc({"rid": np.arange(64), "prompt": np.array(prompts[:64], dtype=object)})
+        check(sorted(nb) == ["error", "prompt", "rid", "route", "tokens", "truncated", "win_prob"]
+              and all(np.float32(x["win_prob"]) == nb["win_prob"][i] for i, x in enumerate(recs[:64]) if "error" not in x),
+              "RouteScorer on a numpy batch: the CLI's scores")
+        try:
+            sc({"rid": np.arange(3), "text": np.array(["a", "b", "c"], dtype=object)})
+            check(False, "a batch without the prompt column raises")
+        except KeyError as e:
+            check("prompt" in str(e), "a missing column is named")
+        try:
+            sc({"prompt": np.array(["a"], dtype=object), "win_prob": np.zeros(1)})
+            check(False, "a batch that already has win_prob raises")
+        except ValueError as e:
+            check("prefix" in str(e), f"a clashing label column points at prefix=: {e}")
+
         # routescore-label on Parquet keeps the input's columns.
         try:
             import pyarrow as pa

@@ -137,15 +137,22 @@ def label_parquet(src, dst, model: str, column: str = "prompt", actors: int = 2,
                   num_gpus: Optional[float] = None, num_cpus: Optional[float] = None,
                   batch_size: int = 1024, backend: str = "auto", threads: Optional[int] = None,
                   max_tokens: Optional[int] = None, threshold: Optional[float] = None, prefix: str = "",
-                  preserve_order: bool = True, **read_kwargs):
+                  preserve_order: bool = True, scorer=None, **read_kwargs):
     """Reads Parquet at src, labels `column` on `actors` Ray actors (one engine
     each; num_gpus=1 puts each on its own GPU), and writes Parquet to the
     directory dst with every input column kept and the label columns added.
-    Starts a local Ray instance when none is running. Returns dst."""
+    Starts a local Ray instance when none is running. scorer: a subclass of
+    RouteScorer to use instead (same constructor). An actor that dies is
+    restarted and its batch retried (Ray Data's default for actor pools).
+    Returns dst."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(ignore_reinit_error=True, log_to_driver=False)
+        # The actors hold their CPUs for the whole run; reading and writing
+        # need at least one more, or the pipeline waits forever.
+        cpus = os.cpu_count() or 1
+        ray.init(ignore_reinit_error=True, log_to_driver=False,
+                 num_cpus=max(cpus, actors * int(num_cpus or 1) + 1) if not num_gpus else None)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = bool(preserve_order)
     if threads is None and num_cpus:
@@ -162,7 +169,7 @@ def label_parquet(src, dst, model: str, column: str = "prompt", actors: int = 2,
     if num_cpus:
         remote["num_cpus"] = num_cpus
     ds = ds.map_batches(
-        RouteScorer,
+        scorer or RouteScorer,
         fn_constructor_kwargs=dict(model=os.path.abspath(model) if os.path.exists(model) else model,
                                    column=column, backend=backend, threads=threads, max_tokens=max_tokens,
                                    threshold=threshold, prefix=prefix),
