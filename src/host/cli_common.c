@@ -757,7 +757,7 @@ void rs_cli_progress_lines(rs_cli_progress *p, double every, const char *cmd) {
 
 static void progress_line(const rs_cli_progress *p, double now) {
     double el = now - p->t_start;
-    double rate = el > 0 ? (double)p->done / el : 0;
+    double rate = el > 0 && p->done > p->base ? (double)(p->done - p->base) / el : 0;
     char total[32] = "null", eta[32] = "null";
     if (p->total) {
         snprintf(total, sizeof total, "%llu", (unsigned long long)p->total);

@@ -197,6 +197,7 @@ typedef struct rs_cli_progress {
     double t_last;
     double lines_every; /* > 0: JSON lines mode */
     const char *cmd;
+    uint64_t base;      /* done before this run (resumed): not counted in the rate */
 } rs_cli_progress;
 
 void rs_cli_progress_init(rs_cli_progress *p, int enabled, uint64_t total);

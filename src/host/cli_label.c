@@ -602,6 +602,7 @@ int rs_cli_label(int argc, char **argv) {
     rs_cli_progress_init(&prog, show, total);
     if (lines) rs_cli_progress_lines(&prog, every, "label");
     n_done = skip;
+    prog.base = skip;
     rs_cli_progress_update(&prog, n_done);
 
     /* Skip whole batches already written; re-run the batch K falls in. */
