@@ -264,10 +264,10 @@ def test_refusals(tmp, model):
 # ---------------------------------------------------------------- progress
 
 def test_progress(tmp, model, ps):
-    ps = ps[:30]
+    ps = ps[:15]
     inp = jsonl_input(tmp, "prog.jsonl", ps)
     out = os.path.join(tmp, "prog.out")
-    r = run(["--model", model, "--in", inp, "--out", out, "--batch", "3", "--progress-every", "0.02"])
+    r = run(["--model", model, "--in", inp, "--out", out, "--batch", "3", "--progress-every", "0.001"])
     check(r.returncode == 0, f"progress run exit 0 ({r.returncode})")
     lines = [l for l in r.stderr.decode().splitlines() if l.startswith("{")]
     recs = []
@@ -284,7 +284,7 @@ def test_progress(tmp, model, ps):
     check(dones == sorted(dones) and 0 < dones[-1] <= len(ps), f"done grows: {dones}")
     check("\r" not in r.stderr.decode(), "no terminal redraws off a terminal")
     os.unlink(out)
-    r = run(["--model", model, "--in", inp, "--out", out, "--batch", "3", "--progress-every", "0.02", "--quiet"])
+    r = run(["--model", model, "--in", inp, "--out", out, "--batch", "3", "--progress-every", "0.001", "--quiet"])
     check(r.returncode == 0 and r.stderr == b"", "--quiet silences progress lines")
     os.unlink(out)
     r = run(["--model", model, "--in", inp, "--out", out, "--batch", "3", "--progress-every", "0"])
@@ -301,7 +301,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="rs_cli_formats_") as tmp:
         model = os.path.join(tmp, "router")
         make_router(model)
-        ps = prompts(60)
+        ps = prompts(32)
         for name, fn in [("resume_refusals", lambda: test_resume_refusals(tmp, model, ps)),
                          ("gzip_out", lambda: test_gzip_out(tmp, model, ps)),
                          ("csv", lambda: test_csv(tmp, model, ps)),

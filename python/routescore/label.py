@@ -51,7 +51,8 @@ def main(argv=None):
             if v is not None:
                 cmd += [flag, str(v)]
         if args.column != "prompt":
-            cmd += ["--column", args.column]
+            low = args.inp.lower()
+            cmd += ["--column" if low.endswith((".csv", ".csv.gz")) or "csv" in rest else "--field", args.column]
         os.execv(exe, cmd + rest)
     if rest:
         ap.error(f"unrecognized arguments for a Parquet input: {' '.join(rest)}")
