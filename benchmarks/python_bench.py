@@ -82,7 +82,7 @@ def main():
             import ray
             from routescore import ray_data
             src = os.path.join(tmp, "in.parquet")
-            pq.write_table(pa.table({"id": list(range(a.n)), "prompt": prompts}), src)
+            pq.write_table(pa.table({"id": list(range(a.n)), "prompt": prompts}), src, row_group_size=128)
             ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {k: os.environ[k] for k in ("ROUTESCORE_LIBRARY", "PYTHONPATH")
                                                if k in os.environ}})

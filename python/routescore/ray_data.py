@@ -144,7 +144,9 @@ def label_parquet(src, dst, model: str, column: str = "prompt", actors: int = 2,
     Starts a local Ray instance when none is running. scorer: a subclass of
     RouteScorer to use instead (same constructor). An actor that dies is
     restarted and its batch retried (Ray Data's default for actor pools).
-    Returns dst."""
+    read_kwargs go to ray.data.read_parquet: a single-row-group file is one
+    block, which only one actor can take; pass override_num_blocks (or write
+    smaller row groups) to spread it. Returns dst."""
     import ray
 
     if not ray.is_initialized():
