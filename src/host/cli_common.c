@@ -153,6 +153,18 @@ void rs_cli_reader_close(rs_cli_reader *r) {
 
 int rs_cli_reader_is_gzip(const rs_cli_reader *r) { return r->is_gzip; }
 
+static rs_status reader_fill(rs_cli_reader *r, rs_err *err);
+
+rs_status rs_cli_reader_peek(rs_cli_reader *r, const char **data, size_t *len, rs_err *err) {
+    if (r->cpos == r->clen && !r->eof) {
+        rs_status st = reader_fill(r, err);
+        if (st != RS_OK) return st;
+    }
+    *data = r->chunk + r->cpos;
+    *len = r->clen - r->cpos;
+    return RS_OK;
+}
+
 static rs_status reader_fill(rs_cli_reader *r, rs_err *err) {
     int got = gzread(r->gz, r->chunk, READER_CHUNK);
     if (got < 0) {
@@ -797,17 +809,45 @@ static void progress_draw(rs_cli_progress *p, double now) {
     fflush(stderr);
 }
 
+void rs_cli_progress_lines(rs_cli_progress *p, double every, const char *cmd) {
+    p->enabled = every > 0;
+    p->lines_every = every;
+    p->cmd = cmd;
+    p->t_last = p->t_start;
+}
+
+static void progress_line(const rs_cli_progress *p, double now) {
+    double el = now - p->t_start;
+    double rate = el > 0 && p->done > p->base ? (double)(p->done - p->base) / el : 0;
+    char total[32] = "null", eta[32] = "null";
+    if (p->total) {
+        snprintf(total, sizeof total, "%llu", (unsigned long long)p->total);
+        if (rate > 0)
+            snprintf(eta, sizeof eta, "%.1f",
+                     (double)(p->total - (p->done < p->total ? p->done : p->total)) / rate);
+    }
+    fprintf(stderr, "{\"progress\":{\"cmd\":\"%s\",\"done\":%llu,\"total\":%s,\"elapsed_s\":%.1f,\"rate\":%.2f,\"eta_s\":%s}}\n",
+            p->cmd ? p->cmd : "", (unsigned long long)p->done, total, el, rate, eta);
+    fflush(stderr);
+}
+
 void rs_cli_progress_update(rs_cli_progress *p, uint64_t done) {
     p->done = done;
     if (!p->enabled) return;
     double now = rs_cli_now();
+    if (p->lines_every > 0) {
+        if (now - p->t_last < p->lines_every) return;
+        p->t_last = now;
+        progress_line(p, now);
+        return;
+    }
     if (now - p->t_last < 0.2) return;
     p->t_last = now;
     progress_draw(p, now);
 }
 
 void rs_cli_progress_finish(rs_cli_progress *p) {
-    if (!p->enabled) return;
+    if (!p->enabled || p->lines_every > 0) return;
     progress_draw(p, rs_cli_now());
     fputc('\n', stderr);
 }

@@ -79,6 +79,11 @@ rs_status rs_cli_reader_next(rs_cli_reader *r, const char **line, size_t *len, u
  * the input, with *bad_line = 0. *line_no is the line's 1-based number. */
 rs_status rs_cli_reader_next_json(rs_cli_reader *r, cJSON **json, uint64_t *line_no, int *bad_line, rs_err *err);
 
+/* The first bytes of the (decompressed) input, without consuming them: up to
+ * one read chunk (256 KiB), fewer only at end of input. For sniffing the
+ * format before the first line is taken. Call before rs_cli_reader_next. */
+rs_status rs_cli_reader_peek(rs_cli_reader *r, const char **data, size_t *len, rs_err *err);
+
 /* 1 when the input is gzip-compressed (known after open). */
 int rs_cli_reader_is_gzip(const rs_cli_reader *r);
 
@@ -183,16 +188,26 @@ rs_status rs_cli_parse_float(const char *flag, const char *s, double lo, double 
 rs_status rs_cli_parse_shard(const char *flag, const char *s, long *index, long *count, rs_err *err);
 
 /* A progress line on stderr, drawn only when enabled (stderr is a terminal
- * and not --quiet) and at most every 200 ms. total 0: count and rate only. */
+ * and not --quiet) and at most every 200 ms. total 0: count and rate only.
+ * Off a terminal (a batch job's log), rs_cli_progress_lines switches it to one
+ * JSON object per line every `every` seconds instead:
+ *   {"progress":{"cmd":"label","done":N,"total":T|null,"elapsed_s":E,
+ *    "rate":R,"eta_s":S|null}}
+ * (no redraws, no final line: the command's own summary ends the run). */
 typedef struct rs_cli_progress {
     int enabled;
     uint64_t total;
     uint64_t done;
     double t_start;
     double t_last;
+    double lines_every; /* > 0: JSON lines mode */
+    const char *cmd;
+    uint64_t base;      /* done before this run (resumed): not counted in the rate */
 } rs_cli_progress;
 
 void rs_cli_progress_init(rs_cli_progress *p, int enabled, uint64_t total);
+/* After init: JSON lines every `every` seconds (> 0), labelled with cmd. */
+void rs_cli_progress_lines(rs_cli_progress *p, double every, const char *cmd);
 void rs_cli_progress_update(rs_cli_progress *p, uint64_t done);
 /* Draws the final state and ends the line (no-op when disabled). */
 void rs_cli_progress_finish(rs_cli_progress *p);

@@ -19,7 +19,17 @@
  *
  * Which lines are records: every line except blank (whitespace-only) ones,
  * which produce no output but keep their line number. Sharding uses the
- * 0-based physical line index, so shard membership never depends on content. */
+ * 0-based physical line index, so shard membership never depends on content
+ * (for CSV, the index of a record's first line; the header is no record).
+ *
+ * Why resume is safe: a fresh run writes OUT.fingerprint.json (the input's
+ * size and head CRC, the router's identity, every flag that changes what is
+ * written) before the first record; --resume compares and refuses to append
+ * under anything else, naming what differs (cli_label_io.h). A gzip --out is
+ * one gzip member per batch, so the prefix property above holds for it too.
+ *
+ * Progress: a bar on a terminal; off one (a Kubernetes Job's log), one JSON
+ * line every --progress-every seconds (30 by default). */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -33,6 +43,7 @@
 #include "cli.h"
 #include "cli_common.h"
 #include "cli_engine.h"
+#include "cli_label_io.h"
 #include "engine.h"
 
 #define ID_MAX 512 /* serialised ids longer than this fall back to the line number */
@@ -52,7 +63,18 @@ typedef struct label_opts {
     const char *backend; /* NULL: the engine's default (cpu) */
     long device;
     int quiet;
+    rs_label_format format; /* AUTO: by name (.csv, .csv.gz) */
+    const char *column;     /* CSV prompt column (NULL: "prompt") */
+    double progress_every;  /* seconds between JSON progress lines; < 0: default */
+    int gz_out;             /* --out ends in .gz */
 } label_opts;
+
+/* Where records go: the file, or for gzip a batch's memory buffer that
+ * becomes one gzip member of it. */
+typedef struct label_out {
+    FILE *f;
+    int gz;
+} label_out;
 
 /* One record of the current batch. Text lives in the batch arena and is
  * addressed by offset because the arena may move while it grows. */
@@ -80,28 +102,35 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: routescore label [--model DIR] --in FILE --out FILE [options]\n"
             "\n"
-            "Scores every record of a JSON-lines file (plain or .gz) and writes one\n"
+            "Scores every record of a JSON-lines or CSV file (plain or .gz) and writes one\n"
             "JSON record per input record, in input order:\n"
             "  {\"id\":..,\"win_prob\":p,\"route\":\"strong\"|\"weak\",[\"label_probs\":[..],]\"tokens\":n,\"truncated\":b}\n"
             "Bad records become {\"id\":..,\"line\":n,\"error\":\"..\"} and the run goes on.\n"
-            "Blank lines are skipped.\n"
+            "Blank lines are skipped. Parquet and other binary inputs are refused up front\n"
+            "(Parquet: the Python package's routescore-label, docs/PYTHON.md).\n"
             "\n"
             "options:\n"
             "  --model DIR      router directory (default: $ROUTESCORE_MODEL, else models/routers/minilm-mf)\n"
-            "  --in FILE        input JSON lines ('-' for stdin)\n"
-            "  --out FILE       output JSON lines ('-' for stdout; refused if it exists and is non-empty)\n"
+            "  --in FILE        input JSON lines or CSV ('-' for stdin)\n"
+            "  --out FILE       output JSON lines, gzip when it ends in .gz ('-' for stdout; refused if it\n"
+            "                   exists and is non-empty)\n"
+            "  --format F       jsonl or csv (default: csv for a name ending in .csv or .csv.gz, else jsonl)\n"
+            "  --column NAME    CSV: the prompt column (default \"prompt\"); the header names the columns\n"
             "  --field PATH     prompt field, e.g. text, turns[0], a.b[2].c (default: \"prompt\", else the\n"
             "                   last user message of an OpenAI-style \"messages\" list)\n"
             "  --id PATH        the record id echoed in the output (default: \"id\", else \"question_id\",\n"
-            "                   else the 1-based line number)\n"
+            "                   else the 1-based line number; CSV: a column name, default \"id\" if present)\n"
             "  --threshold T    route strong when win_prob >= T, T in [0,1] (default: the router's)\n"
             "  --batch N        prompts per engine call (default 64)\n"
-            "  --resume         continue a partial --out (after a crash or kill) instead of refusing it\n"
+            "  --resume         continue a partial --out (after a crash or kill) instead of refusing it;\n"
+            "                   refused when OUT.fingerprint.json shows another input, router or flags\n"
             "  --shard i/N      only records whose 0-based line index %% N == i\n"
             "  --threads N      engine threads (default: all cores)\n"
             "  --max-tokens N   truncate prompts to N tokens, specials included (default: the router's)\n"
             RS_CLI_BACKEND_HELP
-            "  --quiet          no progress bar or summary\n"
+            "  --progress-every S  off a terminal, a JSON progress line on stderr every S seconds\n"
+            "                   (default 30; 0: none); given on a terminal, lines instead of the bar\n"
+            "  --quiet          no progress bar, progress lines or summary\n"
             "\n"
             "exit status: 0 all records scored, 1 some records are errors, 2 usage or fatal error\n");
 }
@@ -110,7 +139,7 @@ static void usage(FILE *f) {
 
 static int parse_opts(int argc, char **argv, label_opts *o) {
     enum { O_MODEL = 1000, O_IN, O_OUT, O_FIELD, O_THRESHOLD, O_BATCH, O_RESUME, O_SHARD, O_THREADS, O_QUIET, O_HELP, O_ID,
-           O_BACKEND, O_DEVICE, O_MAX_TOKENS };
+           O_BACKEND, O_DEVICE, O_MAX_TOKENS, O_FORMAT, O_COLUMN, O_PROGRESS };
     static const struct option longs[] = {
         {"model", required_argument, NULL, O_MODEL},   {"in", required_argument, NULL, O_IN},
         {"out", required_argument, NULL, O_OUT},       {"field", required_argument, NULL, O_FIELD},
@@ -119,12 +148,15 @@ static int parse_opts(int argc, char **argv, label_opts *o) {
         {"threads", required_argument, NULL, O_THREADS}, {"quiet", no_argument, NULL, O_QUIET},
         {"help", no_argument, NULL, O_HELP},           {"id", required_argument, NULL, O_ID},
         {"max-tokens", required_argument, NULL, O_MAX_TOKENS},
+        {"format", required_argument, NULL, O_FORMAT}, {"column", required_argument, NULL, O_COLUMN},
+        {"progress-every", required_argument, NULL, O_PROGRESS},
         RS_CLI_BACKEND_OPTIONS(O_BACKEND, O_DEVICE),   {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
     o->threshold = NAN;
     o->batch = 64;
     o->shard_n = 1;
+    o->progress_every = -1;
     rs_err err = {{0}};
     rs_status st = RS_OK;
     optind = 0; /* GNU: full re-initialisation, so the parser is reusable */
@@ -151,6 +183,18 @@ static int parse_opts(int argc, char **argv, label_opts *o) {
         case O_THREADS: st = rs_cli_parse_int("--threads", optarg, 0, 4096, &o->threads, &err); break;
         case O_MAX_TOKENS: st = rs_cli_parse_int("--max-tokens", optarg, 3, 1 << 20, &o->max_tokens, &err); break;
         case O_QUIET: o->quiet = 1; break;
+        case O_FORMAT:
+            if (!strcmp(optarg, "jsonl") || !strcmp(optarg, "json")) o->format = RS_LABEL_JSONL;
+            else if (!strcmp(optarg, "csv")) o->format = RS_LABEL_CSV;
+            else st = rs_errf(&err, RS_ERR_INVALID_ARG, "--format '%s': expected jsonl or csv", optarg);
+            break;
+        case O_COLUMN:
+            o->column = optarg;
+            if (!*optarg) st = rs_errf(&err, RS_ERR_INVALID_ARG, "--column needs a name");
+            break;
+        case O_PROGRESS:
+            st = rs_cli_parse_float("--progress-every", optarg, 0.0, 86400.0, &o->progress_every, &err);
+            break;
         case O_BACKEND: o->backend = optarg; break;
         case O_DEVICE: st = rs_cli_parse_int("--device", optarg, 0, 1024, &o->device, &err); break;
         case 'h':
@@ -181,6 +225,8 @@ static int parse_opts(int argc, char **argv, label_opts *o) {
         fprintf(stderr, "routescore label: --resume needs a file for --out, not stdout\n");
         return 2;
     }
+    size_t ol = strlen(o->out);
+    o->gz_out = strcmp(o->out, "-") && ol > 3 && !strcmp(o->out + ol - 3, ".gz");
     return -1;
 }
 
@@ -245,13 +291,12 @@ static rs_status resume_scan(const char *path, uint64_t *n_records, uint64_t *n_
     return RS_OK;
 }
 
-static rs_status open_output(const label_opts *o, FILE **out, uint64_t *skip, uint64_t *prior_errors, rs_err *err) {
-    *skip = *prior_errors = 0;
-    *out = NULL;
-    if (!strcmp(o->out, "-")) {
-        *out = stdout;
-        return RS_OK;
-    }
+/* What can be said about --out before anything is read or loaded: not a
+ * directory, not the input, empty unless resuming. *resuming: --resume over
+ * a non-empty output. */
+static rs_status check_output(const label_opts *o, int *resuming, rs_err *err) {
+    *resuming = 0;
+    if (!strcmp(o->out, "-")) return RS_OK;
     struct stat so, si;
     if (stat(o->out, &so) == 0) {
         if (S_ISDIR(so.st_mode)) return rs_errf(err, RS_ERR_IO, "--out %s is a directory", o->out);
@@ -260,14 +305,82 @@ static rs_status open_output(const label_opts *o, FILE **out, uint64_t *skip, ui
         if (so.st_size > 0 && !o->resume)
             return rs_errf(err, RS_ERR_INVALID_ARG,
                            "--out %s exists and is not empty: use --resume to continue it, or remove it", o->out);
+        *resuming = so.st_size > 0;
     }
-    if (o->resume) {
-        rs_status st = resume_scan(o->out, skip, prior_errors, err);
+    return RS_OK;
+}
+
+/* Everything that decides the bytes of the output, for --resume to check. */
+static rs_status build_fingerprint(const label_opts *o, rs_engine *eng, cJSON **out, rs_err *err) {
+    cJSON *fp = cJSON_CreateObject();
+    if (!fp) return rs_errf(err, RS_ERR_NOMEM, "out of memory");
+    rs_router_info info;
+    rs_engine_info(eng, &info);
+    char v[64];
+    cJSON_AddStringToObject(fp, "fingerprint", "routescore label 1");
+    rs_status st = rs_label_fp_input(fp, o->in, err);
+    if (st == RS_OK) st = rs_label_fp_router(fp, o->model, &info, err);
+    if (st != RS_OK) {
+        cJSON_Delete(fp);
+        return st;
+    }
+    cJSON_AddStringToObject(fp, "format", o->format == RS_LABEL_CSV ? "csv" : "jsonl");
+    if (o->format == RS_LABEL_CSV) cJSON_AddStringToObject(fp, "column", o->column ? o->column : "prompt");
+    else cJSON_AddStringToObject(fp, "field", o->field ? o->field : "(prompt, else messages)");
+    cJSON_AddStringToObject(fp, "id", o->id_field ? o->id_field : "(default)");
+    snprintf(v, sizeof v, "%ld/%ld", o->shard_i, o->shard_n);
+    cJSON_AddStringToObject(fp, "shard", v);
+    snprintf(v, sizeof v, "%ld", o->batch);
+    cJSON_AddStringToObject(fp, "batch", v);
+    snprintf(v, sizeof v, "%ld", o->max_tokens ? o->max_tokens : (long)info.max_tokens);
+    cJSON_AddStringToObject(fp, "max_tokens", v);
+    if (isnan(o->threshold)) snprintf(v, sizeof v, "router's (%.9g)", info.threshold);
+    else snprintf(v, sizeof v, "%.9g", o->threshold);
+    cJSON_AddStringToObject(fp, "threshold", v);
+    cJSON_AddStringToObject(fp, "output", o->gz_out ? "jsonl.gz" : "jsonl");
+    *out = fp;
+    return RS_OK;
+}
+
+/* Checks (resuming) or records (fresh) the fingerprint, then cuts a torn
+ * last record or gzip member off and opens --out for appending. */
+static rs_status open_output(const label_opts *o, int resuming, rs_engine *eng, label_out *out, uint64_t *skip,
+                             uint64_t *prior_errors, rs_err *err) {
+    *skip = *prior_errors = 0;
+    out->f = NULL;
+    out->gz = o->gz_out;
+    if (!strcmp(o->out, "-")) {
+        out->f = stdout;
+        return RS_OK;
+    }
+    cJSON *fp = NULL;
+    rs_status st = build_fingerprint(o, eng, &fp, err);
+    if (st != RS_OK) return st;
+    if (resuming) {
+        st = rs_label_fp_check(o->out, fp, err);
+        if (st == RS_ERR_NOT_FOUND)
+            st = rs_errf(err, RS_ERR_INVALID_ARG,
+                         "--resume: %s has no fingerprint beside it (%s), so what it was made from cannot be "
+                         "checked; refusing to append (remove it to start over)",
+                         o->out, err->msg);
+        else if (st == RS_ERR_INVALID_ARG)
+            st = rs_errf(err, RS_ERR_INVALID_ARG,
+                         "--resume: %s was made by another run: %s. Refusing to mix them: rerun with the same "
+                         "input and flags, or label into a new --out",
+                         o->out, err->msg);
+    } else {
+        st = rs_label_fp_write(o->out, fp, err);
+    }
+    cJSON_Delete(fp);
+    if (st != RS_OK) return st;
+    if (resuming) {
+        st = o->gz_out ? rs_label_gz_resume_scan(o->out, skip, prior_errors, err)
+                       : resume_scan(o->out, skip, prior_errors, err);
         if (st != RS_OK) return st;
     }
-    FILE *f = fopen(o->out, "ab");
+    FILE *f = fopen(o->out, resuming ? "ab" : "wb");
     if (!f) return rs_errf(err, RS_ERR_IO, "--out %s: cannot open for writing: %s", o->out, strerror(errno));
-    *out = f;
+    out->f = f;
     return RS_OK;
 }
 
@@ -313,8 +426,8 @@ static rs_status batch_push(label_batch *b, uint64_t line, const char *id, int i
 }
 
 /* Scores the batch's prompts and writes every item in input order. */
-static rs_status batch_flush(label_batch *b, rs_engine *e, const label_opts *o, FILE *out, uint64_t *n_errors,
-                             rs_err *err) {
+static rs_status batch_flush(label_batch *b, rs_engine *e, const label_opts *o, const label_out *lo,
+                             uint64_t *n_errors, rs_err *err) {
     if (b->n_items == 0) return RS_OK;
     for (size_t i = 0; i < b->n_items; i++) {
         const label_item *it = &b->items[i];
@@ -327,6 +440,10 @@ static rs_status batch_flush(label_batch *b, rs_engine *e, const label_opts *o, 
         rs_status st = rs_engine_score(e, b->prompts, b->lens, b->n_prompts, (float)o->threshold, b->scores, err);
         if (st != RS_OK) return st;
     }
+    FILE *out = lo->f;
+    char *mbuf = NULL;
+    size_t mlen = 0;
+    if (lo->gz && !(out = open_memstream(&mbuf, &mlen))) return rs_errf(err, RS_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < b->n_items; i++) {
         const label_item *it = &b->items[i];
         const char *id = b->arena.data + it->id_off;
@@ -346,6 +463,14 @@ static rs_status batch_flush(label_batch *b, rs_engine *e, const label_opts *o, 
     }
     b->n_items = b->n_prompts = b->suppress = 0;
     b->arena.len = 0;
+    if (lo->gz) {
+        int bad = fclose(out) != 0;
+        rs_status st = bad ? rs_errf(err, RS_ERR_NOMEM, "out of memory")
+                           : mlen ? rs_label_gz_member(lo->f, mbuf, mlen, err) : RS_OK;
+        free(mbuf);
+        if (st != RS_OK) return rs_errf(err, st, "--out %s: %s", o->out, err->msg);
+        out = lo->f;
+    }
     /* Every batch reaches the kernel before the next is read: a kill loses
      * at most the batch in flight, and --resume picks up from there. */
     if (fflush(out) != 0 || ferror(out))
@@ -405,10 +530,12 @@ int rs_cli_label(int argc, char **argv) {
 
     rs_err err = {{0}};
     rs_cli_reader *in = NULL;
-    FILE *out = NULL;
+    label_out out = {NULL, 0};
     rs_engine *eng = NULL;
     label_batch batch;
     rs_cli_buf scratch = {0};
+    rs_label_csv csv;
+    int have_csv = 0, resuming = 0;
     uint64_t skip = 0, n_errors = 0, n_done = 0;
     rc = 2;
     if (batch_init(&batch, (size_t)o.batch) != RS_OK) {
@@ -416,16 +543,34 @@ int rs_cli_label(int argc, char **argv) {
         goto done;
     }
     /* Input and output first: their mistakes are cheaper to hear about than
-     * a model load. */
-    if (rs_cli_reader_open(o.in, 0, &in, &err) != RS_OK) {
+     * a model load. The head of the input decides its format and refuses
+     * what label cannot read, before a single record. */
+    const char *head;
+    size_t head_len;
+    if (rs_cli_reader_open(o.in, 0, &in, &err) != RS_OK || rs_cli_reader_peek(in, &head, &head_len, &err) != RS_OK ||
+        rs_label_sniff(o.in, head, head_len, &o.format, &err) != RS_OK) {
         fprintf(stderr, "routescore label: --in %s\n", rs_cli_safe_msg(err.msg, safe, sizeof safe));
         goto done;
     }
-    if (open_output(&o, &out, &skip, &n_errors, &err) != RS_OK) {
+    if (o.column && o.format != RS_LABEL_CSV) {
+        fprintf(stderr, "routescore label: --column names a CSV column; for JSON lines use --field\n");
+        goto done;
+    }
+    if (o.format == RS_LABEL_CSV && o.field) {
+        fprintf(stderr, "routescore label: --field is a JSON path; for CSV name the column with --column\n");
+        goto done;
+    }
+    if (check_output(&o, &resuming, &err) != RS_OK) {
         fprintf(stderr, "routescore label: %s\n", rs_cli_safe_msg(err.msg, safe, sizeof safe));
         goto done;
     }
-    setvbuf(out, NULL, _IOFBF, 1u << 20);
+    if (o.format == RS_LABEL_CSV) {
+        have_csv = 1;
+        if (rs_label_csv_open(&csv, in, o.column, o.id_field, &err) != RS_OK) {
+            fprintf(stderr, "routescore label: --in %s: %s\n", o.in, rs_cli_safe_msg(err.msg, safe, sizeof safe));
+            goto done;
+        }
+    }
 
     rs_engine_opts eo;
     rs_engine_opts_default(&eo);
@@ -437,28 +582,49 @@ int rs_cli_label(int argc, char **argv) {
         fprintf(stderr, "routescore label: --model %s: %s\n", o.model, rs_cli_safe_msg(err.msg, safe, sizeof safe));
         goto done;
     }
+    if (open_output(&o, resuming, eng, &out, &skip, &n_errors, &err) != RS_OK) {
+        fprintf(stderr, "routescore label: %s\n", rs_cli_safe_msg(err.msg, safe, sizeof safe));
+        goto done;
+    }
+    setvbuf(out.f, NULL, _IOFBF, 1u << 20);
 
     rs_cli_progress prog;
-    int show = !o.quiet && isatty(STDERR_FILENO);
+    int tty = isatty(STDERR_FILENO);
+    double every = o.progress_every >= 0 ? o.progress_every : 30.0;
+    int lines = !o.quiet && every > 0 && (!tty || o.progress_every >= 0);
+    int show = !o.quiet && tty && !lines;
     uint64_t total = 0;
-    if (show && !rs_cli_reader_is_gzip(in)) {
-        uint64_t lines;
+    if ((show || lines) && o.format == RS_LABEL_JSONL && !rs_cli_reader_is_gzip(in)) {
+        uint64_t nlines;
         rs_err ignore;
-        if (rs_cli_count_lines(o.in, &lines, &ignore) == RS_OK && lines > (uint64_t)o.shard_i)
-            total = (lines - (uint64_t)o.shard_i + (uint64_t)o.shard_n - 1) / (uint64_t)o.shard_n;
+        if (rs_cli_count_lines(o.in, &nlines, &ignore) == RS_OK && nlines > (uint64_t)o.shard_i)
+            total = (nlines - (uint64_t)o.shard_i + (uint64_t)o.shard_n - 1) / (uint64_t)o.shard_n;
     }
     rs_cli_progress_init(&prog, show, total);
+    if (lines) rs_cli_progress_lines(&prog, every, "label");
     n_done = skip;
+    prog.base = skip;
     rs_cli_progress_update(&prog, n_done);
 
     /* Skip whole batches already written; re-run the batch K falls in. */
     uint64_t to_skip = skip - skip % (uint64_t)o.batch;
     batch.suppress = (size_t)(skip - to_skip);
+    rs_label_csv_rec rec;
     for (;;) {
-        const char *line;
-        size_t len;
+        const char *line = NULL;
+        size_t len = 0;
         uint64_t line_no = 0;
-        rs_status st = rs_cli_reader_next(in, &line, &len, &line_no, &err);
+        int eof = 0, blank = 0;
+        rs_status st;
+        if (have_csv) {
+            st = rs_label_csv_next(&csv, &rec, &eof, &err);
+            line_no = rec.line;
+            blank = rec.blank;
+        } else {
+            st = rs_cli_reader_next(in, &line, &len, &line_no, &err);
+            eof = st == RS_OK && !line;
+            blank = st == RS_OK && line && rs_cli_line_is_blank(line, len);
+        }
         if (st != RS_OK && st != RS_ERR_TOO_LARGE) {
             /* The partial batch is dropped, not scored: the output stays a
              * whole number of batches, which --resume relies on. */
@@ -466,15 +632,18 @@ int rs_cli_label(int argc, char **argv) {
                     err.msg, (unsigned long long)line_no);
             goto done;
         }
-        if (st == RS_OK && !line) break;
+        if (eof) break;
         if ((line_no - 1) % (uint64_t)o.shard_n != (uint64_t)o.shard_i) continue;
-        if (st == RS_OK && rs_cli_line_is_blank(line, len)) continue;
+        if (blank) continue;
         if (to_skip) {
             to_skip--;
             continue;
         }
         rs_status pst;
-        if (st == RS_ERR_TOO_LARGE) {
+        if (have_csv) {
+            pst = rec.bad ? batch_push(&batch, line_no, rec.id, 1, rec.msg, strlen(rec.msg))
+                          : batch_push(&batch, line_no, rec.id, 0, rec.prompt, rec.prompt_len);
+        } else if (st == RS_ERR_TOO_LARGE) {
             char id[32];
             snprintf(id, sizeof id, "%llu", (unsigned long long)line_no);
             pst = batch_push(&batch, line_no, id, 1, err.msg, strlen(err.msg));
@@ -487,7 +656,7 @@ int rs_cli_label(int argc, char **argv) {
         }
         if (batch.n_items == (size_t)o.batch) {
             size_t k = batch.n_items - batch.suppress;
-            if (batch_flush(&batch, eng, &o, out, &n_errors, &err) != RS_OK) {
+            if (batch_flush(&batch, eng, &o, &out, &n_errors, &err) != RS_OK) {
                 fprintf(stderr, "routescore label: %s (the output so far is complete; fix and rerun with --resume)\n",
                         rs_cli_safe_msg(err.msg, safe, sizeof safe));
                 goto done;
@@ -497,7 +666,7 @@ int rs_cli_label(int argc, char **argv) {
         }
     }
     size_t k = batch.n_items > batch.suppress ? batch.n_items - batch.suppress : 0;
-    if (batch_flush(&batch, eng, &o, out, &n_errors, &err) != RS_OK) {
+    if (batch_flush(&batch, eng, &o, &out, &n_errors, &err) != RS_OK) {
         fprintf(stderr, "routescore label: %s (the output so far is complete; fix and rerun with --resume)\n",
                 rs_cli_safe_msg(err.msg, safe, sizeof safe));
         goto done;
@@ -511,15 +680,16 @@ int rs_cli_label(int argc, char **argv) {
     rc = n_errors ? 1 : 0;
 
 done:
-    if (out && out != stdout) {
-        if (fclose(out) != 0 && rc != 2) {
+    if (out.f && out.f != stdout) {
+        if (fclose(out.f) != 0 && rc != 2) {
             fprintf(stderr, "routescore label: --out %s: close failed: %s\n", o.out, strerror(errno));
             rc = 2;
         }
-    } else if (out == stdout && fflush(stdout) != 0) {
+    } else if (out.f == stdout && fflush(stdout) != 0) {
         rc = 2;
     }
     rs_engine_close(eng);
+    if (have_csv) rs_label_csv_free(&csv);
     rs_cli_reader_close(in);
     batch_free(&batch);
     rs_cli_buf_free(&scratch);
