@@ -5,10 +5,14 @@
 
 #include "backend.h"
 
-/* The CPU backend's weight: the caller's fp32 array (backend_cpu.c). */
+/* The CPU backend's weight: the caller's fp32 array (backend_cpu.c), and,
+ * for a weight of linear on the oneDNN matmul path, its packed copy and
+ * primitives (made once, by linear_prepare or the first linear). */
+struct rs_cpu_gemm;
 struct rs_bweight {
     const float *data;
     int64_t rows, cols;
+    struct rs_cpu_gemm *gemm; /* NULL until prepared */
 };
 
 /* Sets the calling thread's OpenMP thread count to the backend's (every CPU
