@@ -2,7 +2,7 @@
  *
  * GEMMs go to oneDNN's dnnl_sgemm (measured ~2x OpenBLAS on these machines,
  * benchmarks/RESULTS.md). At the bf16 precisions linear goes through oneDNN's
- * matmul primitive instead (DESIGN below): bf16 weights packed once at load,
+ * matmul primitive instead (struct rs_cpu_gemm): bf16 weights packed once at load,
  * the input rounded to bf16 per call, fp32 accumulation and output, bias and
  * GELU/tanh fused into the GEMM. Everything else is OpenMP loops over rows, so both
  * cores stay busy between GEMMs. Attention runs one (sequence, head) pair per
@@ -24,7 +24,7 @@ typedef struct cpu_backend {
     int n_threads;
     int max_len;
     rs_precision precision;
-    int use_matmul;   /* linear through the oneDNN matmul primitive (always for bf16) */
+    int use_matmul;   /* linear through the oneDNN matmul primitive (the bf16 precisions) */
     float *scratch;   /* n_threads x max_len x max_len attention scores */
     dnnl_engine_t eng;  /* the matmul path's engine and stream; NULL when unused */
     dnnl_stream_t strm;
@@ -97,7 +97,7 @@ static rs_status cpu_weight_load(rs_backend *b, const float *data, int64_t rows,
     return RS_OK;
 }
 
-/* A linear weight on the matmul path (DESIGN): the weight in the layout
+/* A linear weight on the matmul path: the weight in the layout
  * the primitive asked for (bf16 or fp32; the caller's array itself when that
  * is its plain layout), and one primitive per (activation, bias) pair, made
  * at first use. M, the token count, is a runtime dimension, so one primitive
@@ -370,6 +370,35 @@ static rs_status cpu_add_layernorm(rs_backend *b, float *x, const float *residua
     return RS_OK;
 }
 
+/* row = softmax(row) in place. Max and sum run in SOFTMAX_LANES partial
+ * results, so the loops vectorize without -ffast-math (a single float
+ * accumulator is a serial chain GCC must keep in order); exp and sum share
+ * one pass. */
+#define SOFTMAX_LANES 16
+static void softmax_row(float *row, int64_t L) {
+    float mv[SOFTMAX_LANES], sv[SOFTMAX_LANES];
+    const int64_t Lv = L - L % SOFTMAX_LANES;
+    for (int k = 0; k < SOFTMAX_LANES; k++) {
+        mv[k] = row[0];
+        sv[k] = 0.f;
+    }
+    for (int64_t j = 0; j < Lv; j += SOFTMAX_LANES)
+        for (int k = 0; k < SOFTMAX_LANES; k++) mv[k] = row[j + k] > mv[k] ? row[j + k] : mv[k];
+    float mx = row[0], sum = 0.f;
+    for (int k = 0; k < SOFTMAX_LANES; k++) mx = mv[k] > mx ? mv[k] : mx;
+    for (int64_t j = Lv; j < L; j++) mx = row[j] > mx ? row[j] : mx;
+    for (int64_t j = 0; j < Lv; j += SOFTMAX_LANES)
+        for (int k = 0; k < SOFTMAX_LANES; k++) {
+            float e = rs_fast_expf(row[j + k] - mx);
+            row[j + k] = e;
+            sv[k] += e;
+        }
+    for (int64_t j = Lv; j < L; j++) sum += row[j] = rs_fast_expf(row[j] - mx);
+    for (int k = 0; k < SOFTMAX_LANES; k++) sum += sv[k];
+    const float inv = 1.f / sum;
+    for (int64_t j = 0; j < L; j++) row[j] *= inv;
+}
+
 static rs_status cpu_attention(rs_backend *b, const float *qkv, const int32_t *offsets, int n_seq, int max_len,
                                int n_heads, int head_dim, float *out) {
     rs_cpu_enter(b);
@@ -392,14 +421,7 @@ static rs_status cpu_attention(rs_backend *b, const float *qkv, const int32_t *o
             failed |= 1;
             continue;
         }
-        for (int64_t i = 0; i < L; i++) {
-            float *row = S + i * L, mx = row[0], sum = 0.f;
-            for (int64_t j = 1; j < L; j++) mx = row[j] > mx ? row[j] : mx;
-            for (int64_t j = 0; j < L; j++) row[j] = rs_fast_expf(row[j] - mx); /* vectorized */
-            for (int64_t j = 0; j < L; j++) sum += row[j];
-            float inv = 1.f / sum;
-            for (int64_t j = 0; j < L; j++) row[j] *= inv;
-        }
+        for (int64_t i = 0; i < L; i++) softmax_row(S + i * L, L);
         /* out[t0.., h] = S V */
         if (sgemm('N', 'N', L, head_dim, L, 1.f, S, L, V, ld, 0.f, out + t0 * hd + (int64_t)h * head_dim, hd) !=
             RS_OK)
@@ -504,7 +526,10 @@ rs_status rs_backend_cpu_create_prec(int n_threads, int max_len, rs_precision pr
     c->n_threads = n_threads;
     c->max_len = max_len;
     c->precision = precision;
-    c->use_matmul = precision != RS_PRECISION_FP32 || getenv("RS_CPU_FP32_MATMUL") != NULL;
+    /* fp32 stays on dnnl_sgemm + one loop for bias and activation: the fp32
+     * matmul primitive with fused post-ops ran no faster (runtime M gives
+     * the same gemm:jit kernel; benchmarks/RESULTS.md). */
+    c->use_matmul = precision != RS_PRECISION_FP32;
     if (c->use_matmul) {
         dnnl_primitive_desc_t pd = NULL;
         rs_status st = RS_ERR_BACKEND;

@@ -17,6 +17,7 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: routescore bench [--model DIR] --in FILE [--field PATH] [--limit N] [--repeat R] [--threads N]\n"
                "                       [--batch B] [--backend cpu|cuda|auto] [--device N] [--batch-tokens N]\n"
+               "                       [--max-tokens N] [--precision fp32|bf16|bf16-emulated]\n"
                "       routescore bench [--model DIR] --synthetic LEN [--batch B] [--iters N] [--backend ...]\n"
                "       routescore bench --gemm-peak [--threads N] [--precision fp32|bf16]\n"
                "\n"
@@ -207,6 +208,7 @@ int rs_cli_bench(int argc, char **argv) {
         {"gemm-peak", no_argument, 0, 'g'},     {"help", no_argument, 0, 'h'},
         RS_CLI_BACKEND_OPTIONS('B', 'D'), RS_CLI_PRECISION_OPTION('P'),
         {"batch-tokens", required_argument, 0, 'T'}, {"synthetic", required_argument, 0, 'S'},
+        {"max-tokens", required_argument, 0, 'x'},
         {"batch", required_argument, 0, 'b'},   {"iters", required_argument, 0, 'I'},
         {0, 0, 0, 0}};
     rs_cli_engine_flags fl = {0};
@@ -228,6 +230,7 @@ int rs_cli_bench(int argc, char **argv) {
         case 'B': fl.backend = optarg; break;
         case 'P': fl.precision = optarg; break;
         case 'D': st = rs_cli_parse_int("--device", optarg, 0, 1024, &fl.device, &err); break;
+        case 'x': st = rs_cli_parse_int("--max-tokens", optarg, 3, 1L << 20, &fl.max_tokens, &err); break;
         case 'T': st = rs_cli_parse_int("--batch-tokens", optarg, 1, 1L << 24, &fl.batch_tokens, &err); break;
         case 'S': st = rs_cli_parse_int("--synthetic", optarg, 1, 1L << 20, &synthetic, &err); break;
         case 'b': st = rs_cli_parse_int("--batch", optarg, 1, 1L << 20, &batch, &err); break;
