@@ -259,7 +259,7 @@ static rs_status matmul_linear(cpu_backend *c, const float *x, int64_t ldx, int6
             c->xbf_cap = need;
         }
         uint16_t *xb = c->xbf;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M * K >= RS_CPU_PAR_MIN)
         for (int64_t m = 0; m < M; m++)
             for (int64_t k = 0; k < K; k++) xb[m * K + k] = bf16_round(x[m * ldx + k]);
         src = xb;
@@ -322,7 +322,7 @@ static rs_status cpu_embed(rs_backend *b, const int32_t *ids, const int32_t *pos
                            const rs_bweight *ln_g, const rs_bweight *ln_b, float eps, int hidden, float *out) {
     rs_cpu_enter(b);
     /* Ids were range-checked by the engine against these tables. */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)n_tokens * hidden >= RS_CPU_PAR_MIN)
     for (int t = 0; t < n_tokens; t++) {
         const float *we = word->data + (int64_t)ids[t] * hidden;
         const float *pe = pos->data + (int64_t)pos_ids[t] * hidden;
@@ -344,7 +344,7 @@ static rs_status cpu_linear(rs_backend *b, const float *x, int64_t ldx, int64_t 
     rs_status st = sgemm('N', 'T', M, N, K, 1.f, x, ldx, w->data, K, 0.f, y, N);
     if (st != RS_OK) return st;
     const float *bv = bias ? bias->data : NULL;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M * N >= RS_CPU_PAR_MIN)
     for (int64_t m = 0; m < M; m++) {
         float *row = y + m * N;
         if (bv)
@@ -360,7 +360,7 @@ static rs_status cpu_linear(rs_backend *b, const float *x, int64_t ldx, int64_t 
 static rs_status cpu_add_layernorm(rs_backend *b, float *x, const float *residual, const rs_bweight *g,
                                    const rs_bweight *beta, float eps, int64_t M, int64_t N) {
     rs_cpu_enter(b);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M * N >= RS_CPU_PAR_MIN)
     for (int64_t m = 0; m < M; m++) {
         float *row = x + m * N;
         const float *r = residual + m * N;
@@ -407,9 +407,12 @@ static rs_status cpu_attention(rs_backend *b, const float *qkv, const int32_t *o
     const int64_t hd = (int64_t)n_heads * head_dim, ld = 3 * hd;
     const float scale = 1.f / sqrtf((float)head_dim);
     int failed = 0;
+    /* Multiply-adds of QK^T and SV, bounded by the longest sequence. */
+    const int64_t work = 2 * (int64_t)n_seq * n_heads * max_len * max_len * head_dim;
     /* Longest sequences first would balance better; dynamic scheduling over
      * (sequence, head) pairs is enough at two cores. */
-#pragma omp parallel for schedule(dynamic, 1) reduction(| : failed) num_threads(c->n_threads)
+#pragma omp parallel for schedule(dynamic, 1) reduction(| : failed) num_threads(c->n_threads) \
+    if (work >= 16 * RS_CPU_PAR_MIN)
     for (int64_t task = 0; task < (int64_t)n_seq * n_heads; task++) {
         int s = (int)(task / n_heads), h = (int)(task % n_heads);
         int64_t t0 = offsets[s], L = offsets[s + 1] - offsets[s];
@@ -433,7 +436,7 @@ static rs_status cpu_attention(rs_backend *b, const float *qkv, const int32_t *o
 static rs_status cpu_pool(rs_backend *b, const float *x, const int32_t *offsets, int n_seq, int64_t N, int mean_pool,
                           int normalize, float *out) {
     rs_cpu_enter(b);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((int64_t)offsets[n_seq] * N >= RS_CPU_PAR_MIN)
     for (int s = 0; s < n_seq; s++) {
         float *o = out + (int64_t)s * N;
         int64_t t0 = offsets[s], t1 = mean_pool ? offsets[s + 1] : offsets[s] + 1;

@@ -15,6 +15,12 @@ struct rs_bweight {
     struct rs_cpu_gemm *gemm; /* NULL until prepared */
 };
 
+/* Loops over fewer elements (or multiply-adds) than this run on the calling
+ * thread: for a short prompt a parallel region's fork and barrier cost more
+ * than its work, and far more on a loaded machine, where a barrier waits for
+ * a descheduled thread. */
+#define RS_CPU_PAR_MIN 32768
+
 /* Sets the calling thread's OpenMP thread count to the backend's (every CPU
  * op calls it first; see backend_cpu.c). */
 void rs_cpu_enter(rs_backend *b);
