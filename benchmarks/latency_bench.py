@@ -41,10 +41,10 @@ SHORT = ["What is the capital of Australia?", "hi! how are you today?", "Transla
          "Give me a synonym for happy.", "How many legs does a spider have?"]
 
 
-def engine_latency(binary, model, path, repeat, threads, precision):
+def engine_latency(binary, model, path, repeat, threads, precision, env=None):
     out = subprocess.run([binary, "bench", "--model", model, "--in", path, "--batch", "1", "--repeat", str(repeat),
                           "--threads", str(threads), "--precision", precision],
-                         capture_output=True, text=True, check=True).stdout
+                         capture_output=True, text=True, check=True, env=env).stdout
     r = json.loads(out.strip().splitlines()[-1])
     return {"p50": r["p50_ms"], "p99": r["p99_ms"], "n": r["calls"] * repeat, "tokens": r["tokens"] / r["prompts"]}
 
@@ -89,6 +89,12 @@ def main():
 
     eng = engine_latency(binary, a.model, spath, a.repeat, a.threads, a.precision)
     rows.append(("engine (`bench --batch 1`, = `score` per call)", "idle", eng))
+    # libgomp's default spin-wait: on a shared machine a spinning worker holds
+    # a core another process wants, and each of a forward's barriers can wait
+    # a scheduler slice; passive sleeps at once.
+    passive = dict(os.environ, OMP_WAIT_POLICY="passive")
+    engp = engine_latency(binary, a.model, spath, a.repeat, a.threads, a.precision, passive)
+    rows.append(("engine, OMP_WAIT_POLICY=passive", "idle", engp))
     hog = subprocess.Popen([binary, "bench", "--model", a.model, "--in", bpath, "--repeat", "1000",
                             "--threads", str(a.threads)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -142,12 +148,12 @@ def main():
     for name, cond, r in rows:
         print(f"| {name} | {cond} | {r['n']} | {r['p50']:.2f} | {r['p99']:.2f} |")
     idle = {name: r for name, cond, r in rows if cond == "idle"}
-    e50 = eng["p50"]
+    e50 = min(eng["p50"], engp["p50"])
     print()
     for name, r in idle.items():
         if name.startswith("server"):
-            print(f"- {name}: p50 {r['p50']:.2f} ms = engine p50 {e50:.2f} ms + {r['p50'] - e50:.2f} ms "
-                  f"(goal: ≤ 1 ms over the forward).")
+            print(f"- {name}: p50 {r['p50']:.2f} ms = the engine's best idle p50 {e50:.2f} ms "
+                  f"+ {r['p50'] - e50:.2f} ms (goal: ≤ 1 ms over the forward).")
 
 
 if __name__ == "__main__":
