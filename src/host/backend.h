@@ -112,12 +112,6 @@ typedef struct rs_backend_ops {
     rs_status (*attention_kv)(rs_backend *b, const float *q, int64_t T, const int32_t *slot, const int32_t *pos,
                               const float *pk, const float *pv, int n_prefix, const float *k, const float *v,
                               int64_t slot_stride, int n_heads, int n_kv_heads, int head_dim, float *out);
-
-    /* Optional (NULL: nothing to do; last, so positional tables may omit
-     * it): w will be the weight of linear, so the backend may make its GEMM
-     * form now, at load, instead of at the first linear (the CPU backend's
-     * bf16 precisions pack it into oneDNN's layout). */
-    rs_status (*linear_prepare)(rs_backend *b, rs_bweight *w);
 } rs_backend_ops;
 
 struct rs_backend {
@@ -132,6 +126,13 @@ typedef enum rs_precision {
     RS_PRECISION_BF16_EMULATED, /* the same numbers where the CPU lacks AVX-512 BF16 (oneDNN emulates it,
                                    slower than fp32): for accuracy checks */
 } rs_precision;
+
+/* w will be the weight of linear: the backend may make its GEMM form now,
+ * at load, instead of at the first linear. Only the CPU backend's bf16
+ * precisions have one (bf16, packed into oneDNN's layout); for any other
+ * backend or precision this returns RS_OK and does nothing. A function, not
+ * a table entry, so the other backends' tables stay as they are. */
+rs_status rs_backend_linear_prepare(rs_backend *b, rs_bweight *w);
 
 /* "fp32", "bf16", "bf16-emulated"; NULL for anything else. */
 const char *rs_precision_name(rs_precision p);

@@ -478,8 +478,11 @@ static const rs_backend_ops CPU_OPS = {
     .swiglu = rs_cpu_swiglu,
     .copy_rows = rs_cpu_copy_rows,
     .attention_kv = rs_cpu_attention_kv,
-    .linear_prepare = cpu_linear_prepare,
 };
+
+rs_status rs_backend_linear_prepare(rs_backend *b, rs_bweight *w) {
+    return b->ops == &CPU_OPS ? cpu_linear_prepare(b, w) : RS_OK;
+}
 
 const char *rs_precision_name(rs_precision p) {
     switch (p) {

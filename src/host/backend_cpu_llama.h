@@ -7,7 +7,7 @@
 
 /* The CPU backend's weight: the caller's fp32 array (backend_cpu.c), and,
  * for a weight of linear on the oneDNN matmul path, its packed copy and
- * primitives (made once, by linear_prepare or the first linear). */
+ * primitives (made once, by rs_backend_linear_prepare or the first linear). */
 struct rs_cpu_gemm;
 struct rs_bweight {
     const float *data;

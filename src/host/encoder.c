@@ -176,18 +176,17 @@ static rs_status load_layer(rs_encoder *e, rs_model_files *f, int i, rs_err *err
 /* The weights of linear get their GEMM form now, at load (the CPU backend's
  * bf16 packing), not at the first forward. */
 static rs_status prepare_gemms(rs_encoder *e, rs_err *err) {
-    rs_status (*prep)(rs_backend *, rs_bweight *) = e->b->ops->linear_prepare;
-    for (int i = 0; prep && i < e->cfg.n_layers; i++) {
+    for (int i = 0; i < e->cfg.n_layers; i++) {
         layer_weights *l = &e->layers[i];
         rs_bweight *lw[] = {l->qkv_w, l->attn_out_w, l->ff_in_w, l->ff_out_w};
         for (size_t k = 0; k < sizeof lw / sizeof lw[0]; k++) {
-            rs_status st = prep(e->b, lw[k]);
+            rs_status st = rs_backend_linear_prepare(e->b, lw[k]);
             if (st != RS_OK) return rs_errf(err, st, "preparing layer %d's GEMM weights failed", i);
         }
     }
     rs_bweight *hw[] = {e->head_dense_w, e->head_out_w};
-    for (size_t k = 0; prep && k < sizeof hw / sizeof hw[0]; k++) {
-        rs_status st = hw[k] ? prep(e->b, hw[k]) : RS_OK;
+    for (size_t k = 0; k < sizeof hw / sizeof hw[0]; k++) {
+        rs_status st = hw[k] ? rs_backend_linear_prepare(e->b, hw[k]) : RS_OK;
         if (st != RS_OK) return rs_errf(err, st, "preparing the head's GEMM weights failed");
     }
     return RS_OK;

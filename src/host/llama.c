@@ -270,8 +270,8 @@ rs_status rs_llama_create(rs_model_files *files, rs_backend *b, const rs_llama_l
 #undef NAME
         /* The GEMM weights' backend form now, at load (the CPU's bf16 packing). */
         rs_bweight *gw[] = {L->wq, L->wk, L->wv, L->wo, L->wg, L->wu, L->wd};
-        for (size_t k = 0; ops->linear_prepare && k < sizeof gw / sizeof gw[0]; k++)
-            if ((st = ops->linear_prepare(b, gw[k])) != RS_OK) {
+        for (size_t k = 0; k < sizeof gw / sizeof gw[0]; k++)
+            if ((st = rs_backend_linear_prepare(b, gw[k])) != RS_OK) {
                 rs_errf(err, st, "llama: preparing layer %d's GEMM weights failed", l);
                 goto fail;
             }
@@ -280,7 +280,7 @@ rs_status rs_llama_create(rs_model_files *files, rs_backend *b, const rs_llama_l
             (st = alloc_act(m, (size_t)lim->max_prefix * KW, &L->pv, err)) != RS_OK)
             goto fail;
     }
-    if (m->lm_head && ops->linear_prepare && (st = ops->linear_prepare(b, m->lm_head)) != RS_OK) {
+    if (m->lm_head && (st = rs_backend_linear_prepare(b, m->lm_head)) != RS_OK) {
         rs_errf(err, st, "llama: preparing the LM head's GEMM weights failed");
         goto fail;
     }
