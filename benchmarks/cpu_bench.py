@@ -79,16 +79,67 @@ def run_json(cmd, timeout):
     raise RuntimeError(f"no JSON object in output: {p.stdout[-400:]!r}")
 
 
-def bench_routescore(args, prompts_path):
-    res = run_json([args.bin, "bench", "--model", args.model, "--in", prompts_path,
-                    "--threads", str(args.threads)], args.timeout)
-    try:
-        peak = run_json([args.bin, "bench", "--gemm-peak", "--threads", str(args.threads)],
-                        args.timeout).get("gemm_gflops")
-    except Exception as e:  # the throughput numbers are still worth reporting
-        log(f"routescore --gemm-peak failed: {e}")
-        peak = None
-    return res, peak
+def native_bf16():
+    with open("/proc/cpuinfo") as f:
+        return "avx512_bf16" in f.read().split()
+
+
+def rs_precision(p):
+    """bf16 runs as bf16-emulated (the same arithmetic, oneDNN's emulation) on a
+    CPU without AVX-512 BF16, where routescore refuses plain bf16."""
+    return "bf16-emulated" if p == "bf16" and not native_bf16() else p
+
+
+def bench_routescore(args, prompts_path, precision):
+    return run_json([args.bin, "bench", "--model", args.model, "--in", prompts_path,
+                     "--threads", str(args.threads), "--precision", rs_precision(precision)], args.timeout)
+
+
+def gemm_peaks(args):
+    """{fp32: dnnl_sgemm GFLOP/s, bf16: oneDNN bf16 matmul GFLOP/s} at M=2048 N=1536 K=384."""
+    peaks = {}
+    for p in ("fp32", "bf16"):
+        try:
+            peaks[p] = run_json([args.bin, "bench", "--gemm-peak", "--threads", str(args.threads),
+                                 "--precision", rs_precision(p)], args.timeout)
+        except Exception as e:  # the throughput numbers are still worth reporting
+            log(f"routescore --gemm-peak --precision {p} failed: {e}")
+    return peaks
+
+
+def length_sweep(args, ort_sessions, cfg, np):
+    """Tokens/s at fixed lengths: routescore `bench --synthetic LEN` per precision and
+    onnxruntime on the same shape (batch of random ids, no padding), about
+    args.sweep_tokens tokens a call."""
+    rows = []
+    for L in args.lengths:
+        B = max(1, args.sweep_tokens // L)
+        flop = minilm_flops([L] * B, cfg)
+        for p in args.precisions:
+            try:
+                r = run_json([args.bin, "bench", "--model", args.model, "--synthetic", str(L),
+                              "--batch", str(B), "--iters", str(args.sweep_iters), "--max-tokens", "512",
+                              "--threads", str(args.threads), "--precision", rs_precision(p)], args.timeout)
+                rows.append({"len": L, "batch": B, "engine": f"routescore {rs_precision(p)}",
+                             "tokens_per_s": r["tokens_per_s"], "gflops": flop * r["prompts_per_s"] / B / 1e9,
+                             "p50_ms": r["p50_ms"]})
+            except Exception as e:
+                log(f"sweep routescore {p} len {L}: {e}")
+        rng = np.random.default_rng(L)
+        ids = rng.integers(1000, cfg["vocab_size"], size=(B, L)).astype("int64")
+        enc = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        for name, fwd in ort_sessions:
+            fwd(enc)  # warm-up
+            lat = []
+            for _ in range(args.sweep_iters):
+                t0 = time.perf_counter()
+                fwd(enc)
+                lat.append(time.perf_counter() - t0)
+            lat.sort()
+            sec = sum(lat) / len(lat)
+            rows.append({"len": L, "batch": B, "engine": name, "tokens_per_s": B * L / sec,
+                         "gflops": flop / sec / 1e9, "p50_ms": 1e3 * lat[(len(lat) - 1) // 2]})
+    return rows
 
 
 # ------------------------------------------------------------------ peers
@@ -178,6 +229,19 @@ def setup_ort(args, onnx_path):
     return forward, ort.__version__
 
 
+def quantize_int8(args, onnx_path):
+    """onnxruntime's own int8 mode for transformers on the CPU: dynamic
+    quantization (int8 weights per channel, activations quantized at run time,
+    MatMulInteger / DynamicQuantizeMatMul kernels). onnxruntime's CPU provider
+    has no bf16 GEMM mode on x86 (its bf16 fastmath option is arm64-only)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    path = os.path.join(args.work, "minilm_int8_dynamic.onnx")
+    if not os.path.isfile(path) or args.reexport:
+        log(f"onnx: quantizing to {path}")
+        quantize_dynamic(onnx_path, path, weight_type=QuantType.QInt8, per_channel=True)
+    return path
+
+
 # ------------------------------------------------------------------ report
 
 def lscpu_summary():
@@ -228,18 +292,26 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--engines", default="routescore,onnxruntime,pytorch",
+    ap.add_argument("--engines", default="routescore,onnxruntime,onnxruntime-int8,pytorch",
                     help="comma list of routescore, onnxruntime, pytorch")
     ap.add_argument("--work", default=os.path.join(ROOT, "benchmarks", "out"),
                     help="where the ONNX export is cached (git-ignored)")
     ap.add_argument("--reexport", action="store_true", help="export the ONNX model again")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per routescore call")
     ap.add_argument("--json", help="also write the raw results here")
+    ap.add_argument("--precisions", default="fp32,bf16",
+                    help="routescore precisions (bf16 runs as bf16-emulated without AVX-512 BF16)")
+    ap.add_argument("--lengths", default="16,64,128,256,512",
+                    help="fixed lengths for the throughput sweep ('' to skip)")
+    ap.add_argument("--sweep-tokens", type=int, default=2048, help="tokens per call in the sweep")
+    ap.add_argument("--sweep-iters", type=int, default=5)
     args = ap.parse_args()
+    args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    args.lengths = [int(x) for x in args.lengths.split(",") if x.strip()]
     set_thread_env(args.threads)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     for e in engines:
-        if e not in ("routescore", "onnxruntime", "pytorch"):
+        if e not in ("routescore", "onnxruntime", "onnxruntime-int8", "pytorch"):
             sys.exit(f"cpu_bench: unknown engine {e}")
     args.bin = os.path.abspath(args.bin)
     args.model = os.path.abspath(args.model)
@@ -261,7 +333,7 @@ def main():
 
     load_before = os.getloadavg()[0]
     results = []     # dicts: engine, config, seconds, fwd_seconds, note
-    rs, peak = None, None
+    rs_runs, peaks = {}, {}
     with tempfile.TemporaryDirectory(prefix="rs_cpu_bench_") as tmp:
         path = os.path.join(tmp, "prompts.jsonl")
         with open(path, "w", encoding="utf-8") as f:
@@ -269,24 +341,29 @@ def main():
                 f.write(json.dumps({"id": k, "prompt": p}, ensure_ascii=False) + "\n")
 
         if "routescore" in engines:
-            try:
-                rs, peak = bench_routescore(args, path)
-                if rs.get("tokens") not in (None, tokens):
-                    log(f"WARNING: routescore counted {rs['tokens']} tokens, HF {tokens}")
-                if rs.get("prompts") not in (None, len(prompts)):
-                    log(f"WARNING: routescore counted {rs['prompts']} prompts, not {len(prompts)}")
-                results.append({"engine": "routescore", "config": "packed, no padding",
-                                "seconds": rs["seconds"], "fwd_seconds": None,
-                                "gflops_reported": rs.get("gflops")})
-            except Exception as e:
-                log(f"routescore failed: {e}")
-                results.append({"engine": "routescore", "config": "failed", "error": str(e)})
+            for prec in args.precisions:
+                try:
+                    r = bench_routescore(args, path, prec)
+                    if r.get("tokens") not in (None, tokens):
+                        log(f"WARNING: routescore counted {r['tokens']} tokens, HF {tokens}")
+                    if r.get("prompts") not in (None, len(prompts)):
+                        log(f"WARNING: routescore counted {r['prompts']} prompts, not {len(prompts)}")
+                    rs_runs[prec] = r
+                    results.append({"engine": f"routescore {rs_precision(prec)}", "config": "packed, no padding",
+                                    "seconds": r["seconds"], "fwd_seconds": None, "precision": prec,
+                                    "gflops_reported": r.get("gflops")})
+                except Exception as e:
+                    log(f"routescore {prec} failed: {e}")
+                    results.append({"engine": f"routescore {prec}", "config": "failed", "error": str(e)})
+            peaks = gemm_peaks(args)
+        rs = rs_runs.get("fp32") or next(iter(rs_runs.values()), None)
 
         orders = {"input order": list(range(len(prompts))),
                   "sorted by length": sorted(range(len(prompts)), key=lambda i: lengths[i])}
         versions = {}
         torch_model, embs = None, {}
-        if "pytorch" in engines or "onnxruntime" in engines:
+        ort_engines = [e for e in engines if e.startswith("onnxruntime")]
+        if "pytorch" in engines or ort_engines:
             try:
                 fwd_torch, torch_model, versions["torch"] = setup_torch(args)
             except Exception as e:
@@ -295,10 +372,15 @@ def main():
             import transformers
             versions["transformers"] = transformers.__version__
         peers = []
-        if "onnxruntime" in engines and torch_model is not None:
+        if ort_engines and torch_model is not None:
             try:
-                f, versions["onnxruntime"] = setup_ort(args, export_onnx(args, torch_model))
-                peers.append(("onnxruntime", f))
+                onnx_path = export_onnx(args, torch_model)
+                if "onnxruntime" in engines:
+                    f, versions["onnxruntime"] = setup_ort(args, onnx_path)
+                    peers.append(("onnxruntime", f))
+                if "onnxruntime-int8" in engines:
+                    f, versions["onnxruntime"] = setup_ort(args, quantize_int8(args, onnx_path))
+                    peers.append(("onnxruntime int8 (dynamic)", f))
             except Exception as e:
                 log(f"onnxruntime setup failed: {e}")
                 results.append({"engine": "onnxruntime", "config": "failed", "error": str(e)})
@@ -317,15 +399,26 @@ def main():
                     log(f"{name} ({cfgname}) failed: {e}")
                     results.append({"engine": name, "config": cfgname + " (failed)", "error": str(e)})
 
+        sweep = []
+        if args.lengths and "routescore" in engines:
+            sweep = length_sweep(args, [(n, f) for n, f in peers if n.startswith("onnxruntime")], cfg, np)
+
     # The peers must agree with each other, or their timings mean nothing.
-    agree = None
-    if len(embs) >= 2:
-        keys = list(embs)
-        ref = embs[keys[0]]
-        agree = min(float(np.dot(ref[i], e[i])) for k in keys[1:] for e in [embs[k]] for i in ref)
+    agree, agree_int8 = None, None
+    fp32_keys = [k for k in embs if "int8" not in k[0]]
+    int8_keys = [k for k in embs if "int8" in k[0]]
+    if len(fp32_keys) >= 2:
+        ref = embs[fp32_keys[0]]
+        agree = min(float(np.dot(ref[i], e[i])) for k in fp32_keys[1:] for e in [embs[k]] for i in ref)
         log(f"peer embeddings agree: min cosine {agree:.7f}")
+    if fp32_keys and int8_keys:
+        ref = embs[fp32_keys[0]]
+        agree_int8 = min(float(np.dot(ref[i], e[i])) for k in int8_keys for e in [embs[k]] for i in ref)
+        log(f"onnxruntime int8 vs fp32 embeddings: min cosine {agree_int8:.5f}")
 
     rs_pps = len(prompts) / rs["seconds"] if rs else None
+    peak32 = (peaks.get("fp32") or {}).get("gemm_gflops")
+    peak16 = (peaks.get("bf16") or {}).get("gemm_gflops")
     for r in results:
         if "seconds" in r:
             r["prompts_per_s"] = len(prompts) / r["seconds"]
@@ -338,7 +431,7 @@ def main():
     cmd = "/usr/bin/python3 benchmarks/cpu_bench.py " + " ".join(
         a if not a.startswith(ROOT) else os.path.relpath(a, ROOT) for a in sys.argv[1:])
     lines = [
-        f"### CPU throughput, all-MiniLM-L6-v2 fp32, {date} (commit {git_head()})",
+        f"### CPU throughput, all-MiniLM-L6-v2, {date} (commit {git_head()})",
         "",
         f"- Machine: {lscpu_summary()}; {args.threads} threads for every engine.",
         f"- Workload: {len(prompts)} prompts sampled from `rsdata.all_prompts()` (seed {args.seed}), "
@@ -362,15 +455,32 @@ def main():
                      f"{r['tokens_per_s']:.0f} | {r['useful_gflops']:.1f} | "
                      f"{fmt(r['rs_speedup'], '.2f')}x |")
     lines.append("")
-    if rs:
-        rep = rs.get("gflops")
-        lines.append(f"- routescore reports {fmt(rep, '.1f')} GFLOP/s; dnnl sgemm peak "
-                     f"(M=2048 N=1536 K=384, {args.threads} threads) {fmt(peak, '.1f')} GFLOP/s"
-                     + (f": {100 * rep / peak:.0f}% of peak (measured at a different moment"
-                       f"{'; under load the two can disagree' if max(load_before, load_after) > args.threads + 0.5 else ''})."
-                       if rep and peak else ".")
-                     + (f" Its tokenisation took {rs['tokenize_seconds']:.2f} s of "
-                        f"{rs['seconds']:.2f} s." if rs.get("tokenize_seconds") is not None else ""))
+    lines.append("Speed-up = routescore fp32's prompts/s over the row's (the first routescore row is 1.00x).")
+    lines.append("")
+    if peaks:
+        pk = peaks.get("bf16") or {}
+        lines.append(f"- GEMM peaks in this run (M=2048 N=1536 K=384, {args.threads} threads): dnnl_sgemm "
+                     f"{fmt(peak32, '.1f')} GFLOP/s; oneDNN bf16 matmul {fmt(peak16, '.1f')} GFLOP/s "
+                     f"({pk.get('impl', '?')}, native bf16: {pk.get('native_bf16', '?')}).")
+    for prec, r in rs_runs.items():
+        rep = r.get("gflops")
+        pk = peak32 if prec == "fp32" else peak16
+        lines.append(f"- routescore {rs_precision(prec)}: {fmt(rep, '.1f')} GFLOP/s = "
+                     + (f"{100 * rep / pk:.0f}% of the {'fp32' if prec == 'fp32' else 'bf16'} GEMM peak"
+                        if rep and pk else "—")
+                     + (f"; tokenisation {r['tokenize_seconds']:.2f} s of {r['seconds']:.2f} s"
+                        if r.get("tokenize_seconds") is not None else "") + ".")
+    if sweep:
+        lines += ["", f"Fixed lengths (random ids, about {args.sweep_tokens} tokens a call, no padding; "
+                  "GFLOP/s as a share of the matching GEMM peak):", "",
+                  "| length | batch | engine | tokens/s | GFLOP/s | % of peak | call p50 ms |",
+                  "|---:|---:|---|---:|---:|---:|---:|"]
+        for w in sweep:
+            pk = peak16 if "bf16" in w["engine"] else peak32
+            lines.append(f"| {w['len']} | {w['batch']} | {w['engine']} | {w['tokens_per_s']:.0f} | "
+                         f"{w['gflops']:.1f} | {fmt(100 * w['gflops'] / pk if pk else None, '.0f')} | "
+                         f"{w['p50_ms']:.1f} |")
+        lines.append("")
     lines.append("- Peers: HF fast tokenizer + forward + masked mean pooling + L2 norm, batches "
                  f"of {args.batch} padded to their longest; forward-only share of their time: "
                  + ", ".join(f"{r['engine']} {r['config'].split(', ')[-1]} "
@@ -380,6 +490,8 @@ def main():
         lines.append(f"- PyTorch BLAS: {torch_blas()}.")
     if agree is not None:
         lines.append(f"- Peer embeddings agree with each other: min cosine {agree:.6f}.")
+    if agree_int8 is not None:
+        lines.append(f"- onnxruntime int8 (dynamic quantization) against fp32: min cosine {agree_int8:.5f}.")
     lines.append("- useful GFLOP/s = encoder FLOPs of the real tokens / wall time (padding "
                  "not counted), the same for every engine.")
     block = "\n".join(lines)
@@ -387,7 +499,7 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"date": date, "prompts": len(prompts), "tokens": tokens, "gflop": gflop,
-                       "routescore": rs, "gemm_peak_gflops": peak, "results": results,
+                       "routescore": rs_runs, "gemm_peaks": peaks, "results": results, "sweep": sweep,
                        "versions": versions, "peer_min_cosine": agree}, f, indent=1)
     failed = [r for r in results if "error" in r]
     sys.exit(1 if failed else 0)

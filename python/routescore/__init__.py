@@ -109,10 +109,12 @@ class Router:
     GPU index; threads: engine threads (None: all online cores); max_tokens:
     per-prompt truncation (None: the router's own); batch_size: prompts per
     engine call — 64, as `routescore label --batch`, gives the same bytes as
-    the CLI (a prompt's last bits may depend on its batch-mates)."""
+    the CLI (a prompt's last bits may depend on its batch-mates); precision:
+    the CPU GEMMs' ("fp32", "bf16", "bf16-emulated"; None: the router's
+    manifest, else fp32), as `--precision`."""
 
     def __init__(self, path, backend: str = "auto", device: int = 0, threads: Optional[int] = None,
-                 max_tokens: Optional[int] = None, batch_size: int = 64):
+                 max_tokens: Optional[int] = None, batch_size: int = 64, precision: Optional[str] = None):
         if backend not in ("cpu", "cuda", "auto"):
             raise ValueError(f"backend must be 'cpu', 'cuda' or 'auto', not {backend!r}")
         if threads is not None and (int(threads) != threads or threads < 0):
@@ -121,6 +123,8 @@ class Router:
             raise ValueError(f"max_tokens must be an integer >= 3, not {max_tokens!r}")
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, not {batch_size!r}")
+        if precision is not None and precision not in ("fp32", "bf16", "bf16-emulated"):
+            raise ValueError(f"precision must be 'fp32', 'bf16' or 'bf16-emulated', not {precision!r}")
         if int(device) != device or device < 0:
             raise ValueError(f"device must be an integer >= 0, not {device!r}")
         self._lib = _library()
@@ -135,6 +139,8 @@ class Router:
         self._backend_arg = backend.encode()
         opts.backend = self._backend_arg
         opts.device = int(device)
+        self._precision_arg = precision.encode() if precision else None
+        opts.precision = self._precision_arg
         err = _engine.Err()
         st = self._lib.rs_engine_open(self.path.encode(), ctypes.byref(opts), ctypes.byref(self._eng),
                                       ctypes.byref(err))

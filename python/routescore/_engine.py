@@ -37,6 +37,7 @@ class EngineOpts(ctypes.Structure):
         ("max_tokens", ctypes.c_int),
         ("backend", ctypes.c_char_p),
         ("device", ctypes.c_int),
+        ("precision", ctypes.c_char_p),
     ]
 
 

@@ -121,8 +121,33 @@ struct rs_backend {
     const rs_backend_ops *ops;
 };
 
-/* The CPU backend: oneDNN sgemm plus OpenMP loops on n_threads cores
- * (0 = all). max_len sizes per-thread attention scratch. */
+/* The CPU backend's GEMM precision (linear only; attention, norms and
+ * activations stay fp32). */
+typedef enum rs_precision {
+    RS_PRECISION_FP32 = 0, /* the reference */
+    RS_PRECISION_BF16,     /* bf16 weights and inputs, fp32 accumulation and output; needs AVX-512 BF16 */
+    RS_PRECISION_BF16_EMULATED, /* the same numbers where the CPU lacks AVX-512 BF16 (oneDNN emulates it,
+                                   slower than fp32): for accuracy checks */
+} rs_precision;
+
+/* w will be the weight of linear: the backend may make its GEMM form now,
+ * at load, instead of at the first linear. Only the CPU backend's bf16
+ * precisions have one (bf16, packed into oneDNN's layout); for any other
+ * backend or precision this returns RS_OK and does nothing. A function, not
+ * a table entry, so the other backends' tables stay as they are. */
+rs_status rs_backend_linear_prepare(rs_backend *b, rs_bweight *w);
+
+/* "fp32", "bf16", "bf16-emulated"; NULL for anything else. */
+const char *rs_precision_name(rs_precision p);
+/* Parses a name of rs_precision_name; non-zero when it is none. */
+int rs_precision_parse(const char *name, rs_precision *out);
+
+/* The CPU backend: oneDNN GEMMs plus OpenMP loops on n_threads cores
+ * (0 = all). max_len sizes per-thread attention scratch. RS_PRECISION_BF16
+ * on a CPU without AVX-512 BF16 is refused (RS_ERR_UNSUPPORTED, saying so);
+ * rs_backend_cpu_create is rs_backend_cpu_create_prec at fp32. */
+rs_status rs_backend_cpu_create_prec(int n_threads, int max_len, rs_precision precision, rs_backend **out,
+                                     rs_err *err);
 rs_status rs_backend_cpu_create(int n_threads, int max_len, rs_backend **out, rs_err *err);
 
 #ifdef RS_HAVE_CUDA

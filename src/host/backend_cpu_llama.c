@@ -17,7 +17,7 @@
 rs_status rs_cpu_embed_rows(rs_backend *b, const rs_bweight *table, const int32_t *ids, int n, float *out) {
     rs_cpu_enter(b);
     const int64_t N = table->cols;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * N >= RS_CPU_PAR_MIN)
     for (int t = 0; t < n; t++)
         memcpy(out + (int64_t)t * N, table->data + (int64_t)ids[t] * N, (size_t)N * sizeof *out);
     return RS_OK;
@@ -26,7 +26,7 @@ rs_status rs_cpu_embed_rows(rs_backend *b, const rs_bweight *table, const int32_
 rs_status rs_cpu_add_rmsnorm(rs_backend *b, float *x, const float *delta, const rs_bweight *g, float eps, int64_t M,
                              int64_t N, float *y) {
     rs_cpu_enter(b);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M * N >= RS_CPU_PAR_MIN)
     for (int64_t m = 0; m < M; m++) {
         float *row = x + m * N, *o = y + m * N;
         if (delta)
@@ -43,7 +43,7 @@ rs_status rs_cpu_rope(rs_backend *b, float *x, int64_t ld, int64_t M, const int3
                       const float *inv_freq) {
     rs_cpu_enter(b);
     const int half = head_dim / 2;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M * n_heads * head_dim >= RS_CPU_PAR_MIN)
     for (int64_t m = 0; m < M; m++) {
         /* Angles in fp32 as HF computes them (position x inv_freq, then
          * cos/sin), so positions in the hundreds round the same way. */
@@ -67,7 +67,7 @@ rs_status rs_cpu_rope(rs_backend *b, float *x, int64_t ld, int64_t M, const int3
 
 rs_status rs_cpu_swiglu(rs_backend *b, float *gate, const float *up, int64_t n) {
     rs_cpu_enter(b);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= RS_CPU_PAR_MIN)
     for (int64_t i = 0; i < n; i++) gate[i] = gate[i] / (1.f + rs_fast_expf(-gate[i])) * up[i];
     return RS_OK;
 }
@@ -75,7 +75,7 @@ rs_status rs_cpu_swiglu(rs_backend *b, float *gate, const float *up, int64_t n) 
 rs_status rs_cpu_copy_rows(rs_backend *b, float *dst, const int32_t *dst_rows, const float *src,
                            const int32_t *src_rows, int64_t M, int64_t N) {
     rs_cpu_enter(b);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M * N >= RS_CPU_PAR_MIN)
     for (int64_t i = 0; i < M; i++) {
         int64_t d = dst_rows ? dst_rows[i] : i, s = src_rows ? src_rows[i] : i;
         memcpy(dst + d * N, src + s * N, (size_t)N * sizeof *dst);

@@ -5,11 +5,21 @@
 
 #include "backend.h"
 
-/* The CPU backend's weight: the caller's fp32 array (backend_cpu.c). */
+/* The CPU backend's weight: the caller's fp32 array (backend_cpu.c), and,
+ * for a weight of linear on the oneDNN matmul path, its packed copy and
+ * primitives (made once, by rs_backend_linear_prepare or the first linear). */
+struct rs_cpu_gemm;
 struct rs_bweight {
     const float *data;
     int64_t rows, cols;
+    struct rs_cpu_gemm *gemm; /* NULL until prepared */
 };
+
+/* Loops over fewer elements (or multiply-adds) than this run on the calling
+ * thread: for a short prompt a parallel region's fork and barrier cost more
+ * than its work, and far more on a loaded machine, where a barrier waits for
+ * a descheduled thread. */
+#define RS_CPU_PAR_MIN 32768
 
 /* Sets the calling thread's OpenMP thread count to the backend's (every CPU
  * op calls it first; see backend_cpu.c). */

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +17,9 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: routescore bench [--model DIR] --in FILE [--field PATH] [--limit N] [--repeat R] [--threads N]\n"
                "                       [--batch B] [--backend cpu|cuda|auto] [--device N] [--batch-tokens N]\n"
+               "                       [--max-tokens N] [--precision fp32|bf16|bf16-emulated]\n"
                "       routescore bench [--model DIR] --synthetic LEN [--batch B] [--iters N] [--backend ...]\n"
-               "       routescore bench --gemm-peak [--threads N]\n"
+               "       routescore bench --gemm-peak [--threads N] [--precision fp32|bf16]\n"
                "\n"
                "Scores (or, for a bare encoder, embeds) the file's prompts R times after one warm-up\n"
                "pass and prints {prompts, tokens, seconds, prompts_per_s, tokens_per_s, gflops,\n"
@@ -25,7 +27,8 @@ static void usage(FILE *f) {
                "adding the p50/p99 latency of one call. --synthetic scores B random token sequences of LEN ids (fixed\n"
                "seed; no tokenizer needed) N times after a warm-up and prints prompts_per_s, tflops\n"
                "and the p50/p99 latency of one call. --gemm-peak prints the sgemm rate at M=2048\n"
-               "N=1536 K=384.\n");
+               "N=1536 K=384 (with --precision bf16: oneDNN's bf16 matmul at that shape).\n"
+               "--precision P: the CPU GEMMs' precision (fp32, bf16, bf16-emulated).\n");
 }
 
 /* --synthetic: the forward pass alone on random ids, for routers without a
@@ -107,9 +110,80 @@ done:
     return rc;
 }
 
-static int gemm_peak(long threads) {
+/* The bf16 GEMM peak: oneDNN's matmul at the same fixed shape, bf16 inputs
+ * (weights in its packed layout, reordered before timing), fp32
+ * accumulation and output: the best case of the bf16 precision's linear. */
+static double bf16_peak(long M, long N, long K, long reps, const char **impl) {
+    dnnl_engine_t eng = NULL;
+    dnnl_stream_t strm = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t prim = NULL;
+    dnnl_memory_t ms = NULL, mw = NULL, md = NULL;
+    dnnl_memory_desc_t src, wei, dst;
+    dnnl_dims_t sd = {M, K}, wd = {K, N}, dd = {M, N};
+    dnnl_matmul_desc_t desc;
+    double rate = -1;
+    *impl = "none";
+    if (dnnl_engine_create(&eng, dnnl_cpu, 0) != dnnl_success ||
+        dnnl_stream_create(&strm, eng, dnnl_stream_default_flags) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&src, 2, sd, dnnl_bf16, dnnl_ab) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&wei, 2, wd, dnnl_bf16, dnnl_format_tag_any) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&dst, 2, dd, dnnl_f32, dnnl_ab) != dnnl_success ||
+        dnnl_matmul_desc_init(&desc, &src, &wei, NULL, &dst) != dnnl_success ||
+        dnnl_primitive_desc_create(&pd, &desc, NULL, eng, NULL) != dnnl_success ||
+        dnnl_primitive_create(&prim, pd) != dnnl_success)
+        goto done;
+    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, impl);
+    const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    if (dnnl_memory_create(&ms, &src, eng, DNNL_MEMORY_ALLOCATE) != dnnl_success ||
+        dnnl_memory_create(&mw, wq, eng, DNNL_MEMORY_ALLOCATE) != dnnl_success ||
+        dnnl_memory_create(&md, &dst, eng, DNNL_MEMORY_ALLOCATE) != dnnl_success)
+        goto done;
+    void *p;
+    /* Small bf16 values (0x3c00.. ~ 0.0078): no overflow, no denormals. */
+    dnnl_memory_get_data_handle(ms, &p);
+    for (long i = 0; i < M * K; i++) ((uint16_t *)p)[i] = (uint16_t)(0x3c00 + i % 13);
+    dnnl_memory_get_data_handle(mw, &p);
+    memset(p, 0x3c, dnnl_memory_desc_get_size(wq));
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md}};
+    if (dnnl_primitive_execute(prim, strm, 3, args) != dnnl_success || dnnl_stream_wait(strm) != dnnl_success)
+        goto done; /* the warm-up */
+    double t0 = rs_cli_now();
+    for (long r = 0; r < reps; r++) dnnl_primitive_execute(prim, strm, 3, args);
+    dnnl_stream_wait(strm);
+    rate = 2.0 * M * N * K * reps / (rs_cli_now() - t0) / 1e9;
+done:
+    if (ms) dnnl_memory_destroy(ms);
+    if (mw) dnnl_memory_destroy(mw);
+    if (md) dnnl_memory_destroy(md);
+    if (prim) dnnl_primitive_destroy(prim);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (strm) dnnl_stream_destroy(strm);
+    if (eng) dnnl_engine_destroy(eng);
+    return rate;
+}
+
+static int gemm_peak(long threads, const char *precision) {
     const long M = 2048, N = 1536, K = 384, reps = 20;
     if (threads) omp_set_num_threads((int)threads);
+    if (precision && strcmp(precision, "fp32")) {
+        if (strcmp(precision, "bf16") && strcmp(precision, "bf16-emulated")) {
+            fprintf(stderr, "routescore bench: unknown precision '%s' (fp32, bf16, bf16-emulated)\n", precision);
+            return 2;
+        }
+        const char *impl;
+        double rate = bf16_peak(M, N, K, reps, &impl);
+        if (rate < 0) {
+            fprintf(stderr, "routescore bench: oneDNN has no bf16 matmul on this CPU\n");
+            return 1;
+        }
+        dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+        printf("{\"gemm\":\"dnnl_matmul_bf16\",\"impl\":\"%s\",\"native_bf16\":%s,\"m\":%ld,\"n\":%ld,\"k\":%ld,"
+               "\"threads\":%d,\"gemm_gflops\":%.1f}\n", impl,
+               (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16 ? "true" : "false", M, N, K,
+               omp_get_max_threads(), rate);
+        return 0;
+    }
     float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * N * K), *C = malloc(sizeof(float) * M * N);
     if (!A || !B || !C) return 2;
     for (long i = 0; i < M * K; i++) A[i] = (float)(i % 13) * 0.01f;
@@ -132,8 +206,9 @@ int rs_cli_bench(int argc, char **argv) {
         {"field", required_argument, 0, 'f'},   {"limit", required_argument, 0, 'n'},
         {"repeat", required_argument, 0, 'r'},  {"threads", required_argument, 0, 'j'},
         {"gemm-peak", no_argument, 0, 'g'},     {"help", no_argument, 0, 'h'},
-        RS_CLI_BACKEND_OPTIONS('B', 'D'),
+        RS_CLI_BACKEND_OPTIONS('B', 'D'), RS_CLI_PRECISION_OPTION('P'),
         {"batch-tokens", required_argument, 0, 'T'}, {"synthetic", required_argument, 0, 'S'},
+        {"max-tokens", required_argument, 0, 'x'},
         {"batch", required_argument, 0, 'b'},   {"iters", required_argument, 0, 'I'},
         {0, 0, 0, 0}};
     rs_cli_engine_flags fl = {0};
@@ -153,7 +228,9 @@ int rs_cli_bench(int argc, char **argv) {
         case 'j': st = rs_cli_parse_int("--threads", optarg, 1, 1024, &fl.threads, &err); break;
         case 'g': peak = 1; break;
         case 'B': fl.backend = optarg; break;
+        case 'P': fl.precision = optarg; break;
         case 'D': st = rs_cli_parse_int("--device", optarg, 0, 1024, &fl.device, &err); break;
+        case 'x': st = rs_cli_parse_int("--max-tokens", optarg, 3, 1L << 20, &fl.max_tokens, &err); break;
         case 'T': st = rs_cli_parse_int("--batch-tokens", optarg, 1, 1L << 24, &fl.batch_tokens, &err); break;
         case 'S': st = rs_cli_parse_int("--synthetic", optarg, 1, 1L << 20, &synthetic, &err); break;
         case 'b': st = rs_cli_parse_int("--batch", optarg, 1, 1L << 20, &batch, &err); break;
@@ -166,7 +243,7 @@ int rs_cli_bench(int argc, char **argv) {
             return 2;
         }
     }
-    if (peak) return gemm_peak(fl.threads);
+    if (peak) return gemm_peak(fl.threads, fl.precision);
     if (synthetic) return bench_synthetic(&fl, synthetic, batch ? batch : 1, iters);
     if (!in) {
         usage(stderr);
@@ -248,10 +325,10 @@ int rs_cli_bench(int argc, char **argv) {
         qsort(lat, n_lat, sizeof *lat, cmp_double);
         const double p50 = n_lat ? lat[(n_lat - 1) / 2] : 0,
                      p99 = n_lat ? lat[(size_t)((double)(n_lat - 1) * 0.99 + 0.5)] : 0;
-        printf("{\"router\":\"%s\",\"kind\":\"%s\",\"backend\":\"%s\",\"threads\":%d,\"prompts\":%zu,\"tokens\":%d,\"seconds\":%.4f,"
+        printf("{\"router\":\"%s\",\"kind\":\"%s\",\"backend\":\"%s\",\"precision\":\"%s\",\"threads\":%d,\"prompts\":%zu,\"tokens\":%d,\"seconds\":%.4f,"
                "\"prompts_per_s\":%.1f,\"tokens_per_s\":%.1f,\"gflops\":%.1f,\"tokenize_seconds\":%.4f,"
                "\"batch\":%zu,\"calls\":%zu,\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n",
-               info.name, info.kind, rs_engine_backend(e), omp_get_max_threads(), ok, offsets[ok], best, ok / best, offsets[ok] / best,
+               info.name, info.kind, rs_engine_backend(e), rs_engine_precision(e), omp_get_max_threads(), ok, offsets[ok], best, ok / best, offsets[ok] / best,
                flops / best / 1e9, tok_s, per_call, n_calls, p50 * 1e3, p99 * 1e3);
     }
 done:

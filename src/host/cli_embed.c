@@ -63,7 +63,7 @@ int rs_cli_embed(int argc, char **argv) {
         {"model", required_argument, 0, 'm'}, {"in", required_argument, 0, 'i'},
         {"out", required_argument, 0, 'o'},   {"field", required_argument, 0, 'f'},
         {"threads", required_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
-        {"max-tokens", required_argument, 0, 'x'}, RS_CLI_BACKEND_OPTIONS('B', 'D'),
+        {"max-tokens", required_argument, 0, 'x'}, RS_CLI_BACKEND_OPTIONS('B', 'D'), RS_CLI_PRECISION_OPTION('P'),
         {0, 0, 0, 0}};
     rs_cli_engine_flags fl = {0};
     const char *in = NULL, *outp = "-", *field = NULL;
@@ -79,6 +79,7 @@ int rs_cli_embed(int argc, char **argv) {
         case 'j': st = rs_cli_parse_int("--threads", optarg, 1, 1024, &fl.threads, &err); break;
         case 'x': st = rs_cli_parse_int("--max-tokens", optarg, 3, 1 << 20, &fl.max_tokens, &err); break;
         case 'B': fl.backend = optarg; break;
+        case 'P': fl.precision = optarg; break;
         case 'D': st = rs_cli_parse_int("--device", optarg, 0, 1024, &fl.device, &err); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

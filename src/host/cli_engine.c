@@ -23,6 +23,7 @@ rs_engine *rs_cli_open_engine(const char *cmd, const rs_cli_engine_flags *fl) {
     o.max_batch_tokens = (int)fl->batch_tokens;
     if (fl->backend) o.backend = fl->backend;
     o.device = (int)fl->device;
+    o.precision = fl->precision;
     rs_engine *e = NULL;
     rs_err err = {{0}};
     rs_status st = rs_engine_open(dir, &o, &e, &err);

@@ -61,6 +61,7 @@ typedef struct label_opts {
     long threads;
     long max_tokens;     /* 0: the router's own truncation */
     const char *backend; /* NULL: the engine's default (cpu) */
+    const char *precision; /* NULL: the router's (manifest, else fp32) */
     long device;
     int quiet;
     rs_label_format format; /* AUTO: by name (.csv, .csv.gz) */
@@ -139,7 +140,7 @@ static void usage(FILE *f) {
 
 static int parse_opts(int argc, char **argv, label_opts *o) {
     enum { O_MODEL = 1000, O_IN, O_OUT, O_FIELD, O_THRESHOLD, O_BATCH, O_RESUME, O_SHARD, O_THREADS, O_QUIET, O_HELP, O_ID,
-           O_BACKEND, O_DEVICE, O_MAX_TOKENS, O_FORMAT, O_COLUMN, O_PROGRESS };
+           O_BACKEND, O_DEVICE, O_MAX_TOKENS, O_FORMAT, O_COLUMN, O_PROGRESS, O_PRECISION };
     static const struct option longs[] = {
         {"model", required_argument, NULL, O_MODEL},   {"in", required_argument, NULL, O_IN},
         {"out", required_argument, NULL, O_OUT},       {"field", required_argument, NULL, O_FIELD},
@@ -150,7 +151,7 @@ static int parse_opts(int argc, char **argv, label_opts *o) {
         {"max-tokens", required_argument, NULL, O_MAX_TOKENS},
         {"format", required_argument, NULL, O_FORMAT}, {"column", required_argument, NULL, O_COLUMN},
         {"progress-every", required_argument, NULL, O_PROGRESS},
-        RS_CLI_BACKEND_OPTIONS(O_BACKEND, O_DEVICE),   {NULL, 0, NULL, 0},
+        RS_CLI_BACKEND_OPTIONS(O_BACKEND, O_DEVICE), RS_CLI_PRECISION_OPTION(O_PRECISION),   {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
     o->threshold = NAN;
@@ -196,6 +197,7 @@ static int parse_opts(int argc, char **argv, label_opts *o) {
             st = rs_cli_parse_float("--progress-every", optarg, 0.0, 86400.0, &o->progress_every, &err);
             break;
         case O_BACKEND: o->backend = optarg; break;
+        case O_PRECISION: o->precision = optarg; break;
         case O_DEVICE: st = rs_cli_parse_int("--device", optarg, 0, 1024, &o->device, &err); break;
         case 'h':
         case O_HELP: usage(stdout); return 0;
@@ -578,6 +580,7 @@ int rs_cli_label(int argc, char **argv) {
     eo.max_tokens = (int)o.max_tokens;
     if (o.backend) eo.backend = o.backend;
     eo.device = (int)o.device;
+    eo.precision = o.precision;
     if (rs_engine_open(o.model, &eo, &eng, &err) != RS_OK) {
         fprintf(stderr, "routescore label: --model %s: %s\n", o.model, rs_cli_safe_msg(err.msg, safe, sizeof safe));
         goto done;

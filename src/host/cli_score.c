@@ -15,7 +15,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: routescore score [--model DIR] [--threshold T] [--threads N] [--max-tokens N]\n"
-            "                        [--backend cpu|cuda|auto] [--device N] TEXT...\n"
+            "                        [--backend cpu|cuda|auto] [--device N] [--precision P] TEXT...\n"
             "       routescore score [--model DIR] --ids-in FILE   (lines: JSON arrays of token ids)\n"
             "       routescore score --model DIR --embeddings-in FILE   (lines: JSON arrays of floats;\n"
             "                        mf_routellm and sw_ranking routers, e.g. 1536-d OpenAI embeddings)\n"
@@ -127,7 +127,7 @@ int rs_cli_score(int argc, char **argv) {
         {"threads", required_argument, 0, 'j'},  {"max-tokens", required_argument, 0, 'x'},
         {"ids-in", required_argument, 0, 'i'},   {"help", no_argument, 0, 'h'},
         {"embeddings-in", required_argument, 0, 'E'},
-        RS_CLI_BACKEND_OPTIONS('B', 'D'),
+        RS_CLI_BACKEND_OPTIONS('B', 'D'), RS_CLI_PRECISION_OPTION('P'),
         {0, 0, 0, 0}};
     rs_cli_engine_flags fl = {0};
     double threshold = NAN;
@@ -144,6 +144,7 @@ int rs_cli_score(int argc, char **argv) {
         case 'i': ids_in = optarg; break;
         case 'E': emb_in = optarg; break;
         case 'B': fl.backend = optarg; break;
+        case 'P': fl.precision = optarg; break;
         case 'D': st = rs_cli_parse_int("--device", optarg, 0, 1024, &fl.device, &err); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

@@ -173,6 +173,25 @@ static rs_status load_layer(rs_encoder *e, rs_model_files *f, int i, rs_err *err
     return RS_OK;
 }
 
+/* The weights of linear get their GEMM form now, at load (the CPU backend's
+ * bf16 packing), not at the first forward. */
+static rs_status prepare_gemms(rs_encoder *e, rs_err *err) {
+    for (int i = 0; i < e->cfg.n_layers; i++) {
+        layer_weights *l = &e->layers[i];
+        rs_bweight *lw[] = {l->qkv_w, l->attn_out_w, l->ff_in_w, l->ff_out_w};
+        for (size_t k = 0; k < sizeof lw / sizeof lw[0]; k++) {
+            rs_status st = rs_backend_linear_prepare(e->b, lw[k]);
+            if (st != RS_OK) return rs_errf(err, st, "preparing layer %d's GEMM weights failed", i);
+        }
+    }
+    rs_bweight *hw[] = {e->head_dense_w, e->head_out_w};
+    for (size_t k = 0; k < sizeof hw / sizeof hw[0]; k++) {
+        rs_status st = hw[k] ? rs_backend_linear_prepare(e->b, hw[k]) : RS_OK;
+        if (st != RS_OK) return rs_errf(err, st, "preparing the head's GEMM weights failed");
+    }
+    return RS_OK;
+}
+
 static rs_status alloc_arena(rs_encoder *e, rs_err *err) {
     const size_t T = (size_t)e->max_tokens, H = (size_t)e->cfg.hidden, I = (size_t)e->cfg.intermediate;
     const size_t L = (size_t)(e->cfg.n_labels ? e->cfg.n_labels : 1);
@@ -233,7 +252,7 @@ rs_status rs_encoder_create(rs_model_files *f, rs_backend *b, int max_batch_toke
             (st = load(e, f, bert ? "classifier.bias" : "classifier.out_proj.bias", L, 0, &e->head_out_b, err)))
             goto fail;
     }
-    if ((st = alloc_arena(e, err)) != RS_OK) goto fail;
+    if ((st = prepare_gemms(e, err)) != RS_OK || (st = alloc_arena(e, err)) != RS_OK) goto fail;
     *out = e;
     return RS_OK;
 fail:

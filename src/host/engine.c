@@ -63,6 +63,7 @@ struct rs_engine {
     int pool_mean, pool_last, normalize;
     int enc_layers; /* manifest "encoder_layers" (Llama encoders; 0: all) */
     int parse_special; /* manifest "parse_special_tokens": specials in prompts become ids (HF) */
+    rs_precision precision; /* the CPU backend's GEMMs (manifest "precision", --precision) */
     int strong_labels[RS_MAX_LABELS], n_strong_labels;
     float *mf_w, mf_b; /* (H), the mf head */
     float mf_len_w;    /* optional mf.length_weight: z += w * (log(tokens) - RS_MF_LEN_CENTER) */
@@ -187,6 +188,10 @@ static rs_status parse_manifest(rs_engine *e, const char *dir, const cJSON *m, c
             return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: parse_special_tokens must be a boolean", dir);
         e->parse_special = cJSON_IsTrue(v);
     }
+    if ((v = cJSON_GetObjectItemCaseSensitive(m, "precision")) &&
+        (!cJSON_IsString(v) || rs_precision_parse(v->valuestring, &e->precision)))
+        return rs_errf(err, RS_ERR_INVALID_ARG,
+                       "%s/routescore.json: precision must be \"fp32\", \"bf16\" or \"bf16-emulated\"", dir);
     if ((v = cJSON_GetObjectItemCaseSensitive(m, "normalize"))) {
         if (!cJSON_IsBool(v)) return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: normalize must be a boolean", dir);
         e->normalize = cJSON_IsTrue(v);
@@ -295,7 +300,7 @@ static rs_status create_backend(rs_engine *e, const rs_engine_opts *opts, int us
     (void)use_cuda;
     (void)max_tokens;
     (void)batch_tokens;
-    return rs_backend_cpu_create(opts->n_threads, cpu_max_len, &e->backend, err);
+    return rs_backend_cpu_create_prec(opts->n_threads, cpu_max_len, e->precision, &e->backend, err);
 }
 
 /* The encoder of a bert / mf / embed router: a BERT-family model. */
@@ -440,6 +445,10 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
     if (has_manifest &&
         (st = parse_manifest(e, dir, manifest, enc_dir, sizeof enc_dir, head_path, sizeof head_path, &max_tokens, err)) != RS_OK)
         goto fail;
+    if (opts.precision && rs_precision_parse(opts.precision, &e->precision)) {
+        st = rs_errf(err, RS_ERR_INVALID_ARG, "unknown precision '%s' (fp32, bf16, bf16-emulated)", opts.precision);
+        goto fail;
+    }
 
     int llama_dir = 0;
     if (!has_manifest && (st = rs_causal_is_llama_dir(enc_dir, &llama_dir, err)) != RS_OK) goto fail;
@@ -800,6 +809,10 @@ rs_status rs_engine_embed_tokens(rs_engine *e, const int32_t *ids, const size_t 
 int rs_engine_lost(const rs_engine *e) { return e->backend ? e->backend->ops->lost(e->backend) : 0; }
 
 const char *rs_engine_backend(const rs_engine *e) { return e->backend ? e->backend->ops->name : "cpu"; }
+
+const char *rs_engine_precision(const rs_engine *e) {
+    return e->backend && strcmp(e->backend->ops->name, "cpu") ? "bf16" : rs_precision_name(e->precision);
+}
 
 double rs_engine_flops(const rs_engine *e, const int32_t *offsets, int n_seq) {
     if (e->causal) return rs_causal_flops(e->causal, offsets, n_seq);

@@ -32,6 +32,8 @@ typedef struct rs_engine_opts {
     int max_tokens;        /* per-prompt truncation; 0: the router's own */
     const char *backend;   /* "cpu" (default, NULL ok), "cuda", or "auto" (cuda when a GPU is present) */
     int device;            /* GPU index for the cuda backend; 0 by default */
+    const char *precision; /* the CPU backend's GEMMs: "fp32", "bf16" (needs AVX-512 BF16) or "bf16-emulated";
+                              NULL: the manifest's "precision", else fp32. CUDA is bf16 whatever this says. */
 } rs_engine_opts;
 
 /* One prompt's result. status != RS_OK marks a per-prompt failure (empty
@@ -64,6 +66,10 @@ typedef struct rs_router_info {
 } rs_router_info;
 
 void rs_engine_opts_default(rs_engine_opts *o);
+
+/* The CPU precision the engine's GEMMs run at ("fp32", "bf16",
+ * "bf16-emulated"); "bf16" for the cuda backend. */
+const char *rs_engine_precision(const rs_engine *e);
 
 /* Opens a router directory (see docs/ARCHITECTURE.md: a manifest
  * routescore.json, or a plain Hugging Face model directory). */

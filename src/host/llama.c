@@ -273,10 +273,21 @@ rs_status rs_llama_create(rs_model_files *files, rs_backend *b, const rs_llama_l
 #undef WR
 #undef W
 #undef NAME
+        /* The GEMM weights' backend form now, at load (the CPU's bf16 packing). */
+        rs_bweight *gw[] = {L->wq, L->wk, L->wv, L->wo, L->wg, L->wu, L->wd};
+        for (size_t k = 0; k < sizeof gw / sizeof gw[0]; k++)
+            if ((st = rs_backend_linear_prepare(b, gw[k])) != RS_OK) {
+                rs_errf(err, st, "llama: preparing layer %d's GEMM weights failed", l);
+                goto fail;
+            }
         if ((st = alloc_act(m, cache, &L->k, err)) != RS_OK || (st = alloc_act(m, cache, &L->v, err)) != RS_OK ||
             (st = alloc_act(m, (size_t)lim->max_prefix * KW, &L->pk, err)) != RS_OK ||
             (st = alloc_act(m, (size_t)lim->max_prefix * KW, &L->pv, err)) != RS_OK)
             goto fail;
+    }
+    if (m->lm_head && (st = rs_backend_linear_prepare(b, m->lm_head)) != RS_OK) {
+        rs_errf(err, st, "llama: preparing the LM head's GEMM weights failed");
+        goto fail;
     }
     if ((st = alloc_act(m, (size_t)(T * H), &m->h, err)) || (st = alloc_act(m, (size_t)(T * H), &m->xn, err)) ||
         (st = alloc_act(m, (size_t)(T * H), &m->delta, err)) || (st = alloc_act(m, (size_t)(T * QW), &m->q, err)) ||

@@ -16,7 +16,7 @@ static const char *const KNOWN_KEYS[] = {
     "name", "kind", "encoder", "head", "pooling", "normalize", "threshold", "strong_model", "weak_model",
     "max_tokens", "strong_labels", "encoder_layers", "parse_special_tokens", "trained", "sha256",
     "checkpoint", "models", "battles", "num_tiers", "tokenizer", "system_file", "classifier_file",
-    "max_new_tokens", "max_slots", "tensor_parallel", "orig_vocab_size",
+    "max_new_tokens", "max_slots", "tensor_parallel", "orig_vocab_size", "precision", "allreduce_timeout_ms",
 };
 
 static void to_hex(const unsigned char *d, unsigned n, char hex[RS_SHA256_HEX]) {
