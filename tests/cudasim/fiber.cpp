@@ -113,7 +113,13 @@ struct Stacks {
     char *base = nullptr;
     size_t n = 0;
     ~Stacks() {
-        if (base) munmap(base, n * kStack);
+        if (!base) return;
+#if RS_SIM_ASAN
+        /* Fibers leave without unwinding: their frames' redzones stay
+         * poisoned, and memory mapped here later must not inherit them. */
+        ASAN_UNPOISON_MEMORY_REGION(base, n * kStack);
+#endif
+        munmap(base, n * kStack);
     }
     char *get(int i) {
         if (!base) {
