@@ -7,16 +7,24 @@ tests/gen_tok_unigram.py); tests/gen_xlmr_text_golden.py scored ~50 prompts with
 HF (tokenizer, truncation to 128, model, softmax). Here
 `routescore score --model DIR TEXT...` must give the same ids count and the
 golden label probabilities within 1e-4, and `routescore tokenize` the same ids.
+HF parses special-token strings written in a text ("<s>", "<mask>"), which
+routescore does only when asked (manifest "parse_special_tokens", tokenize
+--parse-special): the comparison runs in that mode, through a router copy with
+that manifest key, and an edge-case text with specials in it must tokenize
+differently by default.
 Benchmark prompts are named by index and read from ../shared/data (skipped when
 absent; the edge-case texts still run). Stdlib only.
 
 Env (set by CTest): RS_BIN, RS_TEST_DATA. Exit 0 pass, 1 fail.
 """
+import atexit
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -51,13 +59,30 @@ def main():
         texts.append(text)
     if prompts is None:
         print("note: ../shared/data absent: %d edge-case texts only" % len(rows))
-    p = subprocess.run([rs_bin, "score", "--model", MODEL, "--", *texts], capture_output=True, text=True)
+    tmp = tempfile.mkdtemp(prefix="rs_xlmr_text_")
+    atexit.register(shutil.rmtree, tmp, True)
+    router = os.path.join(tmp, "router")
+    os.mkdir(router)
+    for f in ("config.json", "model.safetensors", "tokenizer.json"):
+        os.symlink(os.path.abspath(os.path.join(MODEL, f)), os.path.join(router, f))
+    with open(os.path.join(router, "routescore.json"), "w") as f:
+        json.dump({"kind": "bert", "parse_special_tokens": True}, f)
+    p = subprocess.run([rs_bin, "score", "--model", router, "--", *texts], capture_output=True, text=True)
     if p.returncode != 0:
         print("FAIL: routescore score exited %d: %s" % (p.returncode, p.stderr[-2000:]))
         return 1
     out = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
-    t = subprocess.run([rs_bin, "tokenize", "--tokenizer", MODEL, "--add-special", "--max-tokens", "128", "--",
-                        *texts], capture_output=True, text=True)
+    t = subprocess.run([rs_bin, "tokenize", "--tokenizer", MODEL, "--add-special", "--parse-special", "--max-tokens",
+                        "128", "--", *texts], capture_output=True, text=True)
+    with_specials = [k for k, x in enumerate(texts) if "<mask>" in x or "</s>" in x]
+    if with_specials:
+        k = with_specials[0]
+        d = subprocess.run([rs_bin, "score", "--model", MODEL, "--", texts[k]], capture_output=True, text=True)
+        plain = json.loads(d.stdout.splitlines()[0]) if d.returncode == 0 and d.stdout.strip() else {}
+        if plain.get("tokens") == len(rows[k]["ids"]):
+            print("FAIL: text %d %r: the default mode parsed its special-token strings (%s tokens)" % (
+                k, texts[k][:60], plain.get("tokens")))
+            return 1
     ids = [json.loads(line) for line in t.stdout.split("\n") if line.strip()]
     bad = []
     worst = 0.0
