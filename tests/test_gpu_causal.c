@@ -97,6 +97,9 @@ static int prefix_ids(const char *dir, int32_t *ids, int cap) {
         free(sys);
         return -1;
     }
+    /* The template's special tokens are ids (the router parses its own
+     * template; only the prompts inside it are plain text). */
+    rs_tokenizer_set_parse_special(tok, 1);
     const char *s = sys;
     while (sn && strchr(" \t\n\r\v\f", s[0])) s++, sn--;
     while (sn && strchr(" \t\n\r\v\f", s[sn - 1])) sn--;
