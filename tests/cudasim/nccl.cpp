@@ -39,6 +39,7 @@ namespace {
 struct Round {
     int arrived = 0, left = 0;
     bool done = false;
+    bool abandoned = false; /* a rank left it unsummed (aborted): it never completes */
     std::vector<uint16_t *> buf;
     std::vector<const uint16_t *> send;
     std::vector<size_t> count;
@@ -145,11 +146,11 @@ bool step(Comm *cm, uint64_t round, const uint16_t *send, uint16_t *recv, size_t
         R.buf[(size_t)cm->rank] = recv;
         R.send[(size_t)cm->rank] = send;
         R.count[(size_t)cm->rank] = count;
-        if (++R.arrived == g->n) reduce(g, R);
+        if (++R.arrived == g->n && !R.abandoned) reduce(g, R);
     }
     const auto start = std::chrono::steady_clock::now();
     const double limit = watchdog_s();
-    while (!R.done && !cm->aborted) {
+    while (!R.done && !cm->aborted && !R.abandoned) {
         /* Help the peers that have not arrived: run their queued work (the
          * hardware runs every GPU on its own; here a stream runs when a
          * host thread drives it). */
@@ -160,7 +161,7 @@ bool step(Comm *cm, uint64_t round, const uint16_t *send, uint16_t *recv, size_t
         lk.unlock();
         for (cudaStream_t s : peers) drain_stream(s);
         lk.lock();
-        if (R.done || cm->aborted) break;
+        if (R.done || cm->aborted || R.abandoned) break;
         if (!blocking) return false;
         g->cv.wait_for(lk, std::chrono::milliseconds(5));
         const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -173,7 +174,14 @@ bool step(Comm *cm, uint64_t round, const uint16_t *send, uint16_t *recv, size_t
                            cm->rank, waited, (unsigned long long)round, missing.c_str());
         }
     }
-    if (!R.done) cm->async = ncclRemoteError; /* aborted: the buffer holds no sum */
+    if (!R.done) {
+        /* Aborted: the buffer holds no sum, and the round can never
+         * complete (this rank's input goes with its operation). */
+        cm->async = ncclRemoteError;
+        R.abandoned = true;
+        R.send[(size_t)cm->rank] = nullptr;
+        g->cv.notify_all();
+    }
     if (--R.left == 0) g->rounds.erase(round);
     return true;
 }
