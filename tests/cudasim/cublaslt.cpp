@@ -98,21 +98,6 @@ uint32_t alignment_of(const void *p) {
     return al;
 }
 
-float bf16_to_f32(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-uint16_t f32_to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
 Desc *as_desc(cublasLtMatmulDesc_t d) {
     Desc *x = reinterpret_cast<Desc *>(d);
     if (!x || x->magic != kMagicDesc) rule_violation("cuBLASLt: not a matmul descriptor (%p)", (void *)d);

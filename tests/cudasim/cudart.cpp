@@ -247,19 +247,17 @@ void order_accesses(Stream *s, Op *op, const Clock &vc) {
 void push(State &st, Stream *s, Op *op) {
     op->seq = ++s->enq;
     join(s->vc, st.host);
-    if (op->wait_stream >= 0) {
-        /* the event's clock was joined by the caller into op's wait */
-    }
+    /* an event wait's clock was joined into s->vc by cudaStreamWaitEvent */
     if (s->vc.size() <= (size_t)s->id) s->vc.resize((size_t)s->id + 1, 0);
     s->vc[(size_t)s->id] = op->seq;
     order_accesses(s, op, s->vc);
     s->q.push_back(op);
 }
 
-void finish(State &st, Op *op) {
+/* Under st.mu: op no longer holds its allocations. */
+void finish(Op *op) {
     for (const Access &x : op->acc)
         if (x.alloc) x.alloc->queued--;
-    (void)st;
 }
 
 /* Runs s's queue up to sequence `upto`. blocking: wait for collectives;
@@ -324,7 +322,7 @@ cudaError_t exec(Stream *s, uint64_t upto, bool blocking) {
             std::lock_guard<std::mutex> g(st.mu);
             s->q.pop_front();
             s->done = op->seq;
-            finish(st, op);
+            finish(op);
         }
         if (op->release) op->release();
         delete op;

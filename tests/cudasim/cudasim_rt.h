@@ -83,6 +83,22 @@ void drain_stream(cudaStream_t s);
 
 [[noreturn]] void rule_violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* bf16 <-> fp32 as the hardware converts: widening is exact, narrowing
+ * rounds to nearest even and keeps NaN quiet (the mocks' one copy). */
+inline float bf16_to_f32(uint16_t h) {
+    const uint32_t u = (uint32_t)h << 16;
+    float f;
+    __builtin_memcpy(&f, &u, 4);
+    return f;
+}
+inline uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    __builtin_memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
 } // namespace rs_sim
 
 #include "cudasim_control.h"

@@ -256,18 +256,8 @@ void warp_barrier(unsigned mask, void (*done)(int buf), int buf) {
 
 namespace {
 
-inline float bf16_lo(uint32_t r) {
-    uint32_t u = r << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-inline float bf16_hi(uint32_t r) {
-    uint32_t u = r & 0xffff0000u;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
+inline float bf16_lo(uint32_t r) { return bf16_to_f32((uint16_t)(r & 0xffffu)); }
+inline float bf16_hi(uint32_t r) { return bf16_to_f32((uint16_t)(r >> 16)); }
 
 /* The whole warp's D = A B + C, run by the lane that completes the barrier.
  * Fragment ownership from the PTX ISA (mma.m16n8k16, .bf16; groupID =

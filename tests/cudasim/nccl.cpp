@@ -93,17 +93,7 @@ double watchdog_s() {
     return v && atof(v) > 0 ? atof(v) : 120.0;
 }
 
-uint16_t add_bf16(uint16_t a, uint16_t b) {
-    uint32_t ua = (uint32_t)a << 16, ub = (uint32_t)b << 16, u;
-    float fa, fb;
-    memcpy(&fa, &ua, 4);
-    memcpy(&fb, &ub, 4);
-    const float s = fa + fb;
-    memcpy(&u, &s, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
+uint16_t add_bf16(uint16_t a, uint16_t b) { return f32_to_bf16(bf16_to_f32(a) + bf16_to_f32(b)); }
 
 /* Under g->mu, every rank arrived: the ring's sum into every buffer. */
 void reduce(Group *g, Round &R) {
