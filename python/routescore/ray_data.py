@@ -143,7 +143,10 @@ def label_parquet(src, dst, model: str, column: str = "prompt", actors: int = 2,
     directory dst with every input column kept and the label columns added.
     Starts a local Ray instance when none is running. scorer: a subclass of
     RouteScorer to use instead (same constructor). An actor that dies is
-    restarted and its batch retried (Ray Data's default for actor pools).
+    restarted and its batch retried (Ray Data's default for actor pools);
+    preserve_order keeps rows in input order while no actor dies, but with
+    Ray 2.60 a retried block comes out after the blocks that finished
+    meanwhile (whole and in order itself): keep an id column to join on.
     read_kwargs go to ray.data.read_parquet: a single-row-group file is one
     block, which only one actor can take; pass override_num_blocks (or write
     smaller row groups) to spread it. Returns dst."""
