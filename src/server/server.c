@@ -1058,7 +1058,7 @@ static void on_new(rs_call *c) {
             if (grpc_call_start_batch(c->call, &op, 1, &c->t_recv, NULL) == GRPC_CALL_OK) {
                 c->recv_busy = 1;
                 c->refs++;
-            } else if (rs_cli_now() >= c->deadline) {
+            } else if (rs_cli_now() + RS_EXPIRY_SLACK_S >= c->deadline) {
                 /* The deadline came before the message: that, not the input. */
                 set_status(c, SRV_EXPIRED, RS_OK, "deadline exceeded before the request message arrived");
             } else {
@@ -1210,7 +1210,7 @@ static void dispatch(rs_tag *t, int ok) {
         if (METHODS[c->kind].read_initial) { /* on_new's second look at a call that came without its message */
             if (!ok || grpc_call_failed_before_recv_message(c->call))
                 c->cancelled = 1; /* the client ended it: nobody to answer (OP_CLOSE counts it) */
-            else if (rs_cli_now() >= c->deadline) /* the deadline came first: that, not the input */
+            else if (rs_cli_now() + RS_EXPIRY_SLACK_S >= c->deadline) /* the deadline came first: that, not the input */
                 set_status(c, SRV_EXPIRED, RS_OK, "deadline exceeded before the request message arrived");
             else
                 set_input_error(c, SRV_MALFORMED, RS_ERR_FORMAT, "no request message");
