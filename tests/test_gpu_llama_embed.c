@@ -5,7 +5,8 @@
  *
  * Models: the tiny random Llama-3-shaped router of tests/data/causal_tiny
  * (2 layers, GQA, llama3 rope scaling) and, when the model cache has it,
- * SmolLM2-135M (real weights, its first 6 layers, and all 30). Prompts: 40
+ * SmolLM2-135M (real weights, its first 6 layers, and all 30 except on the
+ * simulation tier). Prompts: 40
  * of mixed lengths (1 to ~200 tokens), so a call spans two forwards. Per
  * prompt the normalised error max |gpu - cpu| / max |cpu| must stay within
  * EMB_BOUND (3e-2: bf16 weights and activations through up to 30 layers,
@@ -143,7 +144,13 @@ int main(void) {
     snprintf(cfg, sizeof cfg, "%s/config.json", enc);
     if (access(cfg, R_OK) == 0) {
         compare(tmp, enc, 6, "mean");
-        compare(tmp, enc, 0, "mean");
+        /* All 30 layers only on a real device: on the simulation tier (an
+         * emulated thread per CUDA thread) they add ten minutes under ASan
+         * and no code path the 6-layer pass has not run. */
+        if (getenv("RS_TEST_SIMULATED_GPU"))
+            printf("  SmolLM2-135M all 30 layers: not on the simulated GPU (RS_TEST_SIMULATED_GPU)\n");
+        else
+            compare(tmp, enc, 0, "mean");
     } else {
         printf("  SmolLM2-135M not in the model cache: only the tiny model compared\n");
     }
