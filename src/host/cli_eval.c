@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -58,7 +59,8 @@ static void usage(FILE *f) {
             "text, or {\"id\": I, \"win_prob\": P} with I the 0-based row of --dump-prompts.\n"
             "--subjects a-m: MMLU only, the subjects whose name starts with a letter in a..m\n"
             "(for held-out-subject evaluations; RouteLLM itself uses all 57).\n"
-            "--model scores the prompts with a router (batched); --save-scores keeps them.\n");
+            "--model scores the prompts with a router (batched); --save-scores keeps them.\n"
+            "--plot writes SVG; a name not ending in .svg is refused before the run.\n");
 }
 
 /* dst = a + b; RS_ERR_TOO_LARGE when it does not fit. */
@@ -617,6 +619,14 @@ int rs_cli_eval(int argc, char **argv) {
         }
         if (st != RS_OK) {
             fprintf(stderr, "routescore eval: %s\n", err.msg);
+            return 2;
+        }
+    }
+    if (plot) { /* refused before any work: the only format this binary draws is SVG */
+        const char *dot = strrchr(plot, '.');
+        if (!dot || strchr(dot, '/') || strcasecmp(dot, ".svg")) {
+            fprintf(stderr, "routescore eval: --plot %s: cannot write that format; the file name must end in .svg\n",
+                    plot);
             return 2;
         }
     }
