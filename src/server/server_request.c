@@ -1,0 +1,414 @@
+/* server_request.c — one Score request, whoever carries it (a gRPC Score
+ * call, a ScoreStream message, an HTTP POST /v1/score): unpacking,
+ * validation, tokenizing, admission to the router's batcher, the final
+ * status and the answer. Also the one mapping from failures to gRPC codes
+ * (srv_grpc_code; the HTTP statuses are mapped from it in http.c).
+ *
+ * Status codes: every failure is an (rs_srv_err, rs_status) pair. */
+#include "server_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_common.h"
+#include "srv_log.h"
+
+grpc_status_code srv_grpc_code(rs_srv_err e, rs_status st) {
+    switch (e) {
+    case SRV_OK: return GRPC_STATUS_OK;
+    case SRV_MALFORMED:
+    case SRV_UNKNOWN_ROUTER: return GRPC_STATUS_INVALID_ARGUMENT;
+    case SRV_QUEUE_FULL: return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    case SRV_NOT_READY:
+    case SRV_DRAINING: return GRPC_STATUS_UNAVAILABLE;
+    case SRV_EXPIRED: return GRPC_STATUS_DEADLINE_EXCEEDED;
+    case SRV_CANCELLED: return GRPC_STATUS_CANCELLED;
+    case SRV_UNAUTHENTICATED: return GRPC_STATUS_UNAUTHENTICATED;
+    case SRV_UNIMPLEMENTED: return GRPC_STATUS_UNIMPLEMENTED;
+    case SRV_UNKNOWN_SERVICE: return GRPC_STATUS_NOT_FOUND;
+    case SRV_ENGINE: break;
+    }
+    switch (st) {
+    case RS_OK: return GRPC_STATUS_OK;
+    case RS_ERR_INVALID_ARG:
+    case RS_ERR_UTF8:
+    case RS_ERR_FORMAT:
+    case RS_ERR_TOO_LARGE:
+    case RS_ERR_NOT_FOUND:
+    case RS_ERR_UNSUPPORTED: return GRPC_STATUS_INVALID_ARGUMENT; /* the client's input */
+    case RS_ERR_NOMEM: return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    case RS_ERR_BACKEND: return GRPC_STATUS_UNAVAILABLE; /* this replica is going away: retry elsewhere */
+    case RS_ERR_IO:
+    case RS_ERR_INTERNAL:
+    case RS_STATUS_COUNT: break;
+    }
+    return GRPC_STATUS_INTERNAL;
+}
+
+static int wire_varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v) {
+    *v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*i >= n) return 0;
+        const uint8_t b = p[(*i)++];
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) return 1;
+    }
+    return 0;
+}
+
+/* Whether a message of type d, as received, has a string field (at any
+ * depth) holding a NUL byte. protobuf-c hands strings over as C strings, so
+ * such a string would arrive silently cut at the NUL ("minilm-mf\0evil"
+ * would name minilm-mf): it must be refused before unpacking hides it.
+ * *field and *index name the top-level field and its repetition. Bytes
+ * that are not well-formed say 0: the unpacker refuses them itself. */
+int srv_wire_has_nul(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n, int depth, uint32_t *field,
+                     size_t *index) {
+    size_t i = 0, seen[16] = {0};
+    while (i < n) {
+        uint64_t key, len;
+        if (!wire_varint(p, n, &i, &key)) return 0;
+        const uint32_t num = (uint32_t)(key >> 3);
+        switch (key & 7) {
+        case 0:
+            if (!wire_varint(p, n, &i, &len)) return 0;
+            break;
+        case 1: i += 8; break;
+        case 5: i += 4; break;
+        case 2: {
+            if (!wire_varint(p, n, &i, &len) || len > n - i) return 0;
+            const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(d, num);
+            const size_t rep = num < 16 ? seen[num]++ : 0;
+            uint32_t f2;
+            size_t i2;
+            if (fd && ((fd->type == PROTOBUF_C_TYPE_STRING && memchr(p + i, 0, len)) ||
+                       (fd->type == PROTOBUF_C_TYPE_MESSAGE && depth < 32 &&
+                        srv_wire_has_nul(fd->descriptor, p + i, len, depth + 1, &f2, &i2)))) {
+                *field = num;
+                *index = rep;
+                return 1;
+            }
+            i += len;
+            break;
+        }
+        default: return 0; /* groups and reserved wire types: malformed for protobuf-c */
+        }
+    }
+    return 0;
+}
+
+static int find_router(rs_server *s, const char *name) {
+    if (!name || !*name) return 0; /* the default router */
+    for (int i = 0; i < s->n_routers; i++)
+        if (!strcmp(s->routers[i].name, name)) return i;
+    return -1;
+}
+
+void srv_req_free(rs_req *r) {
+    if (!r) return;
+    free(r->work.items);
+    free(r->work.scores);
+    free(r->ids);
+    free(r->emb);
+    free(r->truncated);
+    free(r);
+}
+
+
+static void work_done(rs_work *w) {
+    rs_req *r = w->owner;
+    r->done(r);
+}
+
+rs_req *srv_req_new(rs_server *s, void *owner, void (*done)(rs_req *), double deadline) {
+    rs_req *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->srv = s;
+    r->owner = owner;
+    r->done = done;
+    r->deadline = deadline;
+    r->router = -1;
+    r->t_recv = rs_cli_now();
+    return r;
+}
+
+#define FAIL(e, st, ...)                                                 \
+    do {                                                                 \
+        r->fail = (e);                                                   \
+        r->fail_st = (st);                                               \
+        snprintf(r->fail_msg, sizeof r->fail_msg, __VA_ARGS__);          \
+        goto out;                                                        \
+    } while (0)
+
+Routescore__V1__ScoreRequest *srv_req_unpack(rs_req *r, const uint8_t *data, size_t len) {
+    Routescore__V1__ScoreRequest *m = routescore__v1__score_request__unpack(NULL, len, data);
+    if (!m) FAIL(SRV_MALFORMED, RS_ERR_FORMAT, "malformed ScoreRequest");
+    r->request_id = m->request_id;
+    uint32_t nul_field;
+    size_t nul_index;
+    if (srv_wire_has_nul(&routescore__v1__score_request__descriptor, data, len, 0, &nul_field, &nul_index)) {
+        if (nul_field == 1) FAIL(SRV_MALFORMED, RS_ERR_INVALID_ARG, "the router name contains a NUL byte");
+        if (nul_field == 2) FAIL(SRV_MALFORMED, RS_ERR_INVALID_ARG, "prompts[%zu] contains a NUL byte", nul_index);
+        FAIL(SRV_MALFORMED, RS_ERR_INVALID_ARG, "field %u contains a NUL byte", (unsigned)nul_field);
+    }
+    return m;
+out:
+    if (m) routescore__v1__score_request__free_unpacked(m, NULL);
+    return NULL;
+}
+
+/* Validates and tokenizes m (its strings hold no NUL byte) and queues r, or
+ * records why not (r->fail). */
+int srv_req_submit(rs_req *r, const Routescore__V1__ScoreRequest *m) {
+    rs_server *s = r->srv;
+    r->request_id = m->request_id;
+    r->router = find_router(s, m->router);
+    if (r->router < 0) {
+        char esc[160];
+        FAIL(SRV_UNKNOWN_ROUTER, RS_ERR_NOT_FOUND, "unknown router '%s' (ListRouters names them)",
+             rs_log_esc(esc, sizeof esc, m->router));
+    }
+    router *rt = &s->routers[r->router];
+    r->decision = m->decision_case;
+    if (m->decision_case == ROUTESCORE__V1__SCORE_REQUEST__DECISION_THRESHOLD) {
+        r->dvalue = m->threshold;
+        if (!(m->threshold >= 0.f && m->threshold <= 1.f))
+            FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "threshold %g outside [0, 1]", (double)m->threshold);
+    } else if (m->decision_case == ROUTESCORE__V1__SCORE_REQUEST__DECISION_STRONG_SHARE) {
+        r->dvalue = m->strong_share;
+        if (!(m->strong_share > 0.f && m->strong_share <= 1.f))
+            FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "strong_share %g outside (0, 1]", (double)m->strong_share);
+    }
+    const int by_emb = m->n_embeddings > 0;
+    const size_t n = by_emb ? m->n_embeddings : m->n_prompts;
+    if (by_emb && m->n_prompts > 0) FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "set prompts or embeddings, not both");
+    if (n == 0) FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "no prompts");
+    if (n > (size_t)s->cfg.max_prompts)
+        FAIL(SRV_ENGINE, RS_ERR_TOO_LARGE, "%zu prompts in one request (at most %d)", n, s->cfg.max_prompts);
+    if (by_emb && rt->info.client_embed_dim <= 0)
+        FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "router '%s' (%s) scores prompt text, not embeddings", rt->name, rt->info.kind);
+    if (!by_emb && rt->info.max_tokens <= 0)
+        FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "router '%s' (%s) has no encoder: send embeddings (%d values each), not text",
+             rt->name, rt->info.kind, rt->info.client_embed_dim);
+    /* (No draining check: on_new decided whether this call is accepted work,
+     * and accepted work is finished.) */
+    if (!atomic_load(&s->ready)) FAIL(SRV_NOT_READY, RS_OK, "not ready: routers are loading");
+    if (rs_cli_now() >= r->deadline) FAIL(SRV_EXPIRED, RS_OK, "deadline exceeded before scoring");
+    rs_work *w = &r->work;
+    w->n = n;
+    w->items = calloc(n, sizeof *w->items);
+    w->scores = calloc(n, sizeof *w->scores);
+    r->truncated = calloc(n, 1);
+    if (!w->items || !w->scores || !r->truncated) FAIL(SRV_ENGINE, RS_ERR_NOMEM, "out of memory for %zu prompts", n);
+    const double t0 = rs_cli_now();
+    if (by_emb) {
+        const size_t dim = (size_t)rt->info.client_embed_dim;
+        float *emb = r->emb = malloc(n * dim * sizeof *emb);
+        if (!emb) FAIL(SRV_ENGINE, RS_ERR_NOMEM, "out of memory for %zu embeddings", n);
+        for (size_t i = 0; i < n; i++) {
+            const Routescore__V1__Embedding *e = m->embeddings[i];
+            if (e->n_values != dim)
+                FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "embeddings[%zu]: %zu values; router '%s' takes %zu", i, e->n_values,
+                     rt->name, dim);
+            for (size_t d = 0; d < dim; d++)
+                if (!isfinite(e->values[d]))
+                    FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "embeddings[%zu]: value %zu is not finite", i, d);
+            memcpy(emb + i * dim, e->values, dim * sizeof *emb);
+            w->items[i].emb = emb + i * dim;
+            w->items[i].n_ids = 1; /* an embedding counts as one token in the budgets */
+            w->items[i].index = (uint32_t)i;
+        }
+    } else {
+        const size_t maxt = (size_t)rt->info.max_tokens;
+        int32_t *ids = r->ids = malloc(n * maxt * sizeof *ids);
+        if (!ids) FAIL(SRV_ENGINE, RS_ERR_NOMEM, "out of memory for %zu prompts", n);
+        for (size_t i = 0; i < n; i++) {
+            size_t plen = strlen(m->prompts[i]), nid = 0;
+            int trunc = 0;
+            rs_err terr = {{0}};
+            if ((long)plen > s->cfg.max_prompt_bytes)
+                FAIL(SRV_ENGINE, RS_ERR_TOO_LARGE, "prompts[%zu]: %zu bytes (at most %ld)", i, plen, s->cfg.max_prompt_bytes);
+            rs_status st = rs_engine_tokenize(rt->engine, m->prompts[i], plen, ids + i * maxt, maxt, &nid, &trunc, &terr);
+            if (st != RS_OK) FAIL(SRV_ENGINE, st, "prompts[%zu]: %.200s", i, terr.msg);
+            w->items[i].ids = ids + i * maxt;
+            w->items[i].n_ids = (uint32_t)nid;
+            w->items[i].index = (uint32_t)i;
+            r->truncated[i] = (uint8_t)trunc;
+        }
+    }
+    r->tokenize_s = rs_cli_now() - t0;
+    if (s->metrics && !by_emb) rs_metrics_observe(s->metrics, r->router, RS_H_TOKENIZE, r->tokenize_s);
+    w->deadline = r->deadline;
+    w->done = work_done;
+    w->owner = r;
+    rs_admit a = rs_batcher_submit(rt->batcher, w);
+    if (a == RS_ADMIT_OK) return 1; /* it now belongs to the batcher until done() */
+    if (a == RS_ADMIT_FULL) FAIL(SRV_QUEUE_FULL, RS_OK, "queue full: retry later");
+    if (a == RS_ADMIT_BUSY)
+        FAIL(SRV_QUEUE_FULL, RS_OK, "queue's expected wait exceeds max_queue_wait (%ld ms): retry later or elsewhere",
+             rt->cfg.max_queue_wait_ms);
+    if (a == RS_ADMIT_LATE) FAIL(SRV_EXPIRED, RS_OK, "deadline exceeded: the queue's expected wait is past it");
+    if (a == RS_ADMIT_TOO_BIG)
+        FAIL(SRV_ENGINE, RS_ERR_TOO_LARGE, "request has more tokens than the whole queue holds (max_queue_tokens %ld)",
+             rt->cfg.max_queue_tokens);
+    if (a == RS_ADMIT_INVALID) FAIL(SRV_ENGINE, RS_ERR_INTERNAL, "request items the batcher cannot hold");
+    FAIL(SRV_DRAINING, RS_OK, "server is shutting down");
+out:
+    return 0;
+}
+#undef FAIL
+
+/* The threshold a finished request's decisions use. */
+static float req_threshold(rs_server *s, const rs_req *r) {
+    router *rt = &s->routers[r->router];
+    float base = srv_router_threshold(rt);
+    if (r->decision == ROUTESCORE__V1__SCORE_REQUEST__DECISION_THRESHOLD) return r->dvalue;
+    if (r->decision == ROUTESCORE__V1__SCORE_REQUEST__DECISION_STRONG_SHARE)
+        return rs_online_threshold(&rt->online, r->dvalue, base);
+    if (rt->cfg.online) return rs_online_threshold(&rt->online, rt->cfg.online_share, base);
+    return base;
+}
+
+
+/* The final status of a request: the one place that orders the reasons it
+ * can fail. A request with every score is OK; otherwise, first match wins:
+ *   1. cancelled by the client;
+ *   2. deadline exceeded (also when an input error was found after it
+ *      passed: the caller's clock decided first);
+ *   3. the server could not take it: draining, not ready, queue full, an
+ *      engine that failed;
+ *   4. the request's own input (malformed, unknown router, a bad prompt).
+ * A prompt dropped because its call was cancelled or expired is never an
+ * input error: the batcher leaves no per-prompt error on it. */
+rs_srv_err srv_final_status(const outcome_facts *f, rs_status *st, const char **msg) {
+    *st = RS_OK;
+    *msg = "";
+    if (f->scored && f->unavailable == SRV_OK && f->input == SRV_OK) return SRV_OK;
+    if (f->cancelled) {
+        *msg = "cancelled";
+        return SRV_CANCELLED;
+    }
+    if (f->expired) {
+        *msg = "deadline exceeded before scoring";
+        return SRV_EXPIRED;
+    }
+    if (f->unavailable != SRV_OK) {
+        *st = f->unavailable_st;
+        *msg = f->unavailable_msg;
+        return f->unavailable;
+    }
+    if (f->input != SRV_OK) {
+        *st = f->input_st;
+        *msg = f->input_msg;
+        return f->input;
+    }
+    *st = RS_ERR_INTERNAL; /* unscored and no reason: a bug */
+    *msg = "internal error: prompts neither scored nor dropped";
+    return SRV_ENGINE;
+}
+
+/* An immediate failure's class: the server's state (retryable) or the input. */
+static int srv_err_is_unavailable(rs_srv_err e, rs_status st) {
+    return e == SRV_NOT_READY || e == SRV_DRAINING || e == SRV_QUEUE_FULL ||
+           (e == SRV_ENGINE && (st == RS_ERR_NOMEM || st == RS_ERR_BACKEND || st == RS_ERR_INTERNAL || st == RS_ERR_IO));
+}
+
+rs_srv_err srv_req_outcome(const rs_req *r, rs_status *st, const char **msg) {
+    const double deadline = r->deadline;
+    outcome_facts f = {0};
+    const double now = rs_cli_now();
+    if (r->fail != SRV_OK) {
+        f.expired = r->fail == SRV_EXPIRED || now >= deadline;
+        if (srv_err_is_unavailable(r->fail, r->fail_st)) {
+            f.unavailable = r->fail;
+            f.unavailable_st = r->fail_st;
+            f.unavailable_msg = r->fail_msg;
+        } else if (r->fail != SRV_EXPIRED) {
+            f.input = r->fail;
+            f.input_st = r->fail_st;
+            f.input_msg = r->fail_msg;
+        }
+        return srv_final_status(&f, st, msg);
+    }
+    const rs_work *w = &r->work;
+    f.cancelled = atomic_load(&w->n_cancelled) > 0;
+    f.expired = atomic_load(&w->n_expired) > 0;
+    f.scored = !f.cancelled && !f.expired && !atomic_load(&w->n_failed);
+    if (atomic_load(&w->n_failed)) {
+        f.unavailable = SRV_ENGINE; /* the engine's failure, not the input's (RS_ERR_BACKEND -> UNAVAILABLE) */
+        f.unavailable_st = w->fail_status;
+        f.unavailable_msg = w->fail_msg;
+    }
+    for (size_t i = 0; i < w->n && f.input == SRV_OK; i++)
+        if (w->items[i].fate == RS_FATE_SCORED && w->scores[i].status != RS_OK) { /* a per-prompt refusal by the engine */
+            f.input = SRV_ENGINE;
+            f.input_st = w->scores[i].status;
+            f.input_msg = w->scores[i].error;
+        }
+    if (!f.scored || f.input != SRV_OK) f.expired = f.expired || now >= deadline;
+    return srv_final_status(&f, st, msg);
+}
+
+/* Builds the ScoreResponse of a finished request (see server_int.h). */
+int srv_req_response(rs_req *r, int with_error, srv_resp *out, rs_srv_err *e_out, grpc_status_code *code,
+                     const char **msg) {
+    rs_server *s = r->srv;
+    rs_status st;
+    rs_srv_err e = *e_out = srv_req_outcome(r, &st, msg);
+    *code = srv_grpc_code(e, st);
+    memset(out, 0, sizeof *out);
+    Routescore__V1__ScoreResponse *resp = &out->msg;
+    routescore__v1__score_response__init(resp);
+    routescore__v1__request_error__init(&out->err);
+    resp->request_id = r->request_id;
+    const double now = rs_cli_now();
+    if (e != SRV_OK) {
+        if (!with_error) return 0;
+        out->err.code = (int32_t)*code;
+        out->err.message = (char *)*msg;
+        resp->error = &out->err;
+        if (r->router >= 0) resp->router = s->routers[r->router].name;
+        resp->total_us = srv_us(now - r->t_recv);
+        return 1;
+    }
+    router *rt = &s->routers[r->router];
+    const rs_work *w = &r->work;
+    const float thr = req_threshold(s, r);
+    Routescore__V1__PromptScore *ps = out->ps = calloc(w->n, sizeof *ps);
+    Routescore__V1__PromptScore **pp = out->pp = calloc(w->n, sizeof *pp);
+    if (!ps || !pp) {
+        srv_resp_free(out);
+        return 0;
+    }
+    for (size_t i = 0; i < w->n; i++) {
+        const rs_score *sc = &w->scores[i];
+        routescore__v1__prompt_score__init(&ps[i]);
+        const int strong = sc->win_prob >= thr;
+        ps[i].win_prob = sc->win_prob;
+        ps[i].route = strong ? ROUTESCORE__V1__ROUTE__ROUTE_STRONG : ROUTESCORE__V1__ROUTE__ROUTE_WEAK;
+        ps[i].model = (char *)(strong ? rt->info.strong_model : rt->info.weak_model);
+        ps[i].n_label_probs = (size_t)sc->n_labels;
+        ps[i].label_probs = (float *)sc->label_probs;
+        ps[i].tokens = (uint32_t)sc->tokens;
+        ps[i].truncated = r->truncated[i];
+        pp[i] = &ps[i];
+        if (s->metrics) rs_metrics_decision(s->metrics, r->router, strong);
+    }
+    resp->router = rt->name;
+    resp->threshold = thr;
+    resp->n_scores = w->n;
+    resp->scores = pp;
+    resp->tokenize_us = srv_us(r->tokenize_s);
+    resp->queue_us = srv_us(w->t_first_start - w->t_enqueue);
+    resp->inference_us = srv_us(w->t_last_end - w->t_first_start);
+    resp->total_us = srv_us(now - r->t_recv);
+    return 1;
+}
+
+void srv_resp_free(srv_resp *resp) {
+    free(resp->ps);
+    free(resp->pp);
+    resp->ps = NULL;
+    resp->pp = NULL;
+}
