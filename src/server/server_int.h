@@ -120,6 +120,8 @@ struct rs_req {
     Routescore__V1__ScoreRequest__DecisionCase decision;
     float dvalue;
     uint64_t request_id;
+    char key[129];      /* request_key: the caller's string id ("" none) */
+    char *chat_text;    /* the prompt taken from `messages` (malloc'd), or NULL */
     double t_recv, tokenize_s;
     rs_work work;
     int32_t *ids;       /* (n * max_tokens) token ids; work.items point into it */

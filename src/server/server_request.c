@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cli_common.h"
+#include "messages.h"
 #include "srv_log.h"
 
 grpc_status_code srv_grpc_code(rs_srv_err e, rs_status st) {
@@ -112,6 +113,7 @@ void srv_req_free(rs_req *r) {
     free(r->ids);
     free(r->emb);
     free(r->truncated);
+    free(r->chat_text);
     free(r);
 }
 
@@ -150,6 +152,8 @@ Routescore__V1__ScoreRequest *srv_req_unpack(rs_req *r, const uint8_t *data, siz
     if (srv_wire_has_nul(&routescore__v1__score_request__descriptor, data, len, 0, &nul_field, &nul_index)) {
         if (nul_field == 1) FAIL(SRV_MALFORMED, RS_ERR_INVALID_ARG, "the router name contains a NUL byte");
         if (nul_field == 2) FAIL(SRV_MALFORMED, RS_ERR_INVALID_ARG, "prompts[%zu] contains a NUL byte", nul_index);
+        if (nul_field == 7) FAIL(SRV_MALFORMED, RS_ERR_INVALID_ARG, "messages[%zu] contains a NUL byte", nul_index);
+        if (nul_field == 8) FAIL(SRV_MALFORMED, RS_ERR_INVALID_ARG, "the request_key contains a NUL byte");
         FAIL(SRV_MALFORMED, RS_ERR_INVALID_ARG, "field %u contains a NUL byte", (unsigned)nul_field);
     }
     return m;
@@ -163,6 +167,14 @@ out:
 int srv_req_submit(rs_req *r, const Routescore__V1__ScoreRequest *m) {
     rs_server *s = r->srv;
     r->request_id = m->request_id;
+    if (m->request_key && m->request_key[0]) {
+        const size_t kl = strlen(m->request_key);
+        if (kl >= sizeof r->key) FAIL(SRV_MALFORMED, RS_ERR_INVALID_ARG, "request_key: %zu bytes (at most 128)", kl);
+        for (size_t i = 0; i < kl; i++)
+            if ((unsigned char)m->request_key[i] < 0x20 || m->request_key[i] == 0x7f)
+                FAIL(SRV_MALFORMED, RS_ERR_INVALID_ARG, "request_key: control byte at offset %zu", i);
+        memcpy(r->key, m->request_key, kl + 1);
+    }
     r->router = find_router(s, m->router);
     if (r->router < 0) {
         char esc[160];
@@ -180,9 +192,45 @@ int srv_req_submit(rs_req *r, const Routescore__V1__ScoreRequest *m) {
         if (!(m->strong_share > 0.f && m->strong_share <= 1.f))
             FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "strong_share %g outside (0, 1]", (double)m->strong_share);
     }
-    const int by_emb = m->n_embeddings > 0;
-    const size_t n = by_emb ? m->n_embeddings : m->n_prompts;
-    if (by_emb && m->n_prompts > 0) FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "set prompts or embeddings, not both");
+    const int by_emb = m->n_embeddings > 0, by_chat = m->n_messages > 0;
+    const size_t n = by_emb ? m->n_embeddings : by_chat ? 1 : m->n_prompts;
+    if ((by_emb && m->n_prompts > 0) || (by_chat && (by_emb || m->n_prompts > 0)))
+        FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "set one of prompts, embeddings or messages");
+    if (by_chat) { /* the one rule of messages.h, over views of the protobuf messages */
+        rs_message *views = calloc(m->n_messages, sizeof *views);
+        size_t n_parts = 0;
+        for (size_t i = 0; i < m->n_messages; i++) n_parts += m->messages[i]->n_content_parts;
+        rs_message_part *parts = calloc(n_parts ? n_parts : 1, sizeof *parts);
+        if (!views || !parts) {
+            free(views);
+            free(parts);
+            FAIL(SRV_ENGINE, RS_ERR_NOMEM, "out of memory for %zu messages", m->n_messages);
+        }
+        rs_message_part *pp = parts;
+        for (size_t i = 0; i < m->n_messages; i++) {
+            const Routescore__V1__ChatMessage *cm = m->messages[i];
+            views[i].role = cm->role;
+            if (cm->n_content_parts) {
+                views[i].kind = RS_CONTENT_PARTS;
+                views[i].parts = pp;
+                views[i].n_parts = cm->n_content_parts;
+                for (size_t k = 0; k < cm->n_content_parts; k++, pp++) {
+                    pp->type = cm->content_parts[k]->type[0] ? cm->content_parts[k]->type : NULL;
+                    pp->text = cm->content_parts[k]->text;
+                }
+            } else if (cm->content[0]) {
+                views[i].kind = RS_CONTENT_STRING;
+                views[i].content = cm->content;
+            }
+        }
+        size_t tl;
+        rs_err merr = {{0}};
+        rs_status mst = rs_messages_last_user(views, m->n_messages, &r->chat_text, &tl, &merr);
+        free(views);
+        free(parts);
+        if (mst != RS_OK) FAIL(SRV_ENGINE, mst == RS_ERR_NOT_FOUND ? RS_ERR_INVALID_ARG : mst, "messages: %.200s", merr.msg);
+        if (!tl) FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "messages: the last user message is empty");
+    }
     if (n == 0) FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "no prompts");
     if (n > (size_t)s->cfg.max_prompts)
         FAIL(SRV_ENGINE, RS_ERR_TOO_LARGE, "%zu prompts in one request (at most %d)", n, s->cfg.max_prompts);
@@ -224,12 +272,13 @@ int srv_req_submit(rs_req *r, const Routescore__V1__ScoreRequest *m) {
         int32_t *ids = r->ids = malloc(n * maxt * sizeof *ids);
         if (!ids) FAIL(SRV_ENGINE, RS_ERR_NOMEM, "out of memory for %zu prompts", n);
         for (size_t i = 0; i < n; i++) {
-            size_t plen = strlen(m->prompts[i]), nid = 0;
+            const char *prompt = by_chat ? r->chat_text : m->prompts[i];
+            size_t plen = strlen(prompt), nid = 0;
             int trunc = 0;
             rs_err terr = {{0}};
             if ((long)plen > s->cfg.max_prompt_bytes)
                 FAIL(SRV_ENGINE, RS_ERR_TOO_LARGE, "prompts[%zu]: %zu bytes (at most %ld)", i, plen, s->cfg.max_prompt_bytes);
-            rs_status st = rs_engine_tokenize(rt->engine, m->prompts[i], plen, ids + i * maxt, maxt, &nid, &trunc, &terr);
+            rs_status st = rs_engine_tokenize(rt->engine, prompt, plen, ids + i * maxt, maxt, &nid, &trunc, &terr);
             if (st != RS_OK) FAIL(SRV_ENGINE, st, "prompts[%zu]: %.200s", i, terr.msg);
             w->items[i].ids = ids + i * maxt;
             w->items[i].n_ids = (uint32_t)nid;
@@ -259,17 +308,28 @@ out:
 }
 #undef FAIL
 
-/* The threshold a finished request's decisions use. */
-static float req_threshold(rs_server *s, const rs_req *r) {
+/* The threshold a finished request's decisions use, and the rule that
+ * chose it (with the number of live scores behind a strong_share). */
+static float req_threshold(rs_server *s, const rs_req *r, Routescore__V1__DecisionRule *rule, size_t *seen) {
     router *rt = &s->routers[r->router];
     float base = srv_router_threshold(rt);
-    if (r->decision == ROUTESCORE__V1__SCORE_REQUEST__DECISION_THRESHOLD) return r->dvalue;
-    if (r->decision == ROUTESCORE__V1__SCORE_REQUEST__DECISION_STRONG_SHARE)
-        return rs_online_threshold(&rt->online, r->dvalue, base);
-    if (rt->cfg.online) return rs_online_threshold(&rt->online, rt->cfg.online_share, base);
-    return base;
+    *seen = 0;
+    if (r->decision == ROUTESCORE__V1__SCORE_REQUEST__DECISION_THRESHOLD) {
+        *rule = ROUTESCORE__V1__DECISION_RULE__DECISION_RULE_REQUEST_THRESHOLD;
+        return r->dvalue;
+    }
+    const int by_share = r->decision == ROUTESCORE__V1__SCORE_REQUEST__DECISION_STRONG_SHARE || rt->cfg.online;
+    if (!by_share) {
+        *rule = ROUTESCORE__V1__DECISION_RULE__DECISION_RULE_ROUTER_THRESHOLD;
+        return base;
+    }
+    const double share = r->decision == ROUTESCORE__V1__SCORE_REQUEST__DECISION_STRONG_SHARE ? r->dvalue : rt->cfg.online_share;
+    const float t = rs_online_threshold_seen(&rt->online, share, base, seen);
+    const int live = *seen >= (size_t)rt->cfg.online_min_samples && *seen > 0;
+    *rule = live ? ROUTESCORE__V1__DECISION_RULE__DECISION_RULE_STRONG_SHARE
+                 : ROUTESCORE__V1__DECISION_RULE__DECISION_RULE_STRONG_SHARE_WARMING_UP;
+    return t;
 }
-
 
 /* The final status of a request: the one place that orders the reasons it
  * can fail. A request with every score is OK; otherwise, first match wins:
@@ -362,6 +422,7 @@ int srv_req_response(rs_req *r, int with_error, srv_resp *out, rs_srv_err *e_out
     routescore__v1__score_response__init(resp);
     routescore__v1__request_error__init(&out->err);
     resp->request_id = r->request_id;
+    resp->request_key = r->key;
     const double now = rs_cli_now();
     if (e != SRV_OK) {
         if (!with_error) return 0;
@@ -374,7 +435,9 @@ int srv_req_response(rs_req *r, int with_error, srv_resp *out, rs_srv_err *e_out
     }
     router *rt = &s->routers[r->router];
     const rs_work *w = &r->work;
-    const float thr = req_threshold(s, r);
+    Routescore__V1__DecisionRule rule;
+    size_t seen;
+    const float thr = req_threshold(s, r, &rule, &seen);
     Routescore__V1__PromptScore *ps = out->ps = calloc(w->n, sizeof *ps);
     Routescore__V1__PromptScore **pp = out->pp = calloc(w->n, sizeof *pp);
     if (!ps || !pp) {
@@ -397,6 +460,8 @@ int srv_req_response(rs_req *r, int with_error, srv_resp *out, rs_srv_err *e_out
     }
     resp->router = rt->name;
     resp->threshold = thr;
+    resp->decision_rule = rule;
+    resp->strong_share_samples = (uint32_t)(seen > UINT32_MAX ? UINT32_MAX : seen);
     resp->n_scores = w->n;
     resp->scores = pp;
     resp->tokenize_us = srv_us(r->tokenize_s);
