@@ -32,7 +32,7 @@ static void on_fatal(void *arg, const char *msg) {
 }
 
 
-static char *read_text_file(const char *path, size_t max) {
+char *srv_read_text_file(const char *path, size_t max) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     char *buf = malloc(max + 1);
@@ -43,7 +43,7 @@ static char *read_text_file(const char *path, size_t max) {
 }
 
 static rs_status load_tokens(rs_server *s, rs_err *err) {
-    char *text = read_text_file(s->cfg.auth_tokens_file, 1 << 20);
+    char *text = srv_read_text_file(s->cfg.auth_tokens_file, 1 << 20);
     if (!text) return rs_errf(err, RS_ERR_IO, "cannot read %s", s->cfg.auth_tokens_file);
     int n = 0;
     for (char *p = text; *p; p++) n += *p == '\n';
@@ -71,8 +71,8 @@ static rs_status load_tokens(rs_server *s, rs_err *err) {
 
 static grpc_server_credentials *make_creds(rs_server *s, rs_err *err) {
     if (!s->cfg.tls_cert[0]) return grpc_insecure_server_credentials_create();
-    char *cert = read_text_file(s->cfg.tls_cert, 1 << 20), *key = read_text_file(s->cfg.tls_key, 1 << 20);
-    char *ca = s->cfg.tls_client_ca[0] ? read_text_file(s->cfg.tls_client_ca, 1 << 20) : NULL;
+    char *cert = srv_read_text_file(s->cfg.tls_cert, 1 << 20), *key = srv_read_text_file(s->cfg.tls_key, 1 << 20);
+    char *ca = s->cfg.tls_client_ca[0] ? srv_read_text_file(s->cfg.tls_client_ca, 1 << 20) : NULL;
     grpc_server_credentials *cr = NULL;
     if (!cert || !key || (s->cfg.tls_client_ca[0] && !ca)) {
         rs_errf(err, RS_ERR_IO, "cannot read the TLS certificate, key or client CA");
@@ -103,9 +103,9 @@ static rs_status start_metrics_http(rs_server *s, rs_err *err) {
     };
     char *cert = NULL, *key = NULL, *ca = NULL;
     if (cfg->tls_cert[0]) {
-        cert = read_text_file(cfg->tls_cert, 1 << 20);
-        key = read_text_file(cfg->tls_key, 1 << 20);
-        ca = cfg->tls_client_ca[0] ? read_text_file(cfg->tls_client_ca, 1 << 20) : NULL;
+        cert = srv_read_text_file(cfg->tls_cert, 1 << 20);
+        key = srv_read_text_file(cfg->tls_key, 1 << 20);
+        ca = cfg->tls_client_ca[0] ? srv_read_text_file(cfg->tls_client_ca, 1 << 20) : NULL;
         if (!cert || !key || (cfg->tls_client_ca[0] && !ca)) {
             free(cert);
             free(key);
@@ -131,7 +131,7 @@ static void resolve_name(const rs_srv_router_cfg *rc, char *out, size_t n) {
     }
     char path[RS_SRV_PATH + 32];
     snprintf(path, sizeof path, "%s/routescore.json", rc->model);
-    char *text = read_text_file(path, 1 << 20);
+    char *text = srv_read_text_file(path, 1 << 20);
     cJSON *m = text ? cJSON_Parse(text) : NULL;
     free(text);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, "name");
@@ -190,6 +190,7 @@ rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *er
     if ((st = rs_reflect_init(rs_proto_fds, rs_proto_fds_len, &s->reflect, err)) != RS_OK) goto fail;
     if (cfg->auth_tokens_file[0] && (st = load_tokens(s, err)) != RS_OK) goto fail;
     if (cfg->metrics_listen[0] && (st = start_metrics_http(s, err)) != RS_OK) goto fail;
+    if (cfg->http_listen[0] && (st = srv_http_start(s, err)) != RS_OK) goto fail;
 
     gpr_set_log_function(grpc_log_json);
     gpr_set_log_verbosity(rs_log_enabled(RS_LOG_DEBUG) ? GPR_LOG_SEVERITY_INFO : GPR_LOG_SEVERITY_ERROR);
@@ -235,8 +236,8 @@ rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *er
             rs_server_free(s);
             return st;
         }
-    rs_log(RS_LOG_INFO, "listening", "\"port\":%d,\"metrics_port\":%d,\"tls\":%s,\"mtls\":%s,\"auth\":%s,\"cq_threads\":%d",
-           s->port, s->metrics_port, cfg->tls_cert[0] ? "true" : "false", cfg->tls_client_ca[0] ? "true" : "false",
+    rs_log(RS_LOG_INFO, "listening", "\"port\":%d,\"metrics_port\":%d,\"http_port\":%d,\"tls\":%s,\"mtls\":%s,\"auth\":%s,\"cq_threads\":%d",
+           s->port, s->metrics_port, s->http ? s->http_port : -1, cfg->tls_cert[0] ? "true" : "false", cfg->tls_client_ca[0] ? "true" : "false",
            s->n_tokens ? "true" : "false", s->n_cq);
     *out = s;
     return RS_OK;
@@ -247,6 +248,7 @@ fail_grpc: /* not started yet: no calls, nothing to shut down */
     grpc_completion_queue_destroy(s->cq);
     grpc_shutdown();
 fail:
+    srv_http_stop(s);
     rs_metrics_free(s->metrics);
     rs_reflect_free(s->reflect);
     free(s->tokens);
@@ -565,6 +567,7 @@ void rs_server_free(rs_server *s) {
         grpc_server_shutdown_and_notify(s->grpc, s->cq, &s->shutdown_tag);
         cancel_and_finish(s);
     }
+    srv_http_stop(s); /* after the batchers: every suspended request has been resumed */
     grpc_server_destroy(s->grpc);
     grpc_completion_queue_shutdown(s->cq);
     for (int i = 0; i < s->n_cq; i++) pthread_join(s->cq_threads[i], NULL);

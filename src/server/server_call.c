@@ -296,6 +296,23 @@ static int authorized(rs_call *c) {
     return 0;
 }
 
+/* The value of metadata key (lower case) as a C string in buf, or NULL. */
+static const char *md_value(const rs_call *c, const char *key, char *buf, size_t n) {
+    for (size_t i = 0; i < c->md.count; i++) {
+        if (grpc_slice_str_cmp(c->md.metadata[i].key, key)) continue;
+        const size_t l = GRPC_SLICE_LENGTH(c->md.metadata[i].value);
+        snprintf(buf, n, "%.*s", (int)(l < n ? l : n - 1), (const char *)GRPC_SLICE_START_PTR(c->md.metadata[i].value));
+        return buf;
+    }
+    return NULL;
+}
+
+static void log_req(rs_call *c, rs_req *r, grpc_status_code code) {
+    char xr[256], tp[128];
+    srv_log_request(r, c->kind == CK_SCORE ? "grpc" : "grpc-stream", (int)code, md_value(c, "x-request-id", xr, sizeof xr),
+                    md_value(c, "traceparent", tp, sizeof tp));
+}
+
 static void finish_score_unary(rs_call *c, rs_req *r) {
     rs_server *s = c->srv;
     grpc_status_code code;
@@ -313,6 +330,7 @@ static void finish_score_unary(rs_call *c, rs_req *r) {
         c->code = code;
         snprintf(c->msg, sizeof c->msg, "%s", msg);
     }
+    log_req(c, r, code);
     srv_req_free(r);
 }
 
@@ -326,6 +344,7 @@ static void on_stream_req_done(rs_call *c, rs_req *r) {
         push_out(c, bb);
     else
         set_status(c, SRV_ENGINE, RS_ERR_NOMEM, "out of memory");
+    log_req(c, r, code);
     srv_req_free(r);
 }
 
@@ -342,28 +361,8 @@ static void handle_list(rs_call *c, const uint8_t *data, size_t len) {
         return;
     }
     Routescore__V1__RouterInfo info[RS_SRV_MAX_ROUTERS], *pinfo[RS_SRV_MAX_ROUTERS];
-    for (int i = 0; i < s->n_routers; i++) {
-        router *r = &s->routers[i];
-        routescore__v1__router_info__init(&info[i]);
-        info[i].name = r->name;
-        info[i].kind = (char *)r->info.kind;
-        info[i].threshold = srv_router_threshold(r);
-        info[i].strong_model = (char *)r->info.strong_model;
-        info[i].weak_model = (char *)r->info.weak_model;
-        info[i].max_tokens = (uint32_t)r->info.max_tokens;
-        info[i].architecture = (char *)(r->info.architecture ? r->info.architecture : "");
-        info[i].embed_dim = (uint32_t)r->info.embed_dim;
-        info[i].n_labels = (uint32_t)r->info.n_labels;
-        info[i].online = r->cfg.online;
-        info[i].online_strong_share = r->cfg.online ? r->cfg.online_share : 0.f;
-        info[i].is_default = i == 0;
-        info[i].client_embedding_dim = (uint32_t)(r->info.client_embed_dim > 0 ? r->info.client_embed_dim : 0);
-        info[i].takes_text = r->info.max_tokens > 0;
-        pinfo[i] = &info[i];
-    }
-    Routescore__V1__ListRoutersResponse resp = ROUTESCORE__V1__LIST_ROUTERS_RESPONSE__INIT;
-    resp.n_routers = (size_t)s->n_routers;
-    resp.routers = pinfo;
+    Routescore__V1__ListRoutersResponse resp;
+    srv_list_routers(s, &resp, info, pinfo);
     push_out(c, pack_msg(&resp.base));
     set_status(c, SRV_OK, RS_OK, NULL);
 }

@@ -59,6 +59,8 @@ typedef enum rs_srv_err {
     SRV_UNAUTHENTICATED,
     SRV_UNIMPLEMENTED,
     SRV_UNKNOWN_SERVICE, /* health check of a service we do not serve */
+    SRV_UNKNOWN_PATH,    /* HTTP: no such endpoint */
+    SRV_BAD_METHOD,      /* HTTP: the endpoint takes another method */
 } rs_srv_err;
 
 /* ------------------------------------------------------------------------ */
@@ -175,8 +177,12 @@ struct rs_call {
     rs_call *live_prev, *live_next;
 };
 
+typedef struct srv_http srv_http;
+
 struct rs_server {
     rs_srv_config cfg;
+    srv_http *http;     /* the HTTP/JSON API (http.c), NULL when off */
+    int http_port;
     grpc_server *grpc;
     grpc_completion_queue *cq;
     void *methods[CK_COUNT];
@@ -249,6 +255,24 @@ typedef struct srv_resp {
 int srv_req_response(rs_req *r, int with_error, srv_resp *resp, rs_srv_err *e, grpc_status_code *code, const char **msg);
 void srv_resp_free(srv_resp *resp);
 void srv_req_free(rs_req *r);
+
+/* The HTTP status of a failure: the HTTP side of srv_grpc_code. */
+int srv_http_status(rs_srv_err e, rs_status st);
+/* The ListRoutersResponse, in caller storage (RS_SRV_MAX_ROUTERS each). */
+void srv_list_routers(rs_server *s, Routescore__V1__ListRoutersResponse *resp, Routescore__V1__RouterInfo *info,
+                      Routescore__V1__RouterInfo **pinfo);
+/* One log line for a finished request: its ids (request_key, the
+ * transport's x-request-id and traceparent, each NULL when absent), status
+ * and stage timings. INFO when it carries an id, else DEBUG. */
+void srv_log_request(const rs_req *r, const char *transport, int code, const char *x_request_id,
+                     const char *traceparent);
+
+/* server.c */
+char *srv_read_text_file(const char *path, size_t max);
+
+/* http.c */
+rs_status srv_http_start(rs_server *s, rs_err *err);
+void srv_http_stop(rs_server *s);
 
 /* server_call.c */
 void srv_arm(rs_server *s, call_kind k);

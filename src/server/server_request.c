@@ -27,7 +27,9 @@ grpc_status_code srv_grpc_code(rs_srv_err e, rs_status st) {
     case SRV_CANCELLED: return GRPC_STATUS_CANCELLED;
     case SRV_UNAUTHENTICATED: return GRPC_STATUS_UNAUTHENTICATED;
     case SRV_UNIMPLEMENTED: return GRPC_STATUS_UNIMPLEMENTED;
-    case SRV_UNKNOWN_SERVICE: return GRPC_STATUS_NOT_FOUND;
+    case SRV_UNKNOWN_SERVICE:
+    case SRV_UNKNOWN_PATH: return GRPC_STATUS_NOT_FOUND;
+    case SRV_BAD_METHOD: return GRPC_STATUS_UNIMPLEMENTED;
     case SRV_ENGINE: break;
     }
     switch (st) {
@@ -56,6 +58,34 @@ static int wire_varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v) {
         if (!(b & 0x80)) return 1;
     }
     return 0;
+}
+
+/* The HTTP statuses, from the same pairs: the gRPC code, refined where
+ * HTTP has a closer word (an unknown router is 404, a request over a limit
+ * 413, a full queue 429, a server that cannot take work 503). */
+int srv_http_status(rs_srv_err e, rs_status st) {
+    switch (e) {
+    case SRV_UNKNOWN_ROUTER:
+    case SRV_UNKNOWN_PATH:
+    case SRV_UNKNOWN_SERVICE: return 404;
+    case SRV_BAD_METHOD: return 405;
+    case SRV_QUEUE_FULL: return 429;
+    case SRV_NOT_READY:
+    case SRV_DRAINING: return 503;
+    case SRV_EXPIRED: return 504;
+    case SRV_CANCELLED: return 499; /* the client went away: nobody reads it */
+    case SRV_UNAUTHENTICATED: return 401;
+    default: break;
+    }
+    if (st == RS_ERR_TOO_LARGE) return 413;
+    switch (srv_grpc_code(e, st)) {
+    case GRPC_STATUS_OK: return 200;
+    case GRPC_STATUS_INVALID_ARGUMENT: return 400;
+    case GRPC_STATUS_RESOURCE_EXHAUSTED:
+    case GRPC_STATUS_UNAVAILABLE: return 503;
+    case GRPC_STATUS_UNIMPLEMENTED: return 501;
+    default: return 500;
+    }
 }
 
 /* Whether a message of type d, as received, has a string field (at any
@@ -476,4 +506,49 @@ void srv_resp_free(srv_resp *resp) {
     free(resp->pp);
     resp->ps = NULL;
     resp->pp = NULL;
+}
+
+void srv_list_routers(rs_server *s, Routescore__V1__ListRoutersResponse *resp, Routescore__V1__RouterInfo *info,
+                      Routescore__V1__RouterInfo **pinfo) {
+    for (int i = 0; i < s->n_routers; i++) {
+        router *r = &s->routers[i];
+        routescore__v1__router_info__init(&info[i]);
+        info[i].name = r->name;
+        info[i].kind = (char *)r->info.kind;
+        info[i].threshold = srv_router_threshold(r);
+        info[i].strong_model = (char *)r->info.strong_model;
+        info[i].weak_model = (char *)r->info.weak_model;
+        info[i].max_tokens = (uint32_t)r->info.max_tokens;
+        info[i].architecture = (char *)(r->info.architecture ? r->info.architecture : "");
+        info[i].embed_dim = (uint32_t)r->info.embed_dim;
+        info[i].n_labels = (uint32_t)r->info.n_labels;
+        info[i].online = r->cfg.online;
+        info[i].online_strong_share = r->cfg.online ? r->cfg.online_share : 0.f;
+        info[i].is_default = i == 0;
+        info[i].client_embedding_dim = (uint32_t)(r->info.client_embed_dim > 0 ? r->info.client_embed_dim : 0);
+        info[i].takes_text = r->info.max_tokens > 0;
+        pinfo[i] = &info[i];
+    }
+    routescore__v1__list_routers_response__init(resp);
+    resp->n_routers = (size_t)s->n_routers;
+    resp->routers = pinfo;
+}
+
+void srv_log_request(const rs_req *r, const char *transport, int code, const char *x_request_id,
+                     const char *traceparent) {
+    const int ids = r->key[0] || (x_request_id && *x_request_id) || (traceparent && *traceparent);
+    const rs_log_level lvl = ids ? RS_LOG_INFO : RS_LOG_DEBUG;
+    if (!rs_log_enabled(lvl)) return;
+    char k[300], x[300], t[200], rt[300];
+    const rs_work *w = &r->work;
+    const int queued = r->fail == SRV_OK && w->n > 0;
+    rs_log(lvl, "request",
+           "\"transport\":\"%s\",\"router\":\"%s\",\"request_id\":%llu,\"request_key\":\"%s\",\"x_request_id\":\"%s\","
+           "\"traceparent\":\"%s\",\"code\":%d,\"prompts\":%zu,\"tokenize_us\":%u,\"queue_us\":%u,\"inference_us\":%u,"
+           "\"total_us\":%u",
+           transport, r->router >= 0 ? rs_log_esc(rt, sizeof rt, r->srv->routers[r->router].name) : "",
+           (unsigned long long)r->request_id, rs_log_esc(k, sizeof k, r->key),
+           rs_log_esc(x, sizeof x, x_request_id ? x_request_id : ""), rs_log_esc(t, sizeof t, traceparent ? traceparent : ""),
+           code, w->n, srv_us(r->tokenize_s), queued ? srv_us(w->t_first_start - w->t_enqueue) : 0,
+           queued ? srv_us(w->t_last_end - w->t_first_start) : 0, srv_us(rs_cli_now() - r->t_recv));
 }
