@@ -59,6 +59,7 @@ def main():
     prompts = ["hi", "What is the capital of France?", "Write a proof that sqrt(2) is irrational, step by step.",
                "Translate 'good morning' into German and explain the grammar."]
     lab = label_scores(router, prompts, tmp)
+    srv_t0 = time.time()
     with su.serving(check, ["--model", router, "--http-port", "0", "--log-level", "info"]) as srv:
         port = http_port(srv)
         check(isinstance(port, int) and port > 0, f"the listening line names the HTTP port ({port})")
@@ -153,6 +154,25 @@ def main():
         check(st == 200 and jr["routers"][0]["is_default"] is True and jr["routers"][0]["takes_text"] is True,
               f"GET /v1/routers ({st})")
         check(req(port, "GET", "/healthz")[0] == 200 and req(port, "GET", "/readyz")[0] == 200, "/healthz and /readyz: 200")
+        # process_* metrics and the HTTP methods' counters on /metrics
+        text = srv.metrics()
+        rss = su.metric_value(text, "process_resident_memory_bytes")
+        start = su.metric_value(text, "process_start_time_seconds")
+        fds = su.metric_value(text, "process_open_fds")
+        cpu = su.metric_value(text, "process_cpu_seconds_total")
+        check(rss is not None and rss > 10e6, f"process_resident_memory_bytes ({rss})")
+        check(start is not None and abs(start - srv_t0) < 120, f"process_start_time_seconds near the launch ({start} vs {srv_t0})")
+        check(fds is not None and fds >= 5 and cpu is not None and cpu > 0, f"process_open_fds {fds}, process_cpu_seconds_total {cpu}")
+        check((su.metric_value(text, "routescore_requests_total", {"method": "http.Score", "code": "OK"}) or 0) >= 5,
+              "HTTP scores counted in routescore_requests_total (method http.Score)")
+        try:
+            from prometheus_client.parser import text_string_to_metric_families
+            fams = {f.name for f in text_string_to_metric_families(text)}
+            check({"process_resident_memory_bytes", "process_cpu_seconds", "process_open_fds",
+                   "process_start_time_seconds", "routescore_build_info"} <= fams,
+                  "the exposition parses (prometheus_client) with the process_* families")
+        except ImportError:
+            print("note: prometheus_client not installed: exposition-format parse skipped")
         # keep-alive: several requests on one connection
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         c.connect()
