@@ -113,6 +113,8 @@ def main():
         st, je, _ = req(port, "POST", "/v1/score", {"messages": [{"role": "assistant", "content": "x"}]})
         check(st == 400 and "user" in je["error"]["message"], f"messages without a user message: 400 ({st} {je})")
         # errors
+        st, je, _ = req(port, "POST", "/v1/score", {"messages": conv, "prompts": ["a"]})
+        check(st == 400 and "not both" in je["error"]["message"], f"messages and prompts: 400 ({st} {je})")
         st, je, _ = req(port, "POST", "/v1/score", b"{\"prompts\": [\"a\"")
         check(st == 400 and je["error"]["code"] == "INVALID_ARGUMENT", f"malformed JSON: 400 ({st} {je})")
         st, je, _ = req(port, "POST", "/v1/score", {"prompts": ["a"], "bogus": 1})
@@ -192,6 +194,14 @@ def main():
         dt = time.time() - t0
         check(got != b"timeout" and dt < 12, f"slow client: closed by the request timeout ({dt:.1f}s, {got[:40]!r})")
         s.close()
+
+    # the config file's key
+    cfg = os.path.join(tmp, "http.json")
+    with open(cfg, "w") as f:
+        json.dump({"http_listen": "127.0.0.1:0", "http_request_timeout_s": 2, "routers": [{"model": router}]}, f)
+    with su.serving(check, ["--config", cfg]) as srv:
+        port = http_port(srv)
+        check(port > 0 and req(port, "GET", "/readyz")[0] == 200, f"config http_listen serves ({port})")
 
     # auth
     tokens = os.path.join(tmp, "tokens")

@@ -224,8 +224,9 @@ int srv_req_submit(rs_req *r, const Routescore__V1__ScoreRequest *m) {
     }
     const int by_emb = m->n_embeddings > 0, by_chat = m->n_messages > 0;
     const size_t n = by_emb ? m->n_embeddings : by_chat ? 1 : m->n_prompts;
-    if ((by_emb && m->n_prompts > 0) || (by_chat && (by_emb || m->n_prompts > 0)))
-        FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "set one of prompts, embeddings or messages");
+    if (by_emb && m->n_prompts > 0) FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "set prompts or embeddings, not both");
+    if (by_chat && (by_emb || m->n_prompts > 0))
+        FAIL(SRV_ENGINE, RS_ERR_INVALID_ARG, "set messages, or prompts or embeddings, not both");
     if (by_chat) { /* the one rule of messages.h, over views of the protobuf messages */
         rs_message *views = calloc(m->n_messages, sizeof *views);
         size_t n_parts = 0;

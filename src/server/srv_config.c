@@ -140,6 +140,7 @@ static const key_spec TOP_KEYS[] = {
     {"http_request_timeout_s", K_DOUBLE, CF(http_request_timeout_s), 0, 0.01, 3600, NO_HAS},
     {"metrics_client_connections", K_INT, CF(metrics_client_connections), 0, 1, 4096, NO_HAS},
     {"metrics_max_connections", K_INT, CF(metrics_max_connections), 0, 1, 60000, NO_HAS},
+    {"http_max_connections", K_INT, CF(http_max_connections), 0, 1, 60000, NO_HAS},
     {"metrics_open", K_BOOL, CF(metrics_open), 0, 0, 0, NO_HAS},
     {"cq_threads", K_INT, CF(cq_threads), 0, 1, 64, NO_HAS},
     {"grace_period_s", K_DOUBLE, CF(grace_s), 0, 0, 3600, NO_HAS},
