@@ -113,6 +113,8 @@ def main():
         st, je, _ = req(port, "POST", "/v1/score", {"messages": [{"role": "assistant", "content": "x"}]})
         check(st == 400 and "user" in je["error"]["message"], f"messages without a user message: 400 ({st} {je})")
         # errors
+        st, je, _ = req(port, "POST", "/v1/score", {"prompts": prompts}, {"x-request-timeout-ms": "0.001"})
+        check(st == 504 and je["error"]["code"] == "DEADLINE_EXCEEDED", f"a deadline already passed: 504 ({st} {je})")
         st, je, _ = req(port, "POST", "/v1/score", {"messages": conv, "prompts": ["a"]})
         check(st == 400 and "not both" in je["error"]["message"], f"messages and prompts: 400 ({st} {je})")
         st, je, _ = req(port, "POST", "/v1/score", b"{\"prompts\": [\"a\"")
