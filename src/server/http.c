@@ -13,12 +13,13 @@
  * the HTTP status of srv_http_status (server_request.c, beside the gRPC
  * mapping).
  *
- * Threads: one polling thread runs MHD and enforces the request timeout (a
- * request's headers and body must arrive within http_request_timeout_s,
- * measured from the connection's start or the end of its previous
- * response: a slow client cannot hold a connection). A score request, once
- * queued, suspends its connection; the engine worker's done() resumes it
- * and the polling thread builds the answer. Bearer tokens and TLS/mTLS are
+ * Threads: MHD's own polling thread (epoll) runs the handlers; one thread
+ * of ours enforces the request timeout (a request's headers and body must
+ * arrive within http_request_timeout_s, measured from the connection's
+ * start or the end of its previous response: a slow client cannot hold a
+ * connection). A score request, once queued, suspends its connection; the
+ * engine worker's done() resumes it (which wakes MHD's thread) and MHD's
+ * thread builds the answer. Bearer tokens and TLS/mTLS are
  * the gRPC side's (same files). Connections are kept alive. */
 #include "server_int.h"
 
@@ -30,11 +31,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "cli_common.h"
 #include "srv_log.h"
 
-/* One connection (the polling thread's only). */
+/* One connection (under srv_http.mu: MHD's thread and our timeout thread). */
 typedef struct hconn {
     struct MHD_Connection *c;
     int fd;
@@ -48,6 +50,7 @@ struct srv_http {
     struct MHD_Daemon *d;
     pthread_t thread;
     _Atomic int stop;
+    pthread_mutex_t mu; /* conns and every hconn */
     double timeout;
     hconn **conns;
     int n_conns, cap_conns;
@@ -530,7 +533,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     if (x->replied) return MHD_YES;
     if (x->req) return send_score(x); /* resumed: the batcher is done with it */
     hconn *hc = conn_of(conn);
+    pthread_mutex_lock(&h->mu);
     if (hc) hc->busy = 1;
+    pthread_mutex_unlock(&h->mu);
     const int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     if (x->rt == R_NONE) return send_error(x, SRV_UNKNOWN_PATH, RS_OK, "not found: POST /v1/score, GET /v1/routers, /healthz, /readyz");
     if (x->rt == R_SCORE ? strcmp(method, "POST") : !get)
@@ -570,10 +575,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, en
     srv_http *h = cls;
     hx *x = *req_cls;
     hconn *hc = conn_of(c);
+    pthread_mutex_lock(&h->mu);
     if (hc) {
         hc->t0 = rs_cli_now();
         hc->busy = 0;
     }
+    pthread_mutex_unlock(&h->mu);
     if (!x) return;
     *req_cls = NULL;
     if (x->accepted) {
@@ -591,11 +598,13 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, en
 
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context, enum MHD_ConnectionNotificationCode code) {
     srv_http *h = cls;
+    pthread_mutex_lock(&h->mu);
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
         hconn *hc = calloc(1, sizeof *hc);
         if (!hc || !ci || h->n_conns == h->cap_conns) {
             free(hc);
+            pthread_mutex_unlock(&h->mu);
             return;
         }
         *hc = (hconn){c, ci->connect_fd, rs_cli_now(), 0, 0};
@@ -610,12 +619,17 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         free(*socket_context);
         *socket_context = NULL;
     }
+    pthread_mutex_unlock(&h->mu);
 }
 
+/* The request timeout (MHD's own is an idle timeout, which bytes trickling
+ * in reset). */
 static void *http_main(void *arg) {
     srv_http *h = arg;
     while (!atomic_load(&h->stop)) {
-        MHD_run_wait(h->d, 50);
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&h->mu);
         const double now = rs_cli_now();
         for (int i = 0; i < h->n_conns; i++) {
             hconn *c = h->conns[i];
@@ -624,6 +638,7 @@ static void *http_main(void *arg) {
                 c->shut = 1;
             }
         }
+        pthread_mutex_unlock(&h->mu);
     }
     return NULL;
 }
@@ -632,6 +647,7 @@ static void http_free(srv_http *h) {
     if (!h) return;
     free(h->conns);
     for (int i = 0; i < 3; i++) free(h->pem[i]);
+    pthread_mutex_destroy(&h->mu);
     free(h);
 }
 
@@ -644,6 +660,7 @@ rs_status srv_http_start(rs_server *s, rs_err *err) {
     srv_http *h = calloc(1, sizeof *h);
     if (!h) return rs_errf(err, RS_ERR_NOMEM, "no memory");
     h->s = s;
+    pthread_mutex_init(&h->mu, NULL);
     h->timeout = cfg->http_request_timeout_s;
     h->cap_conns = cfg->http_max_connections + 16;
     h->conns = calloc((size_t)h->cap_conns, sizeof *h->conns);
@@ -677,7 +694,7 @@ rs_status srv_http_start(rs_server *s, rs_err *err) {
         http_free(h);
         return rs_errf(err, RS_ERR_INVALID_ARG, "http_listen %s: %s", cfg->http_listen, gai_strerror(gai));
     }
-    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     if (tls) flags |= MHD_USE_TLS;
     const unsigned idle = (unsigned)ceil(cfg->http_request_timeout_s * 12); /* keep-alive idle limit */
@@ -715,7 +732,7 @@ void srv_http_stop(rs_server *s) {
     if (!h) return;
     atomic_store(&h->stop, 1);
     pthread_join(h->thread, NULL);
-    MHD_stop_daemon(h->d);
+    MHD_stop_daemon(h->d); /* joins MHD's thread */
     http_free(h);
     s->http = NULL;
 }
