@@ -2,6 +2,7 @@
  * lookup, a bounded JSON-lines reader over zlib, field paths, the output
  * record format, flag parsing and a progress line. See cli_common.h. */
 #include "cli_common.h"
+#include "messages.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -540,34 +541,6 @@ static rs_status take_string(const cJSON *item, const char *what, rs_cli_buf *sc
     return st == RS_OK ? RS_OK : rs_errf(err, st, "out of memory");
 }
 
-/* The text of one message's content: a string, or the "text" parts of a list
- * joined with "\n". */
-static rs_status message_text(const cJSON *content, rs_cli_buf *scratch, rs_err *err) {
-    if (cJSON_IsString(content)) return take_string(content, "messages[].content", scratch, err);
-    if (!cJSON_IsArray(content))
-        return rs_errf(err, RS_ERR_INVALID_ARG, "last user message: content is neither a string nor a list");
-    int parts = 0;
-    const cJSON *part;
-    cJSON_ArrayForEach(part, content) {
-        const cJSON *text = NULL;
-        if (cJSON_IsString(part)) {
-            text = part;
-        } else if (cJSON_IsObject(part)) {
-            const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
-            if (cJSON_IsString(type) && strcmp(type->valuestring, "text") != 0) continue;
-            text = cJSON_GetObjectItemCaseSensitive(part, "text");
-            if (!text) continue;
-        } else {
-            continue;
-        }
-        if (parts++ && rs_cli_buf_append(scratch, "\n", 1) != RS_OK) return rs_errf(err, RS_ERR_NOMEM, "out of memory");
-        rs_status st = take_string(text, "messages[].content[].text", scratch, err);
-        if (st != RS_OK) return st;
-    }
-    if (!parts) return rs_errf(err, RS_ERR_NOT_FOUND, "last user message has no text part");
-    return RS_OK;
-}
-
 rs_status rs_cli_extract_prompt(const cJSON *root, const char *field, rs_cli_buf *scratch,
                                 const char **text, size_t *len, rs_err *err) {
     *text = NULL;
@@ -585,16 +558,12 @@ rs_status rs_cli_extract_prompt(const cJSON *root, const char *field, rs_cli_buf
         if (prompt) {
             st = take_string(prompt, "prompt", scratch, err);
         } else if (msgs) {
-            if (!cJSON_IsArray(msgs)) return rs_errf(err, RS_ERR_INVALID_ARG, "field 'messages' is not a list");
-            const cJSON *last = NULL, *m;
-            cJSON_ArrayForEach(m, msgs) {
-                const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-                if (cJSON_IsString(role) && !strcmp(role->valuestring, "user")) last = m;
-            }
-            if (!last) return rs_errf(err, RS_ERR_NOT_FOUND, "no message with role \"user\"");
-            const cJSON *content = cJSON_GetObjectItemCaseSensitive(last, "content");
-            if (!content) return rs_errf(err, RS_ERR_NOT_FOUND, "last user message has no content");
-            st = message_text(content, scratch, err);
+            char *t;
+            size_t tl;
+            if ((st = rs_messages_last_user_json(msgs, &t, &tl, err)) != RS_OK) return st;
+            st = rs_cli_buf_append(scratch, t, tl);
+            free(t);
+            if (st != RS_OK) return rs_errf(err, st, "out of memory");
         } else {
             return rs_errf(err, RS_ERR_NOT_FOUND, "missing field 'prompt' (and no 'messages')");
         }

@@ -7,7 +7,7 @@
  *     to a bound, and never lets one bad line stop the run (rs_cli_reader);
  *   - the prompt of a record: a field path such as `turns[0]`, or by default
  *     `prompt`, else the last user message of an OpenAI-style `messages` list
- *     (rs_cli_extract_prompt);
+ *     (rs_cli_extract_prompt; the messages rule itself is messages.h);
  *   - the output record format, shared so `label` and `score` print the same
  *     thing (rs_cli_write_score_json, rs_cli_write_error_json);
  *   - strict number parsing for flags (rs_cli_parse_*), used with getopt_long.

@@ -35,6 +35,9 @@ static void usage(FILE *f) {
             "  --port P                 gRPC port on the listen host\n"
             "  --metrics-listen HOST:PORT  Prometheus address ('' disables; default 0.0.0.0:9090)\n"
             "  --metrics-port P         Prometheus port on the metrics host\n"
+            "  --http-listen HOST:PORT  HTTP/JSON API address (default: off)\n"
+            "  --http-port P            HTTP/JSON API port on the gRPC listen host\n"
+            "  --http-request-timeout S an HTTP request's headers and body must arrive within S seconds (default 5)\n"
             "  --threshold X            default decision threshold of every router\n"
             "  --online-share S         online threshold mode: keep a share S of strong routes\n"
             "  --max-batch-tokens N     --max-batch-size N    --max-queue-delay-us N\n"
@@ -60,10 +63,14 @@ enum {
     O_CONFIG = 1000, O_MODEL, O_NAME, O_LISTEN, O_PORT, O_MLISTEN, O_MPORT, O_THRESHOLD, O_ONLINE,
     O_MBT, O_MBS, O_DELAY, O_MQT, O_MAXTOK, O_THREADS, O_CQ, O_GRACE, O_MREQ, O_MPROMPTS, O_MPBYTES,
     O_WINDOW, O_CERT, O_KEY, O_CA, O_AUTH, O_LOG, O_CHECK, O_HELP, O_BACKEND, O_DEVICE, O_DEVICES, O_REPLICAS,
-    O_MQW, O_MTIMEOUT, O_MCLIENT
+    O_MQW, O_MTIMEOUT, O_MCLIENT, O_HLISTEN, O_HPORT, O_HTIMEOUT
 };
 
 typedef struct flag_overrides {
+    const char *hlisten;
+    long hport;
+    double htimeout;
+    int has_hport, has_htimeout;
     const char *model, *name, *listen, *mlisten, *cert, *key, *ca, *auth, *log, *backend, *devices;
     long port, mport, mbt, mbs, delay, mqt, maxtok, threads, cq, mreq, mprompts, mpbytes, window, device, replicas;
     long mqw, mclient;
@@ -90,6 +97,12 @@ static rs_status apply(const flag_overrides *f, rs_srv_config *c, rs_err *err) {
     if (f->has_port) set_port(c->listen, sizeof c->listen, f->port);
     if (f->mlisten) snprintf(c->metrics_listen, sizeof c->metrics_listen, "%s", f->mlisten);
     if (f->has_mport) set_port(c->metrics_listen, sizeof c->metrics_listen, f->mport);
+    if (f->hlisten) snprintf(c->http_listen, sizeof c->http_listen, "%s", f->hlisten);
+    if (f->has_hport) {
+        snprintf(c->http_listen, sizeof c->http_listen, "%s", c->listen);
+        set_port(c->http_listen, sizeof c->http_listen, f->hport);
+    }
+    if (f->has_htimeout) c->http_request_timeout_s = f->htimeout;
     if (f->cert) snprintf(c->tls_cert, sizeof c->tls_cert, "%s", f->cert);
     if (f->key) snprintf(c->tls_key, sizeof c->tls_key, "%s", f->key);
     if (f->ca) snprintf(c->tls_client_ca, sizeof c->tls_client_ca, "%s", f->ca);
@@ -218,6 +231,8 @@ int rs_cli_serve(int argc, char **argv) {
         {"max-queue-wait-ms", required_argument, 0, O_MQW},
         {"metrics-request-timeout", required_argument, 0, O_MTIMEOUT},
         {"metrics-client-connections", required_argument, 0, O_MCLIENT},
+        {"http-listen", required_argument, 0, O_HLISTEN},    {"http-port", required_argument, 0, O_HPORT},
+        {"http-request-timeout", required_argument, 0, O_HTIMEOUT},
         {"check-config", no_argument, 0, O_CHECK},           {"help", no_argument, 0, O_HELP},
         {"backend", required_argument, 0, O_BACKEND},        {"device", required_argument, 0, O_DEVICE},
         {"devices", required_argument, 0, O_DEVICES},        {"replicas", required_argument, 0, O_REPLICAS},
@@ -236,6 +251,11 @@ int rs_cli_serve(int argc, char **argv) {
         case O_LISTEN: f.listen = optarg; break;
         case O_PORT: st = rs_cli_parse_int("--port", optarg, 0, 65535, &f.port, &err), f.has_port = 1; break;
         case O_MLISTEN: f.mlisten = optarg; break;
+        case O_HLISTEN: f.hlisten = optarg; break;
+        case O_HPORT: st = rs_cli_parse_int("--http-port", optarg, 0, 65535, &f.hport, &err), f.has_hport = 1; break;
+        case O_HTIMEOUT:
+            st = rs_cli_parse_float("--http-request-timeout", optarg, 0.01, 3600, &f.htimeout, &err), f.has_htimeout = 1;
+            break;
         case O_MPORT: st = rs_cli_parse_int("--metrics-port", optarg, 0, 65535, &f.mport, &err), f.has_mport = 1; break;
         case O_THRESHOLD: st = rs_cli_parse_float("--threshold", optarg, 0, 1, &f.threshold, &err), f.has_threshold = 1; break;
         case O_ONLINE: st = rs_cli_parse_float("--online-share", optarg, 1e-6, 1, &f.online, &err), f.has_online = 1; break;

@@ -13,13 +13,17 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "srv_config.h"
 
 #define N_CODES 17 /* grpc_status_code 0..16 */
 
 const char *const RS_METHOD_NAMES[RS_METHOD_COUNT] = {
-    "Score", "ScoreStream", "ListRouters", "Health.Check", "Health.Watch", "ServerReflectionInfo", "unknown"};
+    "Score", "ScoreStream", "ListRouters", "Health.Check", "Health.Watch", "ServerReflectionInfo",
+    "http.Score", "http.ListRouters", "unknown"};
 
 static const char *const CODE_NAMES[N_CODES] = {
     "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
@@ -211,6 +215,58 @@ static const char *label_esc(const char *s, char *buf, size_t n) {
     return buf;
 }
 
+/* The process_* metrics of the Prometheus client conventions, from /proc. */
+static void process_metrics(sbuf *b) {
+    const long page = sysconf(_SC_PAGESIZE), tick = sysconf(_SC_CLK_TCK);
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        sb_printf(b, "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n"
+                     "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.6f\n",
+                  (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+                      (double)ru.ru_stime.tv_usec * 1e-6);
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long vm = 0, rss = 0;
+    if (f && fscanf(f, "%llu %llu", &vm, &rss) == 2)
+        sb_printf(b, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+                     "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %llu\n"
+                     "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
+                     "# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes %llu\n",
+                  rss * (unsigned long long)page, vm * (unsigned long long)page);
+    if (f) fclose(f);
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        long n = 0;
+        for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
+        closedir(d);
+        sb_printf(b, "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\n"
+                     "process_open_fds %ld\n", n - 1 /* the directory's own */);
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        sb_printf(b, "# HELP process_max_fds Maximum number of open file descriptors.\n# TYPE process_max_fds gauge\n"
+                     "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
+    /* Start time: field 22 of /proc/self/stat (ticks after boot) plus btime. */
+    char buf[1024];
+    unsigned long long start = 0, btime = 0;
+    f = fopen("/proc/self/stat", "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    int field = 2;
+    for (; p && *p && field < 22; p++)
+        if (*p == ' ') field++;
+    if (p && field == 22) start = strtoull(p, NULL, 10);
+    f = fopen("/proc/stat", "r");
+    while (f && fgets(buf, sizeof buf, f))
+        if (!strncmp(buf, "btime ", 6)) btime = strtoull(buf + 6, NULL, 10);
+    if (f) fclose(f);
+    if (btime && tick > 0)
+        sb_printf(b, "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n"
+                     "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.2f\n",
+                  (double)btime + (double)start / (double)tick);
+}
+
 rs_status rs_metrics_render(rs_metrics *m, char **out, size_t *len, rs_err *err) {
     sbuf b = {malloc(16384), 0, 16384, 0};
     if (!b.p) return rs_errf(err, RS_ERR_NOMEM, "no memory");
@@ -218,6 +274,7 @@ rs_status rs_metrics_render(rs_metrics *m, char **out, size_t *len, rs_err *err)
     sb_printf(&b, "# HELP routescore_build_info Build information.\n# TYPE routescore_build_info gauge\n"
                   "routescore_build_info{version=\"%s\"} 1\n",
               RS_VERSION);
+    process_metrics(&b);
     sb_printf(&b, "# HELP routescore_ready 1 when every router is loaded and warmed up and the server is not draining.\n"
                   "# TYPE routescore_ready gauge\nroutescore_ready %d\n",
               atomic_load(&m->ready));

@@ -26,6 +26,8 @@ typedef enum rs_method {
     RS_METHOD_HEALTH_CHECK,
     RS_METHOD_HEALTH_WATCH,
     RS_METHOD_REFLECTION,
+    RS_METHOD_HTTP_SCORE,   /* POST /v1/score */
+    RS_METHOD_HTTP_ROUTERS, /* GET /v1/routers */
     RS_METHOD_UNKNOWN,
     RS_METHOD_COUNT
 } rs_method;

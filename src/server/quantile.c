@@ -90,7 +90,13 @@ void rs_online_observe(rs_online *o, const float *scores, size_t n) {
 }
 
 float rs_online_threshold(rs_online *o, double share, float fallback) {
+    size_t seen;
+    return rs_online_threshold_seen(o, share, fallback, &seen);
+}
+
+float rs_online_threshold_seen(rs_online *o, double share, float fallback, size_t *seen) {
     pthread_mutex_lock(&o->mu);
+    *seen = o->q.count;
     float t = o->q.count >= o->min_samples && o->q.count ? rs_quantile_get(&o->q, 1.0 - share) : fallback;
     pthread_mutex_unlock(&o->mu);
     return t;

@@ -54,6 +54,9 @@ void rs_online_observe(rs_online *o, const float *scores, size_t n);
  * the strong model: the (1 - share) quantile of the window; `fallback` until
  * min_samples scores have been seen. */
 float rs_online_threshold(rs_online *o, double share, float fallback);
+/* The same, and *seen gets the number of scores in the window at that
+ * moment, so that a caller can tell a live quantile from the fallback. */
+float rs_online_threshold_seen(rs_online *o, double share, float fallback, size_t *seen);
 size_t rs_online_count(rs_online *o);
 
 #endif

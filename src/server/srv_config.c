@@ -33,6 +33,8 @@ void rs_srv_config_default(rs_srv_config *c) {
     snprintf(c->listen, sizeof c->listen, "0.0.0.0:50051");
     snprintf(c->metrics_listen, sizeof c->metrics_listen, "0.0.0.0:9090");
     c->metrics_request_timeout_s = 5;
+    c->http_request_timeout_s = 5;
+    c->http_max_connections = 1024;
     c->metrics_client_connections = 8;
     c->metrics_max_connections = 1024;
     c->cq_threads = 2;
@@ -134,8 +136,11 @@ static const key_spec TOP_KEYS[] = {
     {"listen", K_STR, CF(listen), sizeof(((rs_srv_config *)0)->listen), 0, 0, NO_HAS},
     {"metrics_listen", K_STR, CF(metrics_listen), sizeof(((rs_srv_config *)0)->metrics_listen), 0, 0, NO_HAS},
     {"metrics_request_timeout_s", K_DOUBLE, CF(metrics_request_timeout_s), 0, 0.01, 3600, NO_HAS},
+    {"http_listen", K_STR, CF(http_listen), sizeof(((rs_srv_config *)0)->http_listen), 0, 0, NO_HAS},
+    {"http_request_timeout_s", K_DOUBLE, CF(http_request_timeout_s), 0, 0.01, 3600, NO_HAS},
     {"metrics_client_connections", K_INT, CF(metrics_client_connections), 0, 1, 4096, NO_HAS},
     {"metrics_max_connections", K_INT, CF(metrics_max_connections), 0, 1, 60000, NO_HAS},
+    {"http_max_connections", K_INT, CF(http_max_connections), 0, 1, 60000, NO_HAS},
     {"metrics_open", K_BOOL, CF(metrics_open), 0, 0, 0, NO_HAS},
     {"cq_threads", K_INT, CF(cq_threads), 0, 1, 64, NO_HAS},
     {"grace_period_s", K_DOUBLE, CF(grace_s), 0, 0, 3600, NO_HAS},
@@ -357,6 +362,11 @@ rs_status rs_srv_config_validate(const rs_srv_config *c, rs_err *err) {
         return rs_errf(err, st, "config: metrics_listen: %s", e2.msg);
     if (c->metrics_listen[0] && !strcmp(c->metrics_listen, c->listen) && port != 0)
         return rs_errf(err, RS_ERR_INVALID_ARG, "config: listen and metrics_listen are the same address");
+    if (c->http_listen[0] && (st = rs_srv_split_hostport(c->http_listen, host, sizeof host, &port, &e2)) != RS_OK)
+        return rs_errf(err, st, "config: http_listen: %s", e2.msg);
+    if (c->http_listen[0] && port != 0 &&
+        (!strcmp(c->http_listen, c->listen) || !strcmp(c->http_listen, c->metrics_listen)))
+        return rs_errf(err, RS_ERR_INVALID_ARG, "config: http_listen is the same address as listen or metrics_listen");
     static const char *const LEVELS[] = {"debug", "info", "warn", "error"};
     int ok = 0;
     for (int i = 0; i < 4; i++) ok |= !strcmp(c->log_level, LEVELS[i]);

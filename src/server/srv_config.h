@@ -56,6 +56,9 @@ typedef struct rs_srv_config {
     char path[RS_SRV_PATH];          /* the config file, "" when none (SIGHUP re-reads it) */
     char listen[256];                /* gRPC host:port */
     char metrics_listen[256];        /* Prometheus host:port; "" disables */
+    char http_listen[256];           /* HTTP/JSON API host:port; "" (the default) disables */
+    double http_request_timeout_s;   /* an HTTP request's headers and body must arrive within this */
+    int http_max_connections;        /* open HTTP API connections in all */
     double metrics_request_timeout_s; /* a request must arrive whole within this (not idle time) */
     int metrics_client_connections;  /* open connections per client address */
     int metrics_max_connections;     /* open connections in all */
