@@ -61,7 +61,7 @@
 #include <time.h>
 
 #include "batcher.h"
-#include "cli_common.h"
+#include "clock.h"
 #include "engine.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc/reflection/v1alpha/reflection.pb-c.h"
@@ -221,7 +221,7 @@ struct rs_call {
     int refs;             /* operations + works in flight (under mu) */
     grpc_call *call;
     gpr_timespec deadline_ts;
-    double deadline;      /* rs_cli_now() seconds, INFINITY for none */
+    double deadline;      /* rs_clock_now() seconds, INFINITY for none */
     double t_start;
     grpc_metadata_array md;
     grpc_call_details details; /* CK_UNKNOWN */
@@ -289,7 +289,7 @@ static double deadline_from(gpr_timespec ts) {
     gpr_timespec d = gpr_convert_clock_type(ts, GPR_CLOCK_MONOTONIC);
     if (gpr_time_cmp(d, gpr_inf_future(GPR_CLOCK_MONOTONIC)) >= 0) return INFINITY;
     gpr_timespec left = gpr_time_sub(d, gpr_now(GPR_CLOCK_MONOTONIC));
-    return rs_cli_now() + (double)left.tv_sec + (double)left.tv_nsec * 1e-9;
+    return rs_clock_now() + (double)left.tv_sec + (double)left.tv_nsec * 1e-9;
 }
 
 /* The bytes of a received message; RS_ERR_FORMAT when unreadable. */
@@ -465,7 +465,7 @@ static void call_destroy(rs_call *c) {
     s->n_calls--;
     if (c->accepted) s->n_accepted--;
     if (c->big) s->trim_owed = 1;
-    const double now = rs_cli_now();
+    const double now = rs_clock_now();
     const int trim = s->trim_owed && now - s->t_last_trim >= RS_TRIM_INTERVAL_S;
     if (trim) {
         s->trim_owed = 0;
@@ -526,7 +526,7 @@ static rs_req *req_start(rs_call *c, const uint8_t *data, size_t len) {
     if (!r) return NULL;
     r->call = c;
     r->router = -1;
-    r->t_recv = rs_cli_now();
+    r->t_recv = rs_clock_now();
     Routescore__V1__ScoreRequest *m = routescore__v1__score_request__unpack(NULL, len, data);
 #define FAIL(e, st, ...)                                                 \
     do {                                                                 \
@@ -575,14 +575,14 @@ static rs_req *req_start(rs_call *c, const uint8_t *data, size_t len) {
     /* (No draining check: on_new decided whether this call is accepted work,
      * and accepted work is finished.) */
     if (!atomic_load(&s->ready)) FAIL(SRV_NOT_READY, RS_OK, "not ready: routers are loading");
-    if (rs_cli_now() >= c->deadline) FAIL(SRV_EXPIRED, RS_OK, "deadline exceeded before scoring");
+    if (rs_clock_now() >= c->deadline) FAIL(SRV_EXPIRED, RS_OK, "deadline exceeded before scoring");
     rs_work *w = &r->work;
     w->n = n;
     w->items = calloc(n, sizeof *w->items);
     w->scores = calloc(n, sizeof *w->scores);
     r->truncated = calloc(n, 1);
     if (!w->items || !w->scores || !r->truncated) FAIL(SRV_ENGINE, RS_ERR_NOMEM, "out of memory for %zu prompts", n);
-    const double t0 = rs_cli_now();
+    const double t0 = rs_clock_now();
     if (by_emb) {
         const size_t dim = (size_t)rt->info.client_embed_dim;
         float *emb = r->emb = malloc(n * dim * sizeof *emb);
@@ -618,7 +618,7 @@ static rs_req *req_start(rs_call *c, const uint8_t *data, size_t len) {
             r->truncated[i] = (uint8_t)trunc;
         }
     }
-    r->tokenize_s = rs_cli_now() - t0;
+    r->tokenize_s = rs_clock_now() - t0;
     if (s->metrics && !by_emb) rs_metrics_observe(s->metrics, r->router, RS_H_TOKENIZE, r->tokenize_s);
     w->deadline = c->deadline;
     w->done = req_done;
@@ -724,7 +724,7 @@ static int srv_err_is_unavailable(rs_srv_err e, rs_status st) {
 
 static rs_srv_err req_outcome(const rs_req *r, double deadline, rs_status *st, const char **msg) {
     outcome_facts f = {0};
-    const double now = rs_cli_now();
+    const double now = rs_clock_now();
     if (r->fail != SRV_OK) {
         f.expired = r->fail == SRV_EXPIRED || now >= deadline;
         if (srv_err_is_unavailable(r->fail, r->fail_st)) {
@@ -770,7 +770,7 @@ static void set_input_error(rs_call *c, rs_srv_err e, rs_status st, const char *
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     outcome_facts f = {0};
-    f.expired = rs_cli_now() >= c->deadline;
+    f.expired = rs_clock_now() >= c->deadline;
     f.cancelled = c->cancelled && !f.expired;
     f.input = e;
     f.input_st = st;
@@ -789,7 +789,7 @@ static grpc_byte_buffer *req_response(rs_server *s, rs_req *r, int with_error, g
     Routescore__V1__ScoreResponse resp = ROUTESCORE__V1__SCORE_RESPONSE__INIT;
     Routescore__V1__RequestError rerr = ROUTESCORE__V1__REQUEST_ERROR__INIT;
     resp.request_id = r->request_id;
-    const double now = rs_cli_now();
+    const double now = rs_clock_now();
     if (e != SRV_OK) {
         if (!with_error) return NULL;
         rerr.code = (int32_t)*code;
@@ -863,7 +863,7 @@ static void finish_score_unary(rs_call *c, rs_req *r) {
     } else if (code == GRPC_STATUS_OK) {
         push_out(c, bb);
         set_status(c, SRV_OK, RS_OK, NULL);
-        if (s->metrics) rs_metrics_observe(s->metrics, r->router, RS_H_REQUEST, rs_cli_now() - r->t_recv);
+        if (s->metrics) rs_metrics_observe(s->metrics, r->router, RS_H_REQUEST, rs_clock_now() - r->t_recv);
     } else {
         c->want_finish = 1;
         c->code = code;
@@ -1002,7 +1002,7 @@ static void on_message(rs_call *c, grpc_byte_buffer *bb) {
 /* The call arrived (OP_NEW succeeded). */
 static void on_new(rs_call *c) {
     rs_server *s = c->srv;
-    c->t_start = rs_cli_now();
+    c->t_start = rs_clock_now();
     c->deadline = deadline_from(c->deadline_ts);
     pthread_mutex_lock(&s->mu);
     c->live = 1;
@@ -1031,7 +1031,7 @@ static void on_new(rs_call *c) {
         pthread_mutex_lock(&s->mu);
         if (atomic_load(&s->draining)) {
             s->n_refused++;
-            s->t_last_refused = rs_cli_now();
+            s->t_last_refused = rs_clock_now();
         } else {
             c->accepted = 1;
             s->n_accepted++;
@@ -1058,7 +1058,7 @@ static void on_new(rs_call *c) {
             if (grpc_call_start_batch(c->call, &op, 1, &c->t_recv, NULL) == GRPC_CALL_OK) {
                 c->recv_busy = 1;
                 c->refs++;
-            } else if (rs_cli_now() >= c->deadline) {
+            } else if (rs_clock_now() >= c->deadline) {
                 /* The deadline came before the message: that, not the input. */
                 set_status(c, SRV_EXPIRED, RS_OK, "deadline exceeded before the request message arrived");
             } else {
@@ -1210,7 +1210,7 @@ static void dispatch(rs_tag *t, int ok) {
         if (METHODS[c->kind].read_initial) { /* on_new's second look at a call that came without its message */
             if (!ok || grpc_call_failed_before_recv_message(c->call))
                 c->cancelled = 1; /* the client ended it: nobody to answer (OP_CLOSE counts it) */
-            else if (rs_cli_now() >= c->deadline) /* the deadline came first: that, not the input */
+            else if (rs_clock_now() >= c->deadline) /* the deadline came first: that, not the input */
                 set_status(c, SRV_EXPIRED, RS_OK, "deadline exceeded before the request message arrived");
             else
                 set_input_error(c, SRV_MALFORMED, RS_ERR_FORMAT, "no request message");
@@ -1242,7 +1242,7 @@ static void dispatch(rs_tag *t, int ok) {
             for (rs_req *r = c->inflight_head; r; r = r->next) rs_batcher_cancel(s->routers[r->router].batcher, &r->work);
             if (!c->finishing && c->kind != CK_STREAM && s->metrics) {
                 outcome_facts f = {0};
-                f.expired = rs_cli_now() + RS_EXPIRY_SLACK_S >= c->deadline;
+                f.expired = rs_clock_now() + RS_EXPIRY_SLACK_S >= c->deadline;
                 f.cancelled = !f.expired;
                 rs_status st;
                 const char *msg;
@@ -1644,7 +1644,7 @@ rs_status rs_server_load(rs_server *s, rs_err *err) {
     const int cpu_engines = cpu_engines_of(&s->cfg);
     for (int i = 0; i < s->n_routers; i++) {
         router *r = &s->routers[i];
-        const double t0 = rs_cli_now();
+        const double t0 = rs_clock_now();
         rs_status st = RS_OK;
         const int n_rep = rs_srv_replicas(&r->cfg);
         for (int k = 0; k < n_rep && st == RS_OK; k++) {
@@ -1691,7 +1691,7 @@ rs_status rs_server_load(rs_server *s, rs_err *err) {
                "\"strong_model\":\"%s\",\"backend\":\"%s\",\"replicas\":%d,\"threads\":%d,\"load_s\":%.3f",
                rs_log_esc(e1, sizeof e1, r->name), rs_log_esc(e2, sizeof e2, r->cfg.model), r->info.kind, (double)t,
                r->info.max_tokens, r->cfg.online ? "true" : "false", rs_log_esc(e3, sizeof e3, r->info.strong_model),
-               rs_engine_backend(r->engine), r->n_engines, engine_threads(&r->cfg, cpu_engines), rs_cli_now() - t0);
+               rs_engine_backend(r->engine), r->n_engines, engine_threads(&r->cfg, cpu_engines), rs_clock_now() - t0);
     }
     atomic_store(&s->ready, 1);
     rs_metrics_ready(s->metrics, 1);
@@ -1741,7 +1741,7 @@ void rs_server_reload(rs_server *s) {
 static int wait_until(rs_server *s, int *flag_or_null, long *count_zero, double until) {
     /* Waits (s->mu held) for *flag != 0 or *count == 0; 0 on time-out. */
     while (!(flag_or_null ? *flag_or_null : *count_zero == 0)) {
-        double left = until - rs_cli_now();
+        double left = until - rs_clock_now();
         if (left <= 0) return 0;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -1758,7 +1758,7 @@ static int wait_until(rs_server *s, int *flag_or_null, long *count_zero, double 
 static void finish_calls(rs_server *s) {
     for (int i = 0; i < s->n_routers; i++) rs_batcher_stop(s->routers[i].batcher);
     pthread_mutex_lock(&s->mu);
-    wait_until(s, NULL, &s->n_calls, rs_cli_now() + 30);
+    wait_until(s, NULL, &s->n_calls, rs_clock_now() + 30);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -1767,13 +1767,13 @@ static void finish_calls(rs_server *s) {
 static void cancel_and_finish(rs_server *s) {
     grpc_server_cancel_all_calls(s->grpc);
     pthread_mutex_lock(&s->mu);
-    wait_until(s, &s->shutdown_done, NULL, rs_cli_now() + 30);
+    wait_until(s, &s->shutdown_done, NULL, rs_clock_now() + 30);
     pthread_mutex_unlock(&s->mu);
     finish_calls(s);
 }
 
 int rs_server_drain(rs_server *s) {
-    const double t0 = rs_cli_now(), until = t0 + s->cfg.grace_s;
+    const double t0 = rs_clock_now(), until = t0 + s->cfg.grace_s;
     int fatal = atomic_load(&s->fatal);
     pthread_mutex_lock(&s->mu);
     atomic_store(&s->draining, 1);
@@ -1794,7 +1794,7 @@ int rs_server_drain(rs_server *s) {
     pthread_mutex_lock(&s->mu);
     double t_idle = 0;
     for (;;) {
-        const double now = rs_cli_now();
+        const double now = rs_clock_now();
         if (now >= until) break;
         if (s->n_accepted == 0) {
             if (t_idle == 0) t_idle = now;
@@ -1858,7 +1858,7 @@ int rs_server_drain(rs_server *s) {
            "\"seconds\":%.3f,\"in_time\":%s,\"batches\":%llu,\"replica_batches\":%s,\"score_ok\":%llu,"
            "\"score_unavailable\":%llu,\"refused_while_draining\":%ld,\"stream_messages_ok\":%llu,"
            "\"accepted_calls_cancelled\":%ld",
-           rs_cli_now() - t0, in_time ? "true" : "false", (unsigned long long)batches, per,
+           rs_clock_now() - t0, in_time ? "true" : "false", (unsigned long long)batches, per,
            (unsigned long long)rs_metrics_requests(m, RS_METHOD_SCORE, GRPC_STATUS_OK),
            (unsigned long long)rs_metrics_requests(m, RS_METHOD_SCORE, GRPC_STATUS_UNAVAILABLE), refused,
            (unsigned long long)rs_metrics_requests(m, RS_METHOD_SCORE_STREAM, GRPC_STATUS_OK), lost);

@@ -764,17 +764,11 @@ rs_status rs_cli_parse_shard(const char *flag, const char *s, long *index, long 
 
 /* --------------------------------------------------------------- progress */
 
-double rs_cli_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 void rs_cli_progress_init(rs_cli_progress *p, int enabled, uint64_t total) {
     memset(p, 0, sizeof *p);
     p->enabled = enabled;
     p->total = total;
-    p->t_start = rs_cli_now();
+    p->t_start = rs_clock_now();
 }
 
 static void fmt_duration(char *buf, size_t n, double s) {
@@ -834,7 +828,7 @@ static void progress_line(const rs_cli_progress *p, double now) {
 void rs_cli_progress_update(rs_cli_progress *p, uint64_t done) {
     p->done = done;
     if (!p->enabled) return;
-    double now = rs_cli_now();
+    double now = rs_clock_now();
     if (p->lines_every > 0) {
         if (now - p->t_last < p->lines_every) return;
         p->t_last = now;
@@ -848,6 +842,6 @@ void rs_cli_progress_update(rs_cli_progress *p, uint64_t done) {
 
 void rs_cli_progress_finish(rs_cli_progress *p) {
     if (!p->enabled || p->lines_every > 0) return;
-    progress_draw(p, rs_cli_now());
+    progress_draw(p, rs_clock_now());
     fputc('\n', stderr);
 }

@@ -25,6 +25,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "clock.h"
 #include "engine.h"
 #include "status.h"
 
@@ -211,8 +212,5 @@ void rs_cli_progress_lines(rs_cli_progress *p, double every, const char *cmd);
 void rs_cli_progress_update(rs_cli_progress *p, uint64_t done);
 /* Draws the final state and ends the line (no-op when disabled). */
 void rs_cli_progress_finish(rs_cli_progress *p);
-
-/* Monotonic seconds. */
-double rs_cli_now(void);
 
 #endif
