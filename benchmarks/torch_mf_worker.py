@@ -9,7 +9,7 @@ Prints "ready", then reads one JSON string (a prompt) a line from stdin and
 writes its win probability a line: the router's HF encoder in fp32 on 2
 threads, mean pooling over the prompt's tokens, L2 norm (when the manifest
 says so), then sigmoid(w.e + b [+ lw (ln n - 3.5)]) — the engine's mf head
-(src/host/engine.c)."""
+(src/host/engine/engine.c)."""
 import json
 import os
 import sys

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""gen_tok_regex_tables — writes src/host/tok_regex_tables.c from the oracles.
+"""gen_tok_regex_tables — writes src/host/tokenizer/tok_regex_tables.c from the oracles.
 
 The byte-level pre-tokenizers (GPT-2's and Llama 3's split patterns) and
 Digits are hand-written scanners in tok_regex.c; what they need from Unicode is
@@ -9,7 +9,7 @@ PCRE2's or utf8proc's older tables. So each code point is probed through the
 oracles themselves and the result frozen into a two-level lookup table (one
 byte of class bits per code point). The script fails if the oracles disagree.
 Re-run after an oracle upgrade:
-  python3 tests/gen_tok_regex_tables.py > src/host/tok_regex_tables.c
+  python3 tests/gen_tok_regex_tables.py > src/host/tokenizer/tok_regex_tables.c
 """
 import sys
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""gen_tok_unicode_tables — writes src/host/tok_unicode_tables.c from HF `tokenizers`.
+"""gen_tok_unicode_tables — writes src/host/tokenizer/tok_unicode_tables.c from HF `tokenizers`.
 
 Why: HF's BERT components do not use current Unicode. Control/format/private-use,
 nonspacing-mark and punctuation tests come from the `unicode_categories` crate
 (frozen at an old Unicode version), lowercasing from Rust's std (a newer one than
 the system utf8proc). To be exact we probe the installed `tokenizers` code point by
 code point and freeze what it does into range tables. Re-run after a `tokenizers`
-upgrade:  python3 tests/gen_tok_unicode_tables.py > src/host/tok_unicode_tables.c
+upgrade:  python3 tests/gen_tok_unicode_tables.py > src/host/tokenizer/tok_unicode_tables.c
 """
 import sys
 

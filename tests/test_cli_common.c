@@ -100,16 +100,16 @@ static void test_messages(void) {
 
 static void test_check_line(void) {
     rs_err err;
-    CHECK(rs_cli_check_line("{\"a\":\"h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80\"}", 23, &err) == RS_OK);
-    CHECK(rs_cli_check_line("ab\0cd", 5, &err) == RS_ERR_FORMAT);
+    CHECK(rs_json_check_text("{\"a\":\"h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80\"}", 23, &err) == RS_OK);
+    CHECK(rs_json_check_text("ab\0cd", 5, &err) == RS_ERR_FORMAT);
     const char *bad_utf8[] = {"\xff", "\xc3", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
                               "\xf8\x88\x80\x80\x80", "a\xe2\x82", "\x80"};
     for (size_t i = 0; i < sizeof bad_utf8 / sizeof *bad_utf8; i++)
-        CHECK_MSG(rs_cli_check_line(bad_utf8[i], strlen(bad_utf8[i]), &err) == RS_ERR_UTF8, "case %zu", i);
+        CHECK_MSG(rs_json_check_text(bad_utf8[i], strlen(bad_utf8[i]), &err) == RS_ERR_UTF8, "case %zu", i);
     const char *esc = "{\"p\":\"a\\u0000b\"}";
-    CHECK(rs_cli_check_line(esc, strlen(esc), &err) == RS_ERR_FORMAT);
+    CHECK(rs_json_check_text(esc, strlen(esc), &err) == RS_ERR_FORMAT);
     const char *esc_ok = "{\"p\":\"a\\\\u0000b\"}"; /* an escaped backslash then "u0000" */
-    CHECK(rs_cli_check_line(esc_ok, strlen(esc_ok), &err) == RS_OK);
+    CHECK(rs_json_check_text(esc_ok, strlen(esc_ok), &err) == RS_OK);
     CHECK(rs_cli_line_is_blank(" \t\r", 3) && rs_cli_line_is_blank("", 0) && !rs_cli_line_is_blank(" x", 2));
 }
 

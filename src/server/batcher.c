@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cli_common.h"
+#include "clock.h"
 
 #define TPUT_N 16
 
@@ -118,7 +118,7 @@ static void finish_item(rs_batcher *b, rs_item *it, fate f, rs_status st, const 
 }
 
 static void finish_dead(rs_batcher *b, rs_item *dead) {
-    const double now = rs_cli_now();
+    const double now = rs_clock_now();
     while (dead) {
         rs_item *next = dead->next;
         /* The core cancels a call when its deadline passes, so test the
@@ -176,7 +176,7 @@ static void *former_main(void *arg) {
         }
         /* Pack from the head of the queue; dead prompts leave it here. */
         rs_item *dead = NULL;
-        const double now = rs_cli_now();
+        const double now = rs_clock_now();
         while (b->head) {
             rs_item *it = b->head;
             int dead_now = item_dead(it, now);
@@ -242,7 +242,7 @@ static void *former_main(void *arg) {
 
 /* Computes one closed batch on replica r (its worker thread, no lock held). */
 static void run_batch(rs_batcher *b, slot *s, int r) {
-    const double now = rs_cli_now();
+    const double now = rs_clock_now();
     rs_item *dead = NULL;
     /* Drop prompts that died since packing; slide the rest left. */
     size_t k = 0, tok = 0;
@@ -276,14 +276,14 @@ static void run_batch(rs_batcher *b, slot *s, int r) {
         st = rs_errf(&err, RS_ERR_BACKEND, "engine unusable after an earlier failure: %s", b->fatal_msg);
     } else if (k > 0) {
         rs_engine *e = b->engines[r];
-        const double t0 = rs_cli_now();
+        const double t0 = rs_clock_now();
         if (b->o.fault_after_batches > 0 && atomic_load(&b->batches) >= (uint64_t)b->o.fault_after_batches)
             st = rs_errf(&err, RS_ERR_BACKEND, "injected backend fault after %d forwards", b->o.fault_after_batches);
         else if (s->emb_batch)
             st = rs_engine_score_embeddings(e, s->emb, k, (size_t)b->o.emb_dim, NAN, s->out, &err);
         else
             st = rs_engine_score_tokens(e, s->ids, s->offsets, k, NAN, s->out, &err);
-        const double t1 = rs_cli_now();
+        const double t1 = rs_clock_now();
         atomic_fetch_add(&b->batches, 1);
         atomic_fetch_add(&b->replica_batches[r], 1);
         if (st == RS_OK) {
@@ -473,7 +473,7 @@ rs_admit rs_batcher_submit(rs_batcher *b, rs_work *w) {
     const double tput = b->o.max_queue_wait_s > 0 ? throughput(b) : 0;
     if (tput > 0) {
         const double wait = (double)b->admitted_tokens / tput, own = (double)tokens / tput;
-        rs_admit a = rs_cli_now() + wait + own > w->deadline ? RS_ADMIT_LATE
+        rs_admit a = rs_clock_now() + wait + own > w->deadline ? RS_ADMIT_LATE
                      : wait > b->o.max_queue_wait_s         ? RS_ADMIT_BUSY
                                                             : RS_ADMIT_OK;
         if (a != RS_ADMIT_OK) {
@@ -489,7 +489,7 @@ rs_admit rs_batcher_submit(rs_batcher *b, rs_work *w) {
         return RS_ADMIT_OK;
     }
     b->admitted_tokens += tokens;
-    w->t_enqueue = rs_cli_now();
+    w->t_enqueue = rs_clock_now();
     if (b->tail) {
         b->tail->next = &w->items[0];
         w->items[0].prev = b->tail;

@@ -112,7 +112,7 @@ struct rs_work {
     rs_item *items;           /* (n) items[i].ids / n_ids / index filled in */
     rs_score *scores;         /* (n) written by the engine worker; a dropped
                                  prompt's entry is zero (items[i].fate says why) */
-    double deadline;          /* rs_cli_now() seconds; INFINITY for none */
+    double deadline;          /* rs_clock_now() seconds; INFINITY for none */
     void (*done)(rs_work *w); /* see DESIGN */
     void *owner;              /* for done() */
     /* Set by anyone at any time: prompts not yet computed are dropped. */

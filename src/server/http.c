@@ -33,7 +33,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "cli_common.h"
+#include "clock.h"
+#include "json_text.h"
 #include "srv_log.h"
 
 /* One connection (under srv_http.mu: MHD's thread and our timeout thread). */
@@ -395,7 +396,7 @@ static enum MHD_Result send_score(hx *x) {
         } else {
             res = send_json(x, MHD_HTTP_OK, pb_json(&resp.msg.base), 0, 0);
             srv_resp_free(&resp);
-            if (s->metrics) rs_metrics_observe(s->metrics, r->router, RS_H_REQUEST, rs_cli_now() - r->t_recv);
+            if (s->metrics) rs_metrics_observe(s->metrics, r->router, RS_H_REQUEST, rs_clock_now() - r->t_recv);
         }
     }
     if (s->metrics) rs_metrics_request(s->metrics, r->router, RS_METHOD_HTTP_SCORE, (int)code);
@@ -409,7 +410,7 @@ static enum MHD_Result start_score(hx *x) {
     rs_server *s = x->h->s;
     char emsg[256];
     rs_err verr;
-    if (rs_cli_check_line(x->body ? x->body : "", x->len, &verr) != RS_OK)
+    if (rs_json_check_text(x->body ? x->body : "", x->len, &verr) != RS_OK)
         return send_error(x, SRV_MALFORMED, RS_ERR_FORMAT, verr.msg);
     cJSON *root = x->len ? cJSON_ParseWithLength(x->body, x->len) : NULL;
     if (!root) return send_error(x, SRV_MALFORMED, RS_ERR_FORMAT, x->len ? "the body is not valid JSON" : "empty body");
@@ -495,7 +496,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         if (!(x = calloc(1, sizeof *x))) return MHD_NO;
         x->h = h;
         x->conn = conn;
-        x->t0 = rs_cli_now();
+        x->t0 = rs_clock_now();
         pthread_mutex_init(&x->mu, NULL);
         *req_cls = x;
         x->rt = !strcmp(url, "/v1/score") ? R_SCORE : !strcmp(url, "/v1/routers") ? R_ROUTERS
@@ -560,7 +561,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     pthread_mutex_lock(&s->mu);
     if (atomic_load(&s->draining)) {
         s->n_refused++;
-        s->t_last_refused = rs_cli_now();
+        s->t_last_refused = rs_clock_now();
     } else {
         x->accepted = 1;
         s->n_accepted++;
@@ -577,7 +578,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, en
     hconn *hc = conn_of(c);
     pthread_mutex_lock(&h->mu);
     if (hc) {
-        hc->t0 = rs_cli_now();
+        hc->t0 = rs_clock_now();
         hc->busy = 0;
     }
     pthread_mutex_unlock(&h->mu);
@@ -607,7 +608,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
             pthread_mutex_unlock(&h->mu);
             return;
         }
-        *hc = (hconn){c, ci->connect_fd, rs_cli_now(), 0, 0};
+        *hc = (hconn){c, ci->connect_fd, rs_clock_now(), 0, 0};
         h->conns[h->n_conns++] = hc;
         *socket_context = hc;
     } else if (*socket_context) {
@@ -630,7 +631,7 @@ static void *http_main(void *arg) {
         struct timespec ts = {0, 50 * 1000000L};
         nanosleep(&ts, NULL);
         pthread_mutex_lock(&h->mu);
-        const double now = rs_cli_now();
+        const double now = rs_clock_now();
         for (int i = 0; i < h->n_conns; i++) {
             hconn *c = h->conns[i];
             if (!c->busy && !c->shut && now - c->t0 > h->timeout) {

@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli_common.h"
+#include "clock.h"
 #include "srv_log.h"
 
 extern const unsigned char rs_proto_fds[];
@@ -338,7 +338,7 @@ rs_status rs_server_load(rs_server *s, rs_err *err) {
     const int cpu_engines = cpu_engines_of(&s->cfg);
     for (int i = 0; i < s->n_routers; i++) {
         router *r = &s->routers[i];
-        const double t0 = rs_cli_now();
+        const double t0 = rs_clock_now();
         rs_status st = RS_OK;
         const int n_rep = rs_srv_replicas(&r->cfg);
         for (int k = 0; k < n_rep && st == RS_OK; k++) {
@@ -385,7 +385,7 @@ rs_status rs_server_load(rs_server *s, rs_err *err) {
                "\"strong_model\":\"%s\",\"backend\":\"%s\",\"replicas\":%d,\"threads\":%d,\"load_s\":%.3f",
                rs_log_esc(e1, sizeof e1, r->name), rs_log_esc(e2, sizeof e2, r->cfg.model), r->info.kind, (double)t,
                r->info.max_tokens, r->cfg.online ? "true" : "false", rs_log_esc(e3, sizeof e3, r->info.strong_model),
-               rs_engine_backend(r->engine), r->n_engines, engine_threads(&r->cfg, cpu_engines), rs_cli_now() - t0);
+               rs_engine_backend(r->engine), r->n_engines, engine_threads(&r->cfg, cpu_engines), rs_clock_now() - t0);
     }
     atomic_store(&s->ready, 1);
     rs_metrics_ready(s->metrics, 1);
@@ -435,7 +435,7 @@ void rs_server_reload(rs_server *s) {
 static int wait_until(rs_server *s, int *flag_or_null, long *count_zero, double until) {
     /* Waits (s->mu held) for *flag != 0 or *count == 0; 0 on time-out. */
     while (!(flag_or_null ? *flag_or_null : *count_zero == 0)) {
-        double left = until - rs_cli_now();
+        double left = until - rs_clock_now();
         if (left <= 0) return 0;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -452,7 +452,7 @@ static int wait_until(rs_server *s, int *flag_or_null, long *count_zero, double 
 static void finish_calls(rs_server *s) {
     for (int i = 0; i < s->n_routers; i++) rs_batcher_stop(s->routers[i].batcher);
     pthread_mutex_lock(&s->mu);
-    wait_until(s, NULL, &s->n_calls, rs_cli_now() + 30);
+    wait_until(s, NULL, &s->n_calls, rs_clock_now() + 30);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -461,13 +461,13 @@ static void finish_calls(rs_server *s) {
 static void cancel_and_finish(rs_server *s) {
     grpc_server_cancel_all_calls(s->grpc);
     pthread_mutex_lock(&s->mu);
-    wait_until(s, &s->shutdown_done, NULL, rs_cli_now() + 30);
+    wait_until(s, &s->shutdown_done, NULL, rs_clock_now() + 30);
     pthread_mutex_unlock(&s->mu);
     finish_calls(s);
 }
 
 int rs_server_drain(rs_server *s) {
-    const double t0 = rs_cli_now(), until = t0 + s->cfg.grace_s;
+    const double t0 = rs_clock_now(), until = t0 + s->cfg.grace_s;
     int fatal = atomic_load(&s->fatal);
     pthread_mutex_lock(&s->mu);
     atomic_store(&s->draining, 1);
@@ -488,7 +488,7 @@ int rs_server_drain(rs_server *s) {
     pthread_mutex_lock(&s->mu);
     double t_idle = 0;
     for (;;) {
-        const double now = rs_cli_now();
+        const double now = rs_clock_now();
         if (now >= until) break;
         if (s->n_accepted == 0) {
             if (t_idle == 0) t_idle = now;
@@ -552,7 +552,7 @@ int rs_server_drain(rs_server *s) {
            "\"seconds\":%.3f,\"in_time\":%s,\"batches\":%llu,\"replica_batches\":%s,\"score_ok\":%llu,"
            "\"score_unavailable\":%llu,\"refused_while_draining\":%ld,\"stream_messages_ok\":%llu,"
            "\"accepted_calls_cancelled\":%ld",
-           rs_cli_now() - t0, in_time ? "true" : "false", (unsigned long long)batches, per,
+           rs_clock_now() - t0, in_time ? "true" : "false", (unsigned long long)batches, per,
            (unsigned long long)rs_metrics_requests(m, RS_METHOD_SCORE, GRPC_STATUS_OK),
            (unsigned long long)rs_metrics_requests(m, RS_METHOD_SCORE, GRPC_STATUS_UNAVAILABLE), refused,
            (unsigned long long)rs_metrics_requests(m, RS_METHOD_SCORE_STREAM, GRPC_STATUS_OK), lost);

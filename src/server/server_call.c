@@ -45,7 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli_common.h"
+#include "clock.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc/reflection/v1alpha/reflection.pb-c.h"
 #include "srv_log.h"
@@ -68,7 +68,7 @@ static double deadline_from(gpr_timespec ts) {
     gpr_timespec d = gpr_convert_clock_type(ts, GPR_CLOCK_MONOTONIC);
     if (gpr_time_cmp(d, gpr_inf_future(GPR_CLOCK_MONOTONIC)) >= 0) return INFINITY;
     gpr_timespec left = gpr_time_sub(d, gpr_now(GPR_CLOCK_MONOTONIC));
-    return rs_cli_now() + (double)left.tv_sec + (double)left.tv_nsec * 1e-9;
+    return rs_clock_now() + (double)left.tv_sec + (double)left.tv_nsec * 1e-9;
 }
 
 /* The bytes of a received message; RS_ERR_FORMAT when unreadable. */
@@ -172,7 +172,7 @@ static void call_destroy(rs_call *c) {
     s->n_calls--;
     if (c->accepted) s->n_accepted--;
     if (c->big) s->trim_owed = 1;
-    const double now = rs_cli_now();
+    const double now = rs_clock_now();
     const int trim = s->trim_owed && now - s->t_last_trim >= RS_TRIM_INTERVAL_S;
     if (trim) {
         s->trim_owed = 0;
@@ -270,7 +270,7 @@ static void set_input_error(rs_call *c, rs_srv_err e, rs_status st, const char *
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     outcome_facts f = {0};
-    f.expired = rs_cli_now() >= c->deadline;
+    f.expired = rs_clock_now() >= c->deadline;
     f.cancelled = c->cancelled && !f.expired;
     f.input = e;
     f.input_st = st;
@@ -324,7 +324,7 @@ static void finish_score_unary(rs_call *c, rs_req *r) {
     } else if (code == GRPC_STATUS_OK) {
         push_out(c, bb);
         set_status(c, SRV_OK, RS_OK, NULL);
-        if (s->metrics) rs_metrics_observe(s->metrics, r->router, RS_H_REQUEST, rs_cli_now() - r->t_recv);
+        if (s->metrics) rs_metrics_observe(s->metrics, r->router, RS_H_REQUEST, rs_clock_now() - r->t_recv);
     } else {
         c->want_finish = 1;
         c->code = code;
@@ -445,7 +445,7 @@ static void on_message(rs_call *c, grpc_byte_buffer *bb) {
 /* The call arrived (OP_NEW succeeded). */
 static void on_new(rs_call *c) {
     rs_server *s = c->srv;
-    c->t_start = rs_cli_now();
+    c->t_start = rs_clock_now();
     c->deadline = deadline_from(c->deadline_ts);
     pthread_mutex_lock(&s->mu);
     c->live = 1;
@@ -474,7 +474,7 @@ static void on_new(rs_call *c) {
         pthread_mutex_lock(&s->mu);
         if (atomic_load(&s->draining)) {
             s->n_refused++;
-            s->t_last_refused = rs_cli_now();
+            s->t_last_refused = rs_clock_now();
         } else {
             c->accepted = 1;
             s->n_accepted++;
@@ -501,7 +501,7 @@ static void on_new(rs_call *c) {
             if (grpc_call_start_batch(c->call, &op, 1, &c->t_recv, NULL) == GRPC_CALL_OK) {
                 c->recv_busy = 1;
                 c->refs++;
-            } else if (rs_cli_now() + RS_EXPIRY_SLACK_S >= c->deadline) {
+            } else if (rs_clock_now() + RS_EXPIRY_SLACK_S >= c->deadline) {
                 /* The deadline came before the message: that, not the input. */
                 set_status(c, SRV_EXPIRED, RS_OK, "deadline exceeded before the request message arrived");
             } else {
@@ -653,7 +653,7 @@ static void dispatch(rs_tag *t, int ok) {
         if (METHODS[c->kind].read_initial) { /* on_new's second look at a call that came without its message */
             if (!ok || grpc_call_failed_before_recv_message(c->call))
                 c->cancelled = 1; /* the client ended it: nobody to answer (OP_CLOSE counts it) */
-            else if (rs_cli_now() + RS_EXPIRY_SLACK_S >= c->deadline) /* the deadline came first: that, not the input */
+            else if (rs_clock_now() + RS_EXPIRY_SLACK_S >= c->deadline) /* the deadline came first: that, not the input */
                 set_status(c, SRV_EXPIRED, RS_OK, "deadline exceeded before the request message arrived");
             else
                 set_input_error(c, SRV_MALFORMED, RS_ERR_FORMAT, "no request message");
@@ -685,7 +685,7 @@ static void dispatch(rs_tag *t, int ok) {
             for (rs_req *r = c->inflight_head; r; r = r->next) rs_batcher_cancel(s->routers[r->router].batcher, &r->work);
             if (!c->finishing && c->kind != CK_STREAM && s->metrics) {
                 outcome_facts f = {0};
-                f.expired = rs_cli_now() + RS_EXPIRY_SLACK_S >= c->deadline;
+                f.expired = rs_clock_now() + RS_EXPIRY_SLACK_S >= c->deadline;
                 f.cancelled = !f.expired;
                 rs_status st;
                 const char *msg;

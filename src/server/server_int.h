@@ -117,7 +117,7 @@ struct rs_req {
     rs_server *srv;
     void *owner;
     void (*done)(rs_req *r); /* engine worker thread: scored or dropped */
-    double deadline;       /* rs_cli_now() seconds, INFINITY for none */
+    double deadline;       /* rs_clock_now() seconds, INFINITY for none */
     int router;
     Routescore__V1__ScoreRequest__DecisionCase decision;
     float dvalue;
@@ -147,7 +147,7 @@ struct rs_call {
     int refs;             /* operations + works in flight (under mu) */
     grpc_call *call;
     gpr_timespec deadline_ts;
-    double deadline;      /* rs_cli_now() seconds, INFINITY for none */
+    double deadline;      /* rs_clock_now() seconds, INFINITY for none */
     double t_start;
     grpc_metadata_array md;
     grpc_call_details details; /* CK_UNKNOWN */

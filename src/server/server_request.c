@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli_common.h"
+#include "clock.h"
 #include "messages.h"
 #include "srv_log.h"
 
@@ -161,7 +161,7 @@ rs_req *srv_req_new(rs_server *s, void *owner, void (*done)(rs_req *), double de
     r->done = done;
     r->deadline = deadline;
     r->router = -1;
-    r->t_recv = rs_cli_now();
+    r->t_recv = rs_clock_now();
     return r;
 }
 
@@ -273,14 +273,14 @@ int srv_req_submit(rs_req *r, const Routescore__V1__ScoreRequest *m) {
     /* (No draining check: on_new decided whether this call is accepted work,
      * and accepted work is finished.) */
     if (!atomic_load(&s->ready)) FAIL(SRV_NOT_READY, RS_OK, "not ready: routers are loading");
-    if (rs_cli_now() >= r->deadline) FAIL(SRV_EXPIRED, RS_OK, "deadline exceeded before scoring");
+    if (rs_clock_now() >= r->deadline) FAIL(SRV_EXPIRED, RS_OK, "deadline exceeded before scoring");
     rs_work *w = &r->work;
     w->n = n;
     w->items = calloc(n, sizeof *w->items);
     w->scores = calloc(n, sizeof *w->scores);
     r->truncated = calloc(n, 1);
     if (!w->items || !w->scores || !r->truncated) FAIL(SRV_ENGINE, RS_ERR_NOMEM, "out of memory for %zu prompts", n);
-    const double t0 = rs_cli_now();
+    const double t0 = rs_clock_now();
     if (by_emb) {
         const size_t dim = (size_t)rt->info.client_embed_dim;
         float *emb = r->emb = malloc(n * dim * sizeof *emb);
@@ -317,7 +317,7 @@ int srv_req_submit(rs_req *r, const Routescore__V1__ScoreRequest *m) {
             r->truncated[i] = (uint8_t)trunc;
         }
     }
-    r->tokenize_s = rs_cli_now() - t0;
+    r->tokenize_s = rs_clock_now() - t0;
     if (s->metrics && !by_emb) rs_metrics_observe(s->metrics, r->router, RS_H_TOKENIZE, r->tokenize_s);
     w->deadline = r->deadline;
     w->done = work_done;
@@ -408,7 +408,7 @@ static int srv_err_is_unavailable(rs_srv_err e, rs_status st) {
 rs_srv_err srv_req_outcome(const rs_req *r, rs_status *st, const char **msg) {
     const double deadline = r->deadline;
     outcome_facts f = {0};
-    const double now = rs_cli_now();
+    const double now = rs_clock_now();
     if (r->fail != SRV_OK) {
         f.expired = r->fail == SRV_EXPIRED || now >= deadline;
         if (srv_err_is_unavailable(r->fail, r->fail_st)) {
@@ -454,7 +454,7 @@ int srv_req_response(rs_req *r, int with_error, srv_resp *out, rs_srv_err *e_out
     routescore__v1__request_error__init(&out->err);
     resp->request_id = r->request_id;
     resp->request_key = r->key;
-    const double now = rs_cli_now();
+    const double now = rs_clock_now();
     if (e != SRV_OK) {
         if (!with_error) return 0;
         out->err.code = (int32_t)*code;
@@ -551,5 +551,5 @@ void srv_log_request(const rs_req *r, const char *transport, int code, const cha
            (unsigned long long)r->request_id, rs_log_esc(k, sizeof k, r->key),
            rs_log_esc(x, sizeof x, x_request_id ? x_request_id : ""), rs_log_esc(t, sizeof t, traceparent ? traceparent : ""),
            code, w->n, srv_us(r->tokenize_s), queued ? srv_us(w->t_first_start - w->t_enqueue) : 0,
-           queued ? srv_us(w->t_last_end - w->t_first_start) : 0, srv_us(rs_cli_now() - r->t_recv));
+           queued ? srv_us(w->t_last_end - w->t_first_start) : 0, srv_us(rs_clock_now() - r->t_recv));
 }

@@ -10,17 +10,6 @@
 
 #include "tok_internal.h"
 
-rs_status rs_tok_cps_reserve(rs_tok_cps *b, size_t need) {
-    if (need <= b->cap) return RS_OK;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < need) cap *= 2;
-    int32_t *v = realloc(b->v, cap * sizeof *v);
-    if (!v) return RS_ERR_NOMEM;
-    b->v = v;
-    b->cap = cap;
-    return RS_OK;
-}
-
 static void swap_cps(rs_tok_cps *a, rs_tok_cps *b) {
     rs_tok_cps t = *a;
     *a = *b;

@@ -965,12 +965,12 @@ int rs_cli_train(int argc, char **argv) {
         fprintf(stderr, "routescore train: --encoder %s: %s\n", o.encoder, err.msg);
         goto done;
     }
-    double t0 = rs_cli_now();
+    double t0 = rs_clock_now();
     if (embed_all(&o, eng, &t, &n_skipped, &err) != RS_OK) {
         fprintf(stderr, "routescore train: embedding failed: %s\n", err.msg);
         goto done;
     }
-    double t_embed = rs_cli_now() - t0;
+    double t_embed = rs_clock_now() - t0;
     if (n_skipped && !o.quiet)
         fprintf(stderr, "routescore train: %llu records skipped in all\n", (unsigned long long)n_skipped);
 
@@ -1011,7 +1011,7 @@ int rs_cli_train(int argc, char **argv) {
     theta[nf] = log(rate / (1.0 - rate)); /* the constant model: a good start */
     int iters = 0;
     double gnorm = NAN;
-    t0 = rs_cli_now();
+    t0 = rs_clock_now();
     if (o.standardize && standardize(&t, &raw_emb, &mu, &sd, &err) != RS_OK) {
         fprintf(stderr, "routescore train: %s\n", err.msg);
         goto done;
@@ -1020,7 +1020,7 @@ int rs_cli_train(int argc, char **argv) {
         fprintf(stderr, "routescore train: %s\n", err.msg);
         goto done;
     }
-    double t_fit = rs_cli_now() - t0;
+    double t_fit = rs_clock_now() - t0;
     if (mu) { /* back to the raw embeddings, with the scaling folded in */
         fold_standardization(&t, theta, mu, sd);
         free(t.emb);

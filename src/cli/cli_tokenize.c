@@ -167,7 +167,7 @@ static int tokenize_jsonl(const rs_tokenizer *tok, const char *path, const char 
         lineno++;
         /* NUL (raw or "\u0000") and lone surrogates are refused as label refuses them */
         rs_err chk;
-        if (rs_cli_check_line(line, (size_t)n, &chk) != RS_OK) {
+        if (rs_json_check_text(line, (size_t)n, &chk) != RS_OK) {
             print_error(lineno, chk.msg);
             *failed = 1;
             continue;

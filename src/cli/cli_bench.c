@@ -76,10 +76,10 @@ static int bench_synthetic(const rs_cli_engine_flags *fl, long len, long batch, 
     rs_err err = {{0}};
     double total = 0;
     for (long it = -1; it < iters; it++) { /* it -1 warms up */
-        double t0 = rs_cli_now();
+        double t0 = rs_clock_now();
         rs_status st = emb ? rs_engine_embed_tokens(e, ids, offsets, (size_t)batch, emb, &err)
                            : rs_engine_score_tokens(e, ids, offsets, (size_t)batch, NAN, out, &err);
-        double dt = rs_cli_now() - t0;
+        double dt = rs_clock_now() - t0;
         if (st != RS_OK) {
             fprintf(stderr, "routescore bench: %s: %s\n", rs_status_str(st), err.msg);
             rc = 2;
@@ -148,10 +148,10 @@ static double bf16_peak(long M, long N, long K, long reps, const char **impl) {
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md}};
     if (dnnl_primitive_execute(prim, strm, 3, args) != dnnl_success || dnnl_stream_wait(strm) != dnnl_success)
         goto done; /* the warm-up */
-    double t0 = rs_cli_now();
+    double t0 = rs_clock_now();
     for (long r = 0; r < reps; r++) dnnl_primitive_execute(prim, strm, 3, args);
     dnnl_stream_wait(strm);
-    rate = 2.0 * M * N * K * reps / (rs_cli_now() - t0) / 1e9;
+    rate = 2.0 * M * N * K * reps / (rs_clock_now() - t0) / 1e9;
 done:
     if (ms) dnnl_memory_destroy(ms);
     if (mw) dnnl_memory_destroy(mw);
@@ -189,9 +189,9 @@ static int gemm_peak(long threads, const char *precision) {
     for (long i = 0; i < M * K; i++) A[i] = (float)(i % 13) * 0.01f;
     for (long i = 0; i < N * K; i++) B[i] = (float)(i % 7) * 0.01f;
     dnnl_sgemm('N', 'T', M, N, K, 1.f, A, K, B, K, 0.f, C, N); /* warm-up */
-    double t0 = rs_cli_now();
+    double t0 = rs_clock_now();
     for (long r = 0; r < reps; r++) dnnl_sgemm('N', 'T', M, N, K, 1.f, A, K, B, K, 0.f, C, N);
-    double dt = rs_cli_now() - t0;
+    double dt = rs_clock_now() - t0;
     printf("{\"gemm\":\"dnnl_sgemm\",\"m\":%ld,\"n\":%ld,\"k\":%ld,\"threads\":%d,\"gemm_gflops\":%.1f}\n", M, N, K,
            omp_get_max_threads(), 2.0 * M * N * K * reps / dt / 1e9);
     free(A);
@@ -285,23 +285,23 @@ int rs_cli_bench(int argc, char **argv) {
      * also counts the shared prefix, computed once at open. */
     int32_t *ids = malloc((size_t)info.max_tokens * sizeof *ids);
     n_own = calloc(n, sizeof *n_own);
-    double t0 = rs_cli_now();
+    double t0 = rs_clock_now();
     for (size_t i = 0; ids && n_own && i < n; i++) {
         int trunc;
         rs_engine_tokenize(e, prompts[i], lens[i], ids, (size_t)info.max_tokens, &n_own[i], &trunc, NULL);
     }
-    double tok_s = rs_cli_now() - t0;
+    double tok_s = rs_clock_now() - t0;
     free(ids);
     double best = 0;
     for (long rep = 0; rep <= repeat && rc == 0; rep++) { /* rep 0 warms up */
         double dt = 0;
         for (size_t i0 = 0; i0 < n; i0 += per_call) {
             const size_t cnt = n - i0 < per_call ? n - i0 : per_call;
-            t0 = rs_cli_now();
+            t0 = rs_clock_now();
             rs_status st = emb ? rs_engine_embed(e, prompts + i0, lens + i0, cnt, emb + i0 * (size_t)info.embed_dim,
                                                  out + i0, &err)
                                : rs_engine_score(e, prompts + i0, lens + i0, cnt, NAN, out + i0, &err);
-            const double call = rs_cli_now() - t0;
+            const double call = rs_clock_now() - t0;
             if (st != RS_OK) {
                 fprintf(stderr, "routescore bench: %s: %s\n", rs_status_str(st), err.msg);
                 rc = 2;

@@ -486,7 +486,7 @@ static rs_status take_line(label_batch *b, const label_opts *o, const char *line
     char id[ID_MAX];
     snprintf(id, sizeof id, "%llu", (unsigned long long)line_no);
     rs_err e = {{0}};
-    if (rs_cli_check_line(line, len, &e) != RS_OK) return batch_push(b, line_no, id, 1, e.msg, strlen(e.msg));
+    if (rs_json_check_text(line, len, &e) != RS_OK) return batch_push(b, line_no, id, 1, e.msg, strlen(e.msg));
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(line, len, &end, 0);
     if (!root) {

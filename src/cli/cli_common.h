@@ -25,7 +25,9 @@
 
 #include <cjson/cJSON.h>
 
+#include "clock.h"
 #include "engine.h"
+#include "json_text.h"
 #include "status.h"
 
 /* Lines longer than this become error records (RS_ERR_TOO_LARGE) instead of
@@ -71,7 +73,7 @@ void rs_cli_reader_close(rs_cli_reader *r);
 rs_status rs_cli_reader_next(rs_cli_reader *r, const char **line, size_t *len, uint64_t *line_no,
                              rs_err *err);
 
-/* The next non-blank line, checked (rs_cli_check_line) and parsed as JSON;
+/* The next non-blank line, checked (rs_json_check_text) and parsed as JSON;
  * the caller owns *json (cJSON_Delete). RS_OK with *json NULL at end of
  * input. A line that is no record (too long, NUL bytes, invalid UTF-8, not
  * JSON) fails with *bad_line = 1 and err saying why: the caller reports it
@@ -95,13 +97,6 @@ rs_status rs_cli_count_lines(const char *path, uint64_t *n, rs_err *err);
 /* 1 when the line holds nothing but ASCII whitespace. Such lines are not
  * records: the subcommands skip them (they keep their line numbers). */
 int rs_cli_line_is_blank(const char *line, size_t len);
-
-/* Checks a raw line before it is parsed: no NUL bytes (binary data), no
- * "\u0000" escape (cJSON would decode it to a NUL and cut the string there),
- * valid UTF-8, no lone UTF-16 surrogate escape ("\ud800" unpaired: cJSON
- * refuses the line, and the message should say why). RS_ERR_FORMAT /
- * RS_ERR_UTF8 with a message naming the cause and the byte offset. */
-rs_status rs_cli_check_line(const char *line, size_t len, rs_err *err);
 
 /* ---- field paths ---- */
 
@@ -127,7 +122,7 @@ const cJSON *rs_cli_json_path(const cJSON *root, const char *path, rs_err *err);
  * The text goes into scratch (reset first) so the result never aliases the
  * cJSON tree: *text and *len point into scratch->data. An empty result is
  * RS_ERR_INVALID_ARG. (cJSON decodes "\u0000" into a NUL that would silently
- * cut the text; rs_cli_check_line rejects such lines before parsing.) */
+ * cut the text; rs_json_check_text rejects such lines before parsing.) */
 rs_status rs_cli_extract_prompt(const cJSON *root, const char *field, rs_cli_buf *scratch,
                                 const char **text, size_t *len, rs_err *err);
 
@@ -211,8 +206,5 @@ void rs_cli_progress_lines(rs_cli_progress *p, double every, const char *cmd);
 void rs_cli_progress_update(rs_cli_progress *p, uint64_t done);
 /* Draws the final state and ends the line (no-op when disabled). */
 void rs_cli_progress_finish(rs_cli_progress *p);
-
-/* Monotonic seconds. */
-double rs_cli_now(void);
 
 #endif

@@ -11,7 +11,7 @@ int rs_cli_embed(int argc, char **argv);
 int rs_cli_train(int argc, char **argv);
 int rs_cli_tokenize(int argc, char **argv);
 int rs_cli_bench(int argc, char **argv);
-int rs_cli_serve(int argc, char **argv); /* src/server/cli_serve.c */
+int rs_cli_serve(int argc, char **argv); /* src/cli/cli_serve.c */
 int rs_cli_calibrate(int argc, char **argv);
 int rs_cli_eval(int argc, char **argv);
 

@@ -1,0 +1,23 @@
+# cmake -DBIN=<build dir> -DPROBES=target:header;... -P boundary.cmake
+# Each probe target must fail to compile because its header is not found.
+set(failed 0)
+foreach(p ${PROBES})
+  string(REPLACE ":" ";" p "${p}")
+  list(GET p 0 target)
+  list(GET p 1 header)
+  execute_process(COMMAND ${CMAKE_COMMAND} --build ${BIN} --target ${target}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+  string(REGEX MATCH "${header}: No such file" missing "${out}")
+  if(rc EQUAL 0)
+    message(SEND_ERROR "${target}: compiled: ${header} is visible across the boundary")
+    set(failed 1)
+  elseif(NOT missing)
+    message(SEND_ERROR "${target}: failed for another reason than a missing ${header}:\n${out}")
+    set(failed 1)
+  else()
+    message(STATUS "${target}: ${header} not visible (as it should be)")
+  endif()
+endforeach()
+if(failed)
+  message(FATAL_ERROR "layer boundary broken")
+endif()
