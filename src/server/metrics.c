@@ -19,7 +19,8 @@
 #define N_CODES 17 /* grpc_status_code 0..16 */
 
 const char *const RS_METHOD_NAMES[RS_METHOD_COUNT] = {
-    "Score", "ScoreStream", "ListRouters", "Health.Check", "Health.Watch", "ServerReflectionInfo", "unknown"};
+    "Score", "ScoreStream", "ListRouters", "Health.Check", "Health.Watch", "ServerReflectionInfo",
+    "ExternalProcessor.Process", "unknown"};
 
 static const char *const CODE_NAMES[N_CODES] = {
     "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",

@@ -26,6 +26,7 @@ typedef enum rs_method {
     RS_METHOD_HEALTH_CHECK,
     RS_METHOD_HEALTH_WATCH,
     RS_METHOD_REFLECTION,
+    RS_METHOD_EXT_PROC, /* one per scored (or refused) chat request of an ext_proc stream */
     RS_METHOD_UNKNOWN,
     RS_METHOD_COUNT
 } rs_method;

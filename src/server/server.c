@@ -63,12 +63,14 @@
 #include "batcher.h"
 #include "cli_common.h"
 #include "engine.h"
+#include "ext_proc.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc/reflection/v1alpha/reflection.pb-c.h"
 #include "metrics.h"
 #include "quantile.h"
 #include "reflection.h"
 #include "routescore/v1/scorer.pb-c.h"
+#include "server_ext.h"
 #include "srv_log.h"
 
 extern const unsigned char rs_proto_fds[];
@@ -280,6 +282,7 @@ struct rs_server {
     int events;
     char fatal_msg[256];
     rs_tag shutdown_tag;
+    rs_ext_proc *ext; /* Envoy ext_proc beside Scorer (ext_proc.h), NULL when off */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -654,13 +657,11 @@ out:
 
 /* The threshold a finished request's decisions use. */
 static float req_threshold(rs_server *s, const rs_req *r) {
-    router *rt = &s->routers[r->router];
-    float base = router_threshold(rt);
-    if (r->decision == ROUTESCORE__V1__SCORE_REQUEST__DECISION_THRESHOLD) return r->dvalue;
-    if (r->decision == ROUTESCORE__V1__SCORE_REQUEST__DECISION_STRONG_SHARE)
-        return rs_online_threshold(&rt->online, r->dvalue, base);
-    if (rt->cfg.online) return rs_online_threshold(&rt->online, rt->cfg.online_share, base);
-    return base;
+    return rs_server_decision_threshold(s, r->router,
+                                        r->decision == ROUTESCORE__V1__SCORE_REQUEST__DECISION_THRESHOLD      ? RS_DECIDE_THRESHOLD
+                                        : r->decision == ROUTESCORE__V1__SCORE_REQUEST__DECISION_STRONG_SHARE ? RS_DECIDE_STRONG_SHARE
+                                                                                                              : RS_DECIDE_DEFAULT,
+                                        r->dvalue);
 }
 
 static uint32_t us(double s) { return s <= 0 ? 0 : s > 4e3 ? UINT32_MAX : (uint32_t)(s * 1e6 + 0.5); }
@@ -841,15 +842,8 @@ static grpc_byte_buffer *req_response(rs_server *s, rs_req *r, int with_error, g
 /* Method handlers (c->mu held).                                            */
 
 static int authorized(rs_call *c) {
-    rs_server *s = c->srv;
-    if (!s->n_tokens || c->kind == CK_HCHECK || c->kind == CK_HWATCH) return 1;
-    for (size_t i = 0; i < c->md.count; i++) {
-        if (grpc_slice_str_cmp(c->md.metadata[i].key, "authorization")) continue;
-        const char *v = (const char *)GRPC_SLICE_START_PTR(c->md.metadata[i].value);
-        if (rs_srv_bearer_ok((const char (*)[256])s->tokens, s->n_tokens, v, GRPC_SLICE_LENGTH(c->md.metadata[i].value)))
-            return 1;
-    }
-    return 0;
+    if (c->kind == CK_HCHECK || c->kind == CK_HWATCH) return 1;
+    return rs_server_authorized(c->srv, &c->md);
 }
 
 static void finish_score_unary(rs_call *c, rs_req *r) {
@@ -1521,6 +1515,7 @@ rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *er
             s->methods[k] = grpc_server_register_method(
                 s->grpc, METHODS[k].path, NULL,
                 METHODS[k].read_initial ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE, 0);
+    if (cfg->ext_proc && (st = rs_ext_proc_create(s, s->grpc, &s->ext, err)) != RS_OK) goto fail_grpc;
     grpc_server_credentials *creds = make_creds(s, err);
     if (!creds) {
         st = RS_ERR_INVALID_ARG;
@@ -1535,6 +1530,7 @@ rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *er
     grpc_server_start(s->grpc);
     for (int k = 0; k < CK_COUNT; k++)
         for (int i = 0; i < METHODS[k].armed; i++) arm(s, (call_kind)k);
+    rs_ext_proc_start(s->ext);
     s->n_cq = cfg->cq_threads < 1 ? 1 : cfg->cq_threads > MAX_CQ_THREADS ? MAX_CQ_THREADS : cfg->cq_threads;
     for (int i = 0; i < s->n_cq; i++)
         if (pthread_create(&s->cq_threads[i], NULL, cq_main, s) != 0) {
@@ -1550,6 +1546,7 @@ rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *er
     return RS_OK;
 fail_grpc: /* not started yet: no calls, nothing to shut down */
     grpc_server_destroy(s->grpc);
+    rs_ext_proc_free(s->ext);
     grpc_completion_queue_shutdown(s->cq);
     while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN) {}
     grpc_completion_queue_destroy(s->cq);
@@ -1819,6 +1816,7 @@ int rs_server_drain(rs_server *s) {
     atomic_store(&s->shutting_down, 1);
     grpc_server_shutdown_and_notify(s->grpc, s->cq, &s->shutdown_tag);
     wake_live_calls(s);
+    rs_ext_proc_wake(s->ext);
     struct timespec goaway = {0, 200 * 1000000L};
     nanosleep(&goaway, NULL);
     atomic_store(&s->release_held, 1);
@@ -1874,6 +1872,7 @@ void rs_server_free(rs_server *s) {
         cancel_and_finish(s);
     }
     grpc_server_destroy(s->grpc);
+    rs_ext_proc_free(s->ext);
     grpc_completion_queue_shutdown(s->cq);
     for (int i = 0; i < s->n_cq; i++) pthread_join(s->cq_threads[i], NULL);
     grpc_completion_queue_destroy(s->cq);
@@ -1890,4 +1889,61 @@ void rs_server_free(rs_server *s) {
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Services beside Scorer (server_ext.h).                                   */
+
+const rs_srv_config *rs_server_config(const rs_server *s) { return &s->cfg; }
+int rs_server_find_router(const rs_server *s, const char *name) { return find_router((rs_server *)s, name); }
+const char *rs_server_router_name(const rs_server *s, int i) { return s->routers[i].name; }
+rs_engine *rs_server_router_engine(const rs_server *s, int i) { return s->routers[i].engine; }
+const rs_router_info *rs_server_router_info(const rs_server *s, int i) { return &s->routers[i].info; }
+rs_batcher *rs_server_router_batcher(const rs_server *s, int i) { return s->routers[i].batcher; }
+rs_metrics *rs_server_metrics(const rs_server *s) { return s->metrics; }
+
+float rs_server_decision_threshold(rs_server *s, int i, rs_srv_decision d, float v) {
+    router *rt = &s->routers[i];
+    const float base = router_threshold(rt);
+    if (d == RS_DECIDE_THRESHOLD) return v;
+    if (d == RS_DECIDE_STRONG_SHARE) return rs_online_threshold(&rt->online, v, base);
+    if (rt->cfg.online) return rs_online_threshold(&rt->online, rt->cfg.online_share, base);
+    return base;
+}
+
+int rs_server_serving(const rs_server *s) {
+    return atomic_load(&s->ready) && !atomic_load(&s->draining) && !atomic_load(&s->fatal);
+}
+int rs_server_draining(const rs_server *s) { return atomic_load(&s->draining); }
+int rs_server_shutting_down(const rs_server *s) { return atomic_load(&s->shutting_down); }
+
+int rs_server_authorized(const rs_server *s, const grpc_metadata_array *md) {
+    if (!s->n_tokens) return 1;
+    for (size_t i = 0; i < md->count; i++) {
+        if (grpc_slice_str_cmp(md->metadata[i].key, "authorization")) continue;
+        const char *v = (const char *)GRPC_SLICE_START_PTR(md->metadata[i].value);
+        if (rs_srv_bearer_ok((const char (*)[256])s->tokens, s->n_tokens, v, GRPC_SLICE_LENGTH(md->metadata[i].value)))
+            return 1;
+    }
+    return 0;
+}
+
+int rs_server_work_begin(rs_server *s) {
+    pthread_mutex_lock(&s->mu);
+    const int ok = !atomic_load(&s->draining);
+    if (ok)
+        s->n_accepted++;
+    else {
+        s->n_refused++;
+        s->t_last_refused = rs_cli_now();
+    }
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+void rs_server_work_end(rs_server *s) {
+    pthread_mutex_lock(&s->mu);
+    s->n_accepted--;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
 }
