@@ -1673,13 +1673,9 @@ rs_status rs_server_load(rs_server *s, rs_err *err) {
             .on_fatal = on_fatal,
             .fatal_arg = s,
         };
-        /* Test-only fault injection (tests/server_fatal.py): the process
-         * environment, never the config, so it cannot ship by accident. */
-        const char *fault = getenv("ROUTESCORE_FAULT_BACKEND_AFTER");
-        if (fault && *fault) {
-            bo.fault_after_batches = atoi(fault);
-            rs_log(RS_LOG_WARN, "fault_injection", "\"backend_fails_after_batches\":%d", bo.fault_after_batches);
-        }
+        /* (Backend faults for tests are injected by the test binary
+         * tests/serve_faults.c, which wraps the engine's forward: nothing
+         * here reads the environment.) */
         if ((st = rs_batcher_start(r->engines, r->n_engines, &bo, &r->batcher, err)) != RS_OK) return st;
         r->loaded = 1;
         char e1[300], e2[300], e3[300];
