@@ -444,15 +444,23 @@ rs_status rs_srv_config_thresholds(const rs_srv_config *c, float *out, rs_err *e
 }
 
 int rs_srv_bearer_ok(const char (*tokens)[256], int n, const char *v, size_t vl) {
+    /* Only public facts decide branches: the scheme, the presented value's
+     * length and whether it holds a NUL. Each token is compared over its
+     * whole zero-padded 256-byte buffer, so neither its bytes nor its
+     * length change the time taken or the path through the code
+     * (tests/test_bearer_ct.c checks that under valgrind). */
     if (vl < 7 || strncasecmp(v, "Bearer ", 7)) return 0;
     v += 7;
     vl -= 7;
-    int ok = 0;
+    if (vl == 0 || vl >= 256 || memchr(v, 0, vl)) return 0; /* tokens are 1..255 bytes without NUL */
+    unsigned ok = 0;
     for (int t = 0; t < n; t++) {
-        size_t tl = strlen(tokens[t]);
-        unsigned diff = (unsigned)(tl != vl);
-        for (size_t j = 0; j < tl; j++) diff |= (unsigned char)tokens[t][j] ^ (unsigned char)(j < vl ? v[j] : 0);
-        ok |= !diff;
+        unsigned diff = 0;
+        for (size_t j = 0; j < 256; j++) {
+            const unsigned char pj = j < vl ? (unsigned char)v[j] : 0; /* (branches on the public length only) */
+            diff |= (unsigned char)tokens[t][j] ^ pj;
+        }
+        ok |= 1u & ((diff - 1u) >> 8); /* diff in [0, 255]: 1 iff diff == 0, without a branch */
     }
-    return ok;
+    return (int)ok;
 }

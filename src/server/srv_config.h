@@ -102,8 +102,11 @@ rs_status rs_srv_parse_devices(const char *s, rs_srv_router_cfg *r, rs_err *err)
 /* Replicas router r runs (its "replicas", else one per listed device, else 1). */
 int rs_srv_replicas(const rs_srv_router_cfg *r);
 /* Whether an authorization header value v (vl bytes, "Bearer <token>", the
- * scheme case-insensitive) carries one of the n tokens. Constant time in
- * each token's bytes; shared by the gRPC and HTTP endpoints. */
+ * scheme case-insensitive) carries one of the n tokens. Each tokens[i] is
+ * 1..255 bytes, NUL-terminated and zero-padded to 256 bytes. Constant time
+ * in the tokens (their bytes and lengths): no branch or memory access
+ * depends on them (tests/test_bearer_ct.c); shared by the gRPC and HTTP
+ * endpoints. */
 int rs_srv_bearer_ok(const char (*tokens)[256], int n, const char *v, size_t vl);
 
 #endif
