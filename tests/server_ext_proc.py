@@ -61,8 +61,35 @@ def process(stub, msgs, metadata=None):
     return list(stub.Process(iter(msgs), timeout=30, metadata=metadata))
 
 
+def check_envoy_config(check):
+    """The Envoy configuration in docs/SERVING.md parses into Envoy's Bootstrap (xds-protos)."""
+    import re
+    from google.protobuf import json_format
+    from envoy.config.bootstrap.v3 import bootstrap_pb2
+    # the typed_config types the config names, so that its Any fields resolve
+    from envoy.extensions.filters.http.ext_proc.v3 import ext_proc_pb2  # noqa: F401
+    from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
+    from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2  # noqa: F401
+    from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
+    import yaml
+    with open(os.path.join(su.SRC, "docs", "SERVING.md")) as f:
+        doc = f.read()
+    sec = doc[doc.index("## Envoy ext_proc"):]
+    m = re.search(r"```yaml\n(.*?)```", sec, re.S)
+    check(m is not None, "docs/SERVING.md has the Envoy config")
+    cfg = yaml.safe_load(m.group(1))
+    try:
+        bs = json_format.ParseDict(cfg, bootstrap_pb2.Bootstrap())
+        hcm = bs.static_resources.listeners[0].filter_chains[0].filters[0].typed_config
+        ok = "ext_proc" in hcm.type_url or "HttpConnectionManager" in hcm.type_url
+        check(ok, "docs' Envoy config parses into Envoy's Bootstrap")
+    except json_format.ParseError as e:
+        check(False, f"docs' Envoy config parses into Envoy's Bootstrap ({e})")
+
+
 def main():
     check, tmp, router, st = su.setup()
+    check_envoy_config(check)
     pb = st.scorer
     conv = {"model": "auto", "temperature": 0.2, "messages": [
         {"role": "system", "content": "You are terse."},
