@@ -15,8 +15,10 @@ a JSON error); auth; the metrics count.
 """
 import json
 import os
+import signal
 import struct
 import sys
+import threading
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -239,6 +241,26 @@ def main():
                   f"fail-closed, {what}: Envoy answers 400 with a JSON error ({err.get('message')})")
         ans = process(xp, [headers_msg("GET", "/healthz", eos=True)])
         check(ans[0].WhichOneof("response") == "request_headers", "fail-closed: a non-chat path still passes")
+        # The server's own fault: a body that arrives once the drain has begun gets 503 from Envoy.
+        go = threading.Event()
+
+        def msgs():
+            yield headers_msg("POST", chat)
+            go.wait(30)
+            yield body_msg(conv)
+        it = xp.Process(msgs(), timeout=30)
+        first = next(it)
+        check(first.WhichOneof("response") == "request_headers", "drain: the headers were answered before SIGTERM")
+        srv.signal(signal.SIGTERM)
+        srv.wait_event("draining")
+        go.set()
+        try:
+            rest = list(it)
+        except grpc.RpcError as e:
+            rest = [e]
+        ir = rest[0].immediate_response if rest and isinstance(rest[0], ep.ProcessingResponse) else None
+        check(ir is not None and ir.status.code == 503 and "shutting down" in json.loads(ir.body)["error"]["message"],
+              f"fail-closed, draining: the open stream's body gets 503 ({rest[:1]})")
         ch.close()
 
     # ---- auth ----

@@ -111,6 +111,10 @@ static rs_status apply(const flag_overrides *f, rs_srv_config *c, rs_err *err) {
     if (f->has_mtimeout) c->metrics_request_timeout_s = f->mtimeout;
     if (f->mclient) c->metrics_client_connections = (int)f->mclient;
     if (f->xp) c->ext_proc = 1;
+    if ((f->xp_router && strlen(f->xp_router) >= sizeof c->ext_proc_router) ||
+        (f->xp_strong && strlen(f->xp_strong) >= sizeof c->ext_proc_strong_model) ||
+        (f->xp_weak && strlen(f->xp_weak) >= sizeof c->ext_proc_weak_model))
+        return rs_errf(err, RS_ERR_INVALID_ARG, "--ext-proc-router / --ext-proc-strong-model / --ext-proc-weak-model: too long");
     if (f->xp_router) snprintf(c->ext_proc_router, sizeof c->ext_proc_router, "%s", f->xp_router);
     if (f->xp_strong) snprintf(c->ext_proc_strong_model, sizeof c->ext_proc_strong_model, "%s", f->xp_strong);
     if (f->xp_weak) snprintf(c->ext_proc_weak_model, sizeof c->ext_proc_weak_model, "%s", f->xp_weak);
