@@ -19,6 +19,7 @@ import signal
 import struct
 import sys
 import threading
+import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -274,6 +275,23 @@ def main():
               "auth: Process without the token -> UNAUTHENTICATED")
         ans = process(xp, [headers_msg("POST", chat), body_msg(conv)], metadata=[("authorization", "Bearer xp-token")])
         check("x-routescore-route" in set_headers(ans[1].request_body.response), "auth: Process with the token is served")
+        # A stream left idle between messages does not hold the drain: it ends OK when the listener closes.
+        hold = threading.Event()
+
+        def idle():
+            yield headers_msg("POST", chat)
+            hold.wait(60)
+        it = xp.Process(idle(), timeout=60, metadata=[("authorization", "Bearer xp-token")])
+        next(it)
+        t0 = time.time()
+        srv.signal(signal.SIGTERM)
+        try:
+            rest, code = list(it), grpc.StatusCode.OK
+        except grpc.RpcError as e:
+            rest, code = [], e.code()
+        hold.set()
+        check(code == grpc.StatusCode.OK and not rest and time.time() - t0 < 10,
+              f"drain: an idle stream ends {code.name} after {time.time() - t0:.1f}s")
         ch.close()
 
     # ---- off by default ----

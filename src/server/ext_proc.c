@@ -635,8 +635,8 @@ static void xadvance(xcall *c) {
     }
     const int idle = !c->scoring && !c->out && !c->send_busy;
     if (!c->want_finish && idle && c->half_closed) set_status(c, GRPC_STATUS_OK, "%s", "");
-    if (!c->want_finish && idle && !c->recv_busy && rs_server_shutting_down(x->srv))
-        set_status(c, GRPC_STATUS_OK, "%s", ""); /* idle at the drain's end: Envoy goes on without us */
+    if (!c->want_finish && idle && rs_server_shutting_down(x->srv))
+        set_status(c, GRPC_STATUS_OK, "%s", ""); /* idle (a read pending) at the drain's end: Envoy goes on without us */
     if (c->want_finish && !c->send_busy && !c->scoring) {
         grpc_op ops[3];
         size_t n = 0;
@@ -758,7 +758,7 @@ static void dispatch(xtag *t, int ok) {
         c->recv = NULL;
         if (!ok || !bb)
             c->half_closed = 1;
-        else
+        else if (!c->want_finish && !c->finishing) /* (a message racing the final status is dropped) */
             on_message(c, bb);
         if (bb) grpc_byte_buffer_destroy(bb);
         break;
