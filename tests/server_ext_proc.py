@@ -294,6 +294,17 @@ def main():
               f"drain: an idle stream ends {code.name} after {time.time() - t0:.1f}s")
         ch.close()
 
+    # ---- configuration ----
+    import subprocess
+    for what, xp_cfg, want in (("unknown key", {"enabled": True, "bogus": 1}, "ext_proc.bogus"),
+                               ("wrong type", {"fail_open": "no"}, "ext_proc.fail_open"),
+                               ("unknown router", {"enabled": True, "router": "nope"}, "ext_proc.router 'nope'")):
+        cfgp = os.path.join(tmp, "xp.json")
+        with open(cfgp, "w") as f:
+            json.dump({"listen": "127.0.0.1:0", "metrics_listen": "", "ext_proc": xp_cfg, "routers": [{"model": router}]}, f)
+        r = subprocess.run([su.binary(), "serve", "--config", cfgp], capture_output=True, text=True, timeout=120)
+        check(r.returncode == 2 and want in r.stderr, f"config, {what}: exit {r.returncode}, names {want!r}")
+
     # ---- off by default ----
     with su.serving(check, ["--model", router]) as srv:
         ch = srv.channel()
