@@ -1,9 +1,10 @@
 """server_fatal.py — a fatal engine error (a lost GPU) ends in NOT_SERVING
 and a non-zero exit, never in a server that keeps answering with errors.
 
-The backend failure is injected (ROUTESCORE_FAULT_BACKEND_AFTER=N: every
-forward after the N-th fails with RS_ERR_BACKEND, as a CUDA sticky error
-does). The caller of the failed batch gets UNAVAILABLE (retry elsewhere), a
+The backend failure is injected by the test binary tests/serve_faults.c
+(RS_FAULT_BIN; ROUTESCORE_TEST_BACKEND_FAIL_AFTER=N: every forward after the
+N-th fails with RS_ERR_BACKEND, as a CUDA sticky error does); the production
+binary has no such switch. The caller of the failed batch gets UNAVAILABLE (retry elsewhere), a
 Health/Watch stream sees NOT_SERVING, the log has engine_fatal, and the
 process exits 3 for its supervisor to restart it.
 """
@@ -19,7 +20,11 @@ import grpc  # noqa: E402
 def main():
     check, tmp, router, st = su.setup()
     pb, hp = st.scorer, st.health
-    env = dict(os.environ, ROUTESCORE_FAULT_BACKEND_AFTER="2")
+    fault_bin = os.environ.get("RS_FAULT_BIN")
+    if not fault_bin or not os.path.exists(fault_bin):
+        su.skip("no fault-injection binary (RS_FAULT_BIN: the serve_faults test target)")
+    os.environ["RS_BIN"] = fault_bin  # server_util starts this binary
+    env = dict(os.environ, ROUTESCORE_TEST_BACKEND_FAIL_AFTER="2")
     srv = su.Server(["--model", router, "--grace", "10"], env=env)
     ch = srv.channel()
     scorer = st.scorer_grpc.ScorerStub(ch)

@@ -40,6 +40,21 @@ def skip(why):
     sys.exit(SKIP)
 
 
+# xds-protos (Envoy's generated protos, for the ext_proc clients) lives in a
+# directory of its own, not the shared site-packages: it ships an
+# `opentelemetry` package that shadows the real one, which Ray needs.
+# .ci/setup installs it there (tests/requirements-xds.txt).
+XDS_DIR = os.environ.get("RS_XDS_PYTHONPATH") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build-pydeps", "xds")
+XDS_HINT = f"pip install --no-deps --target {XDS_DIR} -r tests/requirements-xds.txt"
+
+
+def use_xds():
+    """Puts xds-protos' directory first on sys.path (before importing envoy.*)."""
+    if os.path.isdir(XDS_DIR) and XDS_DIR not in sys.path:
+        sys.path.insert(0, XDS_DIR)
+
+
 try:
     import grpc  # noqa: E402
     from grpc_tools import protoc  # noqa: E402

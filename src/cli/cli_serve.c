@@ -55,6 +55,11 @@ static void usage(FILE *f) {
             "  --stream-window N        in-flight requests per ScoreStream (default 16)\n"
             "  --tls-cert F --tls-key F [--tls-client-ca F]   TLS, and mTLS with a client CA\n"
             "  --auth-tokens FILE       require 'authorization: Bearer <token>' (one token a line)\n"
+            "  --ext-proc               also serve Envoy's ext_proc (envoy.service.ext_proc.v3.ExternalProcessor)\n"
+            "  --ext-proc-router NAME   the router it scores with (default: the default router)\n"
+            "  --ext-proc-rewrite-model set the chat body's \"model\" to the chosen model\n"
+            "  --ext-proc-strong-model M --ext-proc-weak-model M   the names it writes (default: the manifest's)\n"
+            "  --ext-proc-fail-closed   refuse (503/400) what it cannot score, instead of passing it unchanged\n"
             "  --log-level L            debug, info, warn, error\n"
             "  --check-config           validate everything, open the routers, print a summary, exit\n");
 }
@@ -63,7 +68,7 @@ enum {
     O_CONFIG = 1000, O_MODEL, O_NAME, O_LISTEN, O_PORT, O_MLISTEN, O_MPORT, O_THRESHOLD, O_ONLINE,
     O_MBT, O_MBS, O_DELAY, O_MQT, O_MAXTOK, O_THREADS, O_CQ, O_GRACE, O_MREQ, O_MPROMPTS, O_MPBYTES,
     O_WINDOW, O_CERT, O_KEY, O_CA, O_AUTH, O_LOG, O_CHECK, O_HELP, O_BACKEND, O_DEVICE, O_DEVICES, O_REPLICAS,
-    O_MQW, O_MTIMEOUT, O_MCLIENT, O_HLISTEN, O_HPORT, O_HTIMEOUT
+    O_MQW, O_MTIMEOUT, O_MCLIENT, O_HLISTEN, O_HPORT, O_HTIMEOUT, O_XP, O_XP_ROUTER, O_XP_REWRITE, O_XP_STRONG, O_XP_WEAK, O_XP_CLOSED
 };
 
 typedef struct flag_overrides {
@@ -72,6 +77,8 @@ typedef struct flag_overrides {
     double htimeout;
     int has_hport, has_htimeout;
     const char *model, *name, *listen, *mlisten, *cert, *key, *ca, *auth, *log, *backend, *devices;
+    const char *xp_router, *xp_strong, *xp_weak;
+    int xp, xp_rewrite, xp_closed;
     long port, mport, mbt, mbs, delay, mqt, maxtok, threads, cq, mreq, mprompts, mpbytes, window, device, replicas;
     long mqw, mclient;
     double threshold, online, grace, mtimeout;
@@ -116,6 +123,16 @@ static rs_status apply(const flag_overrides *f, rs_srv_config *c, rs_err *err) {
     if (f->window) c->stream_window = (int)f->window;
     if (f->has_mtimeout) c->metrics_request_timeout_s = f->mtimeout;
     if (f->mclient) c->metrics_client_connections = (int)f->mclient;
+    if (f->xp) c->ext_proc = 1;
+    if ((f->xp_router && strlen(f->xp_router) >= sizeof c->ext_proc_router) ||
+        (f->xp_strong && strlen(f->xp_strong) >= sizeof c->ext_proc_strong_model) ||
+        (f->xp_weak && strlen(f->xp_weak) >= sizeof c->ext_proc_weak_model))
+        return rs_errf(err, RS_ERR_INVALID_ARG, "--ext-proc-router / --ext-proc-strong-model / --ext-proc-weak-model: too long");
+    if (f->xp_router) snprintf(c->ext_proc_router, sizeof c->ext_proc_router, "%s", f->xp_router);
+    if (f->xp_strong) snprintf(c->ext_proc_strong_model, sizeof c->ext_proc_strong_model, "%s", f->xp_strong);
+    if (f->xp_weak) snprintf(c->ext_proc_weak_model, sizeof c->ext_proc_weak_model, "%s", f->xp_weak);
+    if (f->xp_rewrite) c->ext_proc_rewrite_model = 1;
+    if (f->xp_closed) c->ext_proc_fail_open = 0;
     for (int i = 0; i < c->n_routers; i++) {
         rs_srv_router_cfg *r = &c->routers[i];
         if (f->has_threshold) {
@@ -236,6 +253,11 @@ int rs_cli_serve(int argc, char **argv) {
         {"check-config", no_argument, 0, O_CHECK},           {"help", no_argument, 0, O_HELP},
         {"backend", required_argument, 0, O_BACKEND},        {"device", required_argument, 0, O_DEVICE},
         {"devices", required_argument, 0, O_DEVICES},        {"replicas", required_argument, 0, O_REPLICAS},
+        {"ext-proc", no_argument, 0, O_XP},                  {"ext-proc-router", required_argument, 0, O_XP_ROUTER},
+        {"ext-proc-rewrite-model", no_argument, 0, O_XP_REWRITE},
+        {"ext-proc-strong-model", required_argument, 0, O_XP_STRONG},
+        {"ext-proc-weak-model", required_argument, 0, O_XP_WEAK},
+        {"ext-proc-fail-closed", no_argument, 0, O_XP_CLOSED},
         {0, 0, 0, 0}};
     flag_overrides f = {0};
     const char *config_path = NULL;
@@ -285,6 +307,12 @@ int rs_cli_serve(int argc, char **argv) {
         case O_BACKEND: f.backend = optarg; break;
         case O_DEVICE: st = rs_cli_parse_int("--device", optarg, 0, 1024, &f.device, &err), f.has_device = 1; break;
         case O_DEVICES: f.devices = optarg; break;
+        case O_XP: f.xp = 1; break;
+        case O_XP_ROUTER: f.xp_router = optarg; break;
+        case O_XP_REWRITE: f.xp_rewrite = 1; break;
+        case O_XP_STRONG: f.xp_strong = optarg; break;
+        case O_XP_WEAK: f.xp_weak = optarg; break;
+        case O_XP_CLOSED: f.xp_closed = 1; break;
         case O_REPLICAS: st = rs_cli_parse_int("--replicas", optarg, 1, RS_SRV_MAX_REPLICAS, &f.replicas, &err); break;
         case O_HELP:
         case 'h': usage(stdout); return 0;

@@ -277,9 +277,7 @@ static void run_batch(rs_batcher *b, slot *s, int r) {
     } else if (k > 0) {
         rs_engine *e = b->engines[r];
         const double t0 = rs_clock_now();
-        if (b->o.fault_after_batches > 0 && atomic_load(&b->batches) >= (uint64_t)b->o.fault_after_batches)
-            st = rs_errf(&err, RS_ERR_BACKEND, "injected backend fault after %d forwards", b->o.fault_after_batches);
-        else if (s->emb_batch)
+        if (s->emb_batch)
             st = rs_engine_score_embeddings(e, s->emb, k, (size_t)b->o.emb_dim, NAN, s->out, &err);
         else
             st = rs_engine_score_tokens(e, s->ids, s->offsets, k, NAN, s->out, &err);

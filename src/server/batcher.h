@@ -143,9 +143,6 @@ typedef struct rs_batcher_opts {
      * computing (on every replica: the process is expected to exit). */
     void (*on_fatal)(void *arg, const char *msg);
     void *fatal_arg;
-    /* Fault injection for tests: > 0 makes every forward after this many
-     * fail with RS_ERR_BACKEND, as a lost GPU would. 0 in production. */
-    int fault_after_batches;
 } rs_batcher_opts;
 
 typedef struct rs_batcher rs_batcher;

@@ -22,6 +22,7 @@
  * thread builds the answer. Bearer tokens and TLS/mTLS are
  * the gRPC side's (same files). Connections are kept alive. */
 #include "server_int.h"
+#include "server_ext.h"
 
 #include <errno.h>
 #include <gnutls/gnutls.h>
@@ -558,15 +559,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     if (!bearer_ok(s, conn)) return send_error(x, SRV_UNAUTHENTICATED, RS_OK, "missing or invalid bearer token");
     /* The drain, as for gRPC calls: work taken on before it is finished,
      * later requests are refused (503, Retry-After). */
-    pthread_mutex_lock(&s->mu);
-    if (atomic_load(&s->draining)) {
-        s->n_refused++;
-        s->t_last_refused = rs_clock_now();
-    } else {
-        x->accepted = 1;
-        s->n_accepted++;
-    }
-    pthread_mutex_unlock(&s->mu);
+    x->accepted = rs_server_work_begin(s);
     if (!x->accepted) return send_error(x, SRV_DRAINING, RS_OK, "server is shutting down: retry on another replica");
     return x->rt == R_SCORE ? start_score(x) : send_routers(x);
 }
@@ -585,11 +578,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, en
     if (!x) return;
     *req_cls = NULL;
     if (x->accepted) {
-        rs_server *s = h->s;
-        pthread_mutex_lock(&s->mu);
-        s->n_accepted--;
-        pthread_cond_broadcast(&s->cv);
-        pthread_mutex_unlock(&s->mu);
+        rs_server_work_end(h->s);
     }
     srv_req_free(x->req);
     free(x->body);

@@ -23,7 +23,7 @@
 
 const char *const RS_METHOD_NAMES[RS_METHOD_COUNT] = {
     "Score", "ScoreStream", "ListRouters", "Health.Check", "Health.Watch", "ServerReflectionInfo",
-    "http.Score", "http.ListRouters", "unknown"};
+    "http.Score", "http.ListRouters", "ExternalProcessor.Process", "unknown"};
 
 static const char *const CODE_NAMES[N_CODES] = {
     "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",

@@ -28,6 +28,7 @@ typedef enum rs_method {
     RS_METHOD_REFLECTION,
     RS_METHOD_HTTP_SCORE,   /* POST /v1/score */
     RS_METHOD_HTTP_ROUTERS, /* GET /v1/routers */
+    RS_METHOD_EXT_PROC, /* one per scored (or refused) chat request of an ext_proc stream */
     RS_METHOD_UNKNOWN,
     RS_METHOD_COUNT
 } rs_method;

@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "ext_proc.h"
+#include "server_ext.h"
 #include "srv_log.h"
 
 extern const unsigned char rs_proto_fds[];
@@ -214,6 +216,7 @@ rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *er
             s->methods[k] = grpc_server_register_method(
                 s->grpc, METHODS[k].path, NULL,
                 METHODS[k].read_initial ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE, 0);
+    if (cfg->ext_proc && (st = rs_ext_proc_create(s, s->grpc, &s->ext, err)) != RS_OK) goto fail_grpc;
     grpc_server_credentials *creds = make_creds(s, err);
     if (!creds) {
         st = RS_ERR_INVALID_ARG;
@@ -228,6 +231,7 @@ rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *er
     grpc_server_start(s->grpc);
     for (int k = 0; k < CK_COUNT; k++)
         for (int i = 0; i < METHODS[k].armed; i++) srv_arm(s, (call_kind)k);
+    rs_ext_proc_start(s->ext);
     s->n_cq = cfg->cq_threads < 1 ? 1 : cfg->cq_threads > MAX_CQ_THREADS ? MAX_CQ_THREADS : cfg->cq_threads;
     for (int i = 0; i < s->n_cq; i++)
         if (pthread_create(&s->cq_threads[i], NULL, srv_cq_main, s) != 0) {
@@ -243,6 +247,7 @@ rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *er
     return RS_OK;
 fail_grpc: /* not started yet: no calls, nothing to shut down */
     grpc_server_destroy(s->grpc);
+    rs_ext_proc_free(s->ext);
     grpc_completion_queue_shutdown(s->cq);
     while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN) {}
     grpc_completion_queue_destroy(s->cq);
@@ -370,13 +375,9 @@ rs_status rs_server_load(rs_server *s, rs_err *err) {
             .on_fatal = on_fatal,
             .fatal_arg = s,
         };
-        /* Test-only fault injection (tests/server_fatal.py): the process
-         * environment, never the config, so it cannot ship by accident. */
-        const char *fault = getenv("ROUTESCORE_FAULT_BACKEND_AFTER");
-        if (fault && *fault) {
-            bo.fault_after_batches = atoi(fault);
-            rs_log(RS_LOG_WARN, "fault_injection", "\"backend_fails_after_batches\":%d", bo.fault_after_batches);
-        }
+        /* (Backend faults for tests are injected by the test binary
+         * tests/serve_faults.c, which wraps the engine's forward: nothing
+         * here reads the environment.) */
         if ((st = rs_batcher_start(r->engines, r->n_engines, &bo, &r->batcher, err)) != RS_OK) return st;
         r->loaded = 1;
         char e1[300], e2[300], e3[300];
@@ -513,6 +514,7 @@ int rs_server_drain(rs_server *s) {
     atomic_store(&s->shutting_down, 1);
     grpc_server_shutdown_and_notify(s->grpc, s->cq, &s->shutdown_tag);
     srv_wake_live_calls(s);
+    rs_ext_proc_wake(s->ext);
     struct timespec goaway = {0, 200 * 1000000L};
     nanosleep(&goaway, NULL);
     atomic_store(&s->release_held, 1);
@@ -569,6 +571,7 @@ void rs_server_free(rs_server *s) {
     }
     srv_http_stop(s); /* after the batchers: every suspended request has been resumed */
     grpc_server_destroy(s->grpc);
+    rs_ext_proc_free(s->ext);
     grpc_completion_queue_shutdown(s->cq);
     for (int i = 0; i < s->n_cq; i++) pthread_join(s->cq_threads[i], NULL);
     grpc_completion_queue_destroy(s->cq);
@@ -585,4 +588,62 @@ void rs_server_free(rs_server *s) {
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Services beside Scorer (server_ext.h).                                   */
+
+const rs_srv_config *rs_server_config(const rs_server *s) { return &s->cfg; }
+int rs_server_find_router(const rs_server *s, const char *name) { return srv_find_router(s, name); }
+const char *rs_server_router_name(const rs_server *s, int i) { return s->routers[i].name; }
+rs_engine *rs_server_router_engine(const rs_server *s, int i) { return s->routers[i].engine; }
+const rs_router_info *rs_server_router_info(const rs_server *s, int i) { return &s->routers[i].info; }
+rs_batcher *rs_server_router_batcher(const rs_server *s, int i) { return s->routers[i].batcher; }
+rs_metrics *rs_server_metrics(const rs_server *s) { return s->metrics; }
+
+float rs_server_decision_threshold(rs_server *s, int i, rs_srv_decision d, float v) {
+    Routescore__V1__DecisionRule rule;
+    size_t seen;
+    return srv_decision_threshold(s, i,
+                                  d == RS_DECIDE_THRESHOLD      ? ROUTESCORE__V1__SCORE_REQUEST__DECISION_THRESHOLD
+                                  : d == RS_DECIDE_STRONG_SHARE ? ROUTESCORE__V1__SCORE_REQUEST__DECISION_STRONG_SHARE
+                                                                : ROUTESCORE__V1__SCORE_REQUEST__DECISION__NOT_SET,
+                                  v, &rule, &seen);
+}
+
+int rs_server_serving(const rs_server *s) {
+    return atomic_load(&s->ready) && !atomic_load(&s->draining) && !atomic_load(&s->fatal);
+}
+int rs_server_draining(const rs_server *s) { return atomic_load(&s->draining); }
+int rs_server_shutting_down(const rs_server *s) { return atomic_load(&s->shutting_down); }
+
+int rs_server_authorized(const rs_server *s, const grpc_metadata_array *md) {
+    if (!s->n_tokens) return 1;
+    for (size_t i = 0; i < md->count; i++) {
+        if (grpc_slice_str_cmp(md->metadata[i].key, "authorization")) continue;
+        const char *v = (const char *)GRPC_SLICE_START_PTR(md->metadata[i].value);
+        if (rs_srv_bearer_ok((const char (*)[256])s->tokens, s->n_tokens, v, GRPC_SLICE_LENGTH(md->metadata[i].value)))
+            return 1;
+    }
+    return 0;
+}
+
+int rs_server_work_begin(rs_server *s) {
+    pthread_mutex_lock(&s->mu);
+    const int ok = !atomic_load(&s->draining);
+    if (ok)
+        s->n_accepted++;
+    else {
+        s->n_refused++;
+        s->t_last_refused = rs_clock_now();
+    }
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+void rs_server_work_end(rs_server *s) {
+    pthread_mutex_lock(&s->mu);
+    s->n_accepted--;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
 }

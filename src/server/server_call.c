@@ -39,6 +39,7 @@
  *   Status codes: every failure is an (rs_srv_err, rs_status) pair, turned
  *   into a gRPC code by srv_grpc_code() — the one place that mapping exists. */
 #include "server_int.h"
+#include "server_ext.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -285,15 +286,8 @@ static void set_input_error(rs_call *c, rs_srv_err e, rs_status st, const char *
 /* Method handlers (c->mu held).                                            */
 
 static int authorized(rs_call *c) {
-    rs_server *s = c->srv;
-    if (!s->n_tokens || c->kind == CK_HCHECK || c->kind == CK_HWATCH) return 1;
-    for (size_t i = 0; i < c->md.count; i++) {
-        if (grpc_slice_str_cmp(c->md.metadata[i].key, "authorization")) continue;
-        const char *v = (const char *)GRPC_SLICE_START_PTR(c->md.metadata[i].value);
-        if (rs_srv_bearer_ok((const char (*)[256])s->tokens, s->n_tokens, v, GRPC_SLICE_LENGTH(c->md.metadata[i].value)))
-            return 1;
-    }
-    return 0;
+    if (c->kind == CK_HCHECK || c->kind == CK_HWATCH) return 1;
+    return rs_server_authorized(c->srv, &c->md);
 }
 
 /* The value of metadata key (lower case) as a C string in buf, or NULL. */
@@ -471,15 +465,7 @@ static void on_new(rs_call *c) {
          * later ones are refused, retryably, while the listener stays open
          * (closing it at once would make the core drop calls in transit
          * with CANCELLED instead). */
-        pthread_mutex_lock(&s->mu);
-        if (atomic_load(&s->draining)) {
-            s->n_refused++;
-            s->t_last_refused = rs_clock_now();
-        } else {
-            c->accepted = 1;
-            s->n_accepted++;
-        }
-        pthread_mutex_unlock(&s->mu);
+        c->accepted = rs_server_work_begin(s);
         if (!c->accepted) {
             /* Held, not answered yet: a caller that got UNAVAILABLE now
              * would send again at once on this connection and be caught

@@ -178,6 +178,7 @@ struct rs_call {
 };
 
 typedef struct srv_http srv_http;
+typedef struct rs_ext_proc rs_ext_proc;
 
 struct rs_server {
     rs_srv_config cfg;
@@ -210,6 +211,7 @@ struct rs_server {
     int events;
     char fatal_msg[256];
     rs_tag shutdown_tag;
+    rs_ext_proc *ext; /* Envoy ext_proc beside Scorer (ext_proc.h), NULL when off */
 };
 
 /* What is known about how a request ended (see srv_final_status). */
@@ -255,6 +257,12 @@ typedef struct srv_resp {
 int srv_req_response(rs_req *r, int with_error, srv_resp *resp, rs_srv_err *e, grpc_status_code *code, const char **msg);
 void srv_resp_free(srv_resp *resp);
 void srv_req_free(rs_req *r);
+/* Router index by name ("" or NULL: the default router); -1 when unknown. */
+int srv_find_router(const rs_server *s, const char *name);
+/* The threshold rule `decision` (value dvalue) of router i uses now, the
+ * rule that chose it and the live scores behind a strong_share. */
+float srv_decision_threshold(rs_server *s, int i, Routescore__V1__ScoreRequest__DecisionCase decision, float dvalue,
+                             Routescore__V1__DecisionRule *rule, size_t *seen);
 
 /* The HTTP status of a failure: the HTTP side of srv_grpc_code. */
 int srv_http_status(rs_srv_err e, rs_status st);

@@ -129,7 +129,7 @@ int srv_wire_has_nul(const ProtobufCMessageDescriptor *d, const uint8_t *p, size
     return 0;
 }
 
-static int find_router(rs_server *s, const char *name) {
+int srv_find_router(const rs_server *s, const char *name) {
     if (!name || !*name) return 0; /* the default router */
     for (int i = 0; i < s->n_routers; i++)
         if (!strcmp(s->routers[i].name, name)) return i;
@@ -205,7 +205,7 @@ int srv_req_submit(rs_req *r, const Routescore__V1__ScoreRequest *m) {
                 FAIL(SRV_MALFORMED, RS_ERR_INVALID_ARG, "request_key: control byte at offset %zu", i);
         memcpy(r->key, m->request_key, kl + 1);
     }
-    r->router = find_router(s, m->router);
+    r->router = srv_find_router(s, m->router);
     if (r->router < 0) {
         char esc[160];
         FAIL(SRV_UNKNOWN_ROUTER, RS_ERR_NOT_FOUND, "unknown router '%s' (ListRouters names them)",
@@ -339,22 +339,24 @@ out:
 }
 #undef FAIL
 
-/* The threshold a finished request's decisions use, and the rule that
- * chose it (with the number of live scores behind a strong_share). */
-static float req_threshold(rs_server *s, const rs_req *r, Routescore__V1__DecisionRule *rule, size_t *seen) {
-    router *rt = &s->routers[r->router];
+/* The threshold decision rule `decision` (value dvalue) of router i uses
+ * now, and the rule that chose it (with the number of live scores behind a
+ * strong_share). The one rule for Score, HTTP and ext_proc. */
+float srv_decision_threshold(rs_server *s, int i, Routescore__V1__ScoreRequest__DecisionCase decision, float dvalue,
+                             Routescore__V1__DecisionRule *rule, size_t *seen) {
+    router *rt = &s->routers[i];
     float base = srv_router_threshold(rt);
     *seen = 0;
-    if (r->decision == ROUTESCORE__V1__SCORE_REQUEST__DECISION_THRESHOLD) {
+    if (decision == ROUTESCORE__V1__SCORE_REQUEST__DECISION_THRESHOLD) {
         *rule = ROUTESCORE__V1__DECISION_RULE__DECISION_RULE_REQUEST_THRESHOLD;
-        return r->dvalue;
+        return dvalue;
     }
-    const int by_share = r->decision == ROUTESCORE__V1__SCORE_REQUEST__DECISION_STRONG_SHARE || rt->cfg.online;
+    const int by_share = decision == ROUTESCORE__V1__SCORE_REQUEST__DECISION_STRONG_SHARE || rt->cfg.online;
     if (!by_share) {
         *rule = ROUTESCORE__V1__DECISION_RULE__DECISION_RULE_ROUTER_THRESHOLD;
         return base;
     }
-    const double share = r->decision == ROUTESCORE__V1__SCORE_REQUEST__DECISION_STRONG_SHARE ? r->dvalue : rt->cfg.online_share;
+    const double share = decision == ROUTESCORE__V1__SCORE_REQUEST__DECISION_STRONG_SHARE ? dvalue : rt->cfg.online_share;
     const float t = rs_online_threshold_seen(&rt->online, share, base, seen);
     const int live = *seen >= (size_t)rt->cfg.online_min_samples && *seen > 0;
     *rule = live ? ROUTESCORE__V1__DECISION_RULE__DECISION_RULE_STRONG_SHARE
@@ -468,7 +470,7 @@ int srv_req_response(rs_req *r, int with_error, srv_resp *out, rs_srv_err *e_out
     const rs_work *w = &r->work;
     Routescore__V1__DecisionRule rule;
     size_t seen;
-    const float thr = req_threshold(s, r, &rule, &seen);
+    const float thr = srv_decision_threshold(s, r->router, r->decision, r->dvalue, &rule, &seen);
     Routescore__V1__PromptScore *ps = out->ps = calloc(w->n, sizeof *ps);
     Routescore__V1__PromptScore **pp = out->pp = calloc(w->n, sizeof *pp);
     if (!ps || !pp) {

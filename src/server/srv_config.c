@@ -43,6 +43,7 @@ void rs_srv_config_default(rs_srv_config *c) {
     c->max_prompts = 1024;
     c->max_prompt_bytes = 256L << 10;
     c->stream_window = 16;
+    c->ext_proc_fail_open = 1;
     snprintf(c->log_level, sizeof c->log_level, "info");
 }
 
@@ -159,6 +160,15 @@ static const key_spec TLS_KEYS[] = {
 
 static const key_spec AUTH_KEYS[] = {
     {"bearer_tokens_file", K_PATH, CF(auth_tokens_file), RS_SRV_PATH, 0, 0, NO_HAS},
+};
+
+static const key_spec EXT_PROC_KEYS[] = {
+    {"enabled", K_BOOL, CF(ext_proc), 0, 0, 0, NO_HAS},
+    {"router", K_STR, CF(ext_proc_router), sizeof(((rs_srv_config *)0)->ext_proc_router), 0, 0, NO_HAS},
+    {"strong_model", K_STR, CF(ext_proc_strong_model), sizeof(((rs_srv_config *)0)->ext_proc_strong_model), 0, 0, NO_HAS},
+    {"weak_model", K_STR, CF(ext_proc_weak_model), sizeof(((rs_srv_config *)0)->ext_proc_weak_model), 0, 0, NO_HAS},
+    {"rewrite_model", K_BOOL, CF(ext_proc_rewrite_model), 0, 0, 0, NO_HAS},
+    {"fail_open", K_BOOL, CF(ext_proc_fail_open), 0, 0, 0, NO_HAS},
 };
 
 static const key_spec ROUTER_KEYS[] = {
@@ -288,13 +298,15 @@ rs_status rs_srv_config_load(const char *path, rs_srv_config *c, rs_err *err) {
     if (st != RS_OK) return st;
     char base[RS_SRV_PATH];
     dir_of(path, base, sizeof base);
-    static const char *const TOP_NESTED[] = {"tls", "auth", "routers"};
+    static const char *const TOP_NESTED[] = {"tls", "auth", "ext_proc", "routers"};
     st = read_object(root, "", TOP_KEYS, N(TOP_KEYS), c, base, TOP_NESTED, N(TOP_NESTED), err);
     const cJSON *v;
     if (st == RS_OK && (v = cJSON_GetObjectItemCaseSensitive(root, "tls")))
         st = read_object(v, "tls", TLS_KEYS, N(TLS_KEYS), c, base, NULL, 0, err);
     if (st == RS_OK && (v = cJSON_GetObjectItemCaseSensitive(root, "auth")))
         st = read_object(v, "auth", AUTH_KEYS, N(AUTH_KEYS), c, base, NULL, 0, err);
+    if (st == RS_OK && (v = cJSON_GetObjectItemCaseSensitive(root, "ext_proc")))
+        st = read_object(v, "ext_proc", EXT_PROC_KEYS, N(EXT_PROC_KEYS), c, base, NULL, 0, err);
     if (st == RS_OK && (v = cJSON_GetObjectItemCaseSensitive(root, "routers"))) {
         int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
         if (n < 1 || n > RS_SRV_MAX_ROUTERS)
@@ -442,15 +454,23 @@ rs_status rs_srv_config_thresholds(const rs_srv_config *c, float *out, rs_err *e
 }
 
 int rs_srv_bearer_ok(const char (*tokens)[256], int n, const char *v, size_t vl) {
+    /* Only public facts decide branches: the scheme, the presented value's
+     * length and whether it holds a NUL. Each token is compared over its
+     * whole zero-padded 256-byte buffer, so neither its bytes nor its
+     * length change the time taken or the path through the code
+     * (tests/test_bearer_ct.c checks that under valgrind). */
     if (vl < 7 || strncasecmp(v, "Bearer ", 7)) return 0;
     v += 7;
     vl -= 7;
-    int ok = 0;
+    if (vl == 0 || vl >= 256 || memchr(v, 0, vl)) return 0; /* tokens are 1..255 bytes without NUL */
+    unsigned ok = 0;
     for (int t = 0; t < n; t++) {
-        size_t tl = strlen(tokens[t]);
-        unsigned diff = (unsigned)(tl != vl);
-        for (size_t j = 0; j < tl; j++) diff |= (unsigned char)tokens[t][j] ^ (unsigned char)(j < vl ? v[j] : 0);
-        ok |= !diff;
+        unsigned diff = 0;
+        for (size_t j = 0; j < 256; j++) {
+            const unsigned char pj = j < vl ? (unsigned char)v[j] : 0; /* (branches on the public length only) */
+            diff |= (unsigned char)tokens[t][j] ^ pj;
+        }
+        ok |= 1u & ((diff - 1u) >> 8); /* diff in [0, 255]: 1 iff diff == 0, without a branch */
     }
-    return ok;
+    return (int)ok;
 }

@@ -9,6 +9,8 @@
  *    "max_prompt_bytes": 262144, "stream_window": 16,
  *    "tls": {"cert": "server.pem", "key": "server.key", "client_ca": "ca.pem"},
  *    "auth": {"bearer_tokens_file": "tokens.txt"},
+ *    "ext_proc": {"enabled": true, "router": "", "strong_model": "", "weak_model": "",
+ *                 "rewrite_model": false, "fail_open": true},
  *    "routers": [{"name": "minilm-mf", "model": "models/routers/minilm-mf",
  *                 "threshold": 0.5, "backend": "cpu", "device": 0, "threads": 0,
  *                 "replicas": 1, "devices": [0, 1],
@@ -72,6 +74,14 @@ typedef struct rs_srv_config {
     char log_level[16];
     char tls_cert[RS_SRV_PATH], tls_key[RS_SRV_PATH], tls_client_ca[RS_SRV_PATH];
     char auth_tokens_file[RS_SRV_PATH];
+    /* Envoy ext_proc (ext_proc.h): "ext_proc": {"enabled", "router",
+     * "strong_model", "weak_model", "rewrite_model", "fail_open"}. */
+    int ext_proc;                    /* serve envoy.service.ext_proc.v3.ExternalProcessor */
+    char ext_proc_router[128];       /* router it scores with; "" the default router */
+    char ext_proc_strong_model[256]; /* the model names it writes; "" the router manifest's */
+    char ext_proc_weak_model[256];
+    int ext_proc_rewrite_model;      /* 1: set the body's "model" to the chosen model */
+    int ext_proc_fail_open;          /* 1 (default): a request it cannot score passes unchanged */
     int n_routers;
     rs_srv_router_cfg routers[RS_SRV_MAX_ROUTERS];
 } rs_srv_config;
@@ -95,8 +105,11 @@ rs_status rs_srv_parse_devices(const char *s, rs_srv_router_cfg *r, rs_err *err)
 /* Replicas router r runs (its "replicas", else one per listed device, else 1). */
 int rs_srv_replicas(const rs_srv_router_cfg *r);
 /* Whether an authorization header value v (vl bytes, "Bearer <token>", the
- * scheme case-insensitive) carries one of the n tokens. Constant time in
- * each token's bytes; shared by the gRPC and HTTP endpoints. */
+ * scheme case-insensitive) carries one of the n tokens. Each tokens[i] is
+ * 1..255 bytes, NUL-terminated and zero-padded to 256 bytes. Constant time
+ * in the tokens (their bytes and lengths): no branch or memory access
+ * depends on them (tests/test_bearer_ct.c); shared by the gRPC and HTTP
+ * endpoints. */
 int rs_srv_bearer_ok(const char (*tokens)[256], int n, const char *v, size_t vl);
 
 #endif
