@@ -20,7 +20,7 @@ Per scenario, on a fixed seeded sample of benchmark prompts (~100 tokens each):
   routescore  `BIN label` (the win probabilities), `BIN bench --repeat R` (all prompts
               in one call: the engine's batching) and `BIN bench --batch 1` (one prompt
               per call: latency), threads 2;
-  hf          RouteLLM's scorer (REFERENCE §1: greedy generate, max_new_tokens 6,
+  hf          RouteLLM's scorer (docs/ROUTERS.md: greedy generate, max_new_tokens 6,
               output_scores) one prompt at a time, fp32, torch.set_num_threads(2);
   hf-batch-B  the same with left-padded batches of B prompts.
 Each way is warmed up first. Every way's win_prob is compared with routescore's

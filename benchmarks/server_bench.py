@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""server_bench.py — load generator for `routescore serve` (issue 4, item 9).
+"""server_bench.py — load generator for `routescore serve`.
 
 Measures, on one machine, with the same router and the same prompts:
 

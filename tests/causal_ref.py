@@ -1,4 +1,4 @@
-"""causal_ref — RouteLLM's causal_llm router (REFERENCE §1) in Python, shared by
+"""causal_ref — RouteLLM's causal_llm router (docs/ROUTERS.md) in Python, shared by
 tests/gen_causal_tiny.py (the tiny test router and its golden outputs) and
 benchmarks/causal_bench.py (a SmolLM2-sized router and the HF peer):
 

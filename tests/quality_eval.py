@@ -2,7 +2,7 @@
 RouteLLM's evaluation (tests/routellm_eval_ref.py) on generated score files:
 random (fixed seeds), oracle-like, reversed, constant, heavy ties, joined by
 prompt and by id. Every figure (points, AUC, APGR, CPT50/80) must agree to
-1e-6. Also: random routing on MMLU gives APGR in [0.45, 0.55] (issue 7's
+1e-6. Also: random routing on MMLU gives APGR in [0.45, 0.55] (a sanity
 check); the loaders reproduce the README's W/S; bad score files exit 2; the
 SVG plot is well-formed XML. Skips (77) without ../shared/data."""
 import json

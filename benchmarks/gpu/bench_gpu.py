@@ -13,7 +13,7 @@ then p50/p99 latency of one prompt (batch 1) per length. FLOPs use one formula
 for both (rs_encoder_flops: the four GEMMs per token plus QK^T and PV per
 sequence, 2 flops a multiply-add; the classifier head is left out), so the
 two TFLOP/s columns compare directly. Peak for the percentage: --peak-tflops
-(default 989, H100 SXM dense bf16; REFERENCE.md §4).
+(default 989: NVIDIA's H100 SXM dense bf16 figure).
 
 Writes OUT/results.jsonl (one record per measurement) and prints a markdown
 report last, ready for benchmarks/RESULTS.md.

@@ -364,7 +364,7 @@ def candidates():
     C["combo logistic mixed l2=10 gsm8k x5 + length +len"] = (
         head_combo([head_logistic("mixed", 10.0, gsm_rep=5), head_length()]), True, "len")
     C["combo knn sw weakwrong k=100 + length +len"] = (head_combo([head_knn("weakwrong", 100), head_length()]), True, "len")
-    # issue 7, after `routescore train --length-term` (the shipped head is the first part of these combos)
+    # after `routescore train --length-term` (the shipped head is the first part of these combos)
     C["logistic mixed l2=100 gsm8k x5 +len"] = (head_logistic("mixed", 100.0, gsm_rep=5), True, "len")
     C["combo logistic mixed l2=30 gsm8k x5 + knn sw weakwrong k=100 +len"] = (
         head_combo([head_logistic("mixed", 30.0, gsm_rep=5), head_knn("weakwrong", 100)]), True, "len")

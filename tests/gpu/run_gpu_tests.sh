@@ -74,7 +74,7 @@ sanitize racecheck test_gpu_ops
 sanitize synccheck test_gpu_ops advisory
 sanitize initcheck test_gpu_ops advisory
 sanitize memcheck test_gpu_e2e
-# The decoder ops (issue 6): memcheck and racecheck must pass (attention_kv's
+# The decoder ops: memcheck and racecheck must pass (attention_kv's
 # shared tiles and barriers are what racecheck is for); then the tiny causal
 # router end to end under memcheck (every op of a real forward, the KV cache
 # slots and the prefix included).
