@@ -39,6 +39,7 @@
 #include "json_text.h"
 #include "messages.h"
 #include "server_ext.h"
+#include "server_int.h"
 #include "srv_log.h"
 
 #define XP_ARMED 4
@@ -112,10 +113,7 @@ struct xcall {
     xfail hfail;               /* a bad x-routescore-* header or router: found at the headers */
     /* scoring one body */
     int scoring, scored, begun;
-    rs_work work;
-    rs_item item;
-    rs_score score;
-    int32_t *ids;
+    rs_req *req;               /* the body's Score request (server_request.c); NULL when none */
     cJSON *body;
     double t_msg;              /* the current message's arrival */               /* the failure of the body being scored, set at done */
 };
@@ -377,8 +375,8 @@ static grpc_byte_buffer *on_request_headers(xcall *c, const Envoy__Service__ExtP
 /* ------------------------------------------------------------------------ */
 /* The request body: parse, extract, tokenize, submit.                       */
 
-static void req_done(rs_work *w) {
-    xcall *c = w->owner;
+static void req_done(rs_req *r) {
+    xcall *c = r->owner;
     pthread_mutex_lock(&c->mu);
     c->scored = 1;
     c->refs--; /* the work's */
@@ -393,10 +391,17 @@ static void req_done(rs_work *w) {
     if (dead) xdestroy(c);
 }
 
+/* Why request r failed, in the one mapping of server_request.c. */
+static void req_fail(const rs_req *r, xfail *f) {
+    rs_status st;
+    const char *msg;
+    const rs_srv_err e = srv_req_outcome(r, &st, &msg);
+    xfail_set(f, srv_http_status(e, st), srv_grpc_code(e, st), "%.200s", msg);
+}
+
 /* Starts scoring the body, or fills *f with why not (f->http != 0). */
 static void start_scoring(xcall *c, const Envoy__Service__ExtProc__V3__HttpBody *b, xfail *f) {
     rs_server *s = c->x->srv;
-    const rs_srv_config *cfg = rs_server_config(s);
     if (c->hfail.http) {
         *f = c->hfail;
         return;
@@ -448,94 +453,72 @@ static void start_scoring(xcall *c, const Envoy__Service__ExtProc__V3__HttpBody 
                   rs_server_draining(s) ? "routescore is shutting down" : "routescore is not ready: routers are loading");
         return;
     }
-    const int ri = c->router;
-    const rs_router_info *info = rs_server_router_info(s, ri);
-    if (info->max_tokens <= 0) {
-        free(text);
-        xfail_set(f, 500, GRPC_STATUS_INVALID_ARGUMENT, "router '%s' scores embeddings, not text", rs_server_router_name(s, ri));
-        return;
+    /* The rest is a Score request with one prompt: the same validation,
+     * tokenizing, admission and status mapping as gRPC's and HTTP's. */
+    Routescore__V1__ScoreRequest m;
+    routescore__v1__score_request__init(&m);
+    m.router = (char *)rs_server_router_name(s, c->router);
+    char *prompts[1] = {text};
+    m.n_prompts = 1;
+    m.prompts = prompts;
+    if (c->decision == RS_DECIDE_THRESHOLD) {
+        m.decision_case = ROUTESCORE__V1__SCORE_REQUEST__DECISION_THRESHOLD;
+        m.threshold = c->dvalue;
+    } else if (c->decision == RS_DECIDE_STRONG_SHARE) {
+        m.decision_case = ROUTESCORE__V1__SCORE_REQUEST__DECISION_STRONG_SHARE;
+        m.strong_share = c->dvalue;
     }
-    if ((long)tlen > cfg->max_prompt_bytes) {
-        free(text);
-        xfail_set(f, 400, GRPC_STATUS_INVALID_ARGUMENT, "last user message: %zu bytes (at most %ld)", tlen, cfg->max_prompt_bytes);
-        return;
-    }
-    const size_t maxt = (size_t)info->max_tokens;
-    c->ids = malloc(maxt * sizeof *c->ids);
-    if (!c->ids) {
+    rs_req *r = srv_req_new(s, c, req_done, c->deadline);
+    if (!r) {
         free(text);
         xfail_set(f, 503, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    size_t nid = 0;
-    int trunc = 0;
-    const double t0 = rs_clock_now();
-    st = rs_engine_tokenize(rs_server_router_engine(s, ri), text, tlen, c->ids, maxt, &nid, &trunc, &err);
-    free(text);
-    if (st != RS_OK) {
-        xfail_set(f, 400, GRPC_STATUS_INVALID_ARGUMENT, "last user message: %.200s", err.msg);
-        return;
-    }
-    if (rs_server_metrics(s)) rs_metrics_observe(rs_server_metrics(s), ri, RS_H_TOKENIZE, rs_clock_now() - t0);
-    memset(&c->work, 0, sizeof c->work);
-    memset(&c->item, 0, sizeof c->item);
-    c->item.ids = c->ids;
-    c->item.n_ids = (uint32_t)nid;
-    c->work.n = 1;
-    c->work.items = &c->item;
-    c->work.scores = &c->score;
-    c->work.deadline = c->deadline;
-    c->work.done = req_done;
-    c->work.owner = c;
     if (!rs_server_work_begin(s)) {
+        srv_req_free(r);
+        free(text);
         xfail_set(f, 503, GRPC_STATUS_UNAVAILABLE, "routescore is shutting down");
         return;
     }
     c->begun = 1;
     c->scoring = 1;
-    c->refs++;
-    const rs_admit a = rs_batcher_submit(rs_server_router_batcher(s, ri), &c->work);
-    if (a == RS_ADMIT_OK) return;
+    c->refs++; /* the request's, until req_done */
+    c->req = r;
+    const int queued = srv_req_submit(r, &m);
+    free(text);
+    if (queued) return;
     c->scoring = 0;
     c->refs--;
+    req_fail(r, f);
+    c->req = NULL;
+    srv_req_free(r);
     c->begun = 0;
     rs_server_work_end(s);
-    switch (a) {
-    case RS_ADMIT_FULL:
-    case RS_ADMIT_BUSY: xfail_set(f, 429, GRPC_STATUS_RESOURCE_EXHAUSTED, "routescore queue full: retry later"); break;
-    case RS_ADMIT_LATE: xfail_set(f, 504, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded: the queue's expected wait is past it"); break;
-    case RS_ADMIT_TOO_BIG:
-    case RS_ADMIT_INVALID: xfail_set(f, 400, GRPC_STATUS_INVALID_ARGUMENT, "the prompt does not fit the router's queue"); break;
-    default: xfail_set(f, 503, GRPC_STATUS_UNAVAILABLE, "routescore is shutting down"); break;
-    }
 }
 
 /* The scored body's answer (c->mu held, on a completion-queue thread). */
 static grpc_byte_buffer *answer_scored(xcall *c) {
     rs_server *s = c->x->srv;
     const rs_srv_config *cfg = rs_server_config(s);
-    const rs_work *w = &c->work;
     xfail f = {0};
-    if (atomic_load(&w->n_cancelled))
-        xfail_set(&f, 503, GRPC_STATUS_CANCELLED, "cancelled");
-    else if (atomic_load(&w->n_expired))
-        xfail_set(&f, 504, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded before scoring");
-    else if (atomic_load(&w->n_failed))
-        xfail_set(&f, 503, GRPC_STATUS_UNAVAILABLE, "engine failed: %.200s", w->fail_msg);
-    else if (c->score.status != RS_OK)
-        xfail_set(&f, 400, GRPC_STATUS_INVALID_ARGUMENT, "last user message: %.200s", c->score.error);
-    if (f.http) return answer_failure(c, RESP(REQUEST_BODY), &f);
+    rs_status st;
+    const char *emsg;
+    if (srv_req_outcome(c->req, &st, &emsg) != SRV_OK) {
+        req_fail(c->req, &f);
+        return answer_failure(c, RESP(REQUEST_BODY), &f);
+    }
+    const rs_score *sc = &c->req->work.scores[0];
     const int ri = c->router;
     const rs_router_info *info = rs_server_router_info(s, ri);
     const float thr = rs_server_decision_threshold(s, ri, c->decision, c->dvalue);
-    const int strong = c->score.win_prob >= thr;
+    const int strong = sc->win_prob >= thr;
     const char *model = strong ? (cfg->ext_proc_strong_model[0] ? cfg->ext_proc_strong_model : info->strong_model)
                                : (cfg->ext_proc_weak_model[0] ? cfg->ext_proc_weak_model : info->weak_model);
     hmut hm;
     hmut_init(&hm);
     hmut_set(&hm, "x-routescore-route", "%s", strong ? "strong" : "weak");
     hmut_set(&hm, "x-routescore-model", "%s", model);
-    hmut_set(&hm, "x-routescore-win-prob", "%.9g", (double)c->score.win_prob);
+    hmut_set(&hm, "x-routescore-win-prob", "%.9g", (double)sc->win_prob);
     hmut_set(&hm, "x-routescore-threshold", "%.9g", (double)thr);
     hmut_set(&hm, "x-routescore-router", "%s", rs_server_router_name(s, ri));
     char *body = NULL;
@@ -568,8 +551,8 @@ static grpc_byte_buffer *answer_scored(xcall *c) {
 static void body_release(xcall *c) {
     cJSON_Delete(c->body);
     c->body = NULL;
-    free(c->ids);
-    c->ids = NULL;
+    srv_req_free(c->req); /* not in a batcher: never queued, or done */
+    c->req = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -776,7 +759,7 @@ static void dispatch(xtag *t, int ok) {
     case X_CLOSE:
         if (c->close_cancelled) {
             c->cancelled = 1;
-            if (c->scoring) rs_batcher_cancel(rs_server_router_batcher(x->srv, c->router), &c->work);
+            if (c->scoring) rs_batcher_cancel(rs_server_router_batcher(x->srv, c->router), &c->req->work);
         }
         break;
     case X_WAKE: c->wake_busy = 0; break;
