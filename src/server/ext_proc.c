@@ -1,19 +1,16 @@
 /* ext_proc.c — Envoy's ext_proc service (ext_proc.h).
  *
- * DESIGN — the same call lifecycle as server.c's calls
- *   ARMED ──new──▶ LIVE ──(status sent, or cancelled)──▶ ENDED ──refs 0──▶ freed
- *   Event handlers only record facts (reading, sending, scoring, half
- *   closed, cancelled, want_finish); advance() alone starts the next gRPC
- *   operation. refs counts the operations in flight and the rs_work in a
- *   batcher; the call is freed at zero. A finished work comes back through
- *   an empty batch (the wake tag), so answers are built on this module's
- *   completion-queue threads, never on the engine's.
- *
- *   Messages are answered strictly in order, one at a time: the next one is
- *   read only once the previous one's answer is queued (Envoy waits for each
- *   answer anyway). A request body being scored is a piece of accepted work
- *   for the drain (rs_server_work_begin): the drain finishes it. A stream
- *   idle between messages is not: at the drain's second phase it ends OK.
+ * DESIGN — the protocol over the server's calls
+ *   A Process stream is an rs_call of kind CK_EXTPROC (server_call.c): its
+ *   lifecycle, reads, writes, cancellation and drain are the server's. This
+ *   file answers each ProcessingRequest. Messages are answered strictly in
+ *   order, one at a time: the next one is read only once the previous one's
+ *   answer is queued (Envoy waits for each answer anyway). A body is scored
+ *   as a one-prompt Score request through srv_call_submit, so validation,
+ *   tokenizing, admission and status mapping are Score's; while it is
+ *   scored it is a piece of accepted work for the drain
+ *   (rs_server_work_begin), which finishes it. A stream idle between
+ *   messages is not: at the drain's second phase it ends OK.
  *
  * Errors: a stream that is not ext_proc (malformed message) ends
  * INVALID_ARGUMENT; everything about the HTTP request itself is answered
@@ -42,8 +39,6 @@
 #include "server_int.h"
 #include "srv_log.h"
 
-#define XP_ARMED 4
-#define XP_MAX_THREADS 16
 #define XP_MAX_SET 8
 
 typedef Envoy__Service__ExtProc__V3__ProcessingRequest PReq;
@@ -55,28 +50,6 @@ typedef Envoy__Config__Core__V3__HeaderValue HVal;
 #define REQ(x) ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_REQUEST__REQUEST_##x
 #define RESP(x) ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_##x
 
-typedef enum xop { X_NEW, X_RECV, X_SEND, X_FINISH, X_CLOSE, X_WAKE } xop;
-
-typedef struct xcall xcall;
-typedef struct xtag {
-    xcall *c;
-    xop op;
-} xtag;
-
-struct rs_ext_proc {
-    rs_server *srv;
-    grpc_server *g;
-    void *method;
-    grpc_completion_queue *cq;
-    pthread_t th[XP_MAX_THREADS];
-    int n_th;
-    int router; /* the configured router */
-    pthread_mutex_t mu; /* live list, n_calls */
-    pthread_cond_t cv;
-    xcall *live;
-    long n_calls;
-};
-
 /* Why a chat request could not be scored: its own fault (400) or the
  * server's (429 queue full, 503 not ready or draining, 504 deadline, 500). */
 typedef struct xfail {
@@ -85,56 +58,22 @@ typedef struct xfail {
     char msg[256];
 } xfail;
 
-struct xcall {
-    rs_ext_proc *x;
-    pthread_mutex_t mu;
-    int refs;
-    grpc_call *call;
-    gpr_timespec deadline_ts;
-    double deadline;
-    grpc_metadata_array md;
-    grpc_byte_buffer *recv;
-    int close_cancelled;
-    xtag t_new, t_recv, t_send, t_finish, t_close, t_wake;
-    /* facts (see DESIGN) */
-    int live, recv_busy, send_busy, wake_busy, half_closed, cancelled, md_sent, finishing, want_finish;
-    grpc_status_code code;
-    char msg[256];
-    grpc_slice status_slice;
-    int has_status_slice;
-    grpc_byte_buffer *out;     /* the next answer, not yet sent */
-    grpc_byte_buffer *sending;
-    xcall *live_prev, *live_next;
-    /* the HTTP request */
+/* One stream's HTTP request (rs_call.xp). */
+struct srv_xp {
+    rs_server *srv;
+    rs_call *call;             /* the call being served (set at each message) */
     int chat;                  /* POST /v1/chat/completions */
     int router;
     rs_srv_decision decision;
     float dvalue;
     xfail hfail;               /* a bad x-routescore-* header or router: found at the headers */
-    /* scoring one body */
-    int scoring, scored, begun;
-    rs_req *req;               /* the body's Score request (server_request.c); NULL when none */
+    int begun;                 /* a body is being scored: drain accounting held */
     cJSON *body;
-    double t_msg;              /* the current message's arrival */               /* the failure of the body being scored, set at done */
+    double t_msg;              /* the current message's arrival */
 };
-
-static void xadvance(xcall *c);
-static void xarm(rs_ext_proc *x);
-static void xdestroy(xcall *c);
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers.                                                            */
-
-static void set_status(xcall *c, grpc_status_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_status(xcall *c, grpc_status_code code, const char *fmt, ...) {
-    if (c->want_finish) return;
-    c->want_finish = 1;
-    c->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->msg, sizeof c->msg, fmt, ap);
-    va_end(ap);
-}
 
 static void xfail_set(xfail *f, int http, grpc_status_code code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static void xfail_set(xfail *f, int http, grpc_status_code code, const char *fmt, ...) {
@@ -284,8 +223,8 @@ static grpc_byte_buffer *answer_immediate(const xfail *f) {
 }
 
 /* A chat request that cannot be scored, answered at phase resp_case. */
-static grpc_byte_buffer *answer_failure(xcall *c, int resp_case, const xfail *f) {
-    rs_server *s = c->x->srv;
+static grpc_byte_buffer *answer_failure(srv_xp *c, int resp_case, const xfail *f) {
+    rs_server *s = c->srv;
     const rs_srv_config *cfg = rs_server_config(s);
     if (rs_server_metrics(s))
         rs_metrics_request(rs_server_metrics(s), c->router >= 0 ? c->router : -1, RS_METHOD_EXT_PROC, (int)f->code);
@@ -317,8 +256,8 @@ static int parse_unit(const char *v, size_t n, float *out) {
     return 1;
 }
 
-static grpc_byte_buffer *on_request_headers(xcall *c, const Envoy__Service__ExtProc__V3__HttpHeaders *h) {
-    rs_server *s = c->x->srv;
+static grpc_byte_buffer *on_request_headers(srv_xp *c, const Envoy__Service__ExtProc__V3__HttpHeaders *h) {
+    rs_server *s = c->srv;
     int post = 0, path_ok = 0, n_dec = 0;
     const Envoy__Config__Core__V3__HeaderMap *map = h ? h->headers : NULL;
     for (size_t i = 0; map && i < map->n_headers; i++) {
@@ -375,22 +314,6 @@ static grpc_byte_buffer *on_request_headers(xcall *c, const Envoy__Service__ExtP
 /* ------------------------------------------------------------------------ */
 /* The request body: parse, extract, tokenize, submit.                       */
 
-static void req_done(rs_req *r) {
-    xcall *c = r->owner;
-    pthread_mutex_lock(&c->mu);
-    c->scored = 1;
-    c->refs--; /* the work's */
-    if (!c->wake_busy && grpc_call_start_batch(c->call, NULL, 0, &c->t_wake, NULL) == GRPC_CALL_OK) {
-        c->wake_busy = 1;
-        c->refs++;
-    } else if (!c->wake_busy) {
-        xadvance(c); /* could not post: advance here */
-    }
-    const int dead = c->refs == 0;
-    pthread_mutex_unlock(&c->mu);
-    if (dead) xdestroy(c);
-}
-
 /* Why request r failed, in the one mapping of server_request.c. */
 static void req_fail(const rs_req *r, xfail *f) {
     rs_status st;
@@ -400,8 +323,8 @@ static void req_fail(const rs_req *r, xfail *f) {
 }
 
 /* Starts scoring the body, or fills *f with why not (f->http != 0). */
-static void start_scoring(xcall *c, const Envoy__Service__ExtProc__V3__HttpBody *b, xfail *f) {
-    rs_server *s = c->x->srv;
+static void start_scoring(srv_xp *c, const Envoy__Service__ExtProc__V3__HttpBody *b, xfail *f) {
+    rs_server *s = c->srv;
     if (c->hfail.http) {
         *f = c->hfail;
         return;
@@ -468,7 +391,7 @@ static void start_scoring(xcall *c, const Envoy__Service__ExtProc__V3__HttpBody 
         m.decision_case = ROUTESCORE__V1__SCORE_REQUEST__DECISION_STRONG_SHARE;
         m.strong_share = c->dvalue;
     }
-    rs_req *r = srv_req_new(s, c, req_done, c->deadline);
+    rs_req *r = srv_req_new(s, c->call, NULL, c->call->deadline); /* owner and done: srv_call_submit */
     if (!r) {
         free(text);
         xfail_set(f, 503, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -481,33 +404,27 @@ static void start_scoring(xcall *c, const Envoy__Service__ExtProc__V3__HttpBody 
         return;
     }
     c->begun = 1;
-    c->scoring = 1;
-    c->refs++; /* the request's, until req_done */
-    c->req = r;
-    const int queued = srv_req_submit(r, &m);
+    const int queued = srv_call_submit(c->call, r, &m);
     free(text);
     if (queued) return;
-    c->scoring = 0;
-    c->refs--;
     req_fail(r, f);
-    c->req = NULL;
     srv_req_free(r);
     c->begun = 0;
     rs_server_work_end(s);
 }
 
 /* The scored body's answer (c->mu held, on a completion-queue thread). */
-static grpc_byte_buffer *answer_scored(xcall *c) {
-    rs_server *s = c->x->srv;
+static grpc_byte_buffer *answer_scored(srv_xp *c, const rs_req *r) {
+    rs_server *s = c->srv;
     const rs_srv_config *cfg = rs_server_config(s);
     xfail f = {0};
     rs_status st;
     const char *emsg;
-    if (srv_req_outcome(c->req, &st, &emsg) != SRV_OK) {
-        req_fail(c->req, &f);
+    if (srv_req_outcome(r, &st, &emsg) != SRV_OK) {
+        req_fail(r, &f);
         return answer_failure(c, RESP(REQUEST_BODY), &f);
     }
-    const rs_score *sc = &c->req->work.scores[0];
+    const rs_score *sc = &r->work.scores[0];
     const int ri = c->router;
     const rs_router_info *info = rs_server_router_info(s, ri);
     const float thr = rs_server_decision_threshold(s, ri, c->decision, c->dvalue);
@@ -548,36 +465,25 @@ static grpc_byte_buffer *answer_scored(xcall *c) {
     return bb;
 }
 
-static void body_release(xcall *c) {
+static void body_release(srv_xp *c) {
     cJSON_Delete(c->body);
     c->body = NULL;
-    srv_req_free(c->req); /* not in a batcher: never queued, or done */
-    c->req = NULL;
+
 }
 
 /* ------------------------------------------------------------------------ */
 /* Messages and the call's state machine (c->mu held).                       */
 
-static void push(xcall *c, grpc_byte_buffer *bb) {
-    if (!bb) {
-        set_status(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    c->out = bb;
+static void push(srv_xp *c, grpc_byte_buffer *bb) {
+    srv_call_push(c->call, bb); /* (NULL: out of memory, which ends the stream) */
 }
 
-static void on_message(xcall *c, grpc_byte_buffer *bb) {
-    grpc_byte_buffer_reader rd;
-    if (!grpc_byte_buffer_reader_init(&rd, bb)) {
-        set_status(c, GRPC_STATUS_INVALID_ARGUMENT, "unreadable message");
-        return;
-    }
-    grpc_slice sl = grpc_byte_buffer_reader_readall(&rd);
-    grpc_byte_buffer_reader_destroy(&rd);
-    PReq *m = envoy__service__ext_proc__v3__processing_request__unpack(NULL, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
-    grpc_slice_unref(sl);
+void srv_xp_on_message(rs_call *call, const uint8_t *data, size_t len) {
+    srv_xp *c = call->xp;
+    c->call = call;
+    PReq *m = envoy__service__ext_proc__v3__processing_request__unpack(NULL, len, data);
     if (!m) {
-        set_status(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed ProcessingRequest");
+        srv_call_status(call, SRV_MALFORMED, RS_ERR_FORMAT, "malformed ProcessingRequest");
         return;
     }
     c->t_msg = rs_clock_now();
@@ -599,273 +505,44 @@ static void on_message(xcall *c, grpc_byte_buffer *bb) {
     case REQ(RESPONSE_BODY): push(c, answer_continue(RESP(RESPONSE_BODY), NULL, NULL, 0, 0)); break;
     case REQ(REQUEST_TRAILERS): push(c, answer_continue(RESP(REQUEST_TRAILERS), NULL, NULL, 0, 0)); break;
     case REQ(RESPONSE_TRAILERS): push(c, answer_continue(RESP(RESPONSE_TRAILERS), NULL, NULL, 0, 0)); break;
-    default: set_status(c, GRPC_STATUS_INVALID_ARGUMENT, "ProcessingRequest without a phase"); break;
+    default: srv_call_status(call, SRV_MALFORMED, RS_ERR_FORMAT, "ProcessingRequest without a phase"); break;
     }
     envoy__service__ext_proc__v3__processing_request__free_unpacked(m, NULL);
 }
 
-static void xadvance(xcall *c) {
-    rs_ext_proc *x = c->x;
-    if (!c->live || c->cancelled || c->finishing) return;
-    if (c->scoring && c->scored) {
-        c->scoring = c->scored = 0;
-        push(c, answer_scored(c));
-        body_release(c);
-        if (c->begun) {
-            c->begun = 0;
-            rs_server_work_end(x->srv);
-        }
-    }
-    const int idle = !c->scoring && !c->out && !c->send_busy;
-    if (!c->want_finish && idle && c->half_closed) set_status(c, GRPC_STATUS_OK, "%s", "");
-    if (!c->want_finish && idle && rs_server_shutting_down(x->srv))
-        set_status(c, GRPC_STATUS_OK, "%s", ""); /* idle (a read pending) at the drain's end: Envoy goes on without us */
-    if (c->want_finish && !c->send_busy && !c->scoring) {
-        grpc_op ops[3];
-        size_t n = 0;
-        memset(ops, 0, sizeof ops);
-        if (!c->md_sent) ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-        if (c->out) {
-            c->sending = c->out;
-            c->out = NULL;
-            ops[n].op = GRPC_OP_SEND_MESSAGE;
-            ops[n++].data.send_message.send_message = c->sending;
-        }
-        c->status_slice = grpc_slice_from_copied_string(c->msg);
-        c->has_status_slice = 1;
-        ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-        ops[n].data.send_status_from_server.status = c->code;
-        ops[n].data.send_status_from_server.status_details = c->code == GRPC_STATUS_OK ? NULL : &c->status_slice;
-        n++;
-        if (grpc_call_start_batch(c->call, ops, n, &c->t_finish, NULL) == GRPC_CALL_OK) {
-            c->finishing = 1;
-            c->md_sent = 1;
-            c->refs++;
-        }
-        return;
-    }
-    if (!c->send_busy && c->out) {
-        grpc_op ops[2];
-        size_t n = 0;
-        memset(ops, 0, sizeof ops);
-        if (!c->md_sent) ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-        c->sending = c->out;
-        c->out = NULL;
-        ops[n].op = GRPC_OP_SEND_MESSAGE;
-        ops[n++].data.send_message.send_message = c->sending;
-        if (grpc_call_start_batch(c->call, ops, n, &c->t_send, NULL) == GRPC_CALL_OK) {
-            c->send_busy = 1;
-            c->md_sent = 1;
-            c->refs++;
-        }
-    }
-    if (!c->recv_busy && !c->half_closed && !c->want_finish && !c->scoring && !c->out) {
-        grpc_op op = {0};
-        op.op = GRPC_OP_RECV_MESSAGE;
-        op.data.recv_message.recv_message = &c->recv;
-        if (grpc_call_start_batch(c->call, &op, 1, &c->t_recv, NULL) == GRPC_CALL_OK) {
-            c->recv_busy = 1;
-            c->refs++;
-        }
-    }
-}
-
-static void xdestroy(xcall *c) {
-    rs_ext_proc *x = c->x;
-    if (c->call) grpc_call_unref(c->call);
-    grpc_metadata_array_destroy(&c->md);
-    if (c->recv) grpc_byte_buffer_destroy(c->recv);
-    if (c->sending) grpc_byte_buffer_destroy(c->sending);
-    if (c->out) grpc_byte_buffer_destroy(c->out);
-    if (c->has_status_slice) grpc_slice_unref(c->status_slice);
-    if (c->begun) rs_server_work_end(x->srv);
+void srv_xp_on_scored(rs_call *call, rs_req *r) {
+    srv_xp *c = call->xp;
+    c->call = call;
+    push(c, answer_scored(c, r));
+    srv_req_free(r);
     body_release(c);
-    pthread_mutex_lock(&x->mu);
-    if (c->live) {
-        if (c->live_prev)
-            c->live_prev->live_next = c->live_next;
-        else
-            x->live = c->live_next;
-        if (c->live_next) c->live_next->live_prev = c->live_prev;
-    }
-    x->n_calls--;
-    pthread_cond_broadcast(&x->cv);
-    pthread_mutex_unlock(&x->mu);
-    pthread_mutex_destroy(&c->mu);
-    free(c);
-}
-
-static void on_new(xcall *c) {
-    rs_ext_proc *x = c->x;
-    rs_server *s = x->srv;
-    c->deadline = INFINITY;
-    gpr_timespec d = gpr_convert_clock_type(c->deadline_ts, GPR_CLOCK_MONOTONIC);
-    if (gpr_time_cmp(d, gpr_inf_future(GPR_CLOCK_MONOTONIC)) < 0) {
-        gpr_timespec left = gpr_time_sub(d, gpr_now(GPR_CLOCK_MONOTONIC));
-        c->deadline = rs_clock_now() + (double)left.tv_sec + (double)left.tv_nsec * 1e-9;
-    }
-    pthread_mutex_lock(&x->mu);
-    c->live = 1;
-    c->live_next = x->live;
-    if (x->live) x->live->live_prev = c;
-    x->live = c;
-    pthread_mutex_unlock(&x->mu);
-    grpc_op op = {0};
-    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    op.data.recv_close_on_server.cancelled = &c->close_cancelled;
-    if (grpc_call_start_batch(c->call, &op, 1, &c->t_close, NULL) == GRPC_CALL_OK) c->refs++;
-    if (!rs_server_authorized(s, &c->md)) {
-        set_status(c, GRPC_STATUS_UNAUTHENTICATED, "missing or invalid bearer token");
-        return;
-    }
-    if (rs_server_draining(s)) {
-        set_status(c, GRPC_STATUS_UNAVAILABLE, "server is shutting down: retry on another replica");
-        return;
-    }
-}
-
-static void dispatch(xtag *t, int ok) {
-    xcall *c = t->c;
-    rs_ext_proc *x = c->x;
-    pthread_mutex_lock(&c->mu);
-    c->refs--;
-    switch (t->op) {
-    case X_NEW:
-        if (!ok) break;
-        if (!rs_server_shutting_down(x->srv)) xarm(x);
-        on_new(c);
-        break;
-    case X_RECV: {
-        c->recv_busy = 0;
-        grpc_byte_buffer *bb = c->recv;
-        c->recv = NULL;
-        if (!ok || !bb)
-            c->half_closed = 1;
-        else if (!c->want_finish && !c->finishing) /* (a message racing the final status is dropped) */
-            on_message(c, bb);
-        if (bb) grpc_byte_buffer_destroy(bb);
-        break;
-    }
-    case X_SEND:
-        c->send_busy = 0;
-        if (c->sending) grpc_byte_buffer_destroy(c->sending);
-        c->sending = NULL;
-        if (!ok) c->cancelled = 1;
-        break;
-    case X_FINISH:
-        if (c->sending) grpc_byte_buffer_destroy(c->sending);
-        c->sending = NULL;
-        break;
-    case X_CLOSE:
-        if (c->close_cancelled) {
-            c->cancelled = 1;
-            if (c->scoring) rs_batcher_cancel(rs_server_router_batcher(x->srv, c->router), &c->req->work);
-        }
-        break;
-    case X_WAKE: c->wake_busy = 0; break;
-    }
-    if (t->op != X_NEW || ok) xadvance(c);
-    const int dead = c->refs == 0;
-    pthread_mutex_unlock(&c->mu);
-    if (dead) xdestroy(c);
-}
-
-static void *cq_main(void *arg) {
-    rs_ext_proc *x = arg;
-    for (;;) {
-        grpc_event ev = grpc_completion_queue_next(x->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
-        if (ev.type == GRPC_OP_COMPLETE) dispatch(ev.tag, ev.success);
-    }
-    return NULL;
-}
-
-static void xarm(rs_ext_proc *x) {
-    xcall *c = calloc(1, sizeof *c);
-    if (!c) {
-        rs_log(RS_LOG_ERROR, "oom", "\"what\":\"arming an ext_proc call\"");
-        return;
-    }
-    c->x = x;
-    c->router = x->router;
-    pthread_mutex_init(&c->mu, NULL);
-    grpc_metadata_array_init(&c->md);
-    c->t_new = (xtag){c, X_NEW};
-    c->t_recv = (xtag){c, X_RECV};
-    c->t_send = (xtag){c, X_SEND};
-    c->t_finish = (xtag){c, X_FINISH};
-    c->t_close = (xtag){c, X_CLOSE};
-    c->t_wake = (xtag){c, X_WAKE};
-    c->refs = 1;
-    pthread_mutex_lock(&x->mu);
-    x->n_calls++;
-    pthread_mutex_unlock(&x->mu);
-    if (grpc_server_request_registered_call(x->g, x->method, &c->call, &c->deadline_ts, &c->md, NULL, x->cq, x->cq,
-                                            &c->t_new) != GRPC_CALL_OK) {
-        c->refs = 0;
-        xdestroy(c);
+    if (c->begun) {
+        c->begun = 0;
+        rs_server_work_end(c->srv);
     }
 }
 
 /* ------------------------------------------------------------------------ */
 /* Lifecycle.                                                                */
 
-rs_status rs_ext_proc_create(rs_server *s, grpc_server *g, rs_ext_proc **out, rs_err *err) {
-    *out = NULL;
+rs_status srv_xp_check(const rs_server *s, rs_err *err) {
     const rs_srv_config *cfg = rs_server_config(s);
-    const int router = rs_server_find_router(s, cfg->ext_proc_router);
-    if (router < 0) return rs_errf(err, RS_ERR_INVALID_ARG, "ext_proc.router '%s' is not a configured router", cfg->ext_proc_router);
-    rs_ext_proc *x = calloc(1, sizeof *x);
-    if (!x) return rs_errf(err, RS_ERR_NOMEM, "no memory");
-    x->srv = s;
-    x->g = g;
-    x->router = router;
-    pthread_mutex_init(&x->mu, NULL);
-    pthread_cond_init(&x->cv, NULL);
-    x->cq = grpc_completion_queue_create_for_next(NULL);
-    grpc_server_register_completion_queue(g, x->cq, NULL);
-    x->method = grpc_server_register_method(g, "/envoy.service.ext_proc.v3.ExternalProcessor/Process", NULL,
-                                            GRPC_SRM_PAYLOAD_NONE, 0);
-    *out = x;
+    if (rs_server_find_router(s, cfg->ext_proc_router) < 0)
+        return rs_errf(err, RS_ERR_INVALID_ARG, "ext_proc.router '%s' is not a configured router", cfg->ext_proc_router);
     return RS_OK;
 }
 
-void rs_ext_proc_start(rs_ext_proc *x) {
-    if (!x) return;
-    for (int i = 0; i < XP_ARMED; i++) xarm(x);
-    const int want = rs_server_config(x->srv)->cq_threads;
-    const int n = want < 1 ? 1 : want > XP_MAX_THREADS ? XP_MAX_THREADS : want;
-    for (int i = 0; i < n; i++) {
-        if (pthread_create(&x->th[i], NULL, cq_main, x) != 0) break;
-        x->n_th = i + 1;
-    }
-    if (!x->n_th) rs_log(RS_LOG_ERROR, "ext_proc_threads", "\"message\":\"cannot start threads: ext_proc calls wait\"");
+srv_xp *srv_xp_new(const rs_server *s) {
+    srv_xp *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->srv = (rs_server *)s;
+    c->router = rs_server_find_router(s, rs_server_config(s)->ext_proc_router);
+    return c;
 }
 
-void rs_ext_proc_wake(rs_ext_proc *x) {
-    if (!x) return;
-    pthread_mutex_lock(&x->mu);
-    for (xcall *c = x->live; c; c = c->live_next) {
-        pthread_mutex_lock(&c->mu);
-        if (c->refs > 0 && !c->wake_busy && grpc_call_start_batch(c->call, NULL, 0, &c->t_wake, NULL) == GRPC_CALL_OK) {
-            c->wake_busy = 1;
-            c->refs++;
-        }
-        pthread_mutex_unlock(&c->mu);
-    }
-    pthread_mutex_unlock(&x->mu);
-}
-
-void rs_ext_proc_free(rs_ext_proc *x) {
-    if (!x) return;
-    grpc_completion_queue_shutdown(x->cq);
-    if (x->n_th) {
-        for (int i = 0; i < x->n_th; i++) pthread_join(x->th[i], NULL);
-    } else { /* never started: drain the queue here */
-        while (grpc_completion_queue_next(x->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN) {}
-    }
-    grpc_completion_queue_destroy(x->cq);
-    pthread_mutex_destroy(&x->mu);
-    pthread_cond_destroy(&x->cv);
-    free(x);
+void srv_xp_free(rs_server *s, srv_xp *c) {
+    if (!c) return;
+    if (c->begun) rs_server_work_end(s);
+    body_release(c);
+    free(c);
 }

@@ -18,27 +18,30 @@
  * (fail-open) or is answered by Envoy with an error status (fail-closed:
  * 400 for the request's fault, 429/503/504 for the server's).
  *
- * Threads: calls are served on a completion queue of their own by threads
- * of their own (cq_threads of them); scoring is the router's batcher's. */
+ * Calls: a Process stream is one of the gRPC server's calls (kind
+ * CK_EXTPROC in server_call.c: the same completion queue, threads, state
+ * machine and drain); this module holds the protocol: what each
+ * ProcessingRequest is answered with, and scoring as a one-prompt Score
+ * request (server_request.c). All functions run with the call's mutex
+ * held, on a completion-queue thread. */
 #ifndef RS_EXT_PROC_H
 #define RS_EXT_PROC_H
 
-#include <grpc/grpc.h>
+#include <stddef.h>
+#include <stdint.h>
 
-#include "server.h"
-#include "status.h"
+#include "server_int.h"
 
-typedef struct rs_ext_proc rs_ext_proc;
-
-/* Before grpc_server_start: registers the method and a completion queue on
- * g. Checks the configured router name. */
-rs_status rs_ext_proc_create(rs_server *s, grpc_server *g, rs_ext_proc **out, rs_err *err);
-/* After grpc_server_start: arms calls and starts the threads. NULL: nothing. */
-void rs_ext_proc_start(rs_ext_proc *x);
-/* The server is shutting down: idle streams end. NULL: nothing. */
-void rs_ext_proc_wake(rs_ext_proc *x);
-/* After grpc_server_destroy (every call is over at the transport and the
- * batchers are stopped): ends the threads and frees. NULL: nothing. */
-void rs_ext_proc_free(rs_ext_proc *x);
+/* At start-up: the configured router exists (RS_ERR_INVALID_ARG if not). */
+rs_status srv_xp_check(const rs_server *s, rs_err *err);
+/* A stream arrived (authorized, not draining): its state, or NULL (no memory). */
+srv_xp *srv_xp_new(const rs_server *s);
+/* The stream's state goes with the call (ends its drain accounting). NULL: nothing. */
+void srv_xp_free(rs_server *s, srv_xp *x);
+/* One ProcessingRequest: answered (srv_call_push), or its body submitted
+ * for scoring (srv_call_submit), or the stream ended (srv_call_status). */
+void srv_xp_on_message(rs_call *c, const uint8_t *data, size_t len);
+/* The body's request is done: its answer; r is freed. */
+void srv_xp_on_scored(rs_call *c, rs_req *r);
 
 #endif

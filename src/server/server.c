@@ -211,12 +211,12 @@ rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *er
     s->grpc = grpc_server_create(&cargs, NULL);
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->grpc, s->cq, NULL);
+    if (cfg->ext_proc && (st = srv_xp_check(s, err)) != RS_OK) goto fail_grpc;
     for (int k = 0; k < CK_COUNT; k++)
-        if (METHODS[k].path)
+        if (METHODS[k].path && (k != CK_EXTPROC || cfg->ext_proc)) /* ext_proc only when configured: else UNIMPLEMENTED */
             s->methods[k] = grpc_server_register_method(
                 s->grpc, METHODS[k].path, NULL,
                 METHODS[k].read_initial ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE, 0);
-    if (cfg->ext_proc && (st = rs_ext_proc_create(s, s->grpc, &s->ext, err)) != RS_OK) goto fail_grpc;
     grpc_server_credentials *creds = make_creds(s, err);
     if (!creds) {
         st = RS_ERR_INVALID_ARG;
@@ -230,8 +230,7 @@ rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *er
     }
     grpc_server_start(s->grpc);
     for (int k = 0; k < CK_COUNT; k++)
-        for (int i = 0; i < METHODS[k].armed; i++) srv_arm(s, (call_kind)k);
-    rs_ext_proc_start(s->ext);
+        for (int i = 0; i < METHODS[k].armed && (s->methods[k] || k == CK_UNKNOWN); i++) srv_arm(s, (call_kind)k);
     s->n_cq = cfg->cq_threads < 1 ? 1 : cfg->cq_threads > MAX_CQ_THREADS ? MAX_CQ_THREADS : cfg->cq_threads;
     for (int i = 0; i < s->n_cq; i++)
         if (pthread_create(&s->cq_threads[i], NULL, srv_cq_main, s) != 0) {
@@ -247,7 +246,6 @@ rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *er
     return RS_OK;
 fail_grpc: /* not started yet: no calls, nothing to shut down */
     grpc_server_destroy(s->grpc);
-    rs_ext_proc_free(s->ext);
     grpc_completion_queue_shutdown(s->cq);
     while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN) {}
     grpc_completion_queue_destroy(s->cq);
@@ -514,7 +512,6 @@ int rs_server_drain(rs_server *s) {
     atomic_store(&s->shutting_down, 1);
     grpc_server_shutdown_and_notify(s->grpc, s->cq, &s->shutdown_tag);
     srv_wake_live_calls(s);
-    rs_ext_proc_wake(s->ext);
     struct timespec goaway = {0, 200 * 1000000L};
     nanosleep(&goaway, NULL);
     atomic_store(&s->release_held, 1);
@@ -571,7 +568,6 @@ void rs_server_free(rs_server *s) {
     }
     srv_http_stop(s); /* after the batchers: every suspended request has been resumed */
     grpc_server_destroy(s->grpc);
-    rs_ext_proc_free(s->ext);
     grpc_completion_queue_shutdown(s->cq);
     for (int i = 0; i < s->n_cq; i++) pthread_join(s->cq_threads[i], NULL);
     grpc_completion_queue_destroy(s->cq);

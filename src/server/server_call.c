@@ -40,6 +40,7 @@
  *   into a gRPC code by srv_grpc_code() — the one place that mapping exists. */
 #include "server_int.h"
 #include "server_ext.h"
+#include "ext_proc.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -53,12 +54,13 @@
 
 const rs_method_desc METHODS[CK_COUNT] = {
     [CK_SCORE] = {"/routescore.v1.Scorer/Score", 1, RS_METHOD_SCORE, 32},
-    [CK_STREAM] = {"/routescore.v1.Scorer/ScoreStream", 0, RS_METHOD_SCORE_STREAM, 4},
+    [CK_STREAM] = {"/routescore.v1.Scorer/ScoreStream", 0, RS_METHOD_SCORE_STREAM, 4, 1},
     [CK_LIST] = {"/routescore.v1.Scorer/ListRouters", 1, RS_METHOD_LIST_ROUTERS, 2},
     [CK_HCHECK] = {"/grpc.health.v1.Health/Check", 1, RS_METHOD_HEALTH_CHECK, 4},
     [CK_HWATCH] = {"/grpc.health.v1.Health/Watch", 1, RS_METHOD_HEALTH_WATCH, 2},
     [CK_REFLECT] = {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", 0, RS_METHOD_REFLECTION, 2},
     [CK_REFLECT_V1] = {"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", 0, RS_METHOD_REFLECTION, 2},
+    [CK_EXTPROC] = {"/envoy.service.ext_proc.v3.ExternalProcessor/Process", 0, RS_METHOD_EXT_PROC, 4, 1},
     [CK_UNKNOWN] = {NULL, 0, RS_METHOD_UNKNOWN, 2},
 };
 
@@ -113,15 +115,26 @@ static int health_known_service(const char *svc) { return !*svc || !strcmp(svc, 
 static void advance(rs_call *c);
 static void call_destroy(rs_call *c);
 
-static void set_status(rs_call *c, rs_srv_err e, rs_status st, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void set_status(rs_call *c, rs_srv_err e, rs_status st, const char *fmt, ...) {
+static void set_status_v(rs_call *c, rs_srv_err e, rs_status st, const char *fmt, va_list ap) {
     if (c->want_finish) return; /* the first decided status stands */
     c->want_finish = 1;
     c->code = srv_grpc_code(e, st);
+    vsnprintf(c->msg, sizeof c->msg, fmt ? fmt : "", ap);
+}
+
+static void set_status(rs_call *c, rs_srv_err e, rs_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void set_status(rs_call *c, rs_srv_err e, rs_status st, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->msg, sizeof c->msg, fmt ? fmt : "", ap);
+    set_status_v(c, e, st, fmt, ap);
+    va_end(ap);
+}
+
+void srv_call_status(rs_call *c, rs_srv_err e, rs_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    set_status_v(c, e, st, fmt, ap);
     va_end(ap);
 }
 
@@ -160,6 +173,7 @@ static void call_destroy(rs_call *c) {
         n = r->next;
         srv_req_free(r);
     }
+    srv_xp_free(s, c->xp);
     /* Unlink before destroying the mutex: wake_live_calls() may still lock
      * it (it then sees refs == 0 and leaves the call alone). */
     pthread_mutex_lock(&s->mu);
@@ -232,21 +246,29 @@ static rs_req *req_start(rs_call *c, const uint8_t *data, size_t len) {
     if (!r) return NULL;
     Routescore__V1__ScoreRequest *m = srv_req_unpack(r, data, len);
     if (!m) return r;
+    const int queued = srv_call_submit(c, r, m);
+    routescore__v1__score_request__free_unpacked(m, NULL);
+    return queued ? NULL : r;
+}
+
+int srv_call_submit(rs_call *c, rs_req *r, const Routescore__V1__ScoreRequest *m) {
     /* Register before submitting: done() may run before submit returns
      * (it waits for c->mu, held here). */
+    r->owner = c;
+    r->done = req_done;
     r->next = c->inflight_head;
     c->inflight_head = r;
     c->inflight++;
     c->refs++;
-    const int queued = srv_req_submit(r, m);
-    routescore__v1__score_request__free_unpacked(m, NULL);
-    if (queued) return NULL;
+    if (srv_req_submit(r, m)) return 1;
     c->inflight_head = r->next;
     c->inflight--;
     c->refs--;
     r->next = NULL;
-    return r;
+    return 0;
 }
+
+void srv_call_push(rs_call *c, grpc_byte_buffer *bb) { push_out(c, bb); }
 
 /* The ScoreResponse of a finished request, packed. */
 static grpc_byte_buffer *req_response(rs_req *r, int with_error, grpc_status_code *code, const char **msg) {
@@ -431,6 +453,9 @@ static void on_message(rs_call *c, grpc_byte_buffer *bb) {
     case CK_HWATCH: handle_health(c, data, len); break;
     case CK_REFLECT:
     case CK_REFLECT_V1: handle_reflect(c, data, len); break;
+    case CK_EXTPROC:
+        if (!c->want_finish) srv_xp_on_message(c, data, len); /* (a message racing the final status is dropped) */
+        break;
     default: set_status(c, SRV_UNIMPLEMENTED, RS_OK, "unknown method"); break;
     }
     grpc_slice_unref(sl);
@@ -476,6 +501,17 @@ static void on_new(rs_call *c) {
             return;
         }
     }
+    if (c->kind == CK_EXTPROC) {
+        /* A stream idle between requests is not accepted work: the drain
+         * refuses new ones and ends idle ones; a body being scored is
+         * (ext_proc.c). */
+        if (atomic_load(&s->draining)) {
+            set_status(c, SRV_DRAINING, RS_OK, "server is shutting down: retry on another replica");
+            return;
+        }
+        if (!(c->xp = srv_xp_new(s))) set_status(c, SRV_ENGINE, RS_ERR_NOMEM, "out of memory");
+        return;
+    }
     if (METHODS[c->kind].read_initial) {
         if (!c->recv) {
             /* No message: the client ended the stream before it (a cancel,
@@ -515,6 +551,7 @@ static int can_read(rs_call *c) {
         return !atomic_load(&s->draining) && c->inflight + c->n_out < s->cfg.stream_window;
     case CK_REFLECT:
     case CK_REFLECT_V1: return c->n_out == 0 && !c->send_busy; /* strictly one question, one answer */
+    case CK_EXTPROC: return c->n_out == 0 && !c->send_busy && c->inflight == 0; /* one at a time, in order */
     default: return 0;
     }
 }
@@ -530,6 +567,8 @@ static void advance(rs_call *c) {
         r->next = NULL;
         if (c->kind == CK_SCORE)
             finish_score_unary(c, r);
+        else if (c->kind == CK_EXTPROC)
+            srv_xp_on_scored(c, r);
         else
             on_stream_req_done(c, r);
     }
@@ -542,6 +581,9 @@ static void advance(rs_call *c) {
         else if (atomic_load(&s->draining)) /* (a pending read simply ends with the status) */
             set_status(c, SRV_DRAINING, RS_OK, "server is shutting down: resend unanswered requests elsewhere");
     }
+    if (c->kind == CK_EXTPROC && !c->want_finish && c->inflight == 0 && c->n_out == 0 && !c->send_busy &&
+        (c->half_closed || atomic_load(&s->shutting_down)))
+        set_status(c, SRV_OK, RS_OK, NULL); /* done; or idle (a read pending) at the drain's end: Envoy goes on without us */
     if ((c->kind == CK_REFLECT || c->kind == CK_REFLECT_V1) && c->half_closed && !c->want_finish)
         set_status(c, SRV_OK, RS_OK, NULL);
     if (c->kind == CK_HWATCH && !c->want_finish && !c->send_busy && c->n_out == 0) {
@@ -580,9 +622,9 @@ static void advance(rs_call *c) {
             c->finishing = 1;
             c->md_sent = 1;
             c->refs++;
-            if (c->kind != CK_STREAM && s->metrics)
+            if (!METHODS[c->kind].per_message && s->metrics)
                 rs_metrics_request(s->metrics, c->metric_router, METHODS[c->kind].metric, (int)c->code);
-            if (c->kind != CK_STREAM && c->code != GRPC_STATUS_OK && rs_log_enabled(RS_LOG_DEBUG)) {
+            if (!METHODS[c->kind].per_message && c->code != GRPC_STATUS_OK && rs_log_enabled(RS_LOG_DEBUG)) {
                 char esc[600];
                 rs_log(RS_LOG_DEBUG, "rpc_error", "\"method\":\"%s\",\"code\":%d,\"message\":\"%s\"",
                        RS_METHOD_NAMES[METHODS[c->kind].metric], (int)c->code, rs_log_esc(esc, sizeof esc, c->msg));
@@ -669,7 +711,7 @@ static void dispatch(rs_tag *t, int ok) {
              * when a batch would reach them (the batcher finishes them on
              * its own thread: req_done needs c->mu, held here). */
             for (rs_req *r = c->inflight_head; r; r = r->next) rs_batcher_cancel(s->routers[r->router].batcher, &r->work);
-            if (!c->finishing && c->kind != CK_STREAM && s->metrics) {
+            if (!c->finishing && !METHODS[c->kind].per_message && s->metrics) {
                 outcome_facts f = {0};
                 f.expired = rs_clock_now() + RS_EXPIRY_SLACK_S >= c->deadline;
                 f.cancelled = !f.expired;

@@ -74,6 +74,7 @@ typedef enum call_kind {
     CK_HWATCH,
     CK_REFLECT,
     CK_REFLECT_V1,
+    CK_EXTPROC, /* Envoy ext_proc (ext_proc.c): registered only when configured */
     CK_UNKNOWN, /* any other method: UNIMPLEMENTED */
     CK_COUNT
 } call_kind;
@@ -83,12 +84,14 @@ typedef struct rs_method_desc {
     int read_initial; /* unary and server-streaming: the core reads the one request */
     rs_method metric;
     int armed;        /* calls kept requested */
+    int per_message;  /* request metrics per message (the method counts them), not per call */
 } rs_method_desc;
 extern const rs_method_desc METHODS[CK_COUNT];
 
 typedef enum op_kind { OP_NEW, OP_RECV, OP_SEND, OP_FINISH, OP_CLOSE, OP_WAKE } op_kind;
 
 typedef struct rs_call rs_call;
+typedef struct srv_xp srv_xp; /* an ext_proc stream's state (ext_proc.c) */
 
 typedef struct rs_tag {
     rs_call *call;
@@ -175,10 +178,10 @@ struct rs_call {
     int watch_service;    /* health watch: 1 known service, 0 unknown */
     int watch_last;       /* last status sent, -1 none */
     rs_call *live_prev, *live_next;
+    srv_xp *xp;           /* CK_EXTPROC: the stream's HTTP request (ext_proc.c) */
 };
 
 typedef struct srv_http srv_http;
-typedef struct rs_ext_proc rs_ext_proc;
 
 struct rs_server {
     rs_srv_config cfg;
@@ -211,7 +214,6 @@ struct rs_server {
     int events;
     char fatal_msg[256];
     rs_tag shutdown_tag;
-    rs_ext_proc *ext; /* Envoy ext_proc beside Scorer (ext_proc.h), NULL when off */
 };
 
 /* What is known about how a request ended (see srv_final_status). */
@@ -284,6 +286,14 @@ void srv_http_stop(rs_server *s);
 
 /* server_call.c */
 void srv_arm(rs_server *s, call_kind k);
+/* For a method module (ext_proc.c), on a call it serves (c->mu held):
+ * queue an answer; decide the final status (the first decided stands);
+ * submit request r, owned by the call from here (back through the
+ * module's done hook on a completion-queue thread), returning 1, or 0 with
+ * r->fail set and r still the caller's. */
+void srv_call_push(rs_call *c, grpc_byte_buffer *bb);
+void srv_call_status(rs_call *c, rs_srv_err e, rs_status st, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int srv_call_submit(rs_call *c, rs_req *r, const Routescore__V1__ScoreRequest *m);
 void *srv_cq_main(void *arg);
 void srv_wake_live_calls(rs_server *s);
 
