@@ -9,7 +9,7 @@
  *   as a one-prompt Score request through srv_call_submit, so validation,
  *   tokenizing, admission and status mapping are Score's; while it is
  *   scored it is a piece of accepted work for the drain
- *   (rs_server_work_begin), which finishes it. A stream idle between
+ *   (srv_work_begin), which finishes it. A stream idle between
  *   messages is not: at the drain's second phase it ends OK.
  *
  * Errors: a stream that is not ext_proc (malformed message) ends
@@ -35,7 +35,6 @@
 #include "envoy/service/ext_proc/v3/external_processor.pb-c.h"
 #include "json_text.h"
 #include "messages.h"
-#include "server_ext.h"
 #include "server_int.h"
 #include "srv_log.h"
 
@@ -64,7 +63,7 @@ struct srv_xp {
     rs_call *call;             /* the call being served (set at each message) */
     int chat;                  /* POST /v1/chat/completions */
     int router;
-    rs_srv_decision decision;
+    Routescore__V1__ScoreRequest__DecisionCase decision; /* from x-routescore-threshold / -strong-share */
     float dvalue;
     xfail hfail;               /* a bad x-routescore-* header or router: found at the headers */
     int begun;                 /* a body is being scored: drain accounting held */
@@ -225,9 +224,9 @@ static grpc_byte_buffer *answer_immediate(const xfail *f) {
 /* A chat request that cannot be scored, answered at phase resp_case. */
 static grpc_byte_buffer *answer_failure(srv_xp *c, int resp_case, const xfail *f) {
     rs_server *s = c->srv;
-    const rs_srv_config *cfg = rs_server_config(s);
-    if (rs_server_metrics(s))
-        rs_metrics_request(rs_server_metrics(s), c->router >= 0 ? c->router : -1, RS_METHOD_EXT_PROC, (int)f->code);
+    const rs_srv_config *cfg = (&s->cfg);
+    if (s->metrics)
+        rs_metrics_request(s->metrics, c->router >= 0 ? c->router : -1, RS_METHOD_EXT_PROC, (int)f->code);
     if (rs_log_enabled(RS_LOG_DEBUG)) {
         char esc[600];
         rs_log(RS_LOG_DEBUG, "ext_proc_unscored", "\"http\":%d,\"fail_open\":%s,\"message\":\"%s\"", f->http,
@@ -278,7 +277,7 @@ static grpc_byte_buffer *on_request_headers(srv_xp *c, const Envoy__Service__Ext
             if (!parse_unit(v, n, &f) || (thr ? !(f >= 0.f && f <= 1.f) : !(f > 0.f && f <= 1.f)))
                 xfail_set(&c->hfail, 400, GRPC_STATUS_INVALID_ARGUMENT, "%s must be a number in %s", hv->key,
                           thr ? "[0, 1]" : "(0, 1]");
-            c->decision = thr ? RS_DECIDE_THRESHOLD : RS_DECIDE_STRONG_SHARE;
+            c->decision = thr ? ROUTESCORE__V1__SCORE_REQUEST__DECISION_THRESHOLD : ROUTESCORE__V1__SCORE_REQUEST__DECISION_STRONG_SHARE;
             c->dvalue = f;
         } else if (!strcasecmp(hv->key, "x-routescore-router")) {
             char name[160];
@@ -288,7 +287,7 @@ static grpc_byte_buffer *on_request_headers(srv_xp *c, const Envoy__Service__Ext
             }
             memcpy(name, v, n);
             name[n] = 0;
-            c->router = rs_server_find_router(s, name);
+            c->router = srv_find_router(s, name);
             if (c->router < 0) {
                 char esc[200];
                 xfail_set(&c->hfail, 400, GRPC_STATUS_INVALID_ARGUMENT, "x-routescore-router: unknown router '%s'",
@@ -370,34 +369,30 @@ static void start_scoring(srv_xp *c, const Envoy__Service__ExtProc__V3__HttpBody
                   "%.200s", err.msg);
         return;
     }
-    if (!rs_server_serving(s)) {
+    if (!srv_serving(s)) {
         free(text);
         xfail_set(f, 503, GRPC_STATUS_UNAVAILABLE,
-                  rs_server_draining(s) ? "routescore is shutting down" : "routescore is not ready: routers are loading");
+                  atomic_load(&s->draining) ? "routescore is shutting down" : "routescore is not ready: routers are loading");
         return;
     }
     /* The rest is a Score request with one prompt: the same validation,
      * tokenizing, admission and status mapping as gRPC's and HTTP's. */
     Routescore__V1__ScoreRequest m;
     routescore__v1__score_request__init(&m);
-    m.router = (char *)rs_server_router_name(s, c->router);
+    m.router = (char *)s->routers[c->router].name;
     char *prompts[1] = {text};
     m.n_prompts = 1;
     m.prompts = prompts;
-    if (c->decision == RS_DECIDE_THRESHOLD) {
-        m.decision_case = ROUTESCORE__V1__SCORE_REQUEST__DECISION_THRESHOLD;
-        m.threshold = c->dvalue;
-    } else if (c->decision == RS_DECIDE_STRONG_SHARE) {
-        m.decision_case = ROUTESCORE__V1__SCORE_REQUEST__DECISION_STRONG_SHARE;
-        m.strong_share = c->dvalue;
-    }
+    m.decision_case = c->decision;
+    if (c->decision == ROUTESCORE__V1__SCORE_REQUEST__DECISION_THRESHOLD) m.threshold = c->dvalue;
+    if (c->decision == ROUTESCORE__V1__SCORE_REQUEST__DECISION_STRONG_SHARE) m.strong_share = c->dvalue;
     rs_req *r = srv_req_new(s, c->call, NULL, c->call->deadline); /* owner and done: srv_call_submit */
     if (!r) {
         free(text);
         xfail_set(f, 503, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    if (!rs_server_work_begin(s)) {
+    if (!srv_work_begin(s)) {
         srv_req_free(r);
         free(text);
         xfail_set(f, 503, GRPC_STATUS_UNAVAILABLE, "routescore is shutting down");
@@ -410,13 +405,13 @@ static void start_scoring(srv_xp *c, const Envoy__Service__ExtProc__V3__HttpBody
     req_fail(r, f);
     srv_req_free(r);
     c->begun = 0;
-    rs_server_work_end(s);
+    srv_work_end(s);
 }
 
 /* The scored body's answer (c->mu held, on a completion-queue thread). */
 static grpc_byte_buffer *answer_scored(srv_xp *c, const rs_req *r) {
     rs_server *s = c->srv;
-    const rs_srv_config *cfg = rs_server_config(s);
+    const rs_srv_config *cfg = (&s->cfg);
     xfail f = {0};
     rs_status st;
     const char *emsg;
@@ -426,8 +421,10 @@ static grpc_byte_buffer *answer_scored(srv_xp *c, const rs_req *r) {
     }
     const rs_score *sc = &r->work.scores[0];
     const int ri = c->router;
-    const rs_router_info *info = rs_server_router_info(s, ri);
-    const float thr = rs_server_decision_threshold(s, ri, c->decision, c->dvalue);
+    const rs_router_info *info = (&s->routers[ri].info);
+    Routescore__V1__DecisionRule rule;
+    size_t seen;
+    const float thr = srv_decision_threshold(s, ri, r->decision, r->dvalue, &rule, &seen);
     const int strong = sc->win_prob >= thr;
     const char *model = strong ? (cfg->ext_proc_strong_model[0] ? cfg->ext_proc_strong_model : info->strong_model)
                                : (cfg->ext_proc_weak_model[0] ? cfg->ext_proc_weak_model : info->weak_model);
@@ -437,7 +434,7 @@ static grpc_byte_buffer *answer_scored(srv_xp *c, const rs_req *r) {
     hmut_set(&hm, "x-routescore-model", "%s", model);
     hmut_set(&hm, "x-routescore-win-prob", "%.9g", (double)sc->win_prob);
     hmut_set(&hm, "x-routescore-threshold", "%.9g", (double)thr);
-    hmut_set(&hm, "x-routescore-router", "%s", rs_server_router_name(s, ri));
+    hmut_set(&hm, "x-routescore-router", "%s", s->routers[ri].name);
     char *body = NULL;
     if (cfg->ext_proc_rewrite_model) {
         cJSON *m = cJSON_CreateString(model);
@@ -454,7 +451,7 @@ static grpc_byte_buffer *answer_scored(srv_xp *c, const rs_req *r) {
             return answer_failure(c, RESP(REQUEST_BODY), &f);
         }
     }
-    rs_metrics *mx = rs_server_metrics(s);
+    rs_metrics *mx = s->metrics;
     if (mx) {
         rs_metrics_decision(mx, ri, strong);
         rs_metrics_request(mx, ri, RS_METHOD_EXT_PROC, GRPC_STATUS_OK);
@@ -518,7 +515,7 @@ void srv_xp_on_scored(rs_call *call, rs_req *r) {
     body_release(c);
     if (c->begun) {
         c->begun = 0;
-        rs_server_work_end(c->srv);
+        srv_work_end(c->srv);
     }
 }
 
@@ -526,8 +523,8 @@ void srv_xp_on_scored(rs_call *call, rs_req *r) {
 /* Lifecycle.                                                                */
 
 rs_status srv_xp_check(const rs_server *s, rs_err *err) {
-    const rs_srv_config *cfg = rs_server_config(s);
-    if (rs_server_find_router(s, cfg->ext_proc_router) < 0)
+    const rs_srv_config *cfg = (&s->cfg);
+    if (srv_find_router(s, cfg->ext_proc_router) < 0)
         return rs_errf(err, RS_ERR_INVALID_ARG, "ext_proc.router '%s' is not a configured router", cfg->ext_proc_router);
     return RS_OK;
 }
@@ -536,13 +533,13 @@ srv_xp *srv_xp_new(const rs_server *s) {
     srv_xp *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->srv = (rs_server *)s;
-    c->router = rs_server_find_router(s, rs_server_config(s)->ext_proc_router);
+    c->router = srv_find_router(s, (&s->cfg)->ext_proc_router);
     return c;
 }
 
 void srv_xp_free(rs_server *s, srv_xp *c) {
     if (!c) return;
-    if (c->begun) rs_server_work_end(s);
+    if (c->begun) srv_work_end(s);
     body_release(c);
     free(c);
 }

@@ -22,7 +22,6 @@
  * thread builds the answer. Bearer tokens and TLS/mTLS are
  * the gRPC side's (same files). Connections are kept alive. */
 #include "server_int.h"
-#include "server_ext.h"
 
 #include <errno.h>
 #include <gnutls/gnutls.h>
@@ -559,7 +558,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     if (!bearer_ok(s, conn)) return send_error(x, SRV_UNAUTHENTICATED, RS_OK, "missing or invalid bearer token");
     /* The drain, as for gRPC calls: work taken on before it is finished,
      * later requests are refused (503, Retry-After). */
-    x->accepted = rs_server_work_begin(s);
+    x->accepted = srv_work_begin(s);
     if (!x->accepted) return send_error(x, SRV_DRAINING, RS_OK, "server is shutting down: retry on another replica");
     return x->rt == R_SCORE ? start_score(x) : send_routers(x);
 }
@@ -578,7 +577,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, en
     if (!x) return;
     *req_cls = NULL;
     if (x->accepted) {
-        rs_server_work_end(h->s);
+        srv_work_end(h->s);
     }
     srv_req_free(x->req);
     free(x->body);

@@ -13,7 +13,6 @@
 
 #include "clock.h"
 #include "ext_proc.h"
-#include "server_ext.h"
 #include "srv_log.h"
 
 extern const unsigned char rs_proto_fds[];
@@ -587,33 +586,13 @@ void rs_server_free(rs_server *s) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Services beside Scorer (server_ext.h).                                   */
+/* Shared by gRPC, HTTP and ext_proc (server_int.h).                          */
 
-const rs_srv_config *rs_server_config(const rs_server *s) { return &s->cfg; }
-int rs_server_find_router(const rs_server *s, const char *name) { return srv_find_router(s, name); }
-const char *rs_server_router_name(const rs_server *s, int i) { return s->routers[i].name; }
-rs_engine *rs_server_router_engine(const rs_server *s, int i) { return s->routers[i].engine; }
-const rs_router_info *rs_server_router_info(const rs_server *s, int i) { return &s->routers[i].info; }
-rs_batcher *rs_server_router_batcher(const rs_server *s, int i) { return s->routers[i].batcher; }
-rs_metrics *rs_server_metrics(const rs_server *s) { return s->metrics; }
-
-float rs_server_decision_threshold(rs_server *s, int i, rs_srv_decision d, float v) {
-    Routescore__V1__DecisionRule rule;
-    size_t seen;
-    return srv_decision_threshold(s, i,
-                                  d == RS_DECIDE_THRESHOLD      ? ROUTESCORE__V1__SCORE_REQUEST__DECISION_THRESHOLD
-                                  : d == RS_DECIDE_STRONG_SHARE ? ROUTESCORE__V1__SCORE_REQUEST__DECISION_STRONG_SHARE
-                                                                : ROUTESCORE__V1__SCORE_REQUEST__DECISION__NOT_SET,
-                                  v, &rule, &seen);
-}
-
-int rs_server_serving(const rs_server *s) {
+int srv_serving(const rs_server *s) {
     return atomic_load(&s->ready) && !atomic_load(&s->draining) && !atomic_load(&s->fatal);
 }
-int rs_server_draining(const rs_server *s) { return atomic_load(&s->draining); }
-int rs_server_shutting_down(const rs_server *s) { return atomic_load(&s->shutting_down); }
 
-int rs_server_authorized(const rs_server *s, const grpc_metadata_array *md) {
+int srv_authorized(const rs_server *s, const grpc_metadata_array *md) {
     if (!s->n_tokens) return 1;
     for (size_t i = 0; i < md->count; i++) {
         if (grpc_slice_str_cmp(md->metadata[i].key, "authorization")) continue;
@@ -624,7 +603,7 @@ int rs_server_authorized(const rs_server *s, const grpc_metadata_array *md) {
     return 0;
 }
 
-int rs_server_work_begin(rs_server *s) {
+int srv_work_begin(rs_server *s) {
     pthread_mutex_lock(&s->mu);
     const int ok = !atomic_load(&s->draining);
     if (ok)
@@ -637,7 +616,7 @@ int rs_server_work_begin(rs_server *s) {
     return ok;
 }
 
-void rs_server_work_end(rs_server *s) {
+void srv_work_end(rs_server *s) {
     pthread_mutex_lock(&s->mu);
     s->n_accepted--;
     pthread_cond_broadcast(&s->cv);

@@ -39,7 +39,6 @@
  *   Status codes: every failure is an (rs_srv_err, rs_status) pair, turned
  *   into a gRPC code by srv_grpc_code() — the one place that mapping exists. */
 #include "server_int.h"
-#include "server_ext.h"
 #include "ext_proc.h"
 
 #include <stdarg.h>
@@ -309,7 +308,7 @@ static void set_input_error(rs_call *c, rs_srv_err e, rs_status st, const char *
 
 static int authorized(rs_call *c) {
     if (c->kind == CK_HCHECK || c->kind == CK_HWATCH) return 1;
-    return rs_server_authorized(c->srv, &c->md);
+    return srv_authorized(c->srv, &c->md);
 }
 
 /* The value of metadata key (lower case) as a C string in buf, or NULL. */
@@ -490,7 +489,7 @@ static void on_new(rs_call *c) {
          * later ones are refused, retryably, while the listener stays open
          * (closing it at once would make the core drop calls in transit
          * with CANCELLED instead). */
-        c->accepted = rs_server_work_begin(s);
+        c->accepted = srv_work_begin(s);
         if (!c->accepted) {
             /* Held, not answered yet: a caller that got UNAVAILABLE now
              * would send again at once on this connection and be caught

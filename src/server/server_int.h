@@ -286,6 +286,15 @@ void srv_http_stop(rs_server *s);
 
 /* server_call.c */
 void srv_arm(rs_server *s, call_kind k);
+/* Whether the routers are loaded, and the server neither draining nor failed. */
+int srv_serving(const rs_server *s);
+/* Whether call metadata carries a valid bearer token (1 when auth is off). */
+int srv_authorized(const rs_server *s, const grpc_metadata_array *md);
+/* Drain accounting, one for gRPC calls, HTTP requests and ext_proc bodies:
+ * a piece of accepted work begins (0: the server is draining, refuse it)
+ * and ends. The drain's first phase waits for every piece begun. */
+int srv_work_begin(rs_server *s);
+void srv_work_end(rs_server *s);
 /* For a method module (ext_proc.c), on a call it serves (c->mu held):
  * queue an answer; decide the final status (the first decided stands);
  * submit request r, owned by the call from here (back through the
