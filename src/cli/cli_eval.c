@@ -6,7 +6,8 @@
  * questions and GPT-4 judgements of the two routed models), drops the
  * contaminated prompts, gets one score per item (from a router through the
  * engine, or from a file), and hands items and scores to eval.c for the
- * points, APGR and CPT. Optionally draws an SVG plot.
+ * points, APGR and CPT. Optionally draws the plot (cli_eval_plot.c: SVG,
+ * PNG or PDF by the file name).
  *
  * Joining a score file (--scores): each JSON line is {"prompt": TEXT,
  * "win_prob": P} (joined by exact prompt text; for MT-Bench the turn-1
@@ -21,12 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "cli_common.h"
 #include "cli_engine.h"
+#include "cli_eval_plot.h"
 #include "csv.h"
 #include "engine.h"
 #include "eval.h"
@@ -46,7 +47,7 @@ typedef struct dataset {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: routescore eval --benchmark mmlu|gsm8k|mt-bench [--data DIR]\n"
-            "                       (--model DIR | --scores FILE) [--json] [--plot FILE.svg]\n"
+            "                       (--model DIR | --scores FILE) [--json] [--plot FILE]   \n"
             "                       [--save-scores FILE] [--dump-prompts FILE] [--threads N]\n"
             "                       [--max-tokens N] [--batch-tokens N] [--subjects X-Y]\n"
             "\n"
@@ -60,7 +61,8 @@ static void usage(FILE *f) {
             "--subjects a-m: MMLU only, the subjects whose name starts with a letter in a..m\n"
             "(for held-out-subject evaluations; RouteLLM itself uses all 57).\n"
             "--model scores the prompts with a router (batched); --save-scores keeps them.\n"
-            "--plot writes SVG; a name not ending in .svg is refused before the run.\n");
+            "--plot FILE.svg|FILE.png|FILE.pdf: the plot in the format the name ends in (any\n"
+            "case); any other name is refused before the run.\n");
 }
 
 /* dst = a + b; RS_ERR_TOO_LARGE when it does not fit. */
@@ -490,70 +492,20 @@ static int write_prompts(const dataset *ds, const double *scores, const char *pa
     return 0;
 }
 
-static int write_plot(const dataset *ds, const rs_eval_result *res, const char *bench, const char *path) {
+static int write_plot(const dataset *ds, const rs_eval_result *res, const char *bench, const char *path,
+                      rs_plot_format fmt) {
     double *scratch = malloc(ds->n * sizeof *scratch);
-    FILE *f = scratch ? fopen(path, "w") : NULL;
-    if (!f) {
-        free(scratch);
-        fprintf(stderr, "routescore eval: cannot write %s\n", path);
+    if (!scratch) {
+        fprintf(stderr, "routescore eval: out of memory\n");
         return 2;
     }
-    const double W = res->weak_quality, S = res->strong_quality;
-    const double o_max = rs_eval_oracle_quality(ds->items, ds->n, ds->scale, 1.0, scratch);
-    double lo = W < S ? W : S, hi = o_max;
-    for (int k = 0; k < RS_EVAL_EDGES; k++) {
-        if (res->points[k].quality < lo) lo = res->points[k].quality;
-        if (res->points[k].quality > hi) hi = res->points[k].quality;
-    }
-    const double pad = (hi - lo) * 0.05 + 1e-9;
-    lo -= pad;
-    hi += pad;
-    const double X0 = 70, Y0 = 40, PW = 520, PH = 340;
-#define PX(share) (X0 + (share) / 100.0 * PW)
-#define PY(q) (Y0 + PH - ((q) - lo) / (hi - lo) * PH)
-    fprintf(f,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"680\" height=\"440\" font-family=\"sans-serif\" "
-            "font-size=\"12\">\n<rect width=\"680\" height=\"440\" fill=\"white\"/>\n"
-            "<text x=\"%g\" y=\"24\" font-size=\"14\">%s: quality vs strong share (APGR %.3f)</text>\n",
-            X0, bench, res->apgr);
-    fprintf(f, "<rect x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\" fill=\"none\" stroke=\"black\"/>\n", X0, Y0, PW,
-            PH);
-    for (int t = 0; t <= 10; t++) {
-        double s = t * 10.0, q = lo + (hi - lo) * t / 10.0;
-        fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">%g</text>\n", PX(s), Y0 + PH + 16, s);
-        fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"end\">%.2f</text>\n", X0 - 6, PY(q) + 4, q);
-    }
-    fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">strong share (%%)</text>\n", X0 + PW / 2,
-            Y0 + PH + 34);
-    fprintf(f, "<text x=\"16\" y=\"%g\" transform=\"rotate(-90 16 %g)\" text-anchor=\"middle\">%s</text>\n",
-            Y0 + PH / 2, Y0 + PH / 2, ds->scale == 100 ? "accuracy (%)" : "mean judged score");
-    /* random: the straight line from all-weak to all-strong */
-    fprintf(f, "<polyline fill=\"none\" stroke=\"gray\" stroke-dasharray=\"6 4\" points=\"%g,%g %g,%g\"/>\n",
-            PX(0), PY(W), PX(100), PY(S));
-    fputs("<polyline fill=\"none\" stroke=\"green\" points=\"", f);
-    for (int s = 0; s <= 100; s++)
-        fprintf(f, "%g,%g ", PX(s), PY(rs_eval_oracle_quality(ds->items, ds->n, ds->scale, s / 100.0, scratch)));
-    fputs("\"/>\n<polyline fill=\"none\" stroke=\"blue\" stroke-width=\"2\" points=\"", f);
-    for (int k = 0; k < RS_EVAL_EDGES; k++)
-        fprintf(f, "%g,%g ", PX(res->points[k].strong_share), PY(res->points[k].quality));
-    fputs("\"/>\n", f);
-    for (int k = 0; k < RS_EVAL_EDGES; k++)
-        fprintf(f, "<circle cx=\"%g\" cy=\"%g\" r=\"3\" fill=\"blue\"/>\n", PX(res->points[k].strong_share),
-                PY(res->points[k].quality));
-    const char *leg[3] = {"router", "random", "oracle"}, *col[3] = {"blue", "gray", "green"};
-    for (int i = 0; i < 3; i++)
-        fprintf(f,
-                "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"%s\" stroke-width=\"2\"/>"
-                "<text x=\"%g\" y=\"%g\">%s</text>\n",
-                X0 + PW - 110, Y0 + PH - 60 + i * 18.0, X0 + PW - 85, Y0 + PH - 60 + i * 18.0, col[i],
-                X0 + PW - 80, Y0 + PH - 56 + i * 18.0, leg[i]);
-    fputs("</svg>\n", f);
-#undef PX
-#undef PY
+    rs_plot_data d = {bench, ds->scale == 100 ? "accuracy (%)" : "mean judged score", res, {0}};
+    for (int s = 0; s <= RS_PLOT_ORACLE_STEPS; s++)
+        d.oracle[s] = rs_eval_oracle_quality(ds->items, ds->n, ds->scale, (double)s / RS_PLOT_ORACLE_STEPS, scratch);
     free(scratch);
-    int bad = ferror(f);
-    if (fclose(f) || bad) {
-        fprintf(stderr, "routescore eval: write error on %s\n", path);
+    rs_err err = {{0}};
+    if (rs_plot_write(path, fmt, &d, &err) != RS_OK) {
+        fprintf(stderr, "routescore eval: --plot: %s\n", err.msg);
         return 2;
     }
     return 0;
@@ -622,13 +574,12 @@ int rs_cli_eval(int argc, char **argv) {
             return 2;
         }
     }
-    if (plot) { /* refused before any work: the only format this binary draws is SVG */
-        const char *dot = strrchr(plot, '.');
-        if (!dot || strchr(dot, '/') || strcasecmp(dot, ".svg")) {
-            fprintf(stderr, "routescore eval: --plot %s: cannot write that format; the file name must end in .svg\n",
-                    plot);
-            return 2;
-        }
+    rs_plot_format plot_fmt = plot ? rs_plot_format_of(plot) : RS_PLOT_NONE;
+    if (plot && plot_fmt == RS_PLOT_NONE) { /* refused before any work */
+        fprintf(stderr,
+                "routescore eval: --plot %s: cannot write that format; the file name must end in .svg, .png or .pdf\n",
+                plot);
+        return 2;
     }
     if (!bench || (strcmp(bench, "mmlu") && strcmp(bench, "gsm8k") && strcmp(bench, "mt-bench"))) {
         fprintf(stderr, "routescore eval: --benchmark mmlu|gsm8k|mt-bench is required\n");
@@ -686,7 +637,7 @@ int rs_cli_eval(int argc, char **argv) {
         goto done;
     }
     print_result(&res, bench, json);
-    if (plot) rc = write_plot(&ds, &res, bench, plot);
+    if (plot) rc = write_plot(&ds, &res, bench, plot, plot_fmt);
 done:
     free(scores);
     dataset_free(&ds);
