@@ -1,5 +1,6 @@
 /* cli_eval.c — `routescore eval`: RouteLLM's routing-quality evaluation
- * (REFERENCE §3) on the benchmark labels in ../shared/data/routellm.
+ * (REFERENCE §3) on RouteLLM's benchmark labels, found through --data DIR
+ * or $RS_SHARED_DATA/routellm (nothing else).
  *
  * Loads a benchmark exactly as RouteLLM's benchmarks.py does (MMLU: the 57
  * subject CSVs in sorted order; GSM8K: the responses CSV; MT-Bench: the
@@ -55,7 +56,8 @@ static void usage(FILE *f) {
             "scores, strong where score >= edge (last edge: >), points (strong share %%,\n"
             "quality), APGR, CPT(50%%), CPT(80%%). Quality: accuracy %% (MMLU, GSM8K), mean\n"
             "judged score over both turns (MT-Bench, routed on the turn-1 prompt).\n"
-            "--data defaults to $RS_SHARED_DATA/routellm, else ../shared/data/routellm.\n"
+            "--data DIR: the RouteLLM data folder (mmlu/, gsm8k/, mt_bench/); without it,\n"
+            "$RS_SHARED_DATA/routellm; with neither, eval refuses (exit 2).\n"
             "--scores: JSON lines {\"prompt\": TEXT, \"win_prob\": P} joined by exact prompt\n"
             "text, or {\"id\": I, \"win_prob\": P} with I the 0-based row of --dump-prompts.\n"
             "--subjects a-m: MMLU only, the subjects whose name starts with a letter in a..m\n"
@@ -591,11 +593,16 @@ int rs_cli_eval(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    /* The data only where the caller says: --data, else $RS_SHARED_DATA;
+     * never a folder guessed from the working directory. */
     char root[3072];
     const char *env = getenv("RS_SHARED_DATA");
-    int k = data              ? snprintf(root, sizeof root, "%s", data)
-            : env && *env     ? snprintf(root, sizeof root, "%s/routellm", env)
-                              : snprintf(root, sizeof root, "../shared/data/routellm");
+    if (!data && !(env && *env)) {
+        fprintf(stderr, "routescore eval: no benchmark data: give --data DIR (the RouteLLM data folder, holding "
+                        "mmlu/, gsm8k/, mt_bench/) or set RS_SHARED_DATA (the folder holding routellm/)\n");
+        return 2;
+    }
+    int k = data ? snprintf(root, sizeof root, "%s", data) : snprintf(root, sizeof root, "%s/routellm", env);
     if (k < 0 || (size_t)k >= sizeof root) {
         fprintf(stderr, "routescore eval: data path too long\n");
         return 2;
