@@ -10,12 +10,13 @@
  * points, APGR and CPT. Optionally draws the plot (cli_eval_plot.c: SVG,
  * PNG or PDF by the file name).
  *
- * Joining a score file (--scores): each JSON line is {"prompt": TEXT,
- * "win_prob": P} (joined by exact prompt text; for MT-Bench the turn-1
- * prompt; every row with that text gets P) or, without "prompt",
- * {"id": I, "win_prob": P} with I the 0-based row index in the order
- * `--dump-prompts` writes. Every row must get a score; lines that match no
- * row are counted and ignored (one file may cover several benchmarks). */
+ * Joining a score file (--scores, eval_scores.c): each JSON line is
+ * {"prompt": TEXT, "win_prob": P} (joined by exact prompt text; for
+ * MT-Bench the turn-1 prompt; every row with that text gets P) or, without
+ * "prompt", {"id": I, "win_prob": P} with I the 0-based row index in the
+ * order `--dump-prompts` writes. Every row must get a score; lines that
+ * match no row are counted and ignored (one file may cover several
+ * benchmarks). The file is read by the CLI's line reader (plain or gzip). */
 #include <dirent.h>
 #include <getopt.h>
 #include <math.h>
@@ -32,6 +33,7 @@
 #include "csv.h"
 #include "engine.h"
 #include "eval.h"
+#include "eval_scores.h"
 
 #define MT_STRONG "gpt-4-1106-preview"
 #define MT_WEAK "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -334,108 +336,45 @@ static rs_status load_benchmark(dataset *ds, const char *bench, const char *root
     return load_mtbench(ds, root, err);
 }
 
-/* ---- joining a score file ---- */
-
-static uint64_t hash_str(const char *s) {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
+/* ---- joining a score file (eval_scores.c) ---- */
 
 static int load_scores(const dataset *ds, const char *path, double *scores) {
-    /* Open addressing over the rows' prompts; next[] chains duplicate texts. */
-    size_t cap = 1;
-    while (cap < ds->n * 2 + 1) cap <<= 1;
-    long *slot = malloc(cap * sizeof *slot), *next = malloc((ds->n + 1) * sizeof *next);
-    unsigned char *have = calloc(ds->n + 1, 1);
-    int rc = 0;
-    if (!slot || !next || !have) {
-        fprintf(stderr, "routescore eval: out of memory\n");
-        rc = 2;
-        goto done;
-    }
-    for (size_t i = 0; i < cap; i++) slot[i] = -1;
-    for (size_t i = 0; i < ds->n; i++) {
-        next[i] = -1;
-        for (size_t h = hash_str(ds->prompts[i]) & (cap - 1);; h = (h + 1) & (cap - 1)) {
-            if (slot[h] < 0) {
-                slot[h] = (long)i;
-                break;
-            }
-            if (!strcmp(ds->prompts[slot[h]], ds->prompts[i])) { /* duplicate text: chain */
-                long k = slot[h];
-                while (next[k] >= 0) k = next[k];
-                next[k] = (long)i;
-                break;
-            }
-        }
+    rs_eval_join *j;
+    rs_err err = {{0}};
+    if (rs_eval_join_open((const char *const *)ds->prompts, ds->n, &j, &err) != RS_OK) {
+        fprintf(stderr, "routescore eval: %s\n", err.msg);
+        return 2;
     }
     rs_cli_reader *r;
-    rs_err err = {{0}};
     if (rs_cli_reader_open(path, 0, &r, &err) != RS_OK) {
         fprintf(stderr, "routescore eval: %s\n", err.msg);
-        rc = 2;
-        goto done;
+        rs_eval_join_free(j);
+        return 2;
     }
-    size_t unmatched = 0;
+    int rc = 0;
     for (;;) {
-        cJSON *j;
+        const char *line;
+        size_t len;
         uint64_t no = 0;
-        int bad;
-        rs_status st = rs_cli_reader_next_json(r, &j, &no, &bad, &err);
-        if (st == RS_OK && !j) break;
-        const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "prompt");
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
-        const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "win_prob");
-        const char *why = NULL;
-        if (!j) why = err.msg;
-        else if (!cJSON_IsNumber(w) || !isfinite(w->valuedouble)) why = "no finite number \"win_prob\"";
-        else if (p && !cJSON_IsString(p)) why = "\"prompt\" is not a string";
-        else if (!p && !(cJSON_IsNumber(id) && id->valuedouble == floor(id->valuedouble)))
-            why = "neither a \"prompt\" string nor an integer \"id\"";
-        if (why) {
-            fprintf(stderr, "routescore eval: %s:%llu: %s\n", path, (unsigned long long)no, why);
-            cJSON_Delete(j);
+        rs_status st = rs_cli_reader_next(r, &line, &len, &no, &err);
+        if (st == RS_OK && !line) break;
+        if (st == RS_OK) st = rs_eval_join_line(j, line, len, &err);
+        if (st != RS_OK) {
+            fprintf(stderr, "routescore eval: %s:%llu: %s\n", path, (unsigned long long)no, err.msg);
             rc = 2;
             break;
         }
-        long row = -1;
-        if (p) {
-            for (size_t h = hash_str(p->valuestring) & (cap - 1); slot[h] >= 0; h = (h + 1) & (cap - 1))
-                if (!strcmp(ds->prompts[slot[h]], p->valuestring)) {
-                    row = slot[h];
-                    break;
-                }
-        } else if (id->valuedouble >= 0 && id->valuedouble < (double)ds->n) {
-            row = (long)id->valuedouble;
-            next[ds->n] = -1;
-        }
-        if (row < 0) unmatched++;
-        for (long k = row; k >= 0; k = p ? next[k] : -1) {
-            scores[k] = w->valuedouble;
-            have[k] = 1;
-        }
-        cJSON_Delete(j);
     }
     rs_cli_reader_close(r);
     if (rc == 0) {
-        size_t missing = 0, first = 0;
-        for (size_t i = ds->n; i-- > 0;)
-            if (!have[i]) {
-                missing++;
-                first = i;
-            }
+        size_t unmatched = rs_eval_join_unmatched(j);
         if (unmatched) fprintf(stderr, "routescore eval: %zu score lines match no row (ignored)\n", unmatched);
-        if (missing) {
-            fprintf(stderr, "routescore eval: %zu of %zu rows have no score (first: row %zu)\n", missing, ds->n,
-                    first);
+        if (rs_eval_join_scores(j, scores, ds->n, NULL, NULL, &err) != RS_OK) {
+            fprintf(stderr, "routescore eval: %s\n", err.msg);
             rc = 2;
         }
     }
-done:
-    free(slot);
-    free(next);
-    free(have);
+    rs_eval_join_free(j);
     return rc;
 }
 
