@@ -11,6 +11,7 @@
 #include <cairo-svg.h>
 #include <cairo.h>
 #include <errno.h>
+#include <fontconfig/fontconfig.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,5 +191,9 @@ rs_status rs_plot_write(const char *path, rs_plot_format fmt, const rs_plot_data
     if (st == RS_OK && rename(tmp, path) != 0) st = rs_errf(err, RS_ERR_IO, "cannot write %s: %s", path, strerror(errno));
     if (st != RS_OK) unlink(tmp);
     free(tmp);
+    /* Release cairo's font caches and fontconfig's (both re-initialise on
+     * the next use): what a plot leaves behind is freed, not leaked. */
+    cairo_debug_reset_static_data();
+    FcFini();
     return st;
 }

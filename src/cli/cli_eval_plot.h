@@ -31,7 +31,9 @@ rs_plot_format rs_plot_format_of(const char *path);
 /* Draws d into path in format fmt. Written to a temporary file beside path
  * and renamed over it only when complete, so a failure leaves an existing
  * file untouched. RS_ERR_IO (cannot create/write/rename) or RS_ERR_INTERNAL
- * (a cairo error), with the message in err. */
+ * (a cairo error), with the message in err. Afterwards cairo's and
+ * fontconfig's caches are released (cairo_debug_reset_static_data, FcFini):
+ * call it when no other cairo drawing is in progress in the process. */
 rs_status rs_plot_write(const char *path, rs_plot_format fmt, const rs_plot_data *d, rs_err *err);
 
 #endif
