@@ -50,7 +50,7 @@ typedef struct dataset {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: routescore eval --benchmark mmlu|gsm8k|mt-bench [--data DIR]\n"
-            "                       (--model DIR | --scores FILE) [--json] [--plot FILE]   \n"
+            "                       (--model DIR | --scores FILE) [--json] [--plot FILE]\n"
             "                       [--save-scores FILE] [--dump-prompts FILE] [--threads N]\n"
             "                       [--max-tokens N] [--batch-tokens N] [--subjects X-Y]\n"
             "\n"
