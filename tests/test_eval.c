@@ -1,11 +1,14 @@
 /* test_eval.c — unit tests of eval.c (RouteLLM's metrics) and csv.c on small
  * hand-computed cases; the numpy.interp values on a non-monotone xp were
- * taken from numpy 2.4 (np.interp(x, [0,2,1,3,4,5,3,7,8,9,10], range(11))). */
+ * taken from numpy 2.4 (np.interp(x, [0,2,1,3,4,5,3,7,8,9,10], range(11))).
+ * Also the score-file join of eval_scores.c: prompt and id joins,
+ * duplicates, bounds of "id", bad lines, buffers without a NUL. */
 #include <math.h>
 #include <string.h>
 
 #include "csv.h"
 #include "eval.h"
+#include "eval_scores.h"
 #include "test_util.h"
 
 static int near(double a, double b) { return fabs(a - b) <= 1e-9 * (1 + fabs(b)); }
@@ -123,11 +126,63 @@ static void test_csv(void) {
     rs_csv_free(&c);
 }
 
+static void test_scores(void) {
+    const char *rows[4] = {"a", "dup", "dup", "c"};
+    rs_eval_join *j;
+    rs_err err;
+    CHECK(rs_eval_join_open(rows, 4, &j, &err) == RS_OK);
+    const char *text = "{\"prompt\":\"dup\",\"win_prob\":0.25}\n"
+                       "\r\n"
+                       "{\"id\":0,\"win_prob\":0.5}\n"
+                       "{\"id\":3,\"win_prob\":1}\n"
+                       "{\"id\":3,\"win_prob\":0.75}\n" /* overwrites */
+                       "{\"id\":4,\"win_prob\":0.1}\n"  /* past the rows: unmatched */
+                       "{\"id\":-1,\"win_prob\":0.1}\n"
+                       "{\"id\":1e300,\"win_prob\":0.1}\n"
+                       "{\"prompt\":\"nope\",\"id\":0,\"win_prob\":0.9}"; /* prompt first; no final LF */
+    CHECK(rs_eval_join_text(j, text, strlen(text), &err) == RS_OK);
+    CHECK(rs_eval_join_unmatched(j) == 4);
+    double sc[4];
+    size_t miss = 9, first = 9;
+    CHECK(rs_eval_join_scores(j, sc, 4, &miss, &first, &err) == RS_OK && miss == 0);
+    CHECK(sc[0] == 0.5 && sc[1] == 0.25 && sc[2] == 0.25 && sc[3] == 0.75);
+    CHECK(rs_eval_join_scores(j, sc, 3, NULL, NULL, &err) == RS_ERR_INVALID_ARG);
+    /* bad lines join nothing and say why; the buffer is read only within len */
+    static const char *bad[] = {"{\"prompt\":\"a\"}", "not json", "{\"id\":1.5,\"win_prob\":0.2}",
+                                "{\"prompt\":3,\"win_prob\":0.1}", "{\"id\":0,\"win_prob\":\"x\"}",
+                                "{\"prompt\":\"a\\u0000\",\"win_prob\":0.1}", "{\"id\":0,\"win_prob\":1e999}",
+                                "[1,2]", "\xff"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        rs_status st = rs_eval_join_line(j, bad[i], strlen(bad[i]), &err);
+        CHECK_MSG(st == RS_ERR_FORMAT || st == RS_ERR_UTF8, "bad line %zu: status %d", i, st);
+    }
+    CHECK(rs_eval_join_scores(j, sc, 4, NULL, NULL, &err) == RS_OK && sc[0] == 0.5);
+    char buf[40] = "{\"id\":1,\"win_prob\":0.125}XXXX"; /* len stops before the junk */
+    CHECK(rs_eval_join_line(j, buf, 25, &err) == RS_OK);
+    /* by id: that row only, not its duplicate text */
+    CHECK(rs_eval_join_scores(j, sc, 4, NULL, NULL, &err) == RS_OK && sc[1] == 0.125 && sc[2] == 0.25);
+    CHECK(rs_eval_join_text(j, "{\"id\":0,\"win_prob\":1}\nbad\n", 26, &err) == RS_ERR_FORMAT &&
+          !strncmp(err.msg, "line 2:", 7));
+    rs_eval_join_free(j);
+    /* rows left without a score */
+    CHECK(rs_eval_join_open(rows, 4, &j, &err) == RS_OK);
+    CHECK(rs_eval_join_line(j, "{\"prompt\":\"c\",\"win_prob\":0}", 27, &err) == RS_OK);
+    CHECK(rs_eval_join_scores(j, sc, 4, &miss, &first, &err) == RS_ERR_NOT_FOUND && miss == 3 && first == 0);
+    CHECK(strstr(err.msg, "3 of 4 rows have no score") != NULL);
+    rs_eval_join_free(j);
+    /* no rows: everything unmatched, nothing missing */
+    CHECK(rs_eval_join_open(NULL, 0, &j, &err) == RS_OK);
+    CHECK(rs_eval_join_line(j, "{\"id\":0,\"win_prob\":1}", 21, &err) == RS_OK && rs_eval_join_unmatched(j) == 1);
+    CHECK(rs_eval_join_scores(j, sc, 0, NULL, NULL, &err) == RS_OK);
+    rs_eval_join_free(j);
+}
+
 int main(void) {
     test_quantile();
     test_interp();
     test_run();
     test_oracle();
     test_csv();
+    test_scores();
     return test_done("test_eval");
 }

@@ -108,7 +108,7 @@ def train(a, name, recs):
 
 
 def evaluate(a, args):
-    p = subprocess.run([a.bin, "eval", "--json", *args], check=True, capture_output=True, text=True)
+    p = subprocess.run([a.bin, "eval", "--data", rsdata.data_dir(), "--json", *args], check=True, capture_output=True, text=True)
     print(" ".join(["routescore", "eval", *args]))
     print(p.stdout.strip(), flush=True)
     return json.loads(p.stdout)
@@ -134,7 +134,8 @@ def gsm8k(a, mmlu_rows, gsm_rows, res):
         recs = [r for i, r in enumerate(gsm_rows) if i % 5 != k] + (mmlu_rows if a.plus else [])
         d = train(a, f"gsm8k_fold{k}", recs)
         saved = os.path.join(a.out, f"gsm8k_fold{k}_scores.jsonl")
-        subprocess.run([a.bin, "eval", "--benchmark", "gsm8k", "--model", d, "--save-scores", saved],
+        subprocess.run([a.bin, "eval", "--data", rsdata.data_dir(), "--benchmark", "gsm8k", "--model", d,
+                        "--save-scores", saved],
                        check=True, stdout=subprocess.DEVNULL)
         with open(saved, encoding="utf-8") as f:
             for line in f:

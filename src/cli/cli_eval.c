@@ -1,19 +1,22 @@
 /* cli_eval.c — `routescore eval`: RouteLLM's routing-quality evaluation
- * (REFERENCE §3) on the benchmark labels in ../shared/data/routellm.
+ * (REFERENCE §3) on RouteLLM's benchmark labels, found through --data DIR
+ * or $RS_SHARED_DATA/routellm (nothing else).
  *
  * Loads a benchmark exactly as RouteLLM's benchmarks.py does (MMLU: the 57
  * subject CSVs in sorted order; GSM8K: the responses CSV; MT-Bench: the
  * questions and GPT-4 judgements of the two routed models), drops the
  * contaminated prompts, gets one score per item (from a router through the
  * engine, or from a file), and hands items and scores to eval.c for the
- * points, APGR and CPT. Optionally draws an SVG plot.
+ * points, APGR and CPT. Optionally draws the plot (cli_eval_plot.c: SVG,
+ * PNG or PDF by the file name).
  *
- * Joining a score file (--scores): each JSON line is {"prompt": TEXT,
- * "win_prob": P} (joined by exact prompt text; for MT-Bench the turn-1
- * prompt; every row with that text gets P) or, without "prompt",
- * {"id": I, "win_prob": P} with I the 0-based row index in the order
- * `--dump-prompts` writes. Every row must get a score; lines that match no
- * row are counted and ignored (one file may cover several benchmarks). */
+ * Joining a score file (--scores, eval_scores.c): each JSON line is
+ * {"prompt": TEXT, "win_prob": P} (joined by exact prompt text; for
+ * MT-Bench the turn-1 prompt; every row with that text gets P) or, without
+ * "prompt", {"id": I, "win_prob": P} with I the 0-based row index in the
+ * order `--dump-prompts` writes. Every row must get a score; lines that
+ * match no row are counted and ignored (one file may cover several
+ * benchmarks). The file is read by the CLI's line reader (plain or gzip). */
 #include <dirent.h>
 #include <getopt.h>
 #include <math.h>
@@ -21,15 +24,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "cli_common.h"
 #include "cli_engine.h"
+#include "cli_eval_plot.h"
 #include "csv.h"
 #include "engine.h"
 #include "eval.h"
+#include "eval_scores.h"
 
 #define MT_STRONG "gpt-4-1106-preview"
 #define MT_WEAK "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -46,7 +50,7 @@ typedef struct dataset {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: routescore eval --benchmark mmlu|gsm8k|mt-bench [--data DIR]\n"
-            "                       (--model DIR | --scores FILE) [--json] [--plot FILE.svg]\n"
+            "                       (--model DIR | --scores FILE) [--json] [--plot FILE]\n"
             "                       [--save-scores FILE] [--dump-prompts FILE] [--threads N]\n"
             "                       [--max-tokens N] [--batch-tokens N] [--subjects X-Y]\n"
             "\n"
@@ -54,13 +58,15 @@ static void usage(FILE *f) {
             "scores, strong where score >= edge (last edge: >), points (strong share %%,\n"
             "quality), APGR, CPT(50%%), CPT(80%%). Quality: accuracy %% (MMLU, GSM8K), mean\n"
             "judged score over both turns (MT-Bench, routed on the turn-1 prompt).\n"
-            "--data defaults to $RS_SHARED_DATA/routellm, else ../shared/data/routellm.\n"
+            "--data DIR: the RouteLLM data folder (mmlu/, gsm8k/, mt_bench/); without it,\n"
+            "$RS_SHARED_DATA/routellm; with neither, eval refuses (exit 2).\n"
             "--scores: JSON lines {\"prompt\": TEXT, \"win_prob\": P} joined by exact prompt\n"
             "text, or {\"id\": I, \"win_prob\": P} with I the 0-based row of --dump-prompts.\n"
             "--subjects a-m: MMLU only, the subjects whose name starts with a letter in a..m\n"
             "(for held-out-subject evaluations; RouteLLM itself uses all 57).\n"
             "--model scores the prompts with a router (batched); --save-scores keeps them.\n"
-            "--plot writes SVG; a name not ending in .svg is refused before the run.\n");
+            "--plot FILE.svg|FILE.png|FILE.pdf: the plot in the format the name ends in (any\n"
+            "case); any other name is refused before the run.\n");
 }
 
 /* dst = a + b; RS_ERR_TOO_LARGE when it does not fit. */
@@ -330,108 +336,45 @@ static rs_status load_benchmark(dataset *ds, const char *bench, const char *root
     return load_mtbench(ds, root, err);
 }
 
-/* ---- joining a score file ---- */
-
-static uint64_t hash_str(const char *s) {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
+/* ---- joining a score file (eval_scores.c) ---- */
 
 static int load_scores(const dataset *ds, const char *path, double *scores) {
-    /* Open addressing over the rows' prompts; next[] chains duplicate texts. */
-    size_t cap = 1;
-    while (cap < ds->n * 2 + 1) cap <<= 1;
-    long *slot = malloc(cap * sizeof *slot), *next = malloc((ds->n + 1) * sizeof *next);
-    unsigned char *have = calloc(ds->n + 1, 1);
-    int rc = 0;
-    if (!slot || !next || !have) {
-        fprintf(stderr, "routescore eval: out of memory\n");
-        rc = 2;
-        goto done;
-    }
-    for (size_t i = 0; i < cap; i++) slot[i] = -1;
-    for (size_t i = 0; i < ds->n; i++) {
-        next[i] = -1;
-        for (size_t h = hash_str(ds->prompts[i]) & (cap - 1);; h = (h + 1) & (cap - 1)) {
-            if (slot[h] < 0) {
-                slot[h] = (long)i;
-                break;
-            }
-            if (!strcmp(ds->prompts[slot[h]], ds->prompts[i])) { /* duplicate text: chain */
-                long k = slot[h];
-                while (next[k] >= 0) k = next[k];
-                next[k] = (long)i;
-                break;
-            }
-        }
+    rs_eval_join *j;
+    rs_err err = {{0}};
+    if (rs_eval_join_open((const char *const *)ds->prompts, ds->n, &j, &err) != RS_OK) {
+        fprintf(stderr, "routescore eval: %s\n", err.msg);
+        return 2;
     }
     rs_cli_reader *r;
-    rs_err err = {{0}};
     if (rs_cli_reader_open(path, 0, &r, &err) != RS_OK) {
         fprintf(stderr, "routescore eval: %s\n", err.msg);
-        rc = 2;
-        goto done;
+        rs_eval_join_free(j);
+        return 2;
     }
-    size_t unmatched = 0;
+    int rc = 0;
     for (;;) {
-        cJSON *j;
+        const char *line;
+        size_t len;
         uint64_t no = 0;
-        int bad;
-        rs_status st = rs_cli_reader_next_json(r, &j, &no, &bad, &err);
-        if (st == RS_OK && !j) break;
-        const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "prompt");
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
-        const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "win_prob");
-        const char *why = NULL;
-        if (!j) why = err.msg;
-        else if (!cJSON_IsNumber(w) || !isfinite(w->valuedouble)) why = "no finite number \"win_prob\"";
-        else if (p && !cJSON_IsString(p)) why = "\"prompt\" is not a string";
-        else if (!p && !(cJSON_IsNumber(id) && id->valuedouble == floor(id->valuedouble)))
-            why = "neither a \"prompt\" string nor an integer \"id\"";
-        if (why) {
-            fprintf(stderr, "routescore eval: %s:%llu: %s\n", path, (unsigned long long)no, why);
-            cJSON_Delete(j);
+        rs_status st = rs_cli_reader_next(r, &line, &len, &no, &err);
+        if (st == RS_OK && !line) break;
+        if (st == RS_OK) st = rs_eval_join_line(j, line, len, &err);
+        if (st != RS_OK) {
+            fprintf(stderr, "routescore eval: %s:%llu: %s\n", path, (unsigned long long)no, err.msg);
             rc = 2;
             break;
         }
-        long row = -1;
-        if (p) {
-            for (size_t h = hash_str(p->valuestring) & (cap - 1); slot[h] >= 0; h = (h + 1) & (cap - 1))
-                if (!strcmp(ds->prompts[slot[h]], p->valuestring)) {
-                    row = slot[h];
-                    break;
-                }
-        } else if (id->valuedouble >= 0 && id->valuedouble < (double)ds->n) {
-            row = (long)id->valuedouble;
-            next[ds->n] = -1;
-        }
-        if (row < 0) unmatched++;
-        for (long k = row; k >= 0; k = p ? next[k] : -1) {
-            scores[k] = w->valuedouble;
-            have[k] = 1;
-        }
-        cJSON_Delete(j);
     }
     rs_cli_reader_close(r);
     if (rc == 0) {
-        size_t missing = 0, first = 0;
-        for (size_t i = ds->n; i-- > 0;)
-            if (!have[i]) {
-                missing++;
-                first = i;
-            }
+        size_t unmatched = rs_eval_join_unmatched(j);
         if (unmatched) fprintf(stderr, "routescore eval: %zu score lines match no row (ignored)\n", unmatched);
-        if (missing) {
-            fprintf(stderr, "routescore eval: %zu of %zu rows have no score (first: row %zu)\n", missing, ds->n,
-                    first);
+        if (rs_eval_join_scores(j, scores, ds->n, NULL, NULL, &err) != RS_OK) {
+            fprintf(stderr, "routescore eval: %s\n", err.msg);
             rc = 2;
         }
     }
-done:
-    free(slot);
-    free(next);
-    free(have);
+    rs_eval_join_free(j);
     return rc;
 }
 
@@ -490,70 +433,20 @@ static int write_prompts(const dataset *ds, const double *scores, const char *pa
     return 0;
 }
 
-static int write_plot(const dataset *ds, const rs_eval_result *res, const char *bench, const char *path) {
+static int write_plot(const dataset *ds, const rs_eval_result *res, const char *bench, const char *path,
+                      rs_plot_format fmt) {
     double *scratch = malloc(ds->n * sizeof *scratch);
-    FILE *f = scratch ? fopen(path, "w") : NULL;
-    if (!f) {
-        free(scratch);
-        fprintf(stderr, "routescore eval: cannot write %s\n", path);
+    if (!scratch) {
+        fprintf(stderr, "routescore eval: out of memory\n");
         return 2;
     }
-    const double W = res->weak_quality, S = res->strong_quality;
-    const double o_max = rs_eval_oracle_quality(ds->items, ds->n, ds->scale, 1.0, scratch);
-    double lo = W < S ? W : S, hi = o_max;
-    for (int k = 0; k < RS_EVAL_EDGES; k++) {
-        if (res->points[k].quality < lo) lo = res->points[k].quality;
-        if (res->points[k].quality > hi) hi = res->points[k].quality;
-    }
-    const double pad = (hi - lo) * 0.05 + 1e-9;
-    lo -= pad;
-    hi += pad;
-    const double X0 = 70, Y0 = 40, PW = 520, PH = 340;
-#define PX(share) (X0 + (share) / 100.0 * PW)
-#define PY(q) (Y0 + PH - ((q) - lo) / (hi - lo) * PH)
-    fprintf(f,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"680\" height=\"440\" font-family=\"sans-serif\" "
-            "font-size=\"12\">\n<rect width=\"680\" height=\"440\" fill=\"white\"/>\n"
-            "<text x=\"%g\" y=\"24\" font-size=\"14\">%s: quality vs strong share (APGR %.3f)</text>\n",
-            X0, bench, res->apgr);
-    fprintf(f, "<rect x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\" fill=\"none\" stroke=\"black\"/>\n", X0, Y0, PW,
-            PH);
-    for (int t = 0; t <= 10; t++) {
-        double s = t * 10.0, q = lo + (hi - lo) * t / 10.0;
-        fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">%g</text>\n", PX(s), Y0 + PH + 16, s);
-        fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"end\">%.2f</text>\n", X0 - 6, PY(q) + 4, q);
-    }
-    fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">strong share (%%)</text>\n", X0 + PW / 2,
-            Y0 + PH + 34);
-    fprintf(f, "<text x=\"16\" y=\"%g\" transform=\"rotate(-90 16 %g)\" text-anchor=\"middle\">%s</text>\n",
-            Y0 + PH / 2, Y0 + PH / 2, ds->scale == 100 ? "accuracy (%)" : "mean judged score");
-    /* random: the straight line from all-weak to all-strong */
-    fprintf(f, "<polyline fill=\"none\" stroke=\"gray\" stroke-dasharray=\"6 4\" points=\"%g,%g %g,%g\"/>\n",
-            PX(0), PY(W), PX(100), PY(S));
-    fputs("<polyline fill=\"none\" stroke=\"green\" points=\"", f);
-    for (int s = 0; s <= 100; s++)
-        fprintf(f, "%g,%g ", PX(s), PY(rs_eval_oracle_quality(ds->items, ds->n, ds->scale, s / 100.0, scratch)));
-    fputs("\"/>\n<polyline fill=\"none\" stroke=\"blue\" stroke-width=\"2\" points=\"", f);
-    for (int k = 0; k < RS_EVAL_EDGES; k++)
-        fprintf(f, "%g,%g ", PX(res->points[k].strong_share), PY(res->points[k].quality));
-    fputs("\"/>\n", f);
-    for (int k = 0; k < RS_EVAL_EDGES; k++)
-        fprintf(f, "<circle cx=\"%g\" cy=\"%g\" r=\"3\" fill=\"blue\"/>\n", PX(res->points[k].strong_share),
-                PY(res->points[k].quality));
-    const char *leg[3] = {"router", "random", "oracle"}, *col[3] = {"blue", "gray", "green"};
-    for (int i = 0; i < 3; i++)
-        fprintf(f,
-                "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"%s\" stroke-width=\"2\"/>"
-                "<text x=\"%g\" y=\"%g\">%s</text>\n",
-                X0 + PW - 110, Y0 + PH - 60 + i * 18.0, X0 + PW - 85, Y0 + PH - 60 + i * 18.0, col[i],
-                X0 + PW - 80, Y0 + PH - 56 + i * 18.0, leg[i]);
-    fputs("</svg>\n", f);
-#undef PX
-#undef PY
+    rs_plot_data d = {bench, ds->scale == 100 ? "accuracy (%)" : "mean judged score", res, {0}};
+    for (int s = 0; s <= RS_PLOT_ORACLE_STEPS; s++)
+        d.oracle[s] = rs_eval_oracle_quality(ds->items, ds->n, ds->scale, (double)s / RS_PLOT_ORACLE_STEPS, scratch);
     free(scratch);
-    int bad = ferror(f);
-    if (fclose(f) || bad) {
-        fprintf(stderr, "routescore eval: write error on %s\n", path);
+    rs_err err = {{0}};
+    if (rs_plot_write(path, fmt, &d, &err) != RS_OK) {
+        fprintf(stderr, "routescore eval: --plot: %s\n", err.msg);
         return 2;
     }
     return 0;
@@ -622,13 +515,12 @@ int rs_cli_eval(int argc, char **argv) {
             return 2;
         }
     }
-    if (plot) { /* refused before any work: the only format this binary draws is SVG */
-        const char *dot = strrchr(plot, '.');
-        if (!dot || strchr(dot, '/') || strcasecmp(dot, ".svg")) {
-            fprintf(stderr, "routescore eval: --plot %s: cannot write that format; the file name must end in .svg\n",
-                    plot);
-            return 2;
-        }
+    rs_plot_format plot_fmt = plot ? rs_plot_format_of(plot) : RS_PLOT_NONE;
+    if (plot && plot_fmt == RS_PLOT_NONE) { /* refused before any work */
+        fprintf(stderr,
+                "routescore eval: --plot %s: cannot write that format; the file name must end in .svg, .png or .pdf\n",
+                plot);
+        return 2;
     }
     if (!bench || (strcmp(bench, "mmlu") && strcmp(bench, "gsm8k") && strcmp(bench, "mt-bench"))) {
         fprintf(stderr, "routescore eval: --benchmark mmlu|gsm8k|mt-bench is required\n");
@@ -640,11 +532,16 @@ int rs_cli_eval(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    /* The data only where the caller says: --data, else $RS_SHARED_DATA;
+     * never a folder guessed from the working directory. */
     char root[3072];
     const char *env = getenv("RS_SHARED_DATA");
-    int k = data              ? snprintf(root, sizeof root, "%s", data)
-            : env && *env     ? snprintf(root, sizeof root, "%s/routellm", env)
-                              : snprintf(root, sizeof root, "../shared/data/routellm");
+    if (!data && !(env && *env)) {
+        fprintf(stderr, "routescore eval: no benchmark data: give --data DIR (the RouteLLM data folder, holding "
+                        "mmlu/, gsm8k/, mt_bench/) or set RS_SHARED_DATA (the folder holding routellm/)\n");
+        return 2;
+    }
+    int k = data ? snprintf(root, sizeof root, "%s", data) : snprintf(root, sizeof root, "%s/routellm", env);
     if (k < 0 || (size_t)k >= sizeof root) {
         fprintf(stderr, "routescore eval: data path too long\n");
         return 2;
@@ -686,7 +583,7 @@ int rs_cli_eval(int argc, char **argv) {
         goto done;
     }
     print_result(&res, bench, json);
-    if (plot) rc = write_plot(&ds, &res, bench, plot);
+    if (plot) rc = write_plot(&ds, &res, bench, plot, plot_fmt);
 done:
     free(scores);
     dataset_free(&ds);
