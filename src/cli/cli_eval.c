@@ -1,5 +1,5 @@
 /* cli_eval.c — `routescore eval`: RouteLLM's routing-quality evaluation
- * (REFERENCE §3) on RouteLLM's benchmark labels, found through --data DIR
+ * (docs/QUALITY.md) on RouteLLM's benchmark labels, found through --data DIR
  * or $RS_SHARED_DATA/routellm (nothing else).
  *
  * Loads a benchmark exactly as RouteLLM's benchmarks.py does (MMLU: the 57

@@ -1,4 +1,4 @@
-/* eval.h — RouteLLM's routing-quality metrics (REFERENCE §3), as plain math
+/* eval.h — RouteLLM's routing-quality metrics (docs/QUALITY.md), as plain math
  * over arrays so they can be unit-tested without data or a model.
  *
  * An item is one routed unit (an MMLU/GSM8K prompt, an MT-Bench question).
