@@ -282,8 +282,8 @@ static rs_status parse_record(const cJSON *root, const char *field, rs_cli_buf *
 /* Reads every record. A malformed one ends the read: RS_ERR_INVALID_ARG with
  * a message naming its line (see the header comment for why not a skip). */
 static rs_status read_input(const train_opts *o, train_data *t, rs_err *err) {
-    rs_cli_reader *r = NULL;
-    rs_status st = rs_cli_reader_open(o->in, 0, &r, err);
+    rs_jsonl *r = NULL;
+    rs_status st = rs_jsonl_open(o->in, 0, &r, err);
     if (st != RS_OK) return st;
     rs_cli_buf scratch = {0};
     for (;;) {
@@ -291,7 +291,7 @@ static rs_status read_input(const train_opts *o, train_data *t, rs_err *err) {
         uint64_t no = 0;
         int bad = 0;
         rs_err e = {{0}};
-        st = rs_cli_reader_next_json(r, &root, &no, &bad, &e);
+        st = rs_jsonl_next_json(r, &root, &no, &bad, &e);
         if (st != RS_OK && !bad) {
             rs_errf(err, st, "%s", e.msg);
             break;
@@ -314,7 +314,7 @@ static rs_status read_input(const train_opts *o, train_data *t, rs_err *err) {
         if (st != RS_OK) break;
     }
     rs_cli_buf_free(&scratch);
-    rs_cli_reader_close(r);
+    rs_jsonl_close(r);
     return st;
 }
 
