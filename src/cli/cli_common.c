@@ -307,12 +307,6 @@ void rs_cli_write_json_string(FILE *f, const char *s, size_t n) {
     fputc('"', f);
 }
 
-void rs_cli_write_json_item(FILE *f, const cJSON *item) {
-    char *s = item ? cJSON_PrintUnformatted(item) : NULL;
-    fputs(s ? s : "null", f);
-    cJSON_free(s);
-}
-
 static void write_float(FILE *f, float v) {
     if (isfinite(v)) fprintf(f, "%.9g", (double)v);
     else fputs("null", f);
@@ -341,7 +335,7 @@ static const char *safe_msg(const char *msg, char *buf, size_t n, int controls) 
     size_t len = strlen(msg), i = 0, o = 0;
     if (!n) return "";
     while (i < len && o + 5 < n) {
-        size_t good = rs_utf8_bad_offset(p + i, len - i); /* a valid run, then one bad byte */
+        size_t good = rs_json_utf8_bad_offset(p + i, len - i); /* a valid run, then one bad byte */
         size_t take = good < n - 1 - o ? good : n - 1 - o;
         while (take && o + 5 >= n) take--;
         /* control characters are escaped too: a message is one line */

@@ -101,9 +101,6 @@ void rs_cli_prompts_free(rs_cli_prompts *p);
  * quotes, backslashes and control characters. Bytes >= 0x80 pass through. */
 void rs_cli_write_json_string(FILE *f, const char *s, size_t n);
 
-/* Prints a cJSON item compactly (ids are echoed this way); "null" on failure. */
-void rs_cli_write_json_item(FILE *f, const cJSON *item);
-
 /* {"id":ID,"win_prob":P,"route":"strong"|"weak","label_probs":[..],
  *  "tokens":N,"truncated":true|false}\n
  * id_json is already-serialised JSON (e.g. "81", "\"q-1\""); label_probs only

@@ -84,7 +84,7 @@ typedef struct rs_method_desc {
     rs_method metric;
     int armed;        /* calls kept requested */
 } rs_method_desc;
-extern const rs_method_desc METHODS[CK_COUNT];
+extern const rs_method_desc srv_methods[CK_COUNT];
 
 typedef enum op_kind { OP_NEW, OP_RECV, OP_SEND, OP_FINISH, OP_CLOSE, OP_WAKE } op_kind;
 

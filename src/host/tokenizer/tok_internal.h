@@ -184,8 +184,8 @@ rs_status rs_tok_bpe_load(const void *cjson_model, int byte_level, void **out, r
 /* A tiktoken rank file: ranked byte strings, merges implied by the ranks. */
 rs_status rs_tok_bpe_load_ranks(const char *text, size_t len, void **out, rs_err *err);
 extern const rs_tok_model_ops rs_tok_bpe_ops;
-/* GPT-2's byte -> char map and its inverse (-1 for chars outside it). */
-uint32_t rs_tok_byte_to_char(unsigned char b);
+/* GPT-2's byte-level alphabet (bytes_to_unicode) read back: the byte of a
+ * char, -1 for chars outside it. */
 int rs_tok_char_to_byte(uint32_t c);
 
 /* ---- pre-tokenizers ---- */

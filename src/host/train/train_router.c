@@ -94,7 +94,7 @@ static rs_status add_pins(const char *out_dir, const char *enc_dir, const char *
     if (!pins) return rs_errf(err, RS_ERR_NOMEM, "out of memory");
     char path[PATH_MAX], key[PATH_MAX], hex[RS_SHA256_HEX];
     snprintf(path, sizeof path, "%s/head.safetensors", out_dir);
-    rs_status st = rs_sha256_file(path, hex, err);
+    rs_status st = rs_pins_sha256_file(path, hex, err);
     if (st != RS_OK) return st;
     cJSON_AddStringToObject(pins, "head.safetensors", hex);
     static const char *const named[] = {"config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json",
@@ -122,7 +122,7 @@ static rs_status add_pins(const char *out_dir, const char *enc_dir, const char *
                 break;
             }
             if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
-                if ((st = rs_sha256_file(path, hex, err)) != RS_OK) break;
+                if ((st = rs_pins_sha256_file(path, hex, err)) != RS_OK) break;
                 cJSON_AddStringToObject(pins, key, hex);
             }
             if (i < n_named) break;
