@@ -110,7 +110,7 @@ static void test_check_line(void) {
     CHECK(rs_json_check_text(esc, strlen(esc), &err) == RS_ERR_FORMAT);
     const char *esc_ok = "{\"p\":\"a\\\\u0000b\"}"; /* an escaped backslash then "u0000" */
     CHECK(rs_json_check_text(esc_ok, strlen(esc_ok), &err) == RS_OK);
-    CHECK(rs_cli_line_is_blank(" \t\r", 3) && rs_cli_line_is_blank("", 0) && !rs_cli_line_is_blank(" x", 2));
+    CHECK(rs_jsonl_line_is_blank(" \t\r", 3) && rs_jsonl_line_is_blank("", 0) && !rs_jsonl_line_is_blank(" x", 2));
 }
 
 static void write_file(const char *path, const char *data, size_t n, int gz) {
@@ -125,7 +125,7 @@ static void write_file(const char *path, const char *data, size_t n, int gz) {
     }
 }
 
-/* rs_cli_reader_next_json and rs_cli_load_prompts over one file of good,
+/* rs_jsonl_next_json and rs_cli_load_prompts over one file of good,
  * blank and bad lines, plain and gzip. */
 static void test_json_lines(void) {
     char path[] = "/tmp/rs_test_cli_json_XXXXXX";
@@ -144,25 +144,25 @@ static void test_json_lines(void) {
                                 "{\"prompt\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}");
     for (int gz = 0; gz < 2; gz++) {
         write_file(path, data, n, gz);
-        rs_cli_reader *r = NULL;
+        rs_jsonl *r = NULL;
         rs_err err;
-        CHECK(rs_cli_reader_open(path, 64, &r, &err) == RS_OK);
+        CHECK(rs_jsonl_open(path, 64, &r, &err) == RS_OK);
         if (!r) continue;
         cJSON *j;
         uint64_t no = 0;
         int bad = -1;
-        CHECK(rs_cli_reader_next_json(r, &j, &no, &bad, &err) == RS_OK && j && no == 1 && !bad);
+        CHECK(rs_jsonl_next_json(r, &j, &no, &bad, &err) == RS_OK && j && no == 1 && !bad);
         cJSON_Delete(j);
-        CHECK(rs_cli_reader_next_json(r, &j, &no, &bad, &err) == RS_ERR_FORMAT && !j && no == 3 && bad &&
+        CHECK(rs_jsonl_next_json(r, &j, &no, &bad, &err) == RS_ERR_FORMAT && !j && no == 3 && bad &&
               strstr(err.msg, "JSON"));
-        CHECK(rs_cli_reader_next_json(r, &j, &no, &bad, &err) == RS_OK && j && no == 4 && !bad);
+        CHECK(rs_jsonl_next_json(r, &j, &no, &bad, &err) == RS_OK && j && no == 4 && !bad);
         cJSON_Delete(j);
-        CHECK(rs_cli_reader_next_json(r, &j, &no, &bad, &err) == RS_ERR_UTF8 && !j && no == 5 && bad);
-        CHECK(rs_cli_reader_next_json(r, &j, &no, &bad, &err) == RS_ERR_TOO_LARGE && !j && no == 6 && bad);
-        CHECK(rs_cli_reader_next_json(r, &j, &no, &bad, &err) == RS_OK && j && no == 7 && !bad);
+        CHECK(rs_jsonl_next_json(r, &j, &no, &bad, &err) == RS_ERR_UTF8 && !j && no == 5 && bad);
+        CHECK(rs_jsonl_next_json(r, &j, &no, &bad, &err) == RS_ERR_TOO_LARGE && !j && no == 6 && bad);
+        CHECK(rs_jsonl_next_json(r, &j, &no, &bad, &err) == RS_OK && j && no == 7 && !bad);
         cJSON_Delete(j);
-        CHECK(rs_cli_reader_next_json(r, &j, &no, &bad, &err) == RS_OK && !j && !bad);
-        rs_cli_reader_close(r);
+        CHECK(rs_jsonl_next_json(r, &j, &no, &bad, &err) == RS_OK && !j && !bad);
+        rs_jsonl_close(r);
         /* The loader: the two prompts, three lines skipped (the long line
          * fits the loader's default bound, so it is a prompt there). */
         rs_cli_prompts pr;
@@ -191,24 +191,24 @@ static void test_reader(void) {
     n += (size_t)sprintf(data + n, "\nb\r\nlast");
     for (int gz = 0; gz < 2; gz++) {
         write_file(path, data, n, gz);
-        rs_cli_reader *r = NULL;
+        rs_jsonl *r = NULL;
         rs_err err;
-        CHECK(rs_cli_reader_open(path, 64, &r, &err) == RS_OK);
+        CHECK(rs_jsonl_open(path, 64, &r, &err) == RS_OK);
         if (!r) continue;
-        CHECK(rs_cli_reader_is_gzip(r) == gz);
+        CHECK(rs_jsonl_is_gzip(r) == gz);
         const char *line;
         size_t len;
         uint64_t no = 0;
-        CHECK(rs_cli_reader_next(r, &line, &len, &no, &err) == RS_OK && line && !strcmp(line, "a") && no == 1);
-        CHECK(rs_cli_reader_next(r, &line, &len, &no, &err) == RS_OK && line && len == 0 && no == 2);
-        CHECK(rs_cli_reader_next(r, &line, &len, &no, &err) == RS_ERR_TOO_LARGE && !line && no == 3);
-        CHECK(rs_cli_reader_next(r, &line, &len, &no, &err) == RS_OK && line && !strcmp(line, "b") && no == 4);
-        CHECK(rs_cli_reader_next(r, &line, &len, &no, &err) == RS_OK && line && !strcmp(line, "last") && no == 5);
-        CHECK(rs_cli_reader_next(r, &line, &len, &no, &err) == RS_OK && !line);
-        CHECK(rs_cli_reader_next(r, &line, &len, &no, &err) == RS_OK && !line);
-        rs_cli_reader_close(r);
+        CHECK(rs_jsonl_next(r, &line, &len, &no, &err) == RS_OK && line && !strcmp(line, "a") && no == 1);
+        CHECK(rs_jsonl_next(r, &line, &len, &no, &err) == RS_OK && line && len == 0 && no == 2);
+        CHECK(rs_jsonl_next(r, &line, &len, &no, &err) == RS_ERR_TOO_LARGE && !line && no == 3);
+        CHECK(rs_jsonl_next(r, &line, &len, &no, &err) == RS_OK && line && !strcmp(line, "b") && no == 4);
+        CHECK(rs_jsonl_next(r, &line, &len, &no, &err) == RS_OK && line && !strcmp(line, "last") && no == 5);
+        CHECK(rs_jsonl_next(r, &line, &len, &no, &err) == RS_OK && !line);
+        CHECK(rs_jsonl_next(r, &line, &len, &no, &err) == RS_OK && !line);
+        rs_jsonl_close(r);
         uint64_t count = 0;
-        rs_status st = rs_cli_count_lines(path, &count, &err);
+        rs_status st = rs_jsonl_count_lines(path, &count, &err);
         if (gz) CHECK(st == RS_ERR_UNSUPPORTED);
         else CHECK(st == RS_OK && count == 5);
     }
@@ -222,22 +222,22 @@ static void test_reader(void) {
         size_t k = fread(comp, 1, sizeof comp, f);
         fclose(f);
         write_file(path, comp, k / 2, 0);
-        rs_cli_reader *r = NULL;
+        rs_jsonl *r = NULL;
         rs_err err;
-        CHECK(rs_cli_reader_open(path, 0, &r, &err) == RS_OK);
+        CHECK(rs_jsonl_open(path, 0, &r, &err) == RS_OK);
         rs_status st = RS_OK;
         const char *line = "";
         size_t len;
         uint64_t no;
-        while (r && (st = rs_cli_reader_next(r, &line, &len, &no, &err)) == RS_OK && line) {
+        while (r && (st = rs_jsonl_next(r, &line, &len, &no, &err)) == RS_OK && line) {
         }
         CHECK_MSG(st == RS_ERR_FORMAT, "truncated gzip gave status %d", st);
-        rs_cli_reader_close(r);
+        rs_jsonl_close(r);
     }
-    rs_cli_reader *r = NULL;
+    rs_jsonl *r = NULL;
     rs_err err;
-    CHECK(rs_cli_reader_open("/nonexistent/x.jsonl", 0, &r, &err) == RS_ERR_IO && !r);
-    CHECK(rs_cli_reader_open("/tmp", 0, &r, &err) == RS_ERR_IO && !r);
+    CHECK(rs_jsonl_open("/nonexistent/x.jsonl", 0, &r, &err) == RS_ERR_IO && !r);
+    CHECK(rs_jsonl_open("/tmp", 0, &r, &err) == RS_ERR_IO && !r);
     unlink(path);
 }
 

@@ -144,7 +144,7 @@ static void test_fuzz(void) {
             accepted++;
             for (size_t i = 0; i < rs_st_count(sf); i++) {
                 const rs_st_tensor *t = rs_st_at(sf, i);
-                CHECK(t->n_bytes == (size_t)t->n_elems * rs_dtype_size(t->dtype));
+                CHECK(t->n_bytes == (size_t)t->n_elems * rs_st_dtype_size(t->dtype));
                 volatile unsigned char sink = 0;
                 for (size_t b = 0; b < t->n_bytes; b++) sink ^= ((const unsigned char *)t->data)[b];
                 (void)sink;

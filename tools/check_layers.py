@@ -22,9 +22,6 @@ KNOWN = {
     # the CLI files src/cli/CMakeLists.txt grants one lower layer's headers
     ("src/cli/cli_tokenize.c", "src/host/tokenizer/tokenizer.h"): "tokenize runs the tokenizer alone",
     ("src/cli/cli_calibrate.c", "src/host/models/pins.h"): "calibrate re-pins the router files",
-    ("src/cli/cli_train.c", "src/host/models/pins.h"): "train pins the files it writes",
-    ("src/cli/cli_train.c", "src/host/models/model_files.h"): "train reads the encoder's config",
-    ("src/cli/cli_train.c", "src/host/models/safetensors.h"): "train writes the head",
 }
 
 

@@ -1,8 +1,7 @@
 /* cli_common.c — shared helpers of the routescore subcommands: default model
- * lookup, a bounded JSON-lines reader over zlib, field paths, the output
+ * lookup, prompt files over the JSON-lines reader (jsonl.h), field paths, the output
  * record format, flag parsing and a progress line. See cli_common.h. */
 #include "cli_common.h"
-#include "json_text.h"
 #include "messages.h"
 
 #include <errno.h>
@@ -89,227 +88,6 @@ void rs_cli_buf_free(rs_cli_buf *b) {
     b->len = b->cap = 0;
 }
 
-/* ----------------------------------------------------------------- reader */
-
-/* Reading through gzread makes plain and gzip input one code path: zlib
- * passes non-gzip bytes through unchanged. Lines are assembled from a fixed
- * chunk into a line buffer that never grows past max_line + 1, so a huge or
- * newline-free input costs bounded memory. */
-#define READER_CHUNK (256u << 10)
-
-struct rs_cli_reader {
-    gzFile gz;
-    char *path;
-    size_t max_line;
-    char *chunk; /* [READER_CHUNK] */
-    size_t cpos, clen;
-    int eof;
-    rs_cli_buf line;
-    uint64_t line_no;
-    int is_gzip;
-};
-
-rs_status rs_cli_reader_open(const char *path, size_t max_line, rs_cli_reader **out, rs_err *err) {
-    *out = NULL;
-    rs_cli_reader *r = calloc(1, sizeof *r);
-    if (!r) return rs_errf(err, RS_ERR_NOMEM, "out of memory");
-    r->max_line = max_line ? max_line : RS_CLI_MAX_LINE;
-    r->chunk = malloc(READER_CHUNK);
-    r->path = strdup(path);
-    if (!r->chunk || !r->path) {
-        rs_cli_reader_close(r);
-        return rs_errf(err, RS_ERR_NOMEM, "out of memory");
-    }
-    if (!strcmp(path, "-")) {
-        int fd = dup(STDIN_FILENO);
-        r->gz = fd >= 0 ? gzdopen(fd, "rb") : NULL;
-        if (!r->gz && fd >= 0) close(fd);
-    } else {
-        struct stat st;
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-            rs_cli_reader_close(r);
-            return rs_errf(err, RS_ERR_IO, "%s: is a directory", path);
-        }
-        r->gz = gzopen(path, "rb");
-    }
-    if (!r->gz) {
-        int e = errno;
-        rs_cli_reader_close(r);
-        return rs_errf(err, RS_ERR_IO, "%s: cannot open: %s", path, e ? strerror(e) : "out of memory");
-    }
-    gzbuffer(r->gz, 128u << 10);
-    /* gzdirect right after open peeks at the header; 0 means compressed. */
-    r->is_gzip = gzdirect(r->gz) == 0;
-    *out = r;
-    return RS_OK;
-}
-
-void rs_cli_reader_close(rs_cli_reader *r) {
-    if (!r) return;
-    if (r->gz) gzclose(r->gz);
-    free(r->chunk);
-    free(r->path);
-    rs_cli_buf_free(&r->line);
-    free(r);
-}
-
-int rs_cli_reader_is_gzip(const rs_cli_reader *r) { return r->is_gzip; }
-
-static rs_status reader_fill(rs_cli_reader *r, rs_err *err);
-
-rs_status rs_cli_reader_peek(rs_cli_reader *r, const char **data, size_t *len, rs_err *err) {
-    if (r->cpos == r->clen && !r->eof) {
-        rs_status st = reader_fill(r, err);
-        if (st != RS_OK) return st;
-    }
-    *data = r->chunk + r->cpos;
-    *len = r->clen - r->cpos;
-    return RS_OK;
-}
-
-static rs_status reader_fill(rs_cli_reader *r, rs_err *err) {
-    int got = gzread(r->gz, r->chunk, READER_CHUNK);
-    if (got < 0) {
-        int code = 0;
-        const char *msg = gzerror(r->gz, &code);
-        return rs_errf(err, code == Z_ERRNO ? RS_ERR_IO : RS_ERR_FORMAT, "%s: read failed: %s", r->path,
-                       code == Z_ERRNO ? strerror(errno) : msg);
-    }
-    r->cpos = 0;
-    r->clen = (size_t)got;
-    if (got == 0) {
-        /* A truncated gzip stream reads as a short EOF; gzerror tells. */
-        int code = 0;
-        const char *msg = gzerror(r->gz, &code);
-        if (code != Z_OK && code != Z_STREAM_END)
-            return rs_errf(err, RS_ERR_FORMAT, "%s: %s", r->path, msg);
-        r->eof = 1;
-    }
-    return RS_OK;
-}
-
-rs_status rs_cli_reader_next(rs_cli_reader *r, const char **line, size_t *len, uint64_t *line_no,
-                             rs_err *err) {
-    *line = NULL;
-    *len = 0;
-    r->line.len = 0;
-    int too_long = 0, any = 0;
-    for (;;) {
-        if (r->cpos == r->clen) {
-            if (r->eof) break;
-            rs_status st = reader_fill(r, err);
-            if (st != RS_OK) return st;
-            if (r->eof) break;
-        }
-        const char *start = r->chunk + r->cpos;
-        size_t avail = r->clen - r->cpos;
-        const char *nl = memchr(start, '\n', avail);
-        size_t take = nl ? (size_t)(nl - start) : avail;
-        any = 1;
-        if (!too_long) {
-            if (r->line.len + take > r->max_line) {
-                too_long = 1; /* keep consuming to the newline, store nothing */
-            } else {
-                rs_status st = rs_cli_buf_append(&r->line, start, take);
-                if (st != RS_OK) return rs_errf(err, st, "out of memory reading %s", r->path);
-            }
-        }
-        r->cpos += take + (nl ? 1 : 0);
-        if (nl) goto got_line;
-    }
-    if (!any) return RS_OK; /* end of input */
-got_line:
-    r->line_no++;
-    *line_no = r->line_no;
-    if (too_long) {
-        r->line.len = 0;
-        return rs_errf(err, RS_ERR_TOO_LARGE, "line is longer than %zu bytes", r->max_line);
-    }
-    if (!r->line.data) {
-        rs_status st = rs_cli_buf_append(&r->line, "", 0);
-        if (st != RS_OK) return rs_errf(err, st, "out of memory");
-    }
-    if (r->line.len && r->line.data[r->line.len - 1] == '\r') r->line.data[--r->line.len] = '\0';
-    *line = r->line.data;
-    *len = r->line.len;
-    return RS_OK;
-}
-
-rs_status rs_cli_count_lines(const char *path, uint64_t *n, rs_err *err) {
-    *n = 0;
-    if (!strcmp(path, "-")) return rs_errf(err, RS_ERR_UNSUPPORTED, "stdin: not counted");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return rs_errf(err, RS_ERR_IO, "%s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return rs_errf(err, RS_ERR_UNSUPPORTED, "%s: not a regular file", path);
-    }
-    enum { BUF = 1 << 20 };
-    char *buf = malloc(BUF);
-    if (!buf) {
-        close(fd);
-        return rs_errf(err, RS_ERR_NOMEM, "out of memory");
-    }
-    uint64_t lines = 0;
-    char last = '\n';
-    int first = 1;
-    rs_status st = RS_OK;
-    for (;;) {
-        ssize_t k = read(fd, buf, BUF);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            st = rs_errf(err, RS_ERR_IO, "%s: %s", path, strerror(errno));
-            break;
-        }
-        if (k == 0) break;
-        if (first && k >= 2 && (unsigned char)buf[0] == 0x1f && (unsigned char)buf[1] == 0x8b) {
-            st = rs_errf(err, RS_ERR_UNSUPPORTED, "%s: gzip input is not counted", path);
-            break;
-        }
-        first = 0;
-        for (const char *p = buf, *end = buf + k; (p = memchr(p, '\n', (size_t)(end - p))); p++) lines++;
-        last = buf[k - 1];
-    }
-    free(buf);
-    close(fd);
-    if (st != RS_OK) return st;
-    *n = lines + (last != '\n');
-    return RS_OK;
-}
-
-int rs_cli_line_is_blank(const char *line, size_t len) {
-    for (size_t i = 0; i < len; i++)
-        if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r' && line[i] != '\f' && line[i] != '\v')
-            return 0;
-    return 1;
-}
-
-rs_status rs_cli_reader_next_json(rs_cli_reader *r, cJSON **json, uint64_t *line_no, int *bad_line, rs_err *err) {
-    *json = NULL;
-    *bad_line = 0;
-    for (;;) {
-        const char *line;
-        size_t len;
-        rs_status st = rs_cli_reader_next(r, &line, &len, line_no, err);
-        if (st == RS_ERR_TOO_LARGE) {
-            *bad_line = 1;
-            return st;
-        }
-        if (st != RS_OK || !line) return st; /* the input ended: I/O, corrupt gzip, or its end */
-        if (rs_cli_line_is_blank(line, len)) continue;
-        if ((st = rs_json_check_text(line, len, err)) != RS_OK) {
-            *bad_line = 1;
-            return st;
-        }
-        if (!(*json = cJSON_ParseWithLength(line, len))) {
-            *bad_line = 1;
-            return rs_errf(err, RS_ERR_FORMAT, "not valid JSON");
-        }
-        return RS_OK;
-    }
-}
-
 void rs_cli_prompts_free(rs_cli_prompts *p) {
     for (size_t i = 0; p->text && i < p->n; i++) free(p->text[i]);
     free(p->text);
@@ -319,8 +97,8 @@ void rs_cli_prompts_free(rs_cli_prompts *p) {
 
 rs_status rs_cli_load_prompts(const char *path, const char *field, size_t limit, rs_cli_prompts *out, rs_err *err) {
     memset(out, 0, sizeof *out);
-    rs_cli_reader *r;
-    rs_status st = rs_cli_reader_open(path, 0, &r, err);
+    rs_jsonl *r;
+    rs_status st = rs_jsonl_open(path, 0, &r, err);
     if (st != RS_OK) return st;
     rs_cli_buf scratch = {0};
     size_t cap = 0;
@@ -329,7 +107,7 @@ rs_status rs_cli_load_prompts(const char *path, const char *field, size_t limit,
         uint64_t no;
         int bad;
         rs_err line_err;
-        st = rs_cli_reader_next_json(r, &j, &no, &bad, &line_err);
+        st = rs_jsonl_next_json(r, &j, &no, &bad, &line_err);
         if (st != RS_OK && !bad) {
             rs_errf(err, st, "%s", line_err.msg);
             break;
@@ -364,7 +142,7 @@ rs_status rs_cli_load_prompts(const char *path, const char *field, size_t limit,
         out->len[out->n++] = tl;
     }
     rs_cli_buf_free(&scratch);
-    rs_cli_reader_close(r);
+    rs_jsonl_close(r);
     if (st != RS_OK) rs_cli_prompts_free(out);
     return st;
 }
@@ -529,12 +307,6 @@ void rs_cli_write_json_string(FILE *f, const char *s, size_t n) {
     fputc('"', f);
 }
 
-void rs_cli_write_json_item(FILE *f, const cJSON *item) {
-    char *s = item ? cJSON_PrintUnformatted(item) : NULL;
-    fputs(s ? s : "null", f);
-    cJSON_free(s);
-}
-
 static void write_float(FILE *f, float v) {
     if (isfinite(v)) fprintf(f, "%.9g", (double)v);
     else fputs("null", f);
@@ -563,7 +335,7 @@ static const char *safe_msg(const char *msg, char *buf, size_t n, int controls) 
     size_t len = strlen(msg), i = 0, o = 0;
     if (!n) return "";
     while (i < len && o + 5 < n) {
-        size_t good = rs_utf8_bad_offset(p + i, len - i); /* a valid run, then one bad byte */
+        size_t good = rs_json_utf8_bad_offset(p + i, len - i); /* a valid run, then one bad byte */
         size_t take = good < n - 1 - o ? good : n - 1 - o;
         while (take && o + 5 >= n) take--;
         /* control characters are escaped too: a message is one line */

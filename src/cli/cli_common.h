@@ -3,8 +3,8 @@
  * Every subcommand that reads prompt files (label, score, embed, bench, train)
  * needs the same five things, so they live here once:
  *   - where the default router is (rs_cli_default_model);
- *   - a JSON-lines reader that takes plain or gzip input, any line length up
- *     to a bound, and never lets one bad line stop the run (rs_cli_reader);
+ *   - prompt files read through the core's JSON-lines reader (jsonl.h:
+ *     plain or gzip, bounded lines, one bad line never stops the run);
  *   - the prompt of a record: a field path such as `turns[0]`, or by default
  *     `prompt`, else the last user message of an OpenAI-style `messages` list
  *     (rs_cli_extract_prompt; the messages rule itself is messages.h);
@@ -12,10 +12,9 @@
  *     thing (rs_cli_write_score_json, rs_cli_write_error_json);
  *   - strict number parsing for flags (rs_cli_parse_*), used with getopt_long.
  *
- * Ownership: the reader owns its line buffer (valid until the next call);
- * rs_cli_buf is caller-owned and freed with rs_cli_buf_free. Nothing here
- * keeps global state, so every helper is thread-compatible (distinct objects
- * on distinct threads). */
+ * Ownership: rs_cli_buf is caller-owned and freed with rs_cli_buf_free.
+ * Nothing here keeps global state, so every helper is thread-compatible
+ * (distinct objects on distinct threads). */
 #ifndef RS_CLI_COMMON_H
 #define RS_CLI_COMMON_H
 
@@ -28,11 +27,8 @@
 #include "clock.h"
 #include "engine.h"
 #include "json_text.h"
+#include "jsonl.h"
 #include "status.h"
-
-/* Lines longer than this become error records (RS_ERR_TOO_LARGE) instead of
- * being buffered: it bounds memory whatever the input holds. */
-#define RS_CLI_MAX_LINE (16u << 20)
 
 /* The router used when no --model is given, first match wins:
  *   1. $ROUTESCORE_MODEL (taken as given, even if it does not exist, so a
@@ -54,49 +50,6 @@ typedef struct rs_cli_buf {
 
 rs_status rs_cli_buf_append(rs_cli_buf *b, const char *s, size_t n);
 void rs_cli_buf_free(rs_cli_buf *b);
-
-/* ---- JSON-lines reader (plain or gzip, detected from the bytes) ---- */
-typedef struct rs_cli_reader rs_cli_reader;
-
-/* path "-" reads stdin. max_line 0 means RS_CLI_MAX_LINE. */
-rs_status rs_cli_reader_open(const char *path, size_t max_line, rs_cli_reader **out, rs_err *err);
-void rs_cli_reader_close(rs_cli_reader *r);
-
-/* Reads the next line into *line (without its "\n" or "\r\n"; NUL-terminated;
- * owned by the reader, valid until the next call) and *len. *line_no is its
- * 1-based physical line number. At end of input returns RS_OK with
- * *line == NULL. A final line without "\n" is still a line.
- * Per-line problems are not fatal: a line longer than max_line returns
- * RS_ERR_TOO_LARGE (the line is consumed, *line == NULL, *line_no set) and the
- * next call continues with the following line. Only I/O and decompression
- * errors (RS_ERR_IO, RS_ERR_FORMAT for a corrupt gzip stream) end the input. */
-rs_status rs_cli_reader_next(rs_cli_reader *r, const char **line, size_t *len, uint64_t *line_no,
-                             rs_err *err);
-
-/* The next non-blank line, checked (rs_json_check_text) and parsed as JSON;
- * the caller owns *json (cJSON_Delete). RS_OK with *json NULL at end of
- * input. A line that is no record (too long, NUL bytes, invalid UTF-8, not
- * JSON) fails with *bad_line = 1 and err saying why: the caller reports it
- * and calls again. Other failures (I/O, a corrupt gzip stream, memory) end
- * the input, with *bad_line = 0. *line_no is the line's 1-based number. */
-rs_status rs_cli_reader_next_json(rs_cli_reader *r, cJSON **json, uint64_t *line_no, int *bad_line, rs_err *err);
-
-/* The first bytes of the (decompressed) input, without consuming them: up to
- * one read chunk (256 KiB), fewer only at end of input. For sniffing the
- * format before the first line is taken. Call before rs_cli_reader_next. */
-rs_status rs_cli_reader_peek(rs_cli_reader *r, const char **data, size_t *len, rs_err *err);
-
-/* 1 when the input is gzip-compressed (known after open). */
-int rs_cli_reader_is_gzip(const rs_cli_reader *r);
-
-/* Counts "\n"-terminated lines (plus a final unterminated one) of a plain
- * file by a fast raw scan, for progress totals. RS_ERR_UNSUPPORTED for gzip
- * input or a non-regular file (stdin, pipes): callers show no total then. */
-rs_status rs_cli_count_lines(const char *path, uint64_t *n, rs_err *err);
-
-/* 1 when the line holds nothing but ASCII whitespace. Such lines are not
- * records: the subcommands skip them (they keep their line numbers). */
-int rs_cli_line_is_blank(const char *line, size_t len);
 
 /* ---- field paths ---- */
 
@@ -147,9 +100,6 @@ void rs_cli_prompts_free(rs_cli_prompts *p);
 /* Writes s[0..n) as a JSON string literal (quotes included), escaping
  * quotes, backslashes and control characters. Bytes >= 0x80 pass through. */
 void rs_cli_write_json_string(FILE *f, const char *s, size_t n);
-
-/* Prints a cJSON item compactly (ids are echoed this way); "null" on failure. */
-void rs_cli_write_json_item(FILE *f, const cJSON *item);
 
 /* {"id":ID,"win_prob":P,"route":"strong"|"weak","label_probs":[..],
  *  "tokens":N,"truncated":true|false}\n

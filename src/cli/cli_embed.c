@@ -93,8 +93,8 @@ int rs_cli_embed(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    rs_cli_reader *r;
-    if (rs_cli_reader_open(in, 0, &r, &err) != RS_OK) {
+    rs_jsonl *r;
+    if (rs_jsonl_open(in, 0, &r, &err) != RS_OK) {
         fprintf(stderr, "routescore embed: %s\n", err.msg);
         return 2;
     }
@@ -103,7 +103,7 @@ int rs_cli_embed(int argc, char **argv) {
     if (e && !out) fprintf(stderr, "routescore embed: %s: cannot open for writing\n", outp);
     if (!out) {
         rs_engine_close(e);
-        rs_cli_reader_close(r);
+        rs_jsonl_close(r);
         return 2;
     }
     rs_router_info info;
@@ -115,7 +115,7 @@ int rs_cli_embed(int argc, char **argv) {
         cJSON *j;
         uint64_t no;
         int bad;
-        rs_status st = rs_cli_reader_next_json(r, &j, &no, &bad, &err);
+        rs_status st = rs_jsonl_next_json(r, &j, &no, &bad, &err);
         if (st != RS_OK && !bad) {
             fprintf(stderr, "routescore embed: %s\n", err.msg);
             rc = 2;
@@ -161,6 +161,6 @@ int rs_cli_embed(int argc, char **argv) {
     free(p);
     free(emb);
     rs_engine_close(e);
-    rs_cli_reader_close(r);
+    rs_jsonl_close(r);
     return rc;
 }

@@ -139,17 +139,17 @@ static rs_status dataset_add(dataset *ds, const char *prompt, size_t len, rs_eva
 
 /* The next record of a data file, where any bad line is fatal (the data
  * must be whole): its error names path and line. *j NULL at the end. */
-static rs_status next_record(rs_cli_reader *r, const char *path, cJSON **j, uint64_t *no, rs_err *err) {
+static rs_status next_record(rs_jsonl *r, const char *path, cJSON **j, uint64_t *no, rs_err *err) {
     int bad;
-    rs_status st = rs_cli_reader_next_json(r, j, no, &bad, err);
+    rs_status st = rs_jsonl_next_json(r, j, no, &bad, err);
     if (st != RS_OK && bad) rs_errf(err, st, "%s:%llu: %s", path, (unsigned long long)*no, err->msg);
     return st;
 }
 
 /* Each line's "eval_prompt" (contamination_check.py's output). */
 static rs_status load_contaminated(dataset *ds, const char *path, rs_err *err) {
-    rs_cli_reader *r;
-    rs_status st = rs_cli_reader_open(path, 0, &r, err);
+    rs_jsonl *r;
+    rs_status st = rs_jsonl_open(path, 0, &r, err);
     if (st != RS_OK) return st;
     for (;;) {
         cJSON *j;
@@ -168,7 +168,7 @@ static rs_status load_contaminated(dataset *ds, const char *path, rs_err *err) {
             break;
         }
     }
-    rs_cli_reader_close(r);
+    rs_jsonl_close(r);
     return st;
 }
 
@@ -245,9 +245,9 @@ static rs_status load_mtbench(dataset *ds, const char *root, rs_err *err) {
     size_t jlen;
     char *jtext = read_file(path, &jlen, err);
     if (!jtext) return RS_ERR_IO;
-    rs_cli_reader *r;
+    rs_jsonl *r;
     rs_status st = join_path(path, sizeof path, root, "/mt_bench/question.jsonl", err);
-    if (st == RS_OK) st = rs_cli_reader_open(path, 0, &r, err);
+    if (st == RS_OK) st = rs_jsonl_open(path, 0, &r, err);
     if (st != RS_OK) {
         free(jtext);
         return st;
@@ -280,12 +280,12 @@ static rs_status load_mtbench(dataset *ds, const char *root, rs_err *err) {
         cJSON_Delete(j);
         if (st != RS_OK) break;
     }
-    rs_cli_reader_close(r);
+    rs_jsonl_close(r);
     /* judgements: merge on (question_id, model), as RouteLLM does. */
     for (char *p = jtext, *end = jtext + jlen; st == RS_OK && p < end;) {
         char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        cJSON *j = rs_cli_line_is_blank(p, len) ? NULL : cJSON_ParseWithLength(p, len);
+        cJSON *j = rs_jsonl_line_is_blank(p, len) ? NULL : cJSON_ParseWithLength(p, len);
         p += len + 1;
         if (!j) continue;
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "question_id");
@@ -345,8 +345,8 @@ static int load_scores(const dataset *ds, const char *path, double *scores) {
         fprintf(stderr, "routescore eval: %s\n", err.msg);
         return 2;
     }
-    rs_cli_reader *r;
-    if (rs_cli_reader_open(path, 0, &r, &err) != RS_OK) {
+    rs_jsonl *r;
+    if (rs_jsonl_open(path, 0, &r, &err) != RS_OK) {
         fprintf(stderr, "routescore eval: %s\n", err.msg);
         rs_eval_join_free(j);
         return 2;
@@ -356,7 +356,7 @@ static int load_scores(const dataset *ds, const char *path, double *scores) {
         const char *line;
         size_t len;
         uint64_t no = 0;
-        rs_status st = rs_cli_reader_next(r, &line, &len, &no, &err);
+        rs_status st = rs_jsonl_next(r, &line, &len, &no, &err);
         if (st == RS_OK && !line) break;
         if (st == RS_OK) st = rs_eval_join_line(j, line, len, &err);
         if (st != RS_OK) {
@@ -365,7 +365,7 @@ static int load_scores(const dataset *ds, const char *path, double *scores) {
             break;
         }
     }
-    rs_cli_reader_close(r);
+    rs_jsonl_close(r);
     if (rc == 0) {
         size_t unmatched = rs_eval_join_unmatched(j);
         if (unmatched) fprintf(stderr, "routescore eval: %zu score lines match no row (ignored)\n", unmatched);

@@ -495,7 +495,7 @@ static rs_status take_line(label_batch *b, const label_opts *o, const char *line
         return batch_push(b, line_no, id, 1, e.msg, strlen(e.msg));
     }
     rs_status st;
-    if (!rs_cli_line_is_blank(end, (size_t)(line + len - end))) {
+    if (!rs_jsonl_line_is_blank(end, (size_t)(line + len - end))) {
         snprintf(e.msg, sizeof e.msg, "invalid JSON: trailing data at byte offset %zu", (size_t)(end - line));
         st = batch_push(b, line_no, id, 1, e.msg, strlen(e.msg));
     } else {
@@ -531,7 +531,7 @@ int rs_cli_label(int argc, char **argv) {
     }
 
     rs_err err = {{0}};
-    rs_cli_reader *in = NULL;
+    rs_jsonl *in = NULL;
     label_out out = {NULL, 0};
     rs_engine *eng = NULL;
     label_batch batch;
@@ -549,7 +549,7 @@ int rs_cli_label(int argc, char **argv) {
      * what label cannot read, before a single record. */
     const char *head;
     size_t head_len;
-    if (rs_cli_reader_open(o.in, 0, &in, &err) != RS_OK || rs_cli_reader_peek(in, &head, &head_len, &err) != RS_OK ||
+    if (rs_jsonl_open(o.in, 0, &in, &err) != RS_OK || rs_jsonl_peek(in, &head, &head_len, &err) != RS_OK ||
         rs_label_sniff(o.in, head, head_len, &o.format, &err) != RS_OK) {
         fprintf(stderr, "routescore label: --in %s\n", rs_cli_safe_msg(err.msg, safe, sizeof safe));
         goto done;
@@ -597,10 +597,10 @@ int rs_cli_label(int argc, char **argv) {
     int lines = !o.quiet && every > 0 && (!tty || o.progress_every >= 0);
     int show = !o.quiet && tty && !lines;
     uint64_t total = 0;
-    if ((show || lines) && o.format == RS_LABEL_JSONL && !rs_cli_reader_is_gzip(in)) {
+    if ((show || lines) && o.format == RS_LABEL_JSONL && !rs_jsonl_is_gzip(in)) {
         uint64_t nlines;
         rs_err ignore;
-        if (rs_cli_count_lines(o.in, &nlines, &ignore) == RS_OK && nlines > (uint64_t)o.shard_i)
+        if (rs_jsonl_count_lines(o.in, &nlines, &ignore) == RS_OK && nlines > (uint64_t)o.shard_i)
             total = (nlines - (uint64_t)o.shard_i + (uint64_t)o.shard_n - 1) / (uint64_t)o.shard_n;
     }
     rs_cli_progress_init(&prog, show, total);
@@ -624,9 +624,9 @@ int rs_cli_label(int argc, char **argv) {
             line_no = rec.line;
             blank = rec.blank;
         } else {
-            st = rs_cli_reader_next(in, &line, &len, &line_no, &err);
+            st = rs_jsonl_next(in, &line, &len, &line_no, &err);
             eof = st == RS_OK && !line;
-            blank = st == RS_OK && line && rs_cli_line_is_blank(line, len);
+            blank = st == RS_OK && line && rs_jsonl_line_is_blank(line, len);
         }
         if (st != RS_OK && st != RS_ERR_TOO_LARGE) {
             /* The partial batch is dropped, not scored: the output stays a
@@ -693,7 +693,7 @@ done:
     }
     rs_engine_close(eng);
     if (have_csv) rs_label_csv_free(&csv);
-    rs_cli_reader_close(in);
+    rs_jsonl_close(in);
     batch_free(&batch);
     rs_cli_buf_free(&scratch);
     return rc;

@@ -106,7 +106,7 @@ static rs_status read_record(rs_label_csv *c, uint64_t *first_line, int *eof, in
         const char *line;
         size_t len;
         uint64_t ln = 0;
-        rs_status st = rs_cli_reader_next(c->r, &line, &len, &ln, err);
+        rs_status st = rs_jsonl_next(c->r, &line, &len, &ln, err);
         if (st == RS_ERR_TOO_LARGE) {
             if (first) *first_line = ln;
             *too_long = 1; /* the record ends here: resynchronise on the next line */
@@ -119,12 +119,12 @@ static rs_status read_record(rs_label_csv *c, uint64_t *first_line, int *eof, in
         }
         if (first) {
             *first_line = ln;
-            if (rs_cli_line_is_blank(line, len)) {
+            if (rs_jsonl_line_is_blank(line, len)) {
                 *blank = 1;
                 return RS_OK;
             }
         } else {
-            if (c->rec.len + len + 1 > RS_CLI_MAX_LINE) {
+            if (c->rec.len + len + 1 > RS_JSONL_MAX_LINE) {
                 *too_long = 1;
                 return RS_OK;
             }
@@ -166,7 +166,7 @@ static rs_status check_text(const char *s, size_t n, rs_err *e) {
     return RS_OK;
 }
 
-rs_status rs_label_csv_open(rs_label_csv *c, rs_cli_reader *r, const char *column, const char *id_column,
+rs_status rs_label_csv_open(rs_label_csv *c, rs_jsonl *r, const char *column, const char *id_column,
                             rs_err *err) {
     memset(c, 0, sizeof *c);
     c->r = r;
@@ -228,7 +228,7 @@ rs_status rs_label_csv_next(rs_label_csv *c, rs_label_csv_rec *rec, int *eof, rs
     rs_err e = {{0}};
     if (too_long) {
         rec->bad = 1;
-        snprintf(rec->msg, sizeof rec->msg, "record is longer than %u bytes", RS_CLI_MAX_LINE);
+        snprintf(rec->msg, sizeof rec->msg, "record is longer than %u bytes", RS_JSONL_MAX_LINE);
         return RS_OK;
     }
     size_t nf = 0;

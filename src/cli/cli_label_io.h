@@ -49,7 +49,7 @@ rs_status rs_label_sniff(const char *path, const char *head, size_t len, rs_labe
 
 /* ---- CSV records ---- */
 typedef struct rs_label_csv {
-    rs_cli_reader *r;
+    rs_jsonl *r;
     rs_cli_buf rec;   /* the raw record: its lines joined with "\n" */
     rs_csv csv;
     rs_csv_field *fields;
@@ -63,7 +63,7 @@ typedef struct rs_label_csv {
 /* Reads the header record and finds column (default "prompt") and id_column
  * (NULL: "id" when present, else line numbers). RS_ERR_NOT_FOUND lists the
  * header when a named column is missing. */
-rs_status rs_label_csv_open(rs_label_csv *c, rs_cli_reader *r, const char *column, const char *id_column,
+rs_status rs_label_csv_open(rs_label_csv *c, rs_jsonl *r, const char *column, const char *id_column,
                             rs_err *err);
 void rs_label_csv_free(rs_label_csv *c);
 

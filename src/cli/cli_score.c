@@ -86,9 +86,9 @@ static rs_status score_embedding_line(rs_engine *e, const char *line, size_t len
  * a bad line is an error record and the run goes on. cap: elements per line. */
 static int score_array_file(rs_engine *e, const char *path, float threshold, score_line_fn fn, size_t elem_size,
                             size_t cap) {
-    rs_cli_reader *r;
+    rs_jsonl *r;
     rs_err err = {{0}};
-    if (rs_cli_reader_open(path, 0, &r, &err) != RS_OK) {
+    if (rs_jsonl_open(path, 0, &r, &err) != RS_OK) {
         fprintf(stderr, "routescore score: %s\n", err.msg);
         return 2;
     }
@@ -98,7 +98,7 @@ static int score_array_file(rs_engine *e, const char *path, float threshold, sco
         const char *line;
         size_t len;
         uint64_t no;
-        rs_status st = rs_cli_reader_next(r, &line, &len, &no, &err);
+        rs_status st = rs_jsonl_next(r, &line, &len, &no, &err);
         if (st == RS_OK && !line) break;
         char id[32];
         snprintf(id, sizeof id, "%llu", (unsigned long long)no);
@@ -117,7 +117,7 @@ static int score_array_file(rs_engine *e, const char *path, float threshold, sco
         }
     }
     free(buf);
-    rs_cli_reader_close(r);
+    rs_jsonl_close(r);
     return failed;
 }
 

@@ -46,8 +46,9 @@
  *     a Llama encoder's "encoder_layers", its pooling, normalisation,
  *     max_tokens): the written manifest repeats those keys, so training and
  *     serving embed alike.
- *   - All arithmetic of the fit in double; the head is stored as F32. */
-#include <dirent.h>
+ *   - All arithmetic of the fit in double; the head is stored as F32.
+ * The fit and the metrics are src/host/train/train.c; the router directory
+ * is written by train_router.c. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -55,19 +56,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "cli_common.h"
-#include "pins.h"
 #include "engine.h"
-#include "model_files.h"
-#include "safetensors.h"
+#include "train.h"
+#include "train_router.h"
 
 #define TRAIN_BATCH 64
-#define NEWTON_MAX_ITERS 100
-#define GRAD_TOL 1e-6
 #define WARN_LIMIT 10 /* skipped-record warnings printed before summarising */
 #define WEIGHT_MAX 1e6 /* largest "weight" of a record: keeps every sum finite */
 
@@ -96,10 +93,6 @@ typedef struct train_data {
     int d;
     int nf;        /* features: d, or d + 1 with the length term; theta is [w (d), lw?, b] */
 } train_data;
-
-typedef struct metrics {
-    double logloss, auc, brier;
-} metrics;
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -289,8 +282,8 @@ static rs_status parse_record(const cJSON *root, const char *field, rs_cli_buf *
 /* Reads every record. A malformed one ends the read: RS_ERR_INVALID_ARG with
  * a message naming its line (see the header comment for why not a skip). */
 static rs_status read_input(const train_opts *o, train_data *t, rs_err *err) {
-    rs_cli_reader *r = NULL;
-    rs_status st = rs_cli_reader_open(o->in, 0, &r, err);
+    rs_jsonl *r = NULL;
+    rs_status st = rs_jsonl_open(o->in, 0, &r, err);
     if (st != RS_OK) return st;
     rs_cli_buf scratch = {0};
     for (;;) {
@@ -298,7 +291,7 @@ static rs_status read_input(const train_opts *o, train_data *t, rs_err *err) {
         uint64_t no = 0;
         int bad = 0;
         rs_err e = {{0}};
-        st = rs_cli_reader_next_json(r, &root, &no, &bad, &e);
+        st = rs_jsonl_next_json(r, &root, &no, &bad, &e);
         if (st != RS_OK && !bad) {
             rs_errf(err, st, "%s", e.msg);
             break;
@@ -321,7 +314,7 @@ static rs_status read_input(const train_opts *o, train_data *t, rs_err *err) {
         if (st != RS_OK) break;
     }
     rs_cli_buf_free(&scratch);
-    rs_cli_reader_close(r);
+    rs_jsonl_close(r);
     return st;
 }
 
@@ -385,364 +378,12 @@ static rs_status embed_all(const train_opts *o, rs_engine *eng, train_data *t, u
     return st;
 }
 
-/* ---------------------------------------------------------------- the fit */
-
-static double sigmoid(double z) {
-    if (z >= 0) return 1.0 / (1.0 + exp(-z));
-    double e = exp(z);
-    return e / (1.0 + e);
-}
-
-/* log(1 + exp(z)) without overflow. */
-static double softplus(double z) { return z > 0 ? z + log1p(exp(-z)) : log1p(exp(z)); }
-
-static double dot_row(const float *e, const double *w, int d) {
-    double s = 0;
-    for (int k = 0; k < d; k++) s += (double)e[k] * w[k];
-    return s;
-}
-
-/* The logit of row i under theta = [w (d), lw (with the length term), b]. */
-static double row_logit(const train_data *t, size_t i, const double *theta) {
-    double z = dot_row(t->emb + i * (size_t)t->d, theta, t->d) + theta[t->nf];
-    if (t->nf > t->d) z += theta[t->d] * t->lenf[i];
-    return z;
-}
-
-/* Weighted summed loss of theta over the training rows. */
-static double train_loss(const train_data *t, const double *theta, double l2) {
-    double loss = 0;
-#pragma omp parallel for reduction(+ : loss) schedule(static)
-    for (size_t i = 0; i < t->n; i++) {
-        if (t->heldout[i]) continue;
-        double z = row_logit(t, i, theta);
-        loss += t->weight[i] * (softplus(z) - (t->label[i] ? z : 0.0));
-    }
-    double ww = 0;
-    for (int k = 0; k < t->nf; k++) ww += theta[k] * theta[k];
-    return loss + 0.5 * l2 * ww;
-}
-
-/* In-place Cholesky of the m x m SPD matrix a (lower triangle used), then
- * solves a x = b into b. 0 on success, -1 when a is not positive definite. */
-static int cholesky_solve(double *a, double *b, int m) {
-    for (int j = 0; j < m; j++) {
-        double s = a[(size_t)j * m + j];
-        for (int k = 0; k < j; k++) s -= a[(size_t)j * m + k] * a[(size_t)j * m + k];
-        if (!(s > 0)) return -1;
-        double l = sqrt(s);
-        a[(size_t)j * m + j] = l;
-        for (int i = j + 1; i < m; i++) {
-            double v = a[(size_t)i * m + j];
-            for (int k = 0; k < j; k++) v -= a[(size_t)i * m + k] * a[(size_t)j * m + k];
-            a[(size_t)i * m + j] = v / l;
-        }
-    }
-    for (int i = 0; i < m; i++) { /* L y = b */
-        double v = b[i];
-        for (int k = 0; k < i; k++) v -= a[(size_t)i * m + k] * b[k];
-        b[i] = v / a[(size_t)i * m + i];
-    }
-    for (int i = m - 1; i >= 0; i--) { /* L^T x = y */
-        double v = b[i];
-        for (int k = i + 1; k < m; k++) v -= a[(size_t)k * m + i] * b[k];
-        b[i] = v / a[(size_t)i * m + i];
-    }
-    return 0;
-}
-
-/* Newton's method with backtracking on the summed loss. theta [nf + 1]
- * in/out (starts at w = 0, lw = 0, b = logit of the weighted positive rate). */
-static rs_status fit(const train_opts *o, const train_data *t, double *theta, int *iters, double *gnorm_out,
-                     rs_err *err) {
-    const int d = t->d, nf = t->nf, m = nf + 1;
-    double *H = malloc((size_t)m * m * sizeof *H);
-    double *g = malloc((size_t)m * sizeof *g);
-    double *step = malloc((size_t)m * sizeof *step);
-    double *trial = malloc((size_t)m * sizeof *trial);
-    rs_status st = RS_OK;
-    if (!H || !g || !step || !trial) {
-        st = rs_errf(err, RS_ERR_NOMEM, "out of memory for the Hessian");
-        goto out;
-    }
-    double loss = train_loss(t, theta, o->l2);
-    double gnorm = INFINITY;
-    int it;
-    for (it = 0; it < NEWTON_MAX_ITERS; it++) {
-        memset(H, 0, (size_t)m * m * sizeof *H);
-        memset(g, 0, (size_t)m * sizeof *g);
-        /* Lower triangle of sum_i v_i p_i (1 - p_i) x_i x_i^T with v_i the
-         * row's weight and x_i = [e_i, lenf_i (length term only), 1]; each
-         * thread accumulates a private copy, merged under a lock. */
-#pragma omp parallel
-        {
-            double *Hl = calloc((size_t)m * m, sizeof *Hl), *gl = calloc((size_t)m, sizeof *gl);
-            double x[m];
-            if (Hl && gl) {
-#pragma omp for schedule(static)
-                for (size_t i = 0; i < t->n; i++) {
-                    if (t->heldout[i]) continue;
-                    const float *e = t->emb + i * (size_t)d;
-                    for (int k = 0; k < d; k++) x[k] = e[k];
-                    if (nf > d) x[d] = t->lenf[i];
-                    x[nf] = 1.0;
-                    double p = sigmoid(row_logit(t, i, theta)), v = t->weight[i];
-                    double r = v * (p - t->label[i]), s = v * p * (1.0 - p);
-                    for (int a = 0; a < m; a++) {
-                        gl[a] += r * x[a];
-                        double sa = s * x[a];
-                        double *row = Hl + (size_t)a * m;
-                        for (int c = 0; c <= a; c++) row[c] += sa * x[c];
-                    }
-                }
-            }
-#pragma omp critical
-            {
-                if (!Hl || !gl) {
-                    H[0] = NAN; /* reported below */
-                } else {
-                    for (size_t k = 0; k < (size_t)m * m; k++) H[k] += Hl[k];
-                    for (int k = 0; k < m; k++) g[k] += gl[k];
-                }
-            }
-            free(Hl);
-            free(gl);
-        }
-        if (isnan(H[0])) {
-            st = rs_errf(err, RS_ERR_NOMEM, "out of memory for the Hessian");
-            goto out;
-        }
-        for (int k = 0; k < nf; k++) {
-            g[k] += o->l2 * theta[k];
-            H[(size_t)k * m + k] += o->l2;
-        }
-        gnorm = 0;
-        for (int k = 0; k < m; k++) gnorm += g[k] * g[k];
-        gnorm = sqrt(gnorm);
-        if (gnorm < GRAD_TOL) break;
-        memcpy(step, g, (size_t)m * sizeof *step);
-        /* Without a penalty a separable set has no optimum and H goes
-         * singular; a tiny ridge keeps the step defined. */
-        if (cholesky_solve(H, step, m) != 0) {
-            for (int k = 0; k < m; k++) step[k] = g[k];
-        }
-        double t_step = 1.0, new_loss = loss;
-        for (int ls = 0; ls < 40; ls++, t_step *= 0.5) {
-            for (int k = 0; k < m; k++) trial[k] = theta[k] - t_step * step[k];
-            new_loss = train_loss(t, trial, o->l2);
-            if (new_loss <= loss) break;
-        }
-        if (!(new_loss <= loss)) break; /* no descent left: at the optimum to rounding */
-        memcpy(theta, trial, (size_t)m * sizeof *theta);
-        if (loss - new_loss == 0 && t_step < 1.0) break;
-        loss = new_loss;
-    }
-    *iters = it;
-    *gnorm_out = gnorm;
-out:
-    free(H);
-    free(g);
-    free(step);
-    free(trial);
-    return st;
-}
-
-/* Replaces t->emb by its z-scored copy (mean and sd over the training rows;
- * a constant column gets sd 1), returning the raw embeddings and the
- * moments for fold_standardization. */
-static rs_status standardize(train_data *t, float **raw, double **mu_out, double **sd_out, rs_err *err) {
-    const int d = t->d;
-    double *mu = calloc((size_t)d, sizeof *mu), *sd = calloc((size_t)d, sizeof *sd);
-    float *z = malloc(t->n * (size_t)d * sizeof *z + 1);
-    if (!mu || !sd || !z) {
-        free(mu);
-        free(sd);
-        free(z);
-        return rs_errf(err, RS_ERR_NOMEM, "out of memory for the standardized embeddings");
-    }
-    size_t n = 0;
-    for (size_t i = 0; i < t->n; i++) {
-        if (t->heldout[i]) continue;
-        const float *e = t->emb + i * (size_t)d;
-        for (int k = 0; k < d; k++) mu[k] += e[k];
-        n++;
-    }
-    for (int k = 0; k < d; k++) mu[k] /= (double)n;
-    for (size_t i = 0; i < t->n; i++) {
-        if (t->heldout[i]) continue;
-        const float *e = t->emb + i * (size_t)d;
-        for (int k = 0; k < d; k++) sd[k] += (e[k] - mu[k]) * (e[k] - mu[k]);
-    }
-    for (int k = 0; k < d; k++) {
-        sd[k] = sqrt(sd[k] / (double)n);
-        if (!(sd[k] > 0)) sd[k] = 1.0;
-    }
-    for (size_t i = 0; i < t->n; i++)
-        for (int k = 0; k < d; k++) {
-            const size_t j = i * (size_t)d + (size_t)k;
-            z[j] = (float)((t->emb[j] - mu[k]) / sd[k]);
-        }
-    *raw = t->emb;
-    t->emb = z;
-    *mu_out = mu;
-    *sd_out = sd;
-    return RS_OK;
-}
-
-/* theta over z-scored features -> theta over raw ones (same logits). */
-static void fold_standardization(const train_data *t, double *theta, const double *mu, const double *sd) {
-    for (int k = 0; k < t->d; k++) {
-        theta[k] /= sd[k];
-        theta[t->nf] -= theta[k] * mu[k];
-    }
-}
-
-/* ------------------------------------------------------------ the metrics */
-
-typedef struct scored {
-    double p, w; /* score, weight */
-    int y;
-} scored;
-
-static int scored_cmp(const void *a, const void *b) {
-    double x = ((const scored *)a)->p, y = ((const scored *)b)->p;
-    return (x > y) - (x < y);
-}
-
-/* Weighted AUC: P(score of a positive > score of a negative), ties counted
- * half, each pair weighted by the product of its rows' weights (with unit
- * weights the Mann-Whitney U / rank formula). NaN when a class is absent.
- * Sorts s. */
-static double auc(scored *s, size_t n) {
-    qsort(s, n, sizeof *s, scored_cmp);
-    double pairs = 0, neg_below = 0, w_pos = 0;
-    for (size_t i = 0; i < n;) {
-        double pos_g = 0, neg_g = 0;
-        size_t j = i;
-        for (; j < n && s[j].p == s[i].p; j++) {
-            if (s[j].y) pos_g += s[j].w;
-            else neg_g += s[j].w;
-        }
-        pairs += pos_g * (neg_below + 0.5 * neg_g);
-        neg_below += neg_g;
-        w_pos += pos_g;
-        i = j;
-    }
-    if (!(w_pos > 0) || !(neg_below > 0)) return NAN;
-    return pairs / (w_pos * neg_below);
-}
-
-/* Weighted mean log-loss and Brier score, and the AUC. Sorts s. */
-static metrics evaluate(scored *s, size_t n) {
-    metrics m = {NAN, NAN, NAN};
-    if (!n) return m;
-    double ll = 0, br = 0, wsum = 0;
-    for (size_t i = 0; i < n; i++) {
-        double p = fmin(fmax(s[i].p, 1e-15), 1.0 - 1e-15);
-        ll -= s[i].w * (s[i].y ? log(p) : log1p(-p));
-        br += s[i].w * (s[i].p - s[i].y) * (s[i].p - s[i].y);
-        wsum += s[i].w;
-    }
-    m.logloss = ll / wsum;
-    m.brier = br / wsum;
-    m.auc = auc(s, n);
-    return m;
-}
-
-/* The value at position x (0-based) of the sorted scores with each row
- * repeated w times: the row whose cumulative weight first exceeds x. */
-static double expanded_at(const scored *s, size_t n, double x) {
-    double c = 0;
-    for (size_t i = 0; i < n; i++) {
-        c += s[i].w;
-        if (x < c) return s[i].p;
-    }
-    return s[n - 1].p;
-}
-
-/* numpy.quantile(x, q) (default linear interpolation, as
- * rs_eval_quantile_sorted) of the scores with each row repeated w times;
- * for integer weights exactly the quantile of the duplicated rows, and for
- * unit weights numpy's own. Sorts s. */
-static double quantile(scored *s, size_t n, double q) {
-    if (!n) return NAN;
-    qsort(s, n, sizeof *s, scored_cmp);
-    double total = 0;
-    for (size_t i = 0; i < n; i++) total += s[i].w;
-    const double vi = (total - 1) * q;
-    if (vi <= 0) return s[0].p;
-    if (vi >= total - 1) return s[n - 1].p;
-    const double fl = floor(vi), t = vi - fl;
-    const double a = expanded_at(s, n, fl), b = expanded_at(s, n, fl + 1), diff = b - a;
-    return t >= 0.5 ? b - diff * (1 - t) : a + diff * t;
-}
-
 /* ------------------------------------------------------------- the output */
 
-/* Path of target relative to the directory base (both must exist). */
-static rs_status relative_path(const char *base, const char *target, char *out, size_t n, rs_err *err) {
-    char b[PATH_MAX], t[PATH_MAX];
-    if (!realpath(base, b)) return rs_errf(err, RS_ERR_IO, "%s: %s", base, strerror(errno));
-    if (!realpath(target, t)) return rs_errf(err, RS_ERR_IO, "%s: %s", target, strerror(errno));
-    /* Longest common prefix that ends at a component boundary. */
-    size_t common = 0;
-    for (size_t i = 0;; i++) {
-        char cb = b[i], ct = t[i];
-        if ((cb == '/' || cb == '\0') && (ct == '/' || ct == '\0')) common = i;
-        if (cb != ct || cb == '\0') break;
-    }
-    size_t used = 0;
-    out[0] = '\0';
-    for (const char *p = b + common; *p; p++) { /* one ".." per component of base left */
-        if (*p == '/' && p[1] && p[1] != '/') {
-            int w = snprintf(out + used, n - used, "%s..", used ? "/" : "");
-            if (w < 0 || (size_t)w >= n - used) return rs_errf(err, RS_ERR_TOO_LARGE, "path too long");
-            used += (size_t)w;
-        }
-    }
-    const char *rest = t + common;
-    while (*rest == '/') rest++;
-    int w = snprintf(out + used, n - used, "%s%s", used && *rest ? "/" : "", rest);
-    if (w < 0 || (size_t)w >= n - used) return rs_errf(err, RS_ERR_TOO_LARGE, "path too long");
-    if (!out[0]) snprintf(out, n, ".");
-    return RS_OK;
-}
-
-static rs_status mkdir_p(const char *dir, rs_err *err) {
-    char p[PATH_MAX];
-    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return rs_errf(err, RS_ERR_TOO_LARGE, "path too long");
-    for (char *s = p + 1;; s++) {
-        if (*s == '/' || *s == '\0') {
-            char c = *s;
-            *s = '\0';
-            if (mkdir(p, 0777) != 0 && errno != EEXIST)
-                return rs_errf(err, RS_ERR_IO, "cannot create %s: %s", p, strerror(errno));
-            *s = c;
-            if (!c) break;
-        }
-    }
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return rs_errf(err, RS_ERR_IO, "%s is not a directory", dir);
-    return RS_OK;
-}
-
-/* Writes text to path through a temp file + fsync + rename, so a reader
- * sees the old file or the new one, never a torn one. */
-static rs_status write_atomic(const char *path, const char *text, rs_err *err) {
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
-        return rs_errf(err, RS_ERR_TOO_LARGE, "path too long");
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return rs_errf(err, RS_ERR_IO, "%s: %s", tmp, strerror(errno));
-    size_t n = strlen(text);
-    int ok = fwrite(text, 1, n, f) == n && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return rs_errf(err, RS_ERR_IO, "%s: write failed: %s", path, strerror(e));
-    }
-    return RS_OK;
+/* The fit's view of the examples. */
+static rs_train_rows rows_of(const train_data *t) {
+    return (rs_train_rows){.n = t->n, .d = t->d, .nf = t->nf, .emb = t->emb, .lenf = t->lenf, .label = t->label,
+                           .weight = t->weight, .heldout = t->heldout};
 }
 
 static void json_num(cJSON *obj, const char *key, double v) {
@@ -750,14 +391,8 @@ static void json_num(cJSON *obj, const char *key, double v) {
     else cJSON_AddNullToObject(obj, key);
 }
 
-/* Row counts, summed weights and weighted positive rates of the two parts. */
-typedef struct split {
-    size_t n_train, n_held;
-    double w_train, w_held, pos_train, pos_held; /* pos_*: weighted positive rate */
-    int weighted;                               /* some row's weight is not 1 */
-} split;
 
-static void print_table(FILE *f, const split *sp, const metrics *mh, const metrics *mb, double threshold,
+static void print_table(FILE *f, const rs_train_split *sp, const rs_train_metrics *mh, const rs_train_metrics *mb, double threshold,
                         int length_term, double length_weight, int iters, double gnorm) {
     fprintf(f, "examples   train %zu (positive %.2f%%)   held-out %zu", sp->n_train, 100.0 * sp->pos_train, sp->n_held);
     if (sp->n_held) fprintf(f, " (positive %.2f%%)", 100.0 * sp->pos_held);
@@ -776,161 +411,6 @@ static void print_table(FILE *f, const split *sp, const metrics *mh, const metri
     fprintf(f, "%-10s %12.5f %12.5f\n", "Brier", mh->brier, mb->brier);
 }
 
-/* sha256 pins of the files the router reads (pins.h): its head, the
- * encoder's weights (every *.safetensors in its directory, shards included)
- * and the encoder files that decide tokens and defaults. */
-static rs_status add_pins(const char *out_dir, const char *enc_dir, const char *enc_rel, cJSON *man, rs_err *err) {
-    cJSON *pins = cJSON_AddObjectToObject(man, "sha256");
-    if (!pins) return rs_errf(err, RS_ERR_NOMEM, "out of memory");
-    char path[PATH_MAX], key[PATH_MAX], hex[RS_SHA256_HEX];
-    snprintf(path, sizeof path, "%s/head.safetensors", out_dir);
-    rs_status st = rs_sha256_file(path, hex, err);
-    if (st != RS_OK) return st;
-    cJSON_AddStringToObject(pins, "head.safetensors", hex);
-    static const char *const named[] = {"config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json",
-                                        "sentence_bert_config.json", "modules.json", "1_Pooling/config.json",
-                                        "model.safetensors.index.json"};
-    size_t n_named = sizeof named / sizeof *named;
-    DIR *d = opendir(enc_dir);
-    if (!d) return rs_errf(err, RS_ERR_IO, "%s: %s", enc_dir, strerror(errno));
-    struct dirent *de;
-    /* the named files first, then the weights in directory order */
-    for (size_t i = 0; st == RS_OK && i < n_named + 1; i++) {
-        for (;;) {
-            const char *file = NULL;
-            if (i < n_named) file = named[i];
-            else {
-                while ((de = readdir(d)) && !(strlen(de->d_name) > 12 &&
-                                              !strcmp(de->d_name + strlen(de->d_name) - 12, ".safetensors"))) {}
-                if (!de) break;
-                file = de->d_name;
-            }
-            struct stat sb;
-            if (snprintf(path, sizeof path, "%s/%s", enc_dir, file) >= (int)sizeof path ||
-                snprintf(key, sizeof key, "%s/%s", enc_rel, file) >= (int)sizeof key) {
-                st = rs_errf(err, RS_ERR_TOO_LARGE, "path too long");
-                break;
-            }
-            if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
-                if ((st = rs_sha256_file(path, hex, err)) != RS_OK) break;
-                cJSON_AddStringToObject(pins, key, hex);
-            }
-            if (i < n_named) break;
-        }
-    }
-    closedir(d);
-    return st;
-}
-
-/* head.safetensors and routescore.json, each written whole (temp file +
- * rename), the head first: an interrupted run leaves the old pair, or the
- * new head beside the old manifest, never a torn file. */
-static rs_status write_router(const train_opts *o, const split *sp, const float *wf, int d, int nf,
-                              double threshold, const metrics *mh, rs_err *err) {
-    char path[PATH_MAX], enc_rel[PATH_MAX], enc_dir[PATH_MAX];
-    /* An encoder spec (a router dir of kind "embed"): its encoder and the
-     * keys that decide how it embeds carry over. */
-    cJSON *spec = NULL;
-    snprintf(enc_dir, sizeof enc_dir, "%s", o->encoder);
-    if (snprintf(path, sizeof path, "%s/routescore.json", o->encoder) < (int)sizeof path && access(path, F_OK) == 0) {
-        rs_status st = rs_read_json_file(path, &spec, err);
-        if (st != RS_OK) return st;
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(spec, "encoder");
-        if (cJSON_IsString(e) &&
-            snprintf(enc_dir, sizeof enc_dir, "%s%s%s", e->valuestring[0] == '/' ? "" : o->encoder,
-                     e->valuestring[0] == '/' ? "" : "/", e->valuestring) >= (int)sizeof enc_dir) {
-            cJSON_Delete(spec);
-            return rs_errf(err, RS_ERR_TOO_LARGE, "path too long");
-        }
-    }
-    rs_status st = relative_path(o->out, enc_dir, enc_rel, sizeof enc_rel, err);
-    if (st != RS_OK) {
-        cJSON_Delete(spec);
-        return st;
-    }
-    snprintf(path, sizeof path, "%s/head.safetensors", o->out);
-    /* wf = [w (d), lw (nf > d), b] */
-    rs_st_out_tensor tensors[3] = {
-        {.name = "mf.weight", .n_dims = 1, .shape = {d}, .data = wf},
-        {.name = "mf.bias", .n_dims = 1, .shape = {1}, .data = wf + nf},
-        {.name = "mf.length_weight", .n_dims = 1, .shape = {1}, .data = wf + d},
-    };
-    st = rs_st_write_f32(path, tensors, nf > d ? 3 : 2, err);
-    if (st != RS_OK) {
-        cJSON_Delete(spec);
-        return st;
-    }
-    const char *name = o->name;
-    char dir_name[PATH_MAX];
-    if (!name) {
-        char real[PATH_MAX];
-        const char *r = realpath(o->out, real) ? real : o->out;
-        const char *slash = strrchr(r, '/');
-        snprintf(dir_name, sizeof dir_name, "%s", slash && slash[1] ? slash + 1 : r);
-        name = dir_name;
-    }
-    const char *src = strrchr(o->in, '/') ? strrchr(o->in, '/') + 1 : o->in;
-    cJSON *man = cJSON_CreateObject();
-    cJSON_AddStringToObject(man, "name", name);
-    cJSON_AddStringToObject(man, "kind", "mf");
-    cJSON_AddStringToObject(man, "encoder", enc_rel);
-    cJSON_AddStringToObject(man, "head", "head.safetensors");
-    if (spec) {
-        static const char *const keys[] = {"encoder_layers", "pooling", "normalize", "max_tokens"};
-        for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
-            const cJSON *v = cJSON_GetObjectItemCaseSensitive(spec, keys[k]);
-            if (v) cJSON_AddItemToObject(man, keys[k], cJSON_Duplicate(v, 1));
-        }
-        cJSON_Delete(spec);
-    } else {
-        cJSON_AddStringToObject(man, "pooling", "mean");
-        cJSON_AddTrueToObject(man, "normalize");
-    }
-    json_num(man, "threshold", (double)(float)threshold);
-    cJSON_AddStringToObject(man, "strong_model", "gpt-4-1106-preview");
-    cJSON_AddStringToObject(man, "weak_model", "mixtral-8x7b-instruct-v0.1");
-    cJSON *tr = cJSON_AddObjectToObject(man, "trained");
-    cJSON_AddNumberToObject(tr, "examples", (double)sp->n_train);
-    cJSON_AddNumberToObject(tr, "heldout", (double)sp->n_held);
-    if (sp->weighted) {
-        json_num(tr, "examples_weight", sp->w_train);
-        json_num(tr, "heldout_weight", sp->w_held);
-    }
-    cJSON_AddNumberToObject(tr, "l2", o->l2);
-    cJSON_AddBoolToObject(tr, "length_term", nf > d);
-    cJSON_AddBoolToObject(tr, "standardized", o->standardize);
-    json_num(tr, "heldout_logloss", mh->logloss);
-    json_num(tr, "heldout_auc", mh->auc);
-    json_num(tr, "heldout_brier", mh->brier);
-    cJSON_AddStringToObject(tr, "source", src);
-    if ((st = add_pins(o->out, enc_dir, enc_rel, man, err)) != RS_OK) {
-        cJSON_Delete(man);
-        return st;
-    }
-    /* the manifest's own pin, over the form open will parse back */
-    char *text = cJSON_Print(man);
-    cJSON_Delete(man);
-    man = text ? cJSON_Parse(text) : NULL;
-    free(text);
-    text = NULL;
-    if (man && (st = rs_pins_update_manifest(man, err)) != RS_OK) {
-        cJSON_Delete(man);
-        return st;
-    }
-    text = man ? cJSON_Print(man) : NULL;
-    cJSON_Delete(man);
-    snprintf(path, sizeof path, "%s/routescore.json", o->out);
-    size_t tl = text ? strlen(text) : 0;
-    char *with_nl = text ? realloc(text, tl + 2) : NULL;
-    if (with_nl) {
-        text = with_nl;
-        memcpy(text + tl, "\n", 2);
-    }
-    st = text ? write_atomic(path, text, err) : rs_errf(err, RS_ERR_NOMEM, "out of memory");
-    free(text);
-    return st;
-}
-
 int rs_cli_train(int argc, char **argv) {
     train_opts o;
     int rc = parse_opts(argc, argv, &o);
@@ -941,7 +421,7 @@ int rs_cli_train(int argc, char **argv) {
     train_data t = {0};
     rs_engine *eng = NULL;
     double *theta = NULL;
-    scored *train_scores = NULL, *held = NULL, *base = NULL;
+    rs_train_scored *train_scores = NULL, *held = NULL, *base = NULL;
     float *wf = NULL, *raw_emb = NULL;
     double *mu = NULL, *sd = NULL;
     cJSON *report = NULL;
@@ -954,7 +434,7 @@ int rs_cli_train(int argc, char **argv) {
         fprintf(stderr, "routescore train: --in %s: %s\n", o.in, err.msg);
         goto done;
     }
-    if (mkdir_p(o.out, &err) != RS_OK) {
+    if (rs_train_mkdir_p(o.out, &err) != RS_OK) {
         fprintf(stderr, "routescore train: --out %s\n", err.msg);
         goto done;
     }
@@ -974,29 +454,13 @@ int rs_cli_train(int argc, char **argv) {
     if (n_skipped && !o.quiet)
         fprintf(stderr, "routescore train: %llu records skipped in all\n", (unsigned long long)n_skipped);
 
-    split sp = {0};
-    size_t n_pos_train = 0;
-    for (size_t i = 0; i < t.n; i++) {
-        double w = t.weight[i];
-        sp.weighted |= w != 1.0;
-        if (t.heldout[i]) {
-            sp.n_held++;
-            sp.w_held += w;
-            sp.pos_held += t.label[i] ? w : 0.0;
-        } else {
-            sp.n_train++;
-            sp.w_train += w;
-            sp.pos_train += t.label[i] ? w : 0.0;
-            n_pos_train += (size_t)t.label[i];
-        }
-    }
-    if (sp.n_train == 0 || n_pos_train == 0 || n_pos_train == sp.n_train) {
+    rs_train_rows rows = rows_of(&t);
+    rs_train_split sp = rs_train_split_of(&rows);
+    if (sp.n_train == 0 || sp.n_pos_train == 0 || sp.n_pos_train == sp.n_train) {
         fprintf(stderr, "routescore train: the training part needs both labels (%zu examples, %zu positive)\n",
-                sp.n_train, n_pos_train);
+                sp.n_train, sp.n_pos_train);
         goto done;
     }
-    sp.pos_train /= sp.w_train;
-    sp.pos_held = sp.n_held ? sp.pos_held / sp.w_held : NAN;
     const int d = t.d, nf = t.nf;
     const double rate = sp.pos_train;
     theta = calloc((size_t)nf + 1, sizeof *theta);
@@ -1012,24 +476,31 @@ int rs_cli_train(int argc, char **argv) {
     int iters = 0;
     double gnorm = NAN;
     t0 = rs_clock_now();
-    if (o.standardize && standardize(&t, &raw_emb, &mu, &sd, &err) != RS_OK) {
-        fprintf(stderr, "routescore train: %s\n", err.msg);
-        goto done;
+    if (o.standardize) {
+        float *z = NULL;
+        if (rs_train_standardize(&rows, &z, &mu, &sd, &err) != RS_OK) {
+            fprintf(stderr, "routescore train: %s\n", err.msg);
+            goto done;
+        }
+        raw_emb = t.emb;
+        t.emb = z;
+        rows.emb = z;
     }
-    if (fit(&o, &t, theta, &iters, &gnorm, &err) != RS_OK) {
+    if (rs_train_fit(&rows, o.l2, theta, &iters, &gnorm, &err) != RS_OK) {
         fprintf(stderr, "routescore train: %s\n", err.msg);
         goto done;
     }
     double t_fit = rs_clock_now() - t0;
     if (mu) { /* back to the raw embeddings, with the scaling folded in */
-        fold_standardization(&t, theta, mu, sd);
+        rs_train_fold_standardization(d, nf, theta, mu, sd);
         free(t.emb);
         t.emb = raw_emb;
+        rows.emb = raw_emb;
         raw_emb = NULL;
     }
-    if (!(gnorm < GRAD_TOL) && !o.quiet)
+    if (!(gnorm < RS_TRAIN_GRAD_TOL) && !o.quiet)
         fprintf(stderr, "routescore train: note: stopped at |grad| = %.3g after %d steps (target %g)\n", gnorm, iters,
-                GRAD_TOL);
+                RS_TRAIN_GRAD_TOL);
 
     /* The head is stored as F32: score with the rounded weights, as the
      * engine will. */
@@ -1039,19 +510,22 @@ int rs_cli_train(int argc, char **argv) {
     }
     size_t it = 0, ih = 0;
     for (size_t i = 0; i < t.n; i++) {
-        double p = sigmoid(row_logit(&t, i, theta));
+        double p = rs_train_sigmoid(rs_train_row_logit(&rows, i, theta));
         if (t.heldout[i]) {
-            held[ih] = (scored){p, t.weight[i], t.label[i]};
-            base[ih++] = (scored){rate, t.weight[i], t.label[i]};
+            held[ih] = (rs_train_scored){p, t.weight[i], t.label[i]};
+            base[ih++] = (rs_train_scored){rate, t.weight[i], t.label[i]};
         } else {
-            train_scores[it++] = (scored){p, t.weight[i], t.label[i]};
+            train_scores[it++] = (rs_train_scored){p, t.weight[i], t.label[i]};
         }
     }
-    metrics mh = evaluate(held, sp.n_held), mb = evaluate(base, sp.n_held);
-    double threshold = quantile(train_scores, sp.n_train, 1.0 - o.share);
+    rs_train_metrics mh = rs_train_evaluate(held, sp.n_held), mb = rs_train_evaluate(base, sp.n_held);
+    double threshold = rs_train_quantile(train_scores, sp.n_train, 1.0 - o.share);
     const double length_weight = nf > d ? theta[d] : 0.0;
 
-    if (write_router(&o, &sp, wf, d, nf, threshold, &mh, &err) != RS_OK) {
+    const rs_train_router out = {.out = o.out, .encoder = o.encoder, .source = o.in, .name = o.name, .head = wf,
+                                 .d = d, .nf = nf, .threshold = threshold, .l2 = o.l2,
+                                 .standardized = o.standardize, .split = &sp, .heldout = &mh};
+    if (rs_train_router_write(&out, &err) != RS_OK) {
         fprintf(stderr, "routescore train: %s\n", err.msg);
         goto done;
     }

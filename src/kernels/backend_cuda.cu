@@ -19,7 +19,6 @@
  * Failure: every CUDA/cuBLAS call is checked (cuda_backend.cuh); a sticky
  * error sets `lost` and later ops return RS_ERR_BACKEND without touching
  * the device. Nothing here exits the process. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,17 +79,6 @@ rs_status rs_cublas_fail(rs_cuda *c, cublasStatus_t s, const char *expr, const c
     if (s == CUBLAS_STATUS_ALLOC_FAILED) return RS_ERR_NOMEM;
     if (s == CUBLAS_STATUS_NOT_SUPPORTED) return RS_ERR_UNSUPPORTED;
     return RS_ERR_BACKEND;
-}
-
-/* rs_errf lives in rs_host; the kernels library stays free of it. */
-rs_status rs_cuda_set_err(rs_err *err, rs_status st, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return st;
 }
 
 static rs_cuda *as_cuda(rs_backend *b) { return reinterpret_cast<rs_cuda *>(b); }
@@ -177,7 +165,7 @@ static rs_status stage_init(rs_cuda *c, cuda_stage *s, size_t cap, rs_err *err) 
     if (e == cudaSuccess) e = cudaEventCreateWithFlags(&s->done, cudaEventDisableTiming);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
-        return rs_cuda_set_err(err, e == cudaErrorMemoryAllocation ? RS_ERR_NOMEM : RS_ERR_BACKEND,
+        return rs_errf(err, e == cudaErrorMemoryAllocation ? RS_ERR_NOMEM : RS_ERR_BACKEND,
                        "cuda backend: device %d: allocating %zu bytes of token staging failed: %s", c->device, bytes,
                        cudaGetErrorString(e));
     }
@@ -514,7 +502,7 @@ extern "C" int rs_cuda_device_count(rs_err *err) {
     cudaRuntimeGetVersion(&rt);
     (void)cudaGetLastError();
     if (e == cudaErrorInsufficientDriver && drv == 0) return 0; /* no NVIDIA driver: a machine without a GPU */
-    rs_cuda_set_err(err, RS_ERR_BACKEND,
+    rs_errf(err, RS_ERR_BACKEND,
                     "cuda: cudaGetDeviceCount failed: %s (%s); driver API %d.%d, runtime %d.%d%s", cudaGetErrorName(e),
                     cudaGetErrorString(e), drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10,
                     e == cudaErrorInsufficientDriver ? ": the driver is older than this build's CUDA runtime" : "");
@@ -525,13 +513,13 @@ extern "C" rs_status rs_backend_cuda_create(int device, int max_len, size_t max_
                                             rs_err *err) {
     *out = NULL;
     if (max_len <= 0 || max_tokens < (size_t)max_len || max_tokens > ((size_t)1 << 30))
-        return rs_cuda_set_err(err, RS_ERR_INVALID_ARG, "cuda backend: max_len %d, max_tokens %zu", max_len, max_tokens);
+        return rs_errf(err, RS_ERR_INVALID_ARG, "cuda backend: max_len %d, max_tokens %zu", max_len, max_tokens);
     const int n_dev = rs_cuda_device_count(err);
     if (n_dev < 0) return RS_ERR_BACKEND;
     if (device < 0 || device >= n_dev)
-        return rs_cuda_set_err(err, RS_ERR_NOT_FOUND, "cuda backend: device %d requested, %d visible", device, n_dev);
+        return rs_errf(err, RS_ERR_NOT_FOUND, "cuda backend: device %d requested, %d visible", device, n_dev);
     rs_cuda *c = static_cast<rs_cuda *>(calloc(1, sizeof *c));
-    if (!c) return rs_cuda_set_err(err, RS_ERR_NOMEM, "cuda backend: no host memory");
+    if (!c) return rs_errf(err, RS_ERR_NOMEM, "cuda backend: no host memory");
     c->base.ops = &CUDA_OPS;
     c->device = device;
     c->max_tokens = max_tokens;
@@ -557,7 +545,7 @@ extern "C" rs_status rs_backend_cuda_create(int device, int max_len, size_t max_
         size_t free_b = 0, total_b = 0;
         (void)cudaGetLastError();
         cudaMemGetInfo(&free_b, &total_b);
-        st = rs_cuda_set_err(err, e == cudaErrorMemoryAllocation ? RS_ERR_NOMEM : RS_ERR_BACKEND,
+        st = rs_errf(err, e == cudaErrorMemoryAllocation ? RS_ERR_NOMEM : RS_ERR_BACKEND,
                      "cuda backend: device %d: %s failed (%zu MiB needed, %zu MiB free of %zu MiB): %s", device, what,
                      need >> 20, free_b >> 20, total_b >> 20, cudaGetErrorString(e));
         goto fail;
@@ -565,7 +553,7 @@ extern "C" rs_status rs_backend_cuda_create(int device, int max_len, size_t max_
     {
         cublasStatus_t s = cublasLtCreate(&c->lt);
         if (s != CUBLAS_STATUS_SUCCESS) {
-            st = rs_cuda_set_err(err, RS_ERR_BACKEND, "cuda backend: device %d: cublasLtCreate failed: %s", device,
+            st = rs_errf(err, RS_ERR_BACKEND, "cuda backend: device %d: cublasLtCreate failed: %s", device,
                          cublasLtGetStatusString(s));
             goto fail;
         }
@@ -581,7 +569,7 @@ extern "C" rs_status rs_backend_cuda_create(int device, int max_len, size_t max_
         (st = stage_init(c, &c->rows_src, max_tokens, err)) != RS_OK)
         goto fail;
     if (!(c->tile_host = static_cast<int32_t *>(malloc(3 * max_tokens * sizeof(int32_t))))) {
-        st = rs_cuda_set_err(err, RS_ERR_NOMEM, "cuda backend: no host memory for the attention tile list");
+        st = rs_errf(err, RS_ERR_NOMEM, "cuda backend: no host memory for the attention tile list");
         goto fail;
     }
     *out = &c->base;

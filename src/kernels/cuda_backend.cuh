@@ -85,10 +85,6 @@ typedef struct rs_cuda {
     int nccl_rank;
 } rs_cuda;
 
-/* rs_errf for the kernels library (status.c is rs_host's): formats msg into
- * err (if non-NULL) and returns st. */
-rs_status rs_cuda_set_err(rs_err *err, rs_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
 /* Logs a failed CUDA call, marks the backend lost when the error is sticky
  * and maps it to a status (out of memory -> RS_ERR_NOMEM, else BACKEND). */
 rs_status rs_cuda_fail(rs_cuda *c, cudaError_t e, const char *expr, const char *func, const char *file, int line);

@@ -56,10 +56,10 @@ static void abort_all(rs_nccl *g) {
 
 extern "C" rs_status rs_nccl_create(const int *devices, int n, int timeout_ms, rs_nccl **out, rs_err *err) {
     *out = NULL;
-    if (n < 1 || n > RS_NCCL_MAX) return rs_cuda_set_err(err, RS_ERR_INVALID_ARG, "nccl: %d ranks (1 to %d)", n, RS_NCCL_MAX);
-    if (timeout_ms < 0) return rs_cuda_set_err(err, RS_ERR_INVALID_ARG, "nccl: negative timeout");
+    if (n < 1 || n > RS_NCCL_MAX) return rs_errf(err, RS_ERR_INVALID_ARG, "nccl: %d ranks (1 to %d)", n, RS_NCCL_MAX);
+    if (timeout_ms < 0) return rs_errf(err, RS_ERR_INVALID_ARG, "nccl: negative timeout");
     rs_nccl *g = new (std::nothrow) rs_nccl();
-    if (!g) return rs_cuda_set_err(err, RS_ERR_NOMEM, "nccl: no memory");
+    if (!g) return rs_errf(err, RS_ERR_NOMEM, "nccl: no memory");
     g->n = n;
     g->timeout_ms = timeout_ms ? timeout_ms : RS_NCCL_DEFAULT_TIMEOUT_MS;
     g->broken = 0;
@@ -67,7 +67,7 @@ extern "C" rs_status rs_nccl_create(const int *devices, int n, int timeout_ms, r
     ncclResult_t r = ncclCommInitAll(g->comms, n, devices);
     if (r != ncclSuccess) {
         delete g;
-        return rs_cuda_set_err(err, RS_ERR_BACKEND, "nccl: ncclCommInitAll over %d GPUs: %s", n, ncclGetErrorString(r));
+        return rs_errf(err, RS_ERR_BACKEND, "nccl: ncclCommInitAll over %d GPUs: %s", n, ncclGetErrorString(r));
     }
     *out = g;
     return RS_OK;

@@ -121,9 +121,6 @@ rs_status rs_reflect_init(const uint8_t *fds, size_t n, rs_reflect **out, rs_err
 
 void rs_reflect_free(rs_reflect *r) { free(r); }
 
-size_t rs_reflect_n_services(const rs_reflect *r) { return r->n_services; }
-const char *rs_reflect_service(const rs_reflect *r, size_t i) { return r->services[i]; }
-
 static const file_entry *find_symbol(const rs_reflect *r, const char *sym) {
     const file_entry *best = NULL;
     size_t best_len = 0;

@@ -26,8 +26,5 @@ void rs_reflect_free(rs_reflect *r);
 /* RS_ERR_FORMAT when req is not a ServerReflectionRequest. *resp is malloc'd. */
 rs_status rs_reflect_answer(const rs_reflect *r, const uint8_t *req, size_t n, uint8_t **resp, size_t *resp_len,
                             rs_err *err);
-/* Fully qualified service names, for logs. */
-size_t rs_reflect_n_services(const rs_reflect *r);
-const char *rs_reflect_service(const rs_reflect *r, size_t i);
 
 #endif

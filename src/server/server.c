@@ -212,10 +212,10 @@ rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *er
     grpc_server_register_completion_queue(s->grpc, s->cq, NULL);
     if (cfg->ext_proc && (st = srv_xp_check(s, err)) != RS_OK) goto fail_grpc;
     for (int k = 0; k < CK_COUNT; k++)
-        if (METHODS[k].path && (k != CK_EXTPROC || cfg->ext_proc)) /* ext_proc only when configured: else UNIMPLEMENTED */
+        if (srv_methods[k].path && (k != CK_EXTPROC || cfg->ext_proc)) /* ext_proc only when configured: else UNIMPLEMENTED */
             s->methods[k] = grpc_server_register_method(
-                s->grpc, METHODS[k].path, NULL,
-                METHODS[k].read_initial ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE, 0);
+                s->grpc, srv_methods[k].path, NULL,
+                srv_methods[k].read_initial ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE, 0);
     grpc_server_credentials *creds = make_creds(s, err);
     if (!creds) {
         st = RS_ERR_INVALID_ARG;
@@ -229,7 +229,7 @@ rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *er
     }
     grpc_server_start(s->grpc);
     for (int k = 0; k < CK_COUNT; k++)
-        for (int i = 0; i < METHODS[k].armed && (s->methods[k] || k == CK_UNKNOWN); i++) srv_arm(s, (call_kind)k);
+        for (int i = 0; i < srv_methods[k].armed && (s->methods[k] || k == CK_UNKNOWN); i++) srv_arm(s, (call_kind)k);
     s->n_cq = cfg->cq_threads < 1 ? 1 : cfg->cq_threads > MAX_CQ_THREADS ? MAX_CQ_THREADS : cfg->cq_threads;
     for (int i = 0; i < s->n_cq; i++)
         if (pthread_create(&s->cq_threads[i], NULL, srv_cq_main, s) != 0) {
@@ -391,9 +391,6 @@ rs_status rs_server_load(rs_server *s, rs_err *err) {
     rs_log(RS_LOG_INFO, "serving", "\"routers\":%d", s->n_routers);
     return RS_OK;
 }
-
-int rs_server_port(const rs_server *s) { return s->port; }
-int rs_server_metrics_port(const rs_server *s) { return s->metrics_port; }
 
 void rs_server_notify(rs_server *s, rs_server_event ev) {
     pthread_mutex_lock(&s->mu);

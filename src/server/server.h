@@ -50,8 +50,6 @@ rs_status rs_server_open_router(const rs_srv_router_cfg *rc, const char *label, 
 /* cfg must have passed rs_srv_config_validate. */
 rs_status rs_server_create(const rs_srv_config *cfg, rs_server **out, rs_err *err);
 rs_status rs_server_load(rs_server *s, rs_err *err);
-int rs_server_port(const rs_server *s);
-int rs_server_metrics_port(const rs_server *s);
 void rs_server_notify(rs_server *s, rs_server_event ev);
 /* Blocks until an event is pending; returns and clears the pending set (a
  * mask of rs_server_event). */

@@ -51,7 +51,7 @@
 #include "grpc/reflection/v1alpha/reflection.pb-c.h"
 #include "srv_log.h"
 
-const rs_method_desc METHODS[CK_COUNT] = {
+const rs_method_desc srv_methods[CK_COUNT] = {
     [CK_SCORE] = {"/routescore.v1.Scorer/Score", 1, RS_METHOD_SCORE, 32},
     [CK_STREAM] = {"/routescore.v1.Scorer/ScoreStream", 0, RS_METHOD_SCORE_STREAM, 4, 1},
     [CK_LIST] = {"/routescore.v1.Scorer/ListRouters", 1, RS_METHOD_LIST_ROUTERS, 2},
@@ -511,7 +511,7 @@ static void on_new(rs_call *c) {
         if (!(c->xp = srv_xp_new(s))) set_status(c, SRV_ENGINE, RS_ERR_NOMEM, "out of memory");
         return;
     }
-    if (METHODS[c->kind].read_initial) {
+    if (srv_methods[c->kind].read_initial) {
         if (!c->recv) {
             /* No message: the client ended the stream before it (a cancel,
              * or its own deadline timer), or sent none at all (its bug).
@@ -621,12 +621,12 @@ static void advance(rs_call *c) {
             c->finishing = 1;
             c->md_sent = 1;
             c->refs++;
-            if (!METHODS[c->kind].per_message && s->metrics)
-                rs_metrics_request(s->metrics, c->metric_router, METHODS[c->kind].metric, (int)c->code);
-            if (!METHODS[c->kind].per_message && c->code != GRPC_STATUS_OK && rs_log_enabled(RS_LOG_DEBUG)) {
+            if (!srv_methods[c->kind].per_message && s->metrics)
+                rs_metrics_request(s->metrics, c->metric_router, srv_methods[c->kind].metric, (int)c->code);
+            if (!srv_methods[c->kind].per_message && c->code != GRPC_STATUS_OK && rs_log_enabled(RS_LOG_DEBUG)) {
                 char esc[600];
                 rs_log(RS_LOG_DEBUG, "rpc_error", "\"method\":\"%s\",\"code\":%d,\"message\":\"%s\"",
-                       RS_METHOD_NAMES[METHODS[c->kind].metric], (int)c->code, rs_log_esc(esc, sizeof esc, c->msg));
+                       RS_METHOD_NAMES[srv_methods[c->kind].metric], (int)c->code, rs_log_esc(esc, sizeof esc, c->msg));
             }
         }
         return;
@@ -677,7 +677,7 @@ static void dispatch(rs_tag *t, int ok) {
         c->recv_busy = 0;
         grpc_byte_buffer *bb = c->recv;
         c->recv = NULL;
-        if (METHODS[c->kind].read_initial) { /* on_new's second look at a call that came without its message */
+        if (srv_methods[c->kind].read_initial) { /* on_new's second look at a call that came without its message */
             if (!ok || grpc_call_failed_before_recv_message(c->call))
                 c->cancelled = 1; /* the client ended it: nobody to answer (OP_CLOSE counts it) */
             else if (rs_clock_now() + RS_EXPIRY_SLACK_S >= c->deadline) /* the deadline came first: that, not the input */
@@ -710,7 +710,7 @@ static void dispatch(rs_tag *t, int ok) {
              * when a batch would reach them (the batcher finishes them on
              * its own thread: req_done needs c->mu, held here). */
             for (rs_req *r = c->inflight_head; r; r = r->next) rs_batcher_cancel(s->routers[r->router].batcher, &r->work);
-            if (!c->finishing && !METHODS[c->kind].per_message && s->metrics) {
+            if (!c->finishing && !srv_methods[c->kind].per_message && s->metrics) {
                 outcome_facts f = {0};
                 f.expired = rs_clock_now() + RS_EXPIRY_SLACK_S >= c->deadline;
                 f.cancelled = !f.expired;
@@ -718,7 +718,7 @@ static void dispatch(rs_tag *t, int ok) {
                 const char *msg;
                 const rs_srv_err e = srv_final_status(&f, &st, &msg);
                 const grpc_status_code code = srv_grpc_code(e, st);
-                rs_metrics_request(s->metrics, c->metric_router, METHODS[c->kind].metric, (int)code);
+                rs_metrics_request(s->metrics, c->metric_router, srv_methods[c->kind].metric, (int)code);
             }
         }
         break;
@@ -778,7 +778,7 @@ void srv_arm(rs_server *s, call_kind k) {
         e = grpc_server_request_call(s->grpc, &c->call, &c->details, &c->md, s->cq, s->cq, &c->t_new);
     } else {
         e = grpc_server_request_registered_call(s->grpc, s->methods[k], &c->call, &c->deadline_ts, &c->md,
-                                                METHODS[k].read_initial ? &c->recv : NULL, s->cq, s->cq, &c->t_new);
+                                                srv_methods[k].read_initial ? &c->recv : NULL, s->cq, s->cq, &c->t_new);
     }
     if (e != GRPC_CALL_OK) {
         c->refs = 0;

@@ -86,7 +86,7 @@ typedef struct rs_method_desc {
     int armed;        /* calls kept requested */
     int per_message;  /* request metrics per message (the method counts them), not per call */
 } rs_method_desc;
-extern const rs_method_desc METHODS[CK_COUNT];
+extern const rs_method_desc srv_methods[CK_COUNT];
 
 typedef enum op_kind { OP_NEW, OP_RECV, OP_SEND, OP_FINISH, OP_CLOSE, OP_WAKE } op_kind;
 

@@ -5,7 +5,7 @@
 
 /* Strict UTF-8 (RFC 3629): no overlongs, no surrogates, nothing past
  * U+10FFFF. Returns the offset of the first bad byte, or len. */
-size_t rs_utf8_bad_offset(const unsigned char *s, size_t len) {
+size_t rs_json_utf8_bad_offset(const unsigned char *s, size_t len) {
     size_t i = 0;
     while (i < len) {
         unsigned c = s[i];
@@ -48,7 +48,7 @@ static long hex4_escape(const char *s, size_t n) {
 rs_status rs_json_check_text(const char *line, size_t len, rs_err *err) {
     const char *nul = memchr(line, '\0', len);
     if (nul) return rs_errf(err, RS_ERR_FORMAT, "NUL byte at offset %zu (binary data?)", (size_t)(nul - line));
-    size_t bad = rs_utf8_bad_offset((const unsigned char *)line, len);
+    size_t bad = rs_json_utf8_bad_offset((const unsigned char *)line, len);
     if (bad != len) return rs_errf(err, RS_ERR_UTF8, "invalid UTF-8 at byte offset %zu", bad);
     /* "\u0000" and lone UTF-16 surrogates ("\ud800" without its low half),
      * which no JSON parser can turn into text, count only when their

@@ -9,7 +9,7 @@
 
 /* Strict UTF-8 (RFC 3629): no overlongs, no surrogates, nothing past
  * U+10FFFF. Returns the offset of the first bad byte, or len. */
-size_t rs_utf8_bad_offset(const unsigned char *s, size_t len);
+size_t rs_json_utf8_bad_offset(const unsigned char *s, size_t len);
 
 /* Checks raw JSON text (a JSON-lines record, an HTTP body) before it is parsed: no NUL bytes (binary data), no
  * "\u0000" escape (cJSON would decode it to a NUL and cut the string there),

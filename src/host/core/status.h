@@ -9,6 +9,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum rs_status {
     RS_OK = 0,
     RS_ERR_INVALID_ARG,  /* the caller's input is wrong (bad flag, empty prompt) */
@@ -36,5 +40,9 @@ typedef struct rs_err {
  * err->msg may itself be an argument (to add context to an error). */
 rs_status rs_errf(rs_err *err, rs_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -196,8 +196,6 @@ void rs_llama_tp_free(rs_llama_tp *t) {
     free(t);
 }
 
-int rs_llama_tp_size(const rs_llama_tp *t) { return t->n; }
-
 const char *rs_llama_tp_allreduce_kind(const rs_llama_tp *t) { return t->n == 1 ? "none" : t->nccl ? "nccl" : "host"; }
 const rs_llama_config *rs_llama_tp_config(const rs_llama_tp *t) { return rs_llama_get_config(t->ranks[0]); }
 int rs_llama_tp_prefix_len(const rs_llama_tp *t) { return rs_llama_prefix_len(t->ranks[0]); }

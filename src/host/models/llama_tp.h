@@ -36,7 +36,6 @@ rs_status rs_llama_tp_create(rs_model_files *files, rs_backend *const *backends,
 /* "nccl", "host" or "none" (one rank): how the ranks all-reduce. */
 const char *rs_llama_tp_allreduce_kind(const rs_llama_tp *t);
 void rs_llama_tp_free(rs_llama_tp *t);
-int rs_llama_tp_size(const rs_llama_tp *t);
 const rs_llama_config *rs_llama_tp_config(const rs_llama_tp *t);
 rs_status rs_llama_tp_set_prefix(rs_llama_tp *t, const int32_t *ids, int n, rs_err *err);
 int rs_llama_tp_prefix_len(const rs_llama_tp *t);

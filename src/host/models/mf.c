@@ -93,7 +93,7 @@ rs_status rs_mf_open(const char *path, const cJSON *models, const char *strong, 
     }
     m->text_dim = (int)T;
     float *ps = buf, *pw = buf + D, *cw = buf + 2 * D, *wt = buf + 3 * D;
-    const size_t row = (size_t)D * rs_dtype_size(P->dtype);
+    const size_t row = (size_t)D * rs_st_dtype_size(P->dtype);
     rs_convert_f32(ps, (const char *)P->data + (size_t)is * row, P->dtype, (size_t)D);
     rs_convert_f32(pw, (const char *)P->data + (size_t)iw * row, P->dtype, (size_t)D);
     rs_convert_f32(cw, c->data, c->dtype, (size_t)D);

@@ -204,7 +204,7 @@ rs_status rs_model_files_f32(rs_model_files *m, const char *name, int n_dims, co
     if (!t) return rs_errf(err, RS_ERR_NOT_FOUND, "%s: tensor '%s' is missing from the weights", m->dir, name);
     if (t->dtype != RS_DTYPE_F32 && t->dtype != RS_DTYPE_F16 && t->dtype != RS_DTYPE_BF16)
         return rs_errf(err, RS_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (want F32, F16 or BF16)",
-                       rs_st_path(file), t->name, rs_dtype_name(t->dtype));
+                       rs_st_path(file), t->name, rs_st_dtype_name(t->dtype));
     if (n_dims) {
         int same = t->n_dims == n_dims;
         for (int d = 0; same && d < n_dims; d++) same = t->shape[d] == shape[d];

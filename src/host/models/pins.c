@@ -37,7 +37,7 @@ static rs_status digest_bytes(const void *p, size_t n, char hex[RS_SHA256_HEX], 
     return RS_OK;
 }
 
-rs_status rs_sha256_file(const char *path, char hex[RS_SHA256_HEX], rs_err *err) {
+rs_status rs_pins_sha256_file(const char *path, char hex[RS_SHA256_HEX], rs_err *err) {
     FILE *f = fopen(path, "rb");
     if (!f) return rs_errf(err, errno == ENOENT ? RS_ERR_NOT_FOUND : RS_ERR_IO, "%s: %s", path, strerror(errno));
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -106,7 +106,7 @@ rs_status rs_pins_check(const char *router_dir, const cJSON *manifest, rs_err *e
         } else {
             snprintf(path, sizeof path, "%s%s%s", p->string[0] == '/' ? "" : router_dir, p->string[0] == '/' ? "" : "/",
                      p->string);
-            st = rs_sha256_file(path, got, err);
+            st = rs_pins_sha256_file(path, got, err);
             if (st != RS_OK)
                 return rs_errf(err, st, "%s/routescore.json: pinned file: %s", router_dir, err->msg);
         }

@@ -25,7 +25,7 @@
 #define RS_SHA256_HEX 65 /* 64 hex digits and a NUL */
 
 /* sha256 of a whole file, as lowercase hex. */
-rs_status rs_sha256_file(const char *path, char hex[RS_SHA256_HEX], rs_err *err);
+rs_status rs_pins_sha256_file(const char *path, char hex[RS_SHA256_HEX], rs_err *err);
 
 /* The manifest's self-digest (see above). */
 rs_status rs_pins_manifest_digest(const cJSON *manifest, char hex[RS_SHA256_HEX], rs_err *err);

@@ -39,8 +39,8 @@ static const struct {
     [RS_DTYPE_F64] = {"F64", 8},
 };
 
-const char *rs_dtype_name(rs_dtype t) { return t < RS_DTYPE_COUNT ? DTYPES[t].name : "?"; }
-size_t rs_dtype_size(rs_dtype t) { return t < RS_DTYPE_COUNT ? DTYPES[t].size : 0; }
+const char *rs_st_dtype_name(rs_dtype t) { return t < RS_DTYPE_COUNT ? DTYPES[t].name : "?"; }
+size_t rs_st_dtype_size(rs_dtype t) { return t < RS_DTYPE_COUNT ? DTYPES[t].size : 0; }
 
 static int dtype_parse(const char *s, rs_dtype *out) {
     for (int i = 0; i < RS_DTYPE_COUNT; i++)
@@ -135,7 +135,7 @@ static rs_status parse_header(rs_st_file *f, const char *hdr, size_t hdr_len,
             st = rs_errf(err, RS_ERR_FORMAT, "%s: tensor '%s': bad data_offsets", f->path, name);
             goto done;
         }
-        if (e - b != elems * rs_dtype_size(t->dtype)) {
+        if (e - b != elems * rs_st_dtype_size(t->dtype)) {
             st = rs_errf(err, RS_ERR_FORMAT,
                          "%s: tensor '%s': %llu bytes for %llu x %s elements", f->path, name,
                          (unsigned long long)(e - b), (unsigned long long)elems, dt->valuestring);

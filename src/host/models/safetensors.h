@@ -32,8 +32,8 @@ typedef enum rs_dtype {
     RS_DTYPE_COUNT
 } rs_dtype;
 
-const char *rs_dtype_name(rs_dtype t);
-size_t rs_dtype_size(rs_dtype t);
+const char *rs_st_dtype_name(rs_dtype t);
+size_t rs_st_dtype_size(rs_dtype t);
 
 typedef struct rs_st_tensor {
     const char *name;

@@ -6,19 +6,20 @@
  * group plus O(tiers^2 * groups) per Newton step. */
 #include "sw.h"
 
+#include <errno.h>
 #include <math.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
-#include "model_files.h"
+#include "jsonl.h"
 
 #define SW_CHUNK 64            /* prompts per similarity GEMM */
 #define SW_MAX_MODELS 1024
-#define SW_MAX_FILE ((size_t)1 << 35)
 
 struct rs_sw {
     int dim, n_models, n_tiers;
@@ -213,14 +214,38 @@ static size_t make_groups(const rs_sw *s, const int *ca, const int *cb, int p, c
     return ng;
 }
 
+/* Lines of the battles file, which size the tables: a raw count of a plain
+ * file, else one pass through the reader (gzip). */
+static rs_status battle_lines(const char *path, size_t *n, rs_err *err) {
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return rs_errf(err, errno == ENOENT ? RS_ERR_NOT_FOUND : RS_ERR_IO, "%s: %s", path, strerror(errno));
+    uint64_t count = 0;
+    rs_err ignored = {{0}};
+    if (rs_jsonl_count_lines(path, &count, &ignored) == RS_OK) {
+        *n = (size_t)count;
+        return RS_OK;
+    }
+    rs_jsonl *r = NULL;
+    rs_status st = rs_jsonl_open(path, 0, &r, err);
+    if (st != RS_OK) return st;
+    const char *line = NULL;
+    size_t len = 0;
+    uint64_t no = 0;
+    do st = rs_jsonl_next(r, &line, &len, &no, err);
+    while (st == RS_ERR_TOO_LARGE || (st == RS_OK && line));
+    rs_jsonl_close(r);
+    *n = (size_t)no;
+    return st;
+}
+
 static rs_status parse_battles(rs_sw *s, const char *path, int embed_dim, rs_sw_embed_fn embed, void *ctx, int **ma,
                                int **mb, rs_err *err) {
-    char *text = NULL;
-    size_t len = 0;
-    rs_status st = rs_read_text_file(path, SW_MAX_FILE, &text, &len, err);
+    size_t cap = 0;
+    rs_status st = battle_lines(path, &cap, err);
     if (st != RS_OK) return st;
-    size_t cap = 1;
-    for (size_t i = 0; i < len; i++) cap += text[i] == '\n';
+    cap += 1;
+    rs_jsonl *reader = NULL;
     s->names = calloc(SW_MAX_MODELS, sizeof *s->names);
     *ma = malloc(cap * sizeof **ma);
     *mb = malloc(cap * sizeof **mb);
@@ -234,16 +259,24 @@ static rs_status parse_battles(rs_sw *s, const char *path, int embed_dim, rs_sw_
     }
     s->dim = embed_dim;
     size_t line_no = 0, ecap = 0;
-    for (char *p = text, *end = text + len; p < end;) {
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        line_no++;
-        char *line = p;
-        p += ll + 1;
-        size_t q = 0;
-        while (q < ll && (line[q] == ' ' || line[q] == '\t' || line[q] == '\r')) q++;
-        if (q == ll) continue;
-        cJSON *j = cJSON_ParseWithLength(line, ll);
+    if ((st = rs_jsonl_open(path, 0, &reader, err)) != RS_OK) goto done;
+    for (;;) {
+        cJSON *j = NULL;
+        uint64_t no = 0;
+        int bad = 0;
+        rs_err lerr = {{0}};
+        st = rs_jsonl_next_json(reader, &j, &no, &bad, &lerr);
+        line_no = (size_t)no;
+        if (st != RS_OK) {
+            st = bad ? rs_errf(err, RS_ERR_FORMAT, "%s:%zu: %s", path, line_no, lerr.msg) : rs_errf(err, st, "%s", lerr.msg);
+            goto done;
+        }
+        if (!j) break; /* end of input */
+        if (s->n == cap) {
+            cJSON_Delete(j);
+            st = rs_errf(err, RS_ERR_IO, "%s: changed while read", path);
+            goto done;
+        }
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "model_a"), *b = cJSON_GetObjectItemCaseSensitive(j, "model_b"),
                     *w = cJSON_GetObjectItemCaseSensitive(j, "winner"), *e = cJSON_GetObjectItemCaseSensitive(j, "embedding"),
                     *pr = cJSON_GetObjectItemCaseSensitive(j, "prompt");
@@ -330,7 +363,7 @@ static rs_status parse_battles(rs_sw *s, const char *path, int embed_dim, rs_sw_
 done:
     for (size_t q = 0; keep && q < n_pending; q++) cJSON_Delete(keep[q]);
     free(keep), free(prompts), free(plens), free(pidx);
-    free(text);
+    rs_jsonl_close(reader);
     return st;
 }
 

@@ -184,8 +184,8 @@ rs_status rs_tok_bpe_load(const void *cjson_model, int byte_level, void **out, r
 /* A tiktoken rank file: ranked byte strings, merges implied by the ranks. */
 rs_status rs_tok_bpe_load_ranks(const char *text, size_t len, void **out, rs_err *err);
 extern const rs_tok_model_ops rs_tok_bpe_ops;
-/* GPT-2's byte -> char map and its inverse (-1 for chars outside it). */
-uint32_t rs_tok_byte_to_char(unsigned char b);
+/* GPT-2's byte-level alphabet (bytes_to_unicode) read back: the byte of a
+ * char, -1 for chars outside it. */
 int rs_tok_char_to_byte(uint32_t c);
 
 /* ---- pre-tokenizers ---- */
@@ -249,5 +249,62 @@ typedef struct rs_tok_pre_run {
 int rs_tok_pretokenize(rs_tok_pre_run *run, const int32_t *cps, size_t start, size_t end, int first);
 void rs_tok_pre_run_free(rs_tok_pre_run *run);
 void rs_tok_pre_free(rs_tok_pre *p);
+
+/* ------------------------------------------------ the tokenizer object
+ * Built by tok_load.c (tokenizer.json, tiktoken rank files), read by the
+ * encode and decode pipelines of tokenizer.c. */
+
+#define RS_TOK_MAX_NORM 16
+
+/* How ids become text again (the tokenizer.json "decoder"). */
+typedef enum rs_tok_decoder_kind {
+    RS_TOK_DEC_NONE,      /* no decoder: tokens joined with spaces */
+    RS_TOK_DEC_BYTES,     /* byte-level (ByteLevel decoder, tiktoken): raw bytes, lossy UTF-8 */
+    RS_TOK_DEC_METASPACE, /* replacement -> space, leading space of the first token dropped */
+    RS_TOK_DEC_WORDPIECE, /* "##" pieces glued, others space-separated, optional cleanup */
+    RS_TOK_DEC_UNSUPPORTED,
+} rs_tok_decoder_kind;
+
+typedef struct rs_tok_added {
+    char *content; /* raw pattern (normalized == 0) */
+    size_t len;
+    int32_t *ncps; /* normalized pattern (normalized == 1) */
+    size_t n_ncps;
+    int32_t id;
+    int single_word, lstrip, rstrip, normalized, special;
+} rs_tok_added;
+
+struct rs_tokenizer {
+    rs_tok_norm norm[RS_TOK_MAX_NORM];
+    size_t n_norm;
+    rs_tok_pre pre[RS_TOK_MAX_PRE];
+    size_t n_pre;
+    int byte_level; /* a ByteLevel pre-tokenizer: the BPE model runs on bytes */
+    const rs_tok_model_ops *model_ops;
+    void *model;
+    rs_tok_added *added;
+    size_t n_added;
+    int has_raw_added, has_norm_added;
+    uint8_t raw_first_byte[256]; /* 1 where some raw added token starts with it */
+    int32_t *prefix_ids, *suffix_ids; /* post-processor, single sequence */
+    size_t n_prefix, n_suffix;
+    int chunkable;
+    size_t n_ids;
+    size_t cap_added; /* allocated entries of added */
+    /* decoder */
+    rs_tok_decoder_kind dec;
+    char dec_name[48]; /* RS_TOK_DEC_UNSUPPORTED: its type */
+    int32_t dec_replacement;
+    int dec_prepend; /* METASPACE: drop the first leading space */
+    char dec_prefix[16]; /* WORDPIECE */
+    int dec_cleanup;
+    int tiktoken; /* loaded from a rank file */
+    int parse_special; /* special tokens in the caller's text become their ids (HF's default) */
+};
+
+/* s[0..len) (valid UTF-8) as code points into out. */
+rs_status rs_tok_cps_from_utf8(const char *s, size_t len, rs_tok_cps *out);
+/* Offset of the first invalid byte, or len when s[0..len) is valid UTF-8. */
+size_t rs_tok_utf8_invalid_at(const char *s, size_t len);
 
 #endif

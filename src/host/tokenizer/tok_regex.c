@@ -33,14 +33,7 @@ static const char LLAMA3_RE[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{
 static const char QWEN2_RE[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
                                "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
-/* ---- GPT-2's byte <-> char alphabet (bytes_to_unicode) ---- */
-uint32_t rs_tok_byte_to_char(unsigned char b) {
-    if (b <= 32) return 256u + b;
-    if (b >= 127 && b <= 160) return 256u + 33 + (b - 127u);
-    if (b == 173) return 256u + 33 + 34;
-    return b;
-}
-
+/* ---- GPT-2's byte-level alphabet (bytes_to_unicode), char -> byte ---- */
 int rs_tok_char_to_byte(uint32_t c) {
     if ((c >= 33 && c <= 126) || (c >= 161 && c <= 255 && c != 173)) return (int)c;
     if (c >= 256 && c <= 288) return (int)(c - 256);
