@@ -226,8 +226,13 @@ def main():
         for i in range(4):  # forwards for the throughput estimate
             scorer.Score(pb.ScoreRequest(prompts=[LONG + str(i)] * 8), timeout=60)
         m0 = srv.metrics()
-        blocker = scorer.Score.future(pb.ScoreRequest(prompts=[LONG + str(i) for i in range(96)]), timeout=120)
-        time.sleep(0.05)
+        blocker = scorer.Score.future(pb.ScoreRequest(prompts=[LONG + str(i) for i in range(96)]), timeout=600)
+        # Wait until the blocker is in the queue: tokenizing 96 long prompts
+        # takes a while on a slow (sanitizer, loaded) machine, and a probe
+        # sent before that would find an empty queue.
+        t_wait = time.time()
+        while (su.metric_value(srv.metrics(), "routescore_queue_tokens") or 0) == 0 and time.time() - t_wait < 60:
+            time.sleep(0.01)
         t = time.time()
         c = su.code_of(lambda: scorer.Score(pb.ScoreRequest(prompts=[prompt(1)]), timeout=1.0))
         dt = time.time() - t
