@@ -19,7 +19,10 @@
  * start or the end of its previous response: a slow client cannot hold a
  * connection). A score request, once queued, suspends its connection; the
  * engine worker's done() resumes it (which wakes MHD's thread) and MHD's
- * thread builds the answer. Bearer tokens and TLS/mTLS are
+ * thread builds the answer. MHD does not watch a suspended connection's
+ * socket, so our thread also polls those of queued requests: a client that
+ * closed cancels its request (rs_batcher_cancel, as for a cancelled gRPC
+ * call). Bearer tokens and TLS/mTLS are
  * the gRPC side's (same files). Connections are kept alive. */
 #include "server_int.h"
 
@@ -27,6 +30,7 @@
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +41,8 @@
 #include "json_text.h"
 #include "srv_log.h"
 
+struct hx;
+
 /* One connection (under srv_http.mu: MHD's thread and our timeout thread). */
 typedef struct hconn {
     struct MHD_Connection *c;
@@ -44,6 +50,7 @@ typedef struct hconn {
     double t0;  /* connection start, or the end of its last response */
     int busy;   /* its request has arrived whole: the timeout no longer applies */
     int shut;
+    struct hx *waiting; /* its score request, queued in a batcher: our thread watches for the client's close */
 } hconn;
 
 struct srv_http {
@@ -73,6 +80,7 @@ typedef struct hx {
     rs_req *req;   /* queued in a batcher */
     pthread_mutex_t mu;
     int finished, suspended;
+    int accounted; /* counted in the metrics and logged */
     double t0;
 } hx;
 
@@ -366,6 +374,8 @@ static rs_status parse_score(jreq *j, const cJSON *root, char *msg, size_t msg_n
 
 /* ---- handlers ---- */
 
+static hconn *conn_of(struct MHD_Connection *c);
+
 static void score_done(rs_req *r) { /* engine worker thread */
     hx *x = r->owner;
     pthread_mutex_lock(&x->mu);
@@ -375,6 +385,19 @@ static void score_done(rs_req *r) { /* engine worker thread */
         MHD_resume_connection(x->conn);
     }
     pthread_mutex_unlock(&x->mu);
+}
+
+/* The request's one count in the metrics and its log line: from send_score,
+ * or from on_completed when the connection ended before an answer could be
+ * sent (a client that closed while its request was queued). */
+static void account(hx *x, grpc_status_code code) {
+    if (x->accounted) return;
+    x->accounted = 1;
+    rs_server *s = x->h->s;
+    if (s->metrics) rs_metrics_request(s->metrics, x->req->router, RS_METHOD_HTTP_SCORE, (int)code);
+    srv_log_request(x->req, "http", (int)code,
+                    MHD_lookup_connection_value(x->conn, MHD_HEADER_KIND, "x-request-id"),
+                    MHD_lookup_connection_value(x->conn, MHD_HEADER_KIND, "traceparent"));
 }
 
 static enum MHD_Result send_score(hx *x) {
@@ -399,10 +422,7 @@ static enum MHD_Result send_score(hx *x) {
             if (s->metrics) rs_metrics_observe(s->metrics, r->router, RS_H_REQUEST, rs_clock_now() - r->t_recv);
         }
     }
-    if (s->metrics) rs_metrics_request(s->metrics, r->router, RS_METHOD_HTTP_SCORE, (int)code);
-    srv_log_request(r, "http", (int)code,
-                    MHD_lookup_connection_value(x->conn, MHD_HEADER_KIND, "x-request-id"),
-                    MHD_lookup_connection_value(x->conn, MHD_HEADER_KIND, "traceparent"));
+    account(x, code);
     return res;
 }
 
@@ -445,6 +465,12 @@ static enum MHD_Result start_score(hx *x) {
     jreq_free(&j);
     cJSON_Delete(root);
     if (!queued) return send_score(x);
+    /* Watched from now on (before the suspension: our thread's lock is never
+     * taken under x->mu, which done() takes under the batcher's). */
+    hconn *hc = conn_of(x->conn);
+    pthread_mutex_lock(&x->h->mu);
+    if (hc) hc->waiting = x;
+    pthread_mutex_unlock(&x->h->mu);
     pthread_mutex_lock(&x->mu);
     const int now = x->finished;
     if (!now) {
@@ -532,8 +558,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return MHD_YES;
     }
     if (x->replied) return MHD_YES;
-    if (x->req) return send_score(x); /* resumed: the batcher is done with it */
     hconn *hc = conn_of(conn);
+    if (x->req) { /* resumed: the batcher is done with it */
+        pthread_mutex_lock(&h->mu);
+        if (hc) hc->waiting = NULL;
+        pthread_mutex_unlock(&h->mu);
+        return send_score(x);
+    }
     pthread_mutex_lock(&h->mu);
     if (hc) hc->busy = 1;
     pthread_mutex_unlock(&h->mu);
@@ -580,10 +611,20 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, en
     if (hc) {
         hc->t0 = rs_clock_now();
         hc->busy = 0;
+        hc->waiting = NULL;
     }
     pthread_mutex_unlock(&h->mu);
     if (!x) return;
     *req_cls = NULL;
+    /* A queued request whose connection ended before its answer went out
+     * (the client closed it; MHD may end a resumed connection without
+     * calling the handler again). Only a suspended connection has a queued
+     * request, and it is resumed only after done(). */
+    if (x->req && x->req->work.n && !x->accounted) {
+        rs_status st;
+        const char *msg;
+        account(x, srv_grpc_code(srv_req_outcome(x->req, &st, &msg), st));
+    }
     if (x->accepted) {
         rs_server *s = h->s;
         pthread_mutex_lock(&s->mu);
@@ -608,7 +649,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
             pthread_mutex_unlock(&h->mu);
             return;
         }
-        *hc = (hconn){c, ci->connect_fd, rs_clock_now(), 0, 0};
+        *hc = (hconn){c, ci->connect_fd, rs_clock_now(), 0, 0, NULL};
         h->conns[h->n_conns++] = hc;
         *socket_context = hc;
     } else if (*socket_context) {
@@ -623,24 +664,54 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     pthread_mutex_unlock(&h->mu);
 }
 
+/* A client that closed its connection while its score request waits in a
+ * batcher: MHD does not watch a suspended connection's socket (it leaves
+ * its event loop), so our thread does. The request is cancelled as a
+ * cancelled gRPC call is: its queued prompts leave the queue and its
+ * tokens the admission count at once, and it is counted CANCELLED when
+ * the resumed connection ends. (h->mu held.) */
+static void cancel_closed(srv_http *h, hconn *c) {
+    rs_req *r = c->waiting->req;
+    c->waiting = NULL;
+    rs_server *s = h->s;
+    rs_batcher_cancel(s->routers[r->router].batcher, &r->work);
+    char k[300], rt[300];
+    rs_log(RS_LOG_INFO, "client_closed", "\"transport\":\"http\",\"router\":\"%s\",\"request_key\":\"%s\",\"prompts\":%zu",
+           rs_log_esc(rt, sizeof rt, s->routers[r->router].name), rs_log_esc(k, sizeof k, r->key), r->work.n);
+}
+
 /* The request timeout (MHD's own is an idle timeout, which bytes trickling
- * in reset). */
+ * in reset) and the watch on the connections of queued requests, every
+ * 50 ms. */
 static void *http_main(void *arg) {
     srv_http *h = arg;
+    struct pollfd *pf = calloc((size_t)h->cap_conns, sizeof *pf);
+    hconn **pc = calloc((size_t)h->cap_conns, sizeof *pc);
     while (!atomic_load(&h->stop)) {
         struct timespec ts = {0, 50 * 1000000L};
         nanosleep(&ts, NULL);
         pthread_mutex_lock(&h->mu);
         const double now = rs_clock_now();
+        int n = 0;
         for (int i = 0; i < h->n_conns; i++) {
             hconn *c = h->conns[i];
             if (!c->busy && !c->shut && now - c->t0 > h->timeout) {
                 shutdown(c->fd, SHUT_RDWR); /* MHD sees the end and closes it on its next pass */
                 c->shut = 1;
             }
+            if (c->waiting && pf && pc) {
+                /* The peer's FIN (POLLRDHUP, even behind pipelined bytes) or a reset. */
+                pf[n] = (struct pollfd){.fd = c->fd, .events = POLLRDHUP};
+                pc[n++] = c;
+            }
         }
+        if (n > 0 && poll(pf, (nfds_t)n, 0) > 0)
+            for (int i = 0; i < n; i++)
+                if (pf[i].revents & (POLLRDHUP | POLLHUP | POLLERR)) cancel_closed(h, pc[i]);
         pthread_mutex_unlock(&h->mu);
     }
+    free(pf);
+    free(pc);
     return NULL;
 }
 
