@@ -2,8 +2,8 @@
  *
  *   POST /v1/score    a ScoreRequest as JSON; the answer is the ScoreResponse
  *   GET  /v1/routers  the ListRoutersResponse
- *   GET  /healthz     liveness: 200 while the process runs
- *   GET  /readyz      readiness: 200 when gRPC health would say SERVING, else 503
+ *   GET  /healthz     liveness: 200 while the process is healthy (gRPC health "liveness")
+ *   GET  /readyz      readiness: 200 when gRPC health "" says SERVING, else 503
  *
  * A score request goes through the same code as a gRPC Score call
  * (server_request.c: validation, limits, tokenizing, the batcher, the
@@ -572,15 +572,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     if (x->rt == R_NONE) return send_error(x, SRV_UNKNOWN_PATH, RS_OK, "not found: POST /v1/score, GET /v1/routers, /healthz, /readyz");
     if (x->rt == R_SCORE ? strcmp(method, "POST") : !get)
         return send_error(x, SRV_BAD_METHOD, RS_OK, x->rt == R_SCORE ? "use POST" : "use GET");
-    if (x->rt == R_LIVE) {
+    if (x->rt == R_LIVE) { /* = gRPC health "liveness" */
+        if (!srv_live(s)) return send_error(x, SRV_DRAINING, RS_OK, "engine failure: the server is exiting");
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "status", "alive");
         return send_json(x, MHD_HTTP_OK, j, 0, 0);
     }
-    if (x->rt == R_READY) {
-        if (atomic_load(&s->draining) || atomic_load(&s->fatal))
-            return send_error(x, SRV_DRAINING, RS_OK, "server is shutting down");
-        if (!atomic_load(&s->ready)) return send_error(x, SRV_NOT_READY, RS_OK, "not ready: routers are loading");
+    if (x->rt == R_READY) { /* = gRPC health "" */
+        if (!srv_ready(s)) {
+            if (atomic_load(&s->draining) || atomic_load(&s->fatal))
+                return send_error(x, SRV_DRAINING, RS_OK, "server is shutting down");
+            return send_error(x, SRV_NOT_READY, RS_OK, "not ready: routers are loading");
+        }
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "status", "SERVING");
         return send_json(x, MHD_HTTP_OK, j, 0, 0);

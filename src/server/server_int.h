@@ -226,6 +226,12 @@ typedef struct outcome_facts {
 } outcome_facts;
 
 static inline float srv_router_threshold(router *r) { return atomic_load(&r->threshold); }
+/* Readiness (gRPC health "", HTTP /readyz) and liveness (gRPC health
+ * "liveness", HTTP /healthz): the one definition of each. */
+static inline int srv_ready(rs_server *s) {
+    return atomic_load(&s->ready) && !atomic_load(&s->draining) && !atomic_load(&s->fatal);
+}
+static inline int srv_live(rs_server *s) { return !atomic_load(&s->fatal); }
 static inline uint32_t srv_us(double s) { return s <= 0 ? 0 : s > 4e3 ? UINT32_MAX : (uint32_t)(s * 1e6 + 0.5); }
 
 /* server_request.c */
