@@ -27,9 +27,7 @@
 #include "server_int.h"
 
 #include <errno.h>
-#include <gnutls/gnutls.h>
 #include <microhttpd.h>
-#include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +38,7 @@
 #include "clock.h"
 #include "json_text.h"
 #include "srv_log.h"
+#include "srv_mhd.h"
 
 struct hx;
 
@@ -55,15 +54,13 @@ typedef struct hconn {
 
 struct srv_http {
     rs_server *s;
-    struct MHD_Daemon *d;
+    srv_mhd l; /* the listener */
     pthread_t thread;
     _Atomic int stop;
     pthread_mutex_t mu; /* conns and every hconn */
     double timeout;
     hconn **conns;
     int n_conns, cap_conns;
-    int mtls;
-    char *pem[3];
 };
 
 typedef enum route { R_NONE, R_SCORE, R_ROUTERS, R_LIVE, R_READY } route;
@@ -491,16 +488,6 @@ static enum MHD_Result send_routers(hx *x) {
     return send_json(x, MHD_HTTP_OK, pb_json(&resp.base), 0, 0);
 }
 
-static int client_cert_ok(const srv_http *h, struct MHD_Connection *conn) {
-    if (!h->mtls) return 1;
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
-    if (!ci || !ci->tls_session) return 0;
-    gnutls_session_t ses = (gnutls_session_t)ci->tls_session;
-    unsigned n = 0, status = 1;
-    if (!gnutls_certificate_get_peers(ses, &n) || n == 0) return 0;
-    return gnutls_certificate_verify_peers2(ses, &status) == GNUTLS_E_SUCCESS && status == 0;
-}
-
 static int bearer_ok(rs_server *s, struct MHD_Connection *conn) {
     if (!s->n_tokens) return 1;
     const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
@@ -588,7 +575,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         cJSON_AddStringToObject(j, "status", "SERVING");
         return send_json(x, MHD_HTTP_OK, j, 0, 0);
     }
-    if (!client_cert_ok(h, conn)) return send_error(x, SRV_UNAUTHENTICATED, RS_OK, "a client certificate from the configured CA is required");
+    if (!srv_mhd_client_cert_ok(&h->l, conn)) return send_error(x, SRV_UNAUTHENTICATED, RS_OK, "a client certificate from the configured CA is required");
     if (!bearer_ok(s, conn)) return send_error(x, SRV_UNAUTHENTICATED, RS_OK, "missing or invalid bearer token");
     /* The drain, as for gRPC calls: work taken on before it is finished,
      * later requests are refused (503, Retry-After). */
@@ -721,17 +708,12 @@ static void *http_main(void *arg) {
 static void http_free(srv_http *h) {
     if (!h) return;
     free(h->conns);
-    for (int i = 0; i < 3; i++) free(h->pem[i]);
     pthread_mutex_destroy(&h->mu);
     free(h);
 }
 
 rs_status srv_http_start(rs_server *s, rs_err *err) {
     const rs_srv_config *cfg = &s->cfg;
-    char host[256];
-    int port;
-    rs_status st = rs_srv_split_hostport(cfg->http_listen, host, sizeof host, &port, err);
-    if (st != RS_OK) return st;
     srv_http *h = calloc(1, sizeof *h);
     if (!h) return rs_errf(err, RS_ERR_NOMEM, "no memory");
     h->s = s;
@@ -739,62 +721,48 @@ rs_status srv_http_start(rs_server *s, rs_err *err) {
     h->timeout = cfg->http_request_timeout_s;
     h->cap_conns = cfg->http_max_connections + 16;
     h->conns = calloc((size_t)h->cap_conns, sizeof *h->conns);
-    const int tls = cfg->tls_cert[0] != 0;
-    if (tls) {
-        h->pem[0] = srv_read_text_file(cfg->tls_cert, 1 << 20);
-        h->pem[1] = srv_read_text_file(cfg->tls_key, 1 << 20);
-        h->pem[2] = cfg->tls_client_ca[0] ? srv_read_text_file(cfg->tls_client_ca, 1 << 20) : NULL;
-        if (!h->pem[0] || !h->pem[1] || (cfg->tls_client_ca[0] && !h->pem[2])) {
-            http_free(h);
-            return rs_errf(err, RS_ERR_IO, "http: cannot read the TLS certificate, key or client CA");
-        }
-        if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
-            http_free(h);
-            return rs_errf(err, RS_ERR_UNSUPPORTED, "http: this libmicrohttpd has no TLS");
-        }
-    }
-    h->mtls = tls && h->pem[2];
     if (!h->conns) {
         http_free(h);
         return rs_errf(err, RS_ERR_NOMEM, "no memory");
     }
-    struct addrinfo hints = {0}, *ai = NULL;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    char ps[16];
-    snprintf(ps, sizeof ps, "%d", port);
-    int gai = getaddrinfo(host, ps, &hints, &ai);
-    if (gai != 0) {
-        http_free(h);
-        return rs_errf(err, RS_ERR_INVALID_ARG, "http_listen %s: %s", cfg->http_listen, gai_strerror(gai));
+    char *pem[3] = {NULL, NULL, NULL};
+    if (cfg->tls_cert[0]) {
+        pem[0] = srv_read_text_file(cfg->tls_cert, 1 << 20);
+        pem[1] = srv_read_text_file(cfg->tls_key, 1 << 20);
+        pem[2] = cfg->tls_client_ca[0] ? srv_read_text_file(cfg->tls_client_ca, 1 << 20) : NULL;
+        if (!pem[0] || !pem[1] || (cfg->tls_client_ca[0] && !pem[2])) {
+            for (int i = 0; i < 3; i++) free(pem[i]);
+            http_free(h);
+            return rs_errf(err, RS_ERR_IO, "http: cannot read the TLS certificate, key or client CA");
+        }
     }
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
-    if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-    if (tls) flags |= MHD_USE_TLS;
     const unsigned idle = (unsigned)ceil(cfg->http_request_timeout_s * 12); /* keep-alive idle limit */
-    struct MHD_OptionItem opts[] = {
-        {MHD_OPTION_SOCK_ADDR, 0, ai->ai_addr},
-        {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)cfg->http_max_connections, NULL},
-        {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)(idle ? idle : 1), NULL},
-        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(64 * 1024), NULL}, /* bounds request headers */
-        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, h},
-        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h},
-        {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, h->pem[0]},
-        {tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, h->pem[1]},
-        {h->mtls ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, 0, h->pem[2]},
-        {MHD_OPTION_END, 0, NULL},
+    const srv_mhd_opts lo = {
+        .what = "http",
+        .addr_key = "http_listen",
+        .addr = cfg->http_listen,
+        .mode = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME,
+        .max_connections = cfg->http_max_connections,
+        .idle_timeout_s = idle,
+        .memory_limit = 64 * 1024, /* bounds request headers */
+        .tls_cert_pem = pem[0],
+        .tls_key_pem = pem[1],
+        .tls_client_ca_pem = pem[2],
+        .handler = handle,
+        .handler_cls = h,
+        .on_connection = on_connection,
+        .on_completed = on_completed,
+        .notify_cls = h,
     };
-    h->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, h, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
-    freeaddrinfo(ai);
-    if (!h->d) {
+    rs_status st = srv_mhd_listen(&lo, &h->l, err);
+    for (int i = 0; i < 3; i++) free(pem[i]); /* copied */
+    if (st != RS_OK) {
         http_free(h);
-        return rs_errf(err, RS_ERR_IO, "http: cannot listen on %s", cfg->http_listen);
+        return st;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
-    s->http_port = info ? info->port : port;
+    s->http_port = h->l.port;
     if (pthread_create(&h->thread, NULL, http_main, h) != 0) {
-        MHD_stop_daemon(h->d);
+        srv_mhd_stop(&h->l);
         http_free(h);
         return rs_errf(err, RS_ERR_INTERNAL, "http: cannot start its thread");
     }
@@ -807,7 +775,7 @@ void srv_http_stop(rs_server *s) {
     if (!h) return;
     atomic_store(&h->stop, 1);
     pthread_join(h->thread, NULL);
-    MHD_stop_daemon(h->d); /* joins MHD's thread */
+    srv_mhd_stop(&h->l); /* joins MHD's thread */
     http_free(h);
     s->http = NULL;
 }
