@@ -68,9 +68,11 @@ def main():
         want = ("NOT_SERVING", "NOT_SERVING", "SERVING", 503, 200)
         check(len(loading) > 0, f"{len(loading)} sample(s) taken while the routers load")
         check(all(s == want for s in loading), f"loading: readiness NOT_SERVING / 503, liveness SERVING / 200 ({set(loading)})")
-        if loading:
-            c = su.code_of(lambda: scorer.Score(pb.ScoreRequest(prompts=["hi"]), timeout=10))
-            check(srv.events("serving") or c == grpc.StatusCode.UNAVAILABLE, f"loading: Score refused UNAVAILABLE ({c.name})")
+        if loading:  # the default router (loaded first) and the last one (not loaded yet: no facts about it)
+            for name in ("", "r7"):
+                c = su.code_of(lambda: scorer.Score(pb.ScoreRequest(prompts=["hi"], router=name), timeout=10))
+                check(srv.events("serving") or c == grpc.StatusCode.UNAVAILABLE,
+                      f"loading: Score (router '{name}') refused UNAVAILABLE ({c.name})")
         srv.wait_event("serving", 300)
         # ---- serving ----
         s = sample(health, hp, port)
