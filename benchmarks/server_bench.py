@@ -40,7 +40,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import signal
 import statistics
 import subprocess
@@ -89,58 +88,28 @@ def pct(xs, q):
     return xs[i] + (xs[min(i + 1, len(xs) - 1)] - xs[i]) * (k - i)
 
 
+def summary(res, elapsed, per_call=1):
+    """The figures of one loop (server_util.closed_loop / open_loop): prompts/s answered, p50 / p99 of the answered
+    calls' latency, their count, and the other codes by name."""
+    lat = [d for c, d in res if c == grpc.StatusCode.OK]
+    errs = {}
+    for c, _ in res:
+        if c != grpc.StatusCode.OK:
+            errs[c.name] = errs.get(c.name, 0) + 1
+    return {"thr": len(lat) * per_call / elapsed, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "n": len(lat), "errs": errs}
+
+
 async def closed_loop(addr, st, prompts, conc, duration, per_call=1):
-    lat, errs = [], {}
-    async with grpc.aio.insecure_channel(addr) as ch:
-        stub = st.scorer_grpc.ScorerStub(ch)
-        stop = time.perf_counter() + duration
-
-        async def worker(k):
-            i = k * per_call
-            while time.perf_counter() < stop:
-                req = st.scorer.ScoreRequest(prompts=[prompts[(i + j) % len(prompts)] for j in range(per_call)])
-                t = time.perf_counter()
-                try:
-                    await stub.Score(req, timeout=60)
-                    lat.append(time.perf_counter() - t)
-                except grpc.aio.AioRpcError as e:
-                    errs[e.code().name] = errs.get(e.code().name, 0) + 1
-                i += conc * per_call
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*[worker(k) for k in range(conc)])
-        el = time.perf_counter() - t0
-    return {"thr": len(lat) * per_call / el, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "n": len(lat), "errs": errs}
+    def request(i):  # call i: per_call prompts from i * per_call on
+        return st.scorer.ScoreRequest(prompts=[prompts[(i * per_call + j) % len(prompts)] for j in range(per_call)])
+    res, el = await su.closed_loop(addr, st, request, conc, duration)
+    return summary(res, el, per_call)
 
 
 async def open_loop(addr, st, prompts, rate, duration, seed=1):
-    lat, errs = [], {}
-    rng = random.Random(seed)
-    async with grpc.aio.insecure_channel(addr) as ch:
-        stub = st.scorer_grpc.ScorerStub(ch)
-
-        async def one(i):
-            t = time.perf_counter()
-            try:
-                await stub.Score(st.scorer.ScoreRequest(prompts=[prompts[i % len(prompts)]]), timeout=60)
-                lat.append(time.perf_counter() - t)
-            except grpc.aio.AioRpcError as e:
-                errs[e.code().name] = errs.get(e.code().name, 0) + 1
-
-        tasks, i = [], 0
-        t0 = time.perf_counter()
-        nxt = t0
-        while nxt < t0 + duration:
-            d = nxt - time.perf_counter()
-            if d > 0:
-                await asyncio.sleep(d)
-            tasks.append(asyncio.create_task(one(i)))
-            i += 1
-            nxt += rng.expovariate(rate)
-        await asyncio.gather(*tasks)
-        el = time.perf_counter() - t0
-    return {"offered": rate, "thr": len(lat) / el, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "n": len(lat),
-            "errs": errs}
+    res, el = await su.open_loop(addr, st, lambda i: st.scorer.ScoreRequest(prompts=[prompts[i % len(prompts)]]),
+                                 rate, duration, seed=seed)
+    return dict(summary(res, el), offered=rate)
 
 
 TORCH_PY = "/usr/bin/python3"  # Debian's interpreter: python3-torch and transformers live there

@@ -271,6 +271,9 @@ def structure(check, tag, values, docs):
     probes_ok = all(c[p].get("grpc", {}).get("port") == cfg_port(cfg["listen"])
                     for p in ("startupProbe", "readinessProbe", "livenessProbe"))
     check(probes_ok, f"[{tag}] native gRPC startup/readiness/liveness probes on the config's listen port")
+    check(c["livenessProbe"]["grpc"].get("service") == "liveness" and
+          not c["readinessProbe"]["grpc"].get("service") and not c["startupProbe"]["grpc"].get("service"),
+          f"[{tag}] liveness asks health service 'liveness' (up while draining); startup and readiness ask ''")
     check(cfg_port(cfg["metrics_listen"]) == [p["containerPort"] for p in c["ports"] if p["name"] == "metrics"][0],
           f"[{tag}] metrics_listen is the container's metrics port")
     for r in cfg["routers"]:

@@ -19,11 +19,9 @@ import json
 import os
 import subprocess
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import server_util as su  # noqa: E402
-import grpc  # noqa: E402
 from server_rpc import prompts_for_test  # noqa: E402
 
 BOUND = 2e-2
@@ -77,23 +75,7 @@ def main():
         ready = srv.wait_event("router_ready")
         check(ready.get("replicas") == 2 and ready.get("backend") == "cuda",
               f"router_ready says 2 cuda replicas ({ready})")
-        got, errs = {}, []
-
-        def caller(k):
-            try:
-                with srv.channel() as ch:
-                    stub = st.scorer_grpc.ScorerStub(ch)
-                    for j in range(6):
-                        i = (k * 6 + j) % len(prompts)
-                        got[(k, j)] = (i, stub.Score(pb.ScoreRequest(prompts=[prompts[i]]), timeout=120).scores[0].win_prob)
-            except grpc.RpcError as e:
-                errs.append(e.code())
-
-        ts = [threading.Thread(target=caller, args=(k,)) for k in range(12)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
+        got, errs = su.callers(srv, st, prompts, 12, 6, timeout=120)
         bad = [(i, p) for i, p in got.values() if abs(p - cpu[i]["win_prob"]) > BOUND]
         check(not errs and len(got) == 72 and not bad,
               f"12 callers x 6 calls on 2 simulated GPUs: {len(got)} answers within {BOUND} of the CPU "
@@ -103,9 +85,7 @@ def main():
         d = max(abs(s.win_prob - c["win_prob"]) for s, c in zip(rr.scores, cpu))
         check(len(rr.scores) == len(prompts) and d <= BOUND,
               f"one request of {len(prompts)} prompts over both GPUs: max |dwin_prob| {d:.2e}")
-    drained = srv.events("drained")
-    per = drained[-1].get("replica_batches", {}) if drained else {}
-    counts = next(iter(per.values()), [])
+    per, counts = su.replica_batches(srv)
     check(len(counts) == 2 and all(c > 0 for c in counts), f"both GPU replicas computed batches: {per}")
 
     env = dict(os.environ, RS_SIM_DRIVER_ERROR="1")

@@ -49,58 +49,9 @@ def pct(xs, q):
     return xs[i] + (xs[min(i + 1, len(xs) - 1)] - xs[i]) * (k - i)
 
 
-async def closed_loop(addr, st, conc, per_call, duration):
-    n = [0]
-    async with grpc.aio.insecure_channel(addr) as ch:
-        stub = st.scorer_grpc.ScorerStub(ch)
-        stop = time.perf_counter() + duration
-
-        async def worker(k):
-            i = k
-            while time.perf_counter() < stop:
-                try:
-                    await stub.Score(st.scorer.ScoreRequest(prompts=[prompt(i * per_call + j) for j in range(per_call)]),
-                                     timeout=60)
-                    n[0] += 1
-                except grpc.aio.AioRpcError as e:
-                    if e.code() != RE:
-                        raise
-                    await asyncio.sleep(0.01)  # shed: the closed loop is already at capacity
-                i += conc
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*[worker(k) for k in range(conc)])
-        return n[0] / (time.perf_counter() - t0)
-
-
-async def open_loop(addr, st, rate, per_call, duration, seed=7):
-    """Poisson arrivals at `rate` calls/s; [(code, seconds)] of every call."""
-    out = []
-    rng = random.Random(seed)
-    async with grpc.aio.insecure_channel(addr) as ch:
-        stub = st.scorer_grpc.ScorerStub(ch)
-
-        async def one(i):
-            t = time.perf_counter()
-            try:
-                await stub.Score(st.scorer.ScoreRequest(prompts=[prompt(i * per_call + j) for j in range(per_call)]),
-                                 timeout=30)
-                out.append((OK, time.perf_counter() - t))
-            except grpc.aio.AioRpcError as e:
-                out.append((e.code(), time.perf_counter() - t))
-
-        tasks, i = [], 0
-        t0 = time.perf_counter()
-        nxt = t0
-        while nxt < t0 + duration:
-            d = nxt - time.perf_counter()
-            if d > 0:
-                await asyncio.sleep(d)
-            tasks.append(asyncio.create_task(one(i)))
-            i += 1
-            nxt += rng.expovariate(rate)
-        await asyncio.gather(*tasks)
-    return out
+def calls_of(st, per_call):
+    """request(i) for the shared load loops: call i scores prompt(i * per_call) .. prompt(i * per_call + per_call - 1)."""
+    return lambda i: st.scorer.ScoreRequest(prompts=[prompt(i * per_call + j) for j in range(per_call)])
 
 
 def deadline_storm(check, srv, st, n_calls, mqw):
@@ -250,8 +201,11 @@ def main():
         check(su.code_of(lambda: scorer.Score(pb.ScoreRequest(prompts=[prompt(3)]), timeout=10)) == OK,
               "admitted again once the queue drained")
 
-        cap = asyncio.run(closed_loop(srv.addr, st, 4, 8, 3.0))
-        res = asyncio.run(open_loop(srv.addr, st, 2 * cap, 8, 6.0))
+        res, el = asyncio.run(su.closed_loop(srv.addr, st, calls_of(st, 8), 4, 3.0, backoff={RE: 0.01}))
+        bad = {c.name for c, _ in res if c not in (OK, RE)}
+        check(not bad, f"closed loop at capacity: OK or RESOURCE_EXHAUSTED only ({bad})")
+        cap = sum(1 for c, _ in res if c == OK) / el
+        res, _ = asyncio.run(su.open_loop(srv.addr, st, calls_of(st, 8), 2 * cap, 6.0, seed=7, timeout=30))
         ok = [d for c, d in res if c == OK]
         shed = [c for c, _ in res if c in (RE, DE)]
         others = {c.name for c, _ in res if c not in (OK, RE, DE)}

@@ -5,7 +5,7 @@ The backend failure is injected by the test binary tests/serve_faults.c
 (RS_FAULT_BIN; ROUTESCORE_TEST_BACKEND_FAIL_AFTER=N: every forward after the
 N-th fails with RS_ERR_BACKEND, as a CUDA sticky error does); the production
 binary has no such switch. The caller of the failed batch gets UNAVAILABLE (retry elsewhere), a
-Health/Watch stream sees NOT_SERVING, the log has engine_fatal, and the
+Health/Watch stream sees NOT_SERVING (readiness, and liveness too), the log has engine_fatal, and the
 process exits 3 for its supervisor to restart it.
 """
 import os
@@ -28,17 +28,20 @@ def main():
     srv = su.Server(["--model", router, "--grace", "10"], env=env)
     ch = srv.channel()
     scorer = st.scorer_grpc.ScorerStub(ch)
-    seen = []
+    seen, seen_live = [], []
 
-    def watch():
+    def watch(service, out):
         try:
-            for r in st.health_grpc.HealthStub(grpc.insecure_channel(srv.addr)).Watch(hp.HealthCheckRequest(), timeout=60):
-                seen.append(r.status)
+            for r in st.health_grpc.HealthStub(grpc.insecure_channel(srv.addr)).Watch(
+                    hp.HealthCheckRequest(service=service), timeout=60):
+                out.append(r.status)
         except grpc.RpcError:
             pass
 
-    w = threading.Thread(target=watch)
+    w = threading.Thread(target=watch, args=("", seen))
+    wl = threading.Thread(target=watch, args=("liveness", seen_live))
     w.start()
+    wl.start()
     for i in range(2):
         r = scorer.Score(pb.ScoreRequest(prompts=[f"fine {i}"]), timeout=30)
         check(len(r.scores) == 1, f"forward {i + 1} works")
@@ -50,11 +53,14 @@ def main():
               f"the failed forward's caller gets UNAVAILABLE ({e.code().name}: {e.details()})")
     rc = srv.wait_exit(30, "did not exit")
     w.join(timeout=10)
+    wl.join(timeout=10)
     srv._reader.join(timeout=5)
     check(rc == 3, f"the process exits 3 by itself ({rc})")
     check(bool(srv.events("engine_fatal")), "logged engine_fatal")
     check(seen[:1] == [hp.HealthCheckResponse.SERVING] and hp.HealthCheckResponse.NOT_SERVING in seen,
           f"Health/Watch: SERVING, then NOT_SERVING ({seen})")
+    check(seen_live[:1] == [hp.HealthCheckResponse.SERVING] and hp.HealthCheckResponse.NOT_SERVING in seen_live,
+          f"Health/Watch 'liveness' (alive until the engine fails): SERVING, then NOT_SERVING ({seen_live})")
     check.done()
 
 

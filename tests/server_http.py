@@ -121,6 +121,8 @@ def main():
         check(st == 400 and je["error"]["code"] == "INVALID_ARGUMENT", f"malformed JSON: 400 ({st} {je})")
         st, je, _ = req(port, "POST", "/v1/score", {"prompts": ["a"], "bogus": 1})
         check(st == 400 and "bogus" in je["error"]["message"], "unknown field: 400 naming it")
+        st, je, _ = req(port, "POST", "/v1/score", b'{"messages": [], "messages": [], "messages": [{"role": "user", "content": "x"}]}')
+        check(st == 400 and "twice" in je["error"]["message"], f"a field given twice: 400 ({st} {je})")
         st, je, _ = req(port, "POST", "/v1/score", b'{"prompts": ["a\\u0000b"]}')
         check(st == 400, f"a NUL escape: 400 ({st})")
         st, je, _ = req(port, "POST", "/v1/score", {"prompts": ["a"], "router": "nope"})

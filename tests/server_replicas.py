@@ -21,11 +21,9 @@ import json
 import os
 import subprocess
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import server_util as su  # noqa: E402
-import grpc  # noqa: E402
 from server_config import run_check, write  # noqa: E402
 from server_rpc import prompts_for_test  # noqa: E402
 
@@ -58,23 +56,7 @@ def main():
     with su.serving(check, args) as srv:
         ready = srv.wait_event("router_ready")
         check(ready.get("replicas") == 2 and ready.get("backend") == "cpu", f"router_ready says 2 cpu replicas ({ready})")
-        got, errs = {}, []
-
-        def caller(k):
-            try:
-                with srv.channel() as ch:
-                    stub = st.scorer_grpc.ScorerStub(ch)
-                    for j in range(8):
-                        i = (k * 8 + j) % len(prompts)
-                        got[(k, j)] = (i, stub.Score(pb.ScoreRequest(prompts=[prompts[i]]), timeout=60).scores[0].win_prob)
-            except grpc.RpcError as e:
-                errs.append(e.code())
-
-        ts = [threading.Thread(target=caller, args=(k,)) for k in range(12)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
+        got, errs = su.callers(srv, st, prompts, 12, 8, timeout=60)
         bad = [(i, p) for i, p in got.values() if su.f32(p) != su.f32(want[i])]
         check(not errs and len(got) == 96 and not bad,
               f"12 callers x 8 calls on 2 replicas: {len(got)} answers, all bit-identical to `label` "
@@ -86,9 +68,7 @@ def main():
               "order, bit-identical to `label`")
         check(0 < r.inference_us <= r.total_us and r.queue_us <= r.total_us,
               f"its timings are consistent (queue {r.queue_us} us, inference {r.inference_us} us, total {r.total_us} us)")
-    drained = srv.events("drained")
-    per = drained[-1].get("replica_batches", {}) if drained else {}
-    counts = next(iter(per.values()), [])
+    per, counts = su.replica_batches(srv)
     check(len(counts) == 2 and all(c > 0 for c in counts), f"both replicas computed batches: {per}")
 
     check(ready.get("threads") == 1, f"router_ready: --threads 1 gives 1 thread ({ready.get('threads')})")

@@ -12,14 +12,20 @@
   SIGTERM and returns the exit code; serving() runs one for a `with` block and
   checks that it exits 0;
 - setup() for a test's start (Check, temporary directory, router, stubs),
-  code_of() for the status a call ends with, f32() for float32 rounding.
+  code_of() for the status a call ends with, f32() for float32 rounding;
+- load: callers() (threads, each a run of one-prompt Score calls; the
+  replica tests), and the asyncio closed_loop() (N callers, one call in flight
+  each) and open_loop() (Poisson arrivals) of server_admission.py and
+  benchmarks/server_bench.py, which return every call's code and latency.
 
 A test that cannot run here (no grpcio, no encoder weights, no binary) exits
 77 so CTest reports it as skipped.
 """
+import asyncio
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -240,6 +246,95 @@ def serving(check, args, what="exit 0", **kw):
     finally:
         rc = srv.stop()
     check(rc == 0, f"{what} ({rc})")
+
+
+def callers(srv, st, prompts, n_callers, n_calls, timeout=60):
+    """n_callers threads, each on its own channel making n_calls one-prompt Score calls; caller k's j-th scores
+    prompts[(k * n_calls + j) % len(prompts)]. Returns ({(k, j): (prompt index, win_prob)}, [codes of errors])."""
+    got, errs = {}, []
+
+    def caller(k):
+        try:
+            with srv.channel() as ch:
+                stub = st.scorer_grpc.ScorerStub(ch)
+                for j in range(n_calls):
+                    i = (k * n_calls + j) % len(prompts)
+                    got[(k, j)] = (i, stub.Score(st.scorer.ScoreRequest(prompts=[prompts[i]]), timeout=timeout)
+                                   .scores[0].win_prob)
+        except grpc.RpcError as e:
+            errs.append(e.code())
+
+    ts = [threading.Thread(target=caller, args=(k,)) for k in range(n_callers)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return got, errs
+
+
+def replica_batches(srv):
+    """The forwards each replica of the (first) router ran, from the "drained" log line ([] if none)."""
+    drained = srv.events("drained")
+    per = drained[-1].get("replica_batches", {}) if drained else {}
+    return per, next(iter(per.values()), [])
+
+
+async def closed_loop(addr, st, request, conc, duration, timeout=60, backoff=None):
+    """conc asyncio callers, each with one Score call in flight, for `duration` s; call number i (over all callers:
+    caller k makes calls k, k + conc, ...) sends request(i). After an error whose code is in `backoff`
+    ({code: seconds}) the caller sleeps that long (a shed call: the loop is already at capacity).
+    Returns ([(code, seconds)] of every call, elapsed seconds)."""
+    out = []
+    async with grpc.aio.insecure_channel(addr) as ch:
+        stub = st.scorer_grpc.ScorerStub(ch)
+        stop = time.perf_counter() + duration
+
+        async def worker(k):
+            i = k
+            while time.perf_counter() < stop:
+                t = time.perf_counter()
+                try:
+                    await stub.Score(request(i), timeout=timeout)
+                    out.append((grpc.StatusCode.OK, time.perf_counter() - t))
+                except grpc.aio.AioRpcError as e:
+                    out.append((e.code(), time.perf_counter() - t))
+                    if backoff and e.code() in backoff:
+                        await asyncio.sleep(backoff[e.code()])
+                i += conc
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*[worker(k) for k in range(conc)])
+        return out, time.perf_counter() - t0
+
+
+async def open_loop(addr, st, request, rate, duration, seed=1, timeout=60):
+    """Poisson arrivals at `rate` calls/s for `duration` s, call number i sending request(i), each on its own
+    task whatever the others do. Returns ([(code, seconds)] of every call, elapsed seconds)."""
+    out = []
+    rng = random.Random(seed)
+    async with grpc.aio.insecure_channel(addr) as ch:
+        stub = st.scorer_grpc.ScorerStub(ch)
+
+        async def one(i):
+            t = time.perf_counter()
+            try:
+                await stub.Score(request(i), timeout=timeout)
+                out.append((grpc.StatusCode.OK, time.perf_counter() - t))
+            except grpc.aio.AioRpcError as e:
+                out.append((e.code(), time.perf_counter() - t))
+
+        tasks, i = [], 0
+        t0 = time.perf_counter()
+        nxt = t0
+        while nxt < t0 + duration:
+            d = nxt - time.perf_counter()
+            if d > 0:
+                await asyncio.sleep(d)
+            tasks.append(asyncio.create_task(one(i)))
+            i += 1
+            nxt += rng.expovariate(rate)
+        await asyncio.gather(*tasks)
+        return out, time.perf_counter() - t0
 
 
 def code_of(fn):

@@ -369,7 +369,7 @@ static void start_scoring(srv_xp *c, const Envoy__Service__ExtProc__V3__HttpBody
                   "%.200s", err.msg);
         return;
     }
-    if (!srv_serving(s)) {
+    if (!srv_ready(s)) {
         free(text);
         xfail_set(f, 503, GRPC_STATUS_UNAVAILABLE,
                   atomic_load(&s->draining) ? "routescore is shutting down" : "routescore is not ready: routers are loading");

@@ -1,13 +1,10 @@
 /* metrics.c — see metrics.h. */
 #include "metrics.h"
 
-#include <arpa/inet.h>
-#include <gnutls/gnutls.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <microhttpd.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +15,7 @@
 #include <unistd.h>
 
 #include "srv_config.h"
+#include "srv_mhd.h"
 
 #define N_CODES 17 /* grpc_status_code 0..16 */
 
@@ -80,7 +78,7 @@ struct rs_metrics {
     int n;           /* routers; r[n] is "unknown" */
     router_m *r;
     _Atomic int ready;
-    struct MHD_Daemon *http;
+    srv_mhd http;     /* the listener (http.d NULL: not started) */
     pthread_t http_thread;
     _Atomic int http_stop;
     double http_timeout;
@@ -88,8 +86,6 @@ struct rs_metrics {
     int n_conns, cap_conns;
     char (*tokens)[256];
     int n_tokens;
-    int mtls;
-    char *pem[3];     /* cert, key, client CA: MHD keeps pointers to them */
 };
 
 rs_status rs_metrics_init(int n, const char *const *names, rs_metrics **out, rs_err *err) {
@@ -404,18 +400,6 @@ static int bearer_ok(const rs_metrics *m, struct MHD_Connection *conn) {
     return v && rs_srv_bearer_ok((const char (*)[256])m->tokens, m->n_tokens, v, strlen(v));
 }
 
-/* mTLS: MHD asks for a client certificate; this checks that one came and
- * that it verifies against the client CA. */
-static int client_cert_ok(const rs_metrics *m, struct MHD_Connection *conn) {
-    if (!m->mtls) return 1;
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
-    if (!ci || !ci->tls_session) return 0;
-    gnutls_session_t ses = (gnutls_session_t)ci->tls_session;
-    unsigned n = 0, status = 1;
-    if (!gnutls_certificate_get_peers(ses, &n) || n == 0) return 0;
-    return gnutls_certificate_verify_peers2(ses, &status) == GNUTLS_E_SUCCESS && status == 0;
-}
-
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                               const char *version, const char *upload_data, size_t *upload_size, void **req_cls) {
     (void)version;
@@ -432,7 +416,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     static const char NO_CERT[] = "a client certificate from the configured CA is required\n";
     static const char NO_TOKEN[] = "missing or invalid bearer token\n";
     rs_err err;
-    if (!client_cert_ok(m, conn)) {
+    if (!srv_mhd_client_cert_ok(&m->http, conn)) { /* mTLS: a certificate from the client CA */
         body = NO_CERT;
         len = sizeof NO_CERT - 1;
         code = MHD_HTTP_FORBIDDEN;
@@ -473,7 +457,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 static void *http_main(void *arg) {
     rs_metrics *m = arg;
     while (!atomic_load(&m->http_stop)) {
-        MHD_run_wait(m->http, 100);
+        MHD_run_wait(m->http.d, 100);
         const double now = mono_now();
         for (int i = 0; i < m->n_conns; i++) {
             http_conn *h = &m->conns[i];
@@ -489,76 +473,49 @@ static void *http_main(void *arg) {
 static void http_free_state(rs_metrics *m) {
     free(m->conns);
     free(m->tokens);
-    for (int i = 0; i < 3; i++) free(m->pem[i]);
     m->conns = NULL;
     m->tokens = NULL;
-    memset(m->pem, 0, sizeof m->pem);
 }
 
 rs_status rs_metrics_http_start(rs_metrics *m, const rs_metrics_http_opts *o, int *bound_port, rs_err *err) {
-    char host[256];
-    int port;
-    rs_status st = rs_srv_split_hostport(o->addr, host, sizeof host, &port, err);
-    if (st != RS_OK) return st;
-    const int tls = o->tls_cert_pem && o->tls_key_pem;
-    if (tls && !MHD_is_feature_supported(MHD_FEATURE_TLS))
-        return rs_errf(err, RS_ERR_UNSUPPORTED, "metrics: this libmicrohttpd has no TLS");
     m->cap_conns = o->max_connections + 16;
     m->conns = calloc((size_t)m->cap_conns, sizeof *m->conns);
     m->tokens = o->n_tokens ? calloc((size_t)o->n_tokens, sizeof *m->tokens) : NULL;
-    const char *src[3] = {tls ? o->tls_cert_pem : NULL, tls ? o->tls_key_pem : NULL, tls ? o->tls_client_ca_pem : NULL};
-    int ok = m->conns && (!o->n_tokens || m->tokens);
-    for (int i = 0; i < 3 && ok; i++)
-        if (src[i]) ok = (m->pem[i] = strdup(src[i])) != NULL;
-    if (!ok) {
+    if (!m->conns || (o->n_tokens && !m->tokens)) {
         http_free_state(m);
         return rs_errf(err, RS_ERR_NOMEM, "no memory");
     }
     for (int i = 0; i < o->n_tokens; i++) memcpy(m->tokens[i], o->tokens[i], sizeof m->tokens[i]);
     m->n_tokens = o->n_tokens;
-    m->mtls = tls && m->pem[2];
     m->http_timeout = o->request_timeout_s;
-    struct addrinfo hints = {0}, *ai = NULL;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    char ps[16];
-    snprintf(ps, sizeof ps, "%d", port);
-    int gai = getaddrinfo(host, ps, &hints, &ai);
-    if (gai != 0) {
-        http_free_state(m);
-        return rs_errf(err, RS_ERR_INVALID_ARG, "metrics_listen %s: %s", o->addr, gai_strerror(gai));
-    }
     /* External polling (our thread runs it); epoll: no FD_SETSIZE bound. */
-    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
-    if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-    if (tls) flags |= MHD_USE_TLS;
-    const unsigned idle = (unsigned)ceil(o->request_timeout_s);
-    struct MHD_OptionItem opts[] = {
-        {MHD_OPTION_SOCK_ADDR, 0, ai->ai_addr},
-        {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)o->max_connections, NULL},
-        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)o->client_connections, NULL},
-        {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)(idle ? idle : 1), NULL},
-        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(32 * 1024), NULL}, /* bounds request headers */
-        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, m},
-        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, m},
-        {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, m->pem[0]},
-        {tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, m->pem[1]},
-        {m->mtls ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, 0, m->pem[2]},
-        {MHD_OPTION_END, 0, NULL},
+    const srv_mhd_opts lo = {
+        .what = "metrics",
+        .addr_key = "metrics_listen",
+        .addr = o->addr,
+        .mode = MHD_USE_EPOLL,
+        .max_connections = o->max_connections,
+        .per_ip_connections = o->client_connections,
+        .idle_timeout_s = (unsigned)ceil(o->request_timeout_s),
+        .memory_limit = 32 * 1024, /* bounds request headers */
+        .tls_cert_pem = o->tls_cert_pem,
+        .tls_key_pem = o->tls_key_pem,
+        .tls_client_ca_pem = o->tls_client_ca_pem,
+        .handler = handle,
+        .handler_cls = m,
+        .on_connection = on_connection,
+        .on_completed = on_completed,
+        .notify_cls = m,
     };
-    m->http = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, m, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
-    freeaddrinfo(ai);
-    if (!m->http) {
+    rs_status st = srv_mhd_listen(&lo, &m->http, err);
+    if (st != RS_OK) {
         http_free_state(m);
-        return rs_errf(err, RS_ERR_IO, "metrics: cannot listen on %s", o->addr);
+        return st;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(m->http, MHD_DAEMON_INFO_BIND_PORT);
-    *bound_port = info ? info->port : port;
+    *bound_port = m->http.port;
     atomic_store(&m->http_stop, 0);
     if (pthread_create(&m->http_thread, NULL, http_main, m) != 0) {
-        MHD_stop_daemon(m->http);
-        m->http = NULL;
+        srv_mhd_stop(&m->http);
         http_free_state(m);
         return rs_errf(err, RS_ERR_INTERNAL, "metrics: cannot start the HTTP thread");
     }
@@ -566,11 +523,10 @@ rs_status rs_metrics_http_start(rs_metrics *m, const rs_metrics_http_opts *o, in
 }
 
 void rs_metrics_http_stop(rs_metrics *m) {
-    if (m && m->http) {
+    if (m && m->http.d) {
         atomic_store(&m->http_stop, 1);
         pthread_join(m->http_thread, NULL);
-        MHD_stop_daemon(m->http);
-        m->http = NULL;
+        srv_mhd_stop(&m->http);
         http_free_state(m);
     }
 }

@@ -585,10 +585,6 @@ void rs_server_free(rs_server *s) {
 /* ------------------------------------------------------------------------ */
 /* Shared by gRPC, HTTP and ext_proc (server_int.h).                          */
 
-int srv_serving(const rs_server *s) {
-    return atomic_load(&s->ready) && !atomic_load(&s->draining) && !atomic_load(&s->fatal);
-}
-
 int srv_authorized(const rs_server *s, const grpc_metadata_array *md) {
     if (!s->n_tokens) return 1;
     for (size_t i = 0; i < md->count; i++) {

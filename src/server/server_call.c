@@ -100,13 +100,23 @@ static grpc_byte_buffer *bytes_bb(uint8_t *buf, size_t len) { /* takes buf */
     return bb;
 }
 
-static int health_status(rs_server *s) {
-    return atomic_load(&s->ready) && !atomic_load(&s->draining) && !atomic_load(&s->fatal)
-               ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-               : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+/* Health services (docs/SERVING.md, Health): "" and "routescore.v1.Scorer"
+ * are readiness (SERVING once loaded, until the drain or a fatal engine
+ * error), "liveness" is liveness (SERVING while the process is healthy:
+ * loading and draining included, not after a fatal engine error); the HTTP
+ * API's /readyz and /healthz answer the same (srv_ready, srv_live). */
+enum { HEALTH_UNKNOWN, HEALTH_READY, HEALTH_LIVE };
+
+static int health_status(rs_server *s, int svc) {
+    const int up = svc == HEALTH_LIVE ? srv_live(s) : srv_ready(s);
+    return svc == HEALTH_UNKNOWN ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN
+           : up                  ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                                 : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
 }
 
-static int health_known_service(const char *svc) { return !*svc || !strcmp(svc, "routescore.v1.Scorer"); }
+static int health_known_service(const char *svc) {
+    return !*svc || !strcmp(svc, "routescore.v1.Scorer") ? HEALTH_READY : !strcmp(svc, "liveness") ? HEALTH_LIVE : HEALTH_UNKNOWN;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Call bookkeeping.                                                         */
@@ -403,7 +413,7 @@ static void handle_health(rs_call *c, const uint8_t *data, size_t len) {
         return;
     }
     Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-    resp.status = health_status(c->srv);
+    resp.status = health_status(c->srv, c->watch_service);
     push_out(c, pack_msg(&resp.base));
     set_status(c, SRV_OK, RS_OK, NULL);
 }
@@ -586,7 +596,7 @@ static void advance(rs_call *c) {
     if ((c->kind == CK_REFLECT || c->kind == CK_REFLECT_V1) && c->half_closed && !c->want_finish)
         set_status(c, SRV_OK, RS_OK, NULL);
     if (c->kind == CK_HWATCH && !c->want_finish && !c->send_busy && c->n_out == 0) {
-        int now = c->watch_service ? health_status(s) : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
+        int now = health_status(s, c->watch_service);
         if (now != c->watch_last) {
             Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
             resp.status = now;

@@ -230,6 +230,12 @@ typedef struct outcome_facts {
 } outcome_facts;
 
 static inline float srv_router_threshold(router *r) { return atomic_load(&r->threshold); }
+/* Readiness (gRPC health "", HTTP /readyz) and liveness (gRPC health
+ * "liveness", HTTP /healthz): the one definition of each. */
+static inline int srv_ready(const rs_server *s) {
+    return atomic_load(&s->ready) && !atomic_load(&s->draining) && !atomic_load(&s->fatal);
+}
+static inline int srv_live(const rs_server *s) { return !atomic_load(&s->fatal); }
 static inline uint32_t srv_us(double s) { return s <= 0 ? 0 : s > 4e3 ? UINT32_MAX : (uint32_t)(s * 1e6 + 0.5); }
 
 /* server_request.c */
@@ -286,8 +292,6 @@ void srv_http_stop(rs_server *s);
 
 /* server_call.c */
 void srv_arm(rs_server *s, call_kind k);
-/* Whether the routers are loaded, and the server neither draining nor failed. */
-int srv_serving(const rs_server *s);
 /* Whether call metadata carries a valid bearer token (1 when auth is off). */
 int srv_authorized(const rs_server *s, const grpc_metadata_array *md);
 /* Drain accounting, one for gRPC calls, HTTP requests and ext_proc bodies:

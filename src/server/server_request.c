@@ -212,6 +212,8 @@ int srv_req_submit(rs_req *r, const Routescore__V1__ScoreRequest *m) {
              rs_log_esc(esc, sizeof esc, m->router));
     }
     router *rt = &s->routers[r->router];
+    /* Before anything that reads rt->info: a router still loading has none yet. */
+    if (!atomic_load(&s->ready)) FAIL(SRV_NOT_READY, RS_OK, "not ready: routers are loading");
     r->decision = m->decision_case;
     if (m->decision_case == ROUTESCORE__V1__SCORE_REQUEST__DECISION_THRESHOLD) {
         r->dvalue = m->threshold;
@@ -272,7 +274,6 @@ int srv_req_submit(rs_req *r, const Routescore__V1__ScoreRequest *m) {
              rt->name, rt->info.kind, rt->info.client_embed_dim);
     /* (No draining check: on_new decided whether this call is accepted work,
      * and accepted work is finished.) */
-    if (!atomic_load(&s->ready)) FAIL(SRV_NOT_READY, RS_OK, "not ready: routers are loading");
     if (rs_clock_now() >= r->deadline) FAIL(SRV_EXPIRED, RS_OK, "deadline exceeded before scoring");
     rs_work *w = &r->work;
     w->n = n;
