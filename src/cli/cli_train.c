@@ -62,6 +62,7 @@
 #include "cli_common.h"
 #include "pins.h"
 #include "engine.h"
+#include "file.h"
 #include "model_files.h"
 #include "safetensors.h"
 
@@ -833,14 +834,12 @@ static rs_status write_router(const train_opts *o, const split *sp, const float 
     cJSON *spec = NULL;
     snprintf(enc_dir, sizeof enc_dir, "%s", o->encoder);
     if (snprintf(path, sizeof path, "%s/routescore.json", o->encoder) < (int)sizeof path && access(path, F_OK) == 0) {
-        rs_status st = rs_read_json_file(path, &spec, err);
+        rs_status st = rs_file_read_json(path, &spec, err);
         if (st != RS_OK) return st;
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(spec, "encoder");
-        if (cJSON_IsString(e) &&
-            snprintf(enc_dir, sizeof enc_dir, "%s%s%s", e->valuestring[0] == '/' ? "" : o->encoder,
-                     e->valuestring[0] == '/' ? "" : "/", e->valuestring) >= (int)sizeof enc_dir) {
+        if (cJSON_IsString(e) && (st = rs_path_join(enc_dir, sizeof enc_dir, o->encoder, e->valuestring, err)) != RS_OK) {
             cJSON_Delete(spec);
-            return rs_errf(err, RS_ERR_TOO_LARGE, "path too long");
+            return rs_errf(err, st, "%s: encoder: %s", path, err->msg);
         }
     }
     rs_status st = relative_path(o->out, enc_dir, enc_rel, sizeof enc_rel, err);

@@ -667,12 +667,12 @@ rs_status srv_http_start(rs_server *s, rs_err *err) {
     h->conns = calloc((size_t)h->cap_conns, sizeof *h->conns);
     const int tls = cfg->tls_cert[0] != 0;
     if (tls) {
-        h->pem[0] = srv_read_text_file(cfg->tls_cert, 1 << 20);
-        h->pem[1] = srv_read_text_file(cfg->tls_key, 1 << 20);
-        h->pem[2] = cfg->tls_client_ca[0] ? srv_read_text_file(cfg->tls_client_ca, 1 << 20) : NULL;
+        h->pem[0] = srv_read_text_file(cfg->tls_cert, 1 << 20, err);
+        h->pem[1] = srv_read_text_file(cfg->tls_key, 1 << 20, err);
+        h->pem[2] = cfg->tls_client_ca[0] ? srv_read_text_file(cfg->tls_client_ca, 1 << 20, err) : NULL;
         if (!h->pem[0] || !h->pem[1] || (cfg->tls_client_ca[0] && !h->pem[2])) {
             http_free(h);
-            return rs_errf(err, RS_ERR_IO, "http: cannot read the TLS certificate, key or client CA");
+            return rs_errf(err, RS_ERR_IO, "http: TLS certificate, key or client CA: %s", err->msg);
         }
         if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
             http_free(h);

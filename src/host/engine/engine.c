@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 
 #include "backend.h"
+#include "file.h"
 #include "causal_router.h"
 #include "encoder.h"
 #include "llama.h"
@@ -99,11 +100,6 @@ void rs_engine_opts_default(rs_engine_opts *o) {
     o->backend = "cpu";
 }
 
-static int is_file(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
 static void copy_str(char *dst, size_t n, const cJSON *obj, const char *key, const char *dflt) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     /* dflt may be dst itself (keep the current value): snprintf must not
@@ -120,7 +116,7 @@ static int optional_json_int(const char *dir, const char *file, const char *key)
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", dir, file);
     cJSON *j = NULL;
-    if (!is_file(path) || rs_read_json_file(path, &j, NULL) != RS_OK) return 0;
+    if (!rs_file_exists(path) || rs_file_read_json(path, &j, NULL) != RS_OK) return 0;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
     int r = cJSON_IsNumber(v) && v->valuedouble > 0 && v->valuedouble < 1e7 ? v->valueint : 0;
     cJSON_Delete(j);
@@ -134,7 +130,7 @@ static void sentence_transformers_defaults(rs_engine *e, const char *dir) {
     char path[4200];
     snprintf(path, sizeof path, "%s/modules.json", dir);
     char *text = NULL;
-    if (is_file(path) && rs_read_text_file(path, 1 << 20, &text, NULL, NULL) == RS_OK)
+    if (rs_file_exists(path) && rs_file_read(path, 1 << 20, RS_FILE_TEXT, &text, NULL, NULL) == RS_OK)
         e->normalize = strstr(text, "models.Normalize") != NULL;
     free(text);
 }
@@ -152,10 +148,12 @@ static rs_status parse_manifest(rs_engine *e, const char *dir, const cJSON *m, c
                        "%s/routescore.json: unknown kind '%s' (bert, mf, embed, causal_llm, mf_routellm, sw_ranking)",
                        dir, kind);
     e->kind = (router_kind)k;
-    snprintf(enc_dir, n, "%s%s%s", enc[0] == '/' ? "" : dir, enc[0] == '/' ? "" : "/", enc);
+    rs_status st = rs_path_join(enc_dir, n, dir, enc, err);
+    if (st != RS_OK) return rs_errf(err, st, "%s/routescore.json: encoder: %s", dir, err->msg);
     if (e->kind == KIND_MF && !*head)
         return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: kind 'mf' needs a \"head\" file", dir);
-    if (*head) snprintf(head_path, hn, "%s/%s", dir, head);
+    if (*head && (st = rs_path_join(head_path, hn, dir, head, err)) != RS_OK)
+        return rs_errf(err, st, "%s/routescore.json: head: %s", dir, err->msg);
     copy_str(e->name, sizeof e->name, m, "name", e->name);
     copy_str(e->strong, sizeof e->strong, m, "strong_model", e->strong);
     copy_str(e->weak, sizeof e->weak, m, "weak_model", e->weak);
@@ -268,13 +266,15 @@ static rs_status open_embedding_head(rs_engine *e, const char *dir, const cJSON 
     rs_status st;
     if (e->kind == KIND_MF_ROUTELLM) {
         copy_str(file, sizeof file, m, "checkpoint", "model.safetensors");
-        snprintf(path, sizeof path, "%s%s%s", file[0] == '/' ? "" : dir, file[0] == '/' ? "" : "/", file);
+        if ((st = rs_path_join(path, sizeof path, dir, file, err)) != RS_OK)
+            return rs_errf(err, st, "%s/routescore.json: checkpoint: %s", dir, err->msg);
         const cJSON *models = cJSON_GetObjectItemCaseSensitive(m, "models");
         if ((st = rs_mf_open(path, models, e->strong, e->weak, &e->mf, err)) != RS_OK) return st;
         e->emb_dim = rs_mf_input_dim(e->mf);
     } else {
         copy_str(file, sizeof file, m, "battles", "battles.jsonl");
-        snprintf(path, sizeof path, "%s%s%s", file[0] == '/' ? "" : dir, file[0] == '/' ? "" : "/", file);
+        if ((st = rs_path_join(path, sizeof path, dir, file, err)) != RS_OK)
+            return rs_errf(err, st, "%s/routescore.json: battles: %s", dir, err->msg);
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(m, "num_tiers");
         if (t && (!cJSON_IsNumber(t) || t->valuedouble < 1 || t->valuedouble > 64))
             return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: num_tiers must be a number in [1, 64]", dir);
@@ -426,8 +426,8 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
     snprintf(path, sizeof path, "%s/routescore.json", dir);
     cJSON *manifest = NULL;
     rs_status st = RS_OK;
-    int has_manifest = is_file(path);
-    if (has_manifest && (st = rs_read_json_file(path, &manifest, err)) != RS_OK) goto fail;
+    int has_manifest = rs_file_exists(path);
+    if (has_manifest && (st = rs_file_read_json(path, &manifest, err)) != RS_OK) goto fail;
     if (has_manifest && !cJSON_IsObject(manifest)) {
         st = rs_errf(err, RS_ERR_FORMAT, "%s: not a JSON object", path);
         goto fail;
@@ -437,9 +437,10 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
     /* Encoder defaults first; the manifest overrides them. */
     if (has_manifest) {
         const cJSON *encv = cJSON_GetObjectItemCaseSensitive(manifest, "encoder");
-        if (cJSON_IsString(encv))
-            snprintf(enc_dir, sizeof enc_dir, "%s%s%s", encv->valuestring[0] == '/' ? "" : dir,
-                     encv->valuestring[0] == '/' ? "" : "/", encv->valuestring);
+        if (cJSON_IsString(encv) && (st = rs_path_join(enc_dir, sizeof enc_dir, dir, encv->valuestring, err)) != RS_OK) {
+            st = rs_errf(err, st, "%s: encoder: %s", path, err->msg);
+            goto fail;
+        }
     }
     sentence_transformers_defaults(e, enc_dir);
     if (has_manifest &&
@@ -485,7 +486,7 @@ rs_status rs_engine_open(const char *dir, const rs_engine_opts *opts_in, rs_engi
     /* Without a tokenizer.json the router still scores token ids
      * (rs_engine_score_tokens), e.g. test checkpoints. */
     snprintf(path, sizeof path, "%s/tokenizer.json", enc_dir);
-    if (is_file(path) && (st = rs_tokenizer_load(path, &e->tok, err)) != RS_OK) goto fail;
+    if (rs_file_exists(path) && (st = rs_tokenizer_load(path, &e->tok, err)) != RS_OK) goto fail;
     if (e->tok) rs_tokenizer_set_parse_special(e->tok, e->parse_special);
     if (e->tok && rs_tokenizer_num_special(e->tok) >= (size_t)max_tokens) {
         st = rs_errf(err, RS_ERR_INVALID_ARG, "%s: max_tokens %d leaves no room beside the special tokens", dir, max_tokens);

@@ -16,8 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "file.h"
 #include "llama.h"
 #include "llama_tp.h"
 #include "model_files.h"
@@ -42,11 +42,6 @@ struct rs_causal {
     float *logits;                    /* (max_slots, vocab) */
 };
 
-static int is_file(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
 int rs_causal_is_llama_config(const cJSON *config) {
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(config, "model_type");
     return cJSON_IsString(mt) && !strcmp(mt->valuestring, "llama");
@@ -57,10 +52,10 @@ rs_status rs_causal_is_llama_dir(const char *dir, int *is_llama, rs_err *err) {
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", dir);
     cJSON *j = NULL;
-    if (!is_file(path)) return RS_OK;
+    if (!rs_file_exists(path)) return RS_OK;
     /* a config that cannot be read (or memory that runs out) is an error, not
      * "no Llama": the caller would open the wrong kind of model */
-    rs_status st = rs_read_json_file(path, &j, err);
+    rs_status st = rs_file_read_json(path, &j, err);
     if (st != RS_OK) return st;
     *is_llama = rs_causal_is_llama_config(j);
     cJSON_Delete(j);
@@ -86,9 +81,8 @@ static rs_status read_prompt_file(const char *router_dir, const cJSON *m, const 
                                   char **out, rs_err *err) {
     const cJSON *v = m ? cJSON_GetObjectItemCaseSensitive(m, key) : NULL;
     char path[4200];
-    snprintf(path, sizeof path, "%s/%s", router_dir, cJSON_IsString(v) ? v->valuestring : dflt);
-    size_t len;
-    return rs_read_text_file(path, 1 << 20, out, &len, err);
+    rs_status st = rs_path_join(path, sizeof path, router_dir, cJSON_IsString(v) ? v->valuestring : dflt, err);
+    return st != RS_OK ? st : rs_file_read(path, 1 << 20, RS_FILE_TEXT, out, NULL, err);
 }
 
 /* Tokenizer: manifest "tokenizer", else tokenizer.json, else a tiktoken
@@ -97,12 +91,12 @@ static rs_status load_tokenizer(rs_causal *c, const char *router_dir, const char
                                 rs_err *err) {
     char path[4200] = "";
     const cJSON *v = m ? cJSON_GetObjectItemCaseSensitive(m, "tokenizer") : NULL;
-    if (cJSON_IsString(v))
-        snprintf(path, sizeof path, "%s%s%s", v->valuestring[0] == '/' ? "" : router_dir,
-                 v->valuestring[0] == '/' ? "" : "/", v->valuestring);
-    else {
+    if (cJSON_IsString(v)) {
+        rs_status st = rs_path_join(path, sizeof path, router_dir, v->valuestring, err);
+        if (st != RS_OK) return rs_errf(err, st, "%s/routescore.json: tokenizer: %s", router_dir, err->msg);
+    } else {
         snprintf(path, sizeof path, "%s/tokenizer.json", model_dir);
-        if (!is_file(path)) snprintf(path, sizeof path, "%s/tokenizer.model", model_dir);
+        if (!rs_file_exists(path)) snprintf(path, sizeof path, "%s/tokenizer.model", model_dir);
     }
     const cJSON *ps = m ? cJSON_GetObjectItemCaseSensitive(m, "parse_special_tokens") : NULL;
     if (ps && !cJSON_IsBool(ps))

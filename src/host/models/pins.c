@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "file.h"
+
 /* The keys some router kind reads (engine.c, causal_router.c, mf.c, sw.c),
  * plus what train writes for people ("trained") and the pins. */
 static const char *const KNOWN_KEYS[] = {
@@ -104,9 +106,8 @@ rs_status rs_pins_check(const char *router_dir, const cJSON *manifest, rs_err *e
         if (!strcmp(p->string, "routescore.json")) {
             st = rs_pins_manifest_digest(manifest, got, err);
         } else {
-            snprintf(path, sizeof path, "%s%s%s", p->string[0] == '/' ? "" : router_dir, p->string[0] == '/' ? "" : "/",
-                     p->string);
-            st = rs_sha256_file(path, got, err);
+            st = rs_path_join(path, sizeof path, router_dir, p->string, err);
+            if (st == RS_OK) st = rs_sha256_file(path, got, err);
             if (st != RS_OK)
                 return rs_errf(err, st, "%s/routescore.json: pinned file: %s", router_dir, err->msg);
         }

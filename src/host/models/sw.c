@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "file.h"
 #include "model_files.h"
 
 #define SW_CHUNK 64            /* prompts per similarity GEMM */
@@ -217,7 +218,7 @@ static rs_status parse_battles(rs_sw *s, const char *path, int embed_dim, rs_sw_
                                int **mb, rs_err *err) {
     char *text = NULL;
     size_t len = 0;
-    rs_status st = rs_read_text_file(path, SW_MAX_FILE, &text, &len, err);
+    rs_status st = rs_file_read(path, SW_MAX_FILE, RS_FILE_TEXT, &text, &len, err);
     if (st != RS_OK) return st;
     size_t cap = 1;
     for (size_t i = 0; i < len; i++) cap += text[i] == '\n';
