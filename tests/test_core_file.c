@@ -1,6 +1,8 @@
 /* test_core_file.c — the core's whole-file reader and router-relative paths
  * (file.h): sizes at and over the bound, missing files, directories, NUL
- * bytes in text, JSON errors, and joins that fit or overflow by one byte. */
+ * bytes in text, JSON errors, and joins that fit or overflow by one byte;
+ * the router manifest (manifest.h): typed fields, and each kind of bad key
+ * refused with the file and the key named. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +10,7 @@
 #include <unistd.h>
 
 #include "file.h"
+#include "manifest.h"
 #include "test_util.h"
 
 static char dir[256];
@@ -87,12 +90,77 @@ static void test_join(void) {
     CHECK(rs_path_join(out, sizeof out, "/r", "", &err) == RS_ERR_INVALID_ARG);
 }
 
+/* Opens dir/routescore.json holding text; the status, with err. */
+static rs_status open_manifest(const char *text, rs_manifest *m, int *found, rs_err *err) {
+    char path[512];
+    put("routescore.json", text, strlen(text), path, sizeof path);
+    return rs_manifest_open(dir, m, found, err);
+}
+
+static void test_manifest(void) {
+    rs_manifest m;
+    int found = 1;
+    rs_err err = {{0}};
+    char path[512];
+    snprintf(path, sizeof path, "%s/routescore.json", dir);
+    unlink(path);
+    CHECK(rs_manifest_open(dir, &m, &found, &err) == RS_OK && !found && !m.json);
+    CHECK(open_manifest("{\"kind\": \"mf\", \"encoder\": \"../enc\", \"head\": \"h.st\", \"threshold\": 0.25, "
+                        "\"max_tokens\": 64, \"strong_labels\": [0, 2], \"normalize\": false, \"pooling\": \"cls\", "
+                        "\"models\": [\"a\", \"b\"], \"num_tiers\": 3, \"sha256\": {}}",
+                        &m, &found, &err) == RS_OK);
+    CHECK(found && !strcmp(m.kind, "mf") && !strcmp(m.head, "h.st") && m.has_threshold && m.threshold == 0.25f);
+    CHECK(m.max_tokens == 64 && m.n_strong_labels == 2 && m.strong_labels[1] == 2 && m.has_normalize && !m.normalize);
+    CHECK(!strcmp(m.pooling, "cls") && cJSON_GetArraySize(m.models) == 2 && m.num_tiers == 3 && m.sha256);
+    char want[600];
+    snprintf(want, sizeof want, "%s/../enc", dir);
+    CHECK_MSG(!strcmp(m.encoder_dir, want), "%s", m.encoder_dir);
+    CHECK(!m.name && !m.checkpoint && !m.has_parse_special && !m.encoder_layers);
+    rs_manifest_close(&m);
+    CHECK(m.json == NULL);
+    /* defaults and an absolute encoder */
+    CHECK(open_manifest("{\"encoder\": \"/abs/enc\"}", &m, &found, &err) == RS_OK);
+    CHECK(!strcmp(m.kind, "bert") && !strcmp(m.encoder_dir, "/abs/enc"));
+    rs_manifest_close(&m);
+    /* every refusal names the key */
+    static const char *const bad[][2] = {
+        {"[1, 2]", "not a JSON object"},
+        {"{\"threshold\": 1.5}", "threshold"},
+        {"{\"threshold\": \"0.5\"}", "threshold"},
+        {"{\"max_tokens\": 2}", "max_tokens"},
+        {"{\"kind\": 3}", "kind must be a non-empty string"},
+        {"{\"head\": \"\"}", "head must be a non-empty string"},
+        {"{\"pooling\": \"max\"}", "pooling must be"},
+        {"{\"precision\": \"fp16\"}", "precision must be"},
+        {"{\"normalize\": 1}", "normalize must be a boolean"},
+        {"{\"parse_special_tokens\": \"yes\"}", "parse_special_tokens must be a boolean"},
+        {"{\"encoder_layers\": 2.5}", "encoder_layers must be a whole number"},
+        {"{\"num_tiers\": 65}", "num_tiers"},
+        {"{\"max_slots\": 0}", "max_slots"},
+        {"{\"tensor_parallel\": -1}", "tensor_parallel"},
+        {"{\"allreduce_timeout_ms\": 4000000}", "allreduce_timeout_ms"},
+        {"{\"strong_labels\": []}", "strong_labels"},
+        {"{\"strong_labels\": [8]}", "strong_labels"},
+        {"{\"strong_labels\": [0.5]}", "strong_labels"},
+        {"{\"models\": [\"a\", 1]}", "models must be"},
+        {"{\"sha256\": []}", "sha256"},
+        {"{\"kind\": \"mf\",}", "invalid JSON"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        rs_status st = open_manifest(bad[i][0], &m, &found, &err);
+        CHECK_MSG(st != RS_OK && found && m.json == NULL && strstr(err.msg, bad[i][1]) && strstr(err.msg, "routescore.json"),
+                  "%s: %s", bad[i][0], err.msg);
+    }
+    CHECK(rs_manifest_known_key("battles") && !rs_manifest_known_key("battle"));
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/rs_core_file_XXXXXX");
     if (!mkdtemp(dir)) return 1;
     test_read();
     test_json();
     test_join();
+    test_manifest();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

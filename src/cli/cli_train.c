@@ -62,7 +62,7 @@
 #include "cli_common.h"
 #include "pins.h"
 #include "engine.h"
-#include "file.h"
+#include "manifest.h"
 #include "model_files.h"
 #include "safetensors.h"
 
@@ -833,14 +833,15 @@ static rs_status write_router(const train_opts *o, const split *sp, const float 
      * keys that decide how it embeds carry over. */
     cJSON *spec = NULL;
     snprintf(enc_dir, sizeof enc_dir, "%s", o->encoder);
-    if (snprintf(path, sizeof path, "%s/routescore.json", o->encoder) < (int)sizeof path && access(path, F_OK) == 0) {
-        rs_status st = rs_file_read_json(path, &spec, err);
+    {
+        rs_manifest m;
+        int found = 0;
+        rs_status st = rs_manifest_open(o->encoder, &m, &found, err);
         if (st != RS_OK) return st;
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(spec, "encoder");
-        if (cJSON_IsString(e) && (st = rs_path_join(enc_dir, sizeof enc_dir, o->encoder, e->valuestring, err)) != RS_OK) {
-            cJSON_Delete(spec);
-            return rs_errf(err, st, "%s: encoder: %s", path, err->msg);
-        }
+        if (m.encoder) snprintf(enc_dir, sizeof enc_dir, "%s", m.encoder_dir);
+        spec = m.json; /* its keys carry over below */
+        m.json = NULL;
+        rs_manifest_close(&m);
     }
     rs_status st = relative_path(o->out, enc_dir, enc_rel, sizeof enc_rel, err);
     if (st != RS_OK) {

@@ -13,6 +13,7 @@
 
 #include "clock.h"
 #include "file.h"
+#include "manifest.h"
 #include "srv_log.h"
 
 extern const unsigned char rs_proto_fds[];
@@ -127,14 +128,12 @@ static void resolve_name(const rs_srv_router_cfg *rc, char *out, size_t n) {
         snprintf(out, n, "%s", rc->name);
         return;
     }
-    char path[RS_SRV_PATH + 32];
-    snprintf(path, sizeof path, "%s/routescore.json", rc->model);
-    char *text = srv_read_text_file(path, 1 << 20, NULL);
-    cJSON *m = text ? cJSON_Parse(text) : NULL;
-    free(text);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, "name");
-    if (cJSON_IsString(v) && v->valuestring[0]) {
-        snprintf(out, n, "%s", v->valuestring);
+    /* a manifest that does not open leaves the directory's name; opening
+     * the router then reports why */
+    rs_manifest m;
+    int found = 0;
+    if (rs_manifest_open(rc->model, &m, &found, NULL) == RS_OK && found && m.name) {
+        snprintf(out, n, "%s", m.name);
     } else {
         char dir[RS_SRV_PATH];
         snprintf(dir, sizeof dir, "%s", rc->model);
@@ -143,7 +142,7 @@ static void resolve_name(const rs_srv_router_cfg *rc, char *out, size_t n) {
         const char *b = strrchr(dir, '/');
         snprintf(out, n, "%s", b && b[1] ? b + 1 : dir);
     }
-    cJSON_Delete(m);
+    rs_manifest_close(&m);
 }
 
 /* libgrpc's own log lines, as JSON lines like ours (its INFO is our debug). */

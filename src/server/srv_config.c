@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "file.h"
+#include "manifest.h"
 #include "yaml_json.h"
 
 void rs_srv_router_default(rs_srv_router_cfg *r) {
@@ -227,7 +228,8 @@ static rs_status read_file(const char *path, cJSON **out, rs_err *err) {
     char *buf = NULL;
     size_t n = 0;
     rs_status st = rs_file_read(path, 16u << 20, RS_FILE_TEXT, &buf, &n, err);
-    if (st != RS_OK) return rs_errf(err, st, "config: %s", err->msg);
+    if (st != RS_OK)
+        return rs_errf(err, st, "config: %s%s", st == RS_ERR_NOT_FOUND || st == RS_ERR_IO ? "cannot open " : "", err->msg);
     const size_t pl = strlen(path);
     if ((pl > 5 && !strcmp(path + pl - 5, ".yaml")) || (pl > 4 && !strcmp(path + pl - 4, ".yml"))) {
         rs_status st = rs_yaml_to_json(buf, n, path, out, err);
@@ -377,14 +379,11 @@ rs_status rs_srv_config_validate(const rs_srv_config *c, rs_err *err) {
 
 /* The "threshold" of a router manifest, NaN when absent or unreadable. */
 static float manifest_threshold(const char *dir) {
-    char path[RS_SRV_PATH + 32];
-    snprintf(path, sizeof path, "%s/routescore.json", dir);
-    cJSON *m;
-    rs_err e;
-    if (access(path, R_OK) != 0 || read_file(path, &m, &e) != RS_OK) return NAN;
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, "threshold");
-    float t = cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= 1 ? (float)v->valuedouble : NAN;
-    cJSON_Delete(m);
+    rs_manifest m;
+    int found = 0;
+    if (rs_manifest_open(dir, &m, &found, NULL) != RS_OK || !found) return NAN;
+    const float t = m.has_threshold ? m.threshold : NAN;
+    rs_manifest_close(&m);
     return t;
 }
 
