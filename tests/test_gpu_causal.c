@@ -42,6 +42,7 @@
 #include "backend.h"
 #include "engine.h"
 #include "llama.h"
+#include "file.h"
 #include "model_files.h"
 #include "test_util.h"
 #include "tokenizer.h"
@@ -128,7 +129,7 @@ int main(void) {
     snprintf(path, sizeof path, "%s/causal_tiny/golden.json", data);
     cJSON *golden = NULL;
     rs_err err = {{0}};
-    CHECK_MSG(rs_read_json_file(path, &golden, &err) == RS_OK, "%s", err.msg);
+    CHECK_MSG(rs_file_read_json(path, &golden, &err) == RS_OK, "%s", err.msg);
     if (!golden) return test_done("test_gpu_causal");
     const int orig = cJSON_GetObjectItem(golden, "orig_vocab_size")->valueint;
 

@@ -12,6 +12,7 @@
 
 #include "backend.h"
 #include "llama.h"
+#include "file.h"
 #include "model_files.h"
 
 int main(void) {
@@ -30,7 +31,7 @@ int main(void) {
     rs_model_files *files = NULL;
     rs_backend *b = NULL;
     rs_llama *m = NULL;
-    if (rs_read_json_file(path, &g, &err) != RS_OK || rs_model_files_open(dir, &files, &err) != RS_OK ||
+    if (rs_file_read_json(path, &g, &err) != RS_OK || rs_model_files_open(dir, &files, &err) != RS_OK ||
         rs_backend_cpu_create(0, 1, &b, &err) != RS_OK) {
         fprintf(stderr, "FAIL: %s\n", err.msg);
         return 1;

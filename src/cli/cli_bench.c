@@ -50,18 +50,16 @@ static int bench_synthetic(const rs_cli_engine_flags *fl, long len, long batch, 
     }
     int32_t *ids = malloc((size_t)(len * batch) * sizeof *ids);
     size_t *offsets = malloc((size_t)(batch + 1) * sizeof *offsets);
-    int32_t *off32 = malloc((size_t)(batch + 1) * sizeof *off32);
     rs_score *out = calloc((size_t)batch, sizeof *out);
     float *emb = strcmp(info.kind, "embed") ? NULL : malloc((size_t)batch * (size_t)info.embed_dim * sizeof *emb);
     double *lat = malloc((size_t)iters * sizeof *lat);
     int rc = 0;
-    if (!ids || !offsets || !off32 || !out || !lat || (!strcmp(info.kind, "embed") && !emb)) {
+    if (!ids || !offsets || !out || !lat || (!strcmp(info.kind, "embed") && !emb)) {
         rc = 2;
         goto done;
     }
     uint64_t x = 0x2545f4914f6cdd1dull; /* fixed seed: every run scores the same ids */
     offsets[0] = 0;
-    off32[0] = 0;
     for (long b = 0; b < batch; b++) {
         for (long t = 0; t < len; t++) {
             x ^= x << 13;
@@ -71,7 +69,6 @@ static int bench_synthetic(const rs_cli_engine_flags *fl, long len, long batch, 
             ids[b * len + t] = info.vocab_size > 8 ? 4 + (int32_t)(x % (uint64_t)(info.vocab_size - 4)) : 0;
         }
         offsets[b + 1] = offsets[b] + (size_t)len;
-        off32[b + 1] = (int32_t)offsets[b + 1];
     }
     rs_err err = {{0}};
     double total = 0;
@@ -91,7 +88,7 @@ static int bench_synthetic(const rs_cli_engine_flags *fl, long len, long batch, 
         }
     }
     qsort(lat, (size_t)iters, sizeof *lat, cmp_double);
-    const double flops = rs_engine_flops(e, off32, (int)batch);
+    const double flops = rs_engine_flops(e, offsets, (size_t)batch);
     const double p50 = lat[(iters - 1) / 2], p99 = lat[(size_t)((double)(iters - 1) * 0.99 + 0.5)];
     printf("{\"router\":\"%s\",\"backend\":\"%s\",\"len\":%ld,\"batch\":%ld,\"iters\":%ld,\"seconds\":%.4f,"
            "\"prompts_per_s\":%.1f,\"tokens_per_s\":%.1f,\"tflops\":%.3f,\"gflop_per_call\":%.3f,"
@@ -102,7 +99,6 @@ static int bench_synthetic(const rs_cli_engine_flags *fl, long len, long batch, 
 done:
     free(ids);
     free(offsets);
-    free(off32);
     free(out);
     free(emb);
     free(lat);
@@ -263,7 +259,7 @@ int rs_cli_bench(int argc, char **argv) {
     size_t *lens = calloc(n ? n : 1, sizeof *lens);
     rs_score *out = calloc(n ? n : 1, sizeof *out);
     int32_t *offsets = calloc(n + 1, sizeof *offsets);
-    int32_t *own = calloc(n + 1, sizeof *own); /* tokens each prompt's own forward computes */
+    size_t *own = calloc(n + 1, sizeof *own); /* tokens each prompt's own forward computes */
     const size_t per_call = batch > 0 && (size_t)batch < n ? (size_t)batch : n;
     const size_t n_calls = per_call ? (n + per_call - 1) / per_call : 0;
     double *lat = calloc((size_t)repeat * n_calls + 1, sizeof *lat);
@@ -318,10 +314,10 @@ int rs_cli_bench(int argc, char **argv) {
         for (size_t i = 0; i < n; i++)
             if (out[i].status == RS_OK) {
                 offsets[ok + 1] = offsets[ok] + out[i].tokens;
-                own[ok + 1] = own[ok] + (n_own && !strcmp(info.kind, "causal_llm") ? (int32_t)n_own[i] : out[i].tokens);
+                own[ok + 1] = own[ok] + (n_own && !strcmp(info.kind, "causal_llm") ? n_own[i] : (size_t)out[i].tokens);
                 ok++;
             }
-        double flops = rs_engine_flops(e, own, (int)ok);
+        double flops = rs_engine_flops(e, own, ok);
         qsort(lat, n_lat, sizeof *lat, cmp_double);
         const double p50 = n_lat ? lat[(n_lat - 1) / 2] : 0,
                      p99 = n_lat ? lat[(size_t)((double)(n_lat - 1) * 0.99 + 0.5)] : 0;

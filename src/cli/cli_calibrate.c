@@ -23,6 +23,7 @@
 #include "cli_engine.h"
 #include "engine.h"
 #include "eval.h"
+#include "manifest.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: routescore calibrate [--model DIR] --in FILE --strong-share F[,F2...] [--field PATH]\n"
@@ -52,25 +53,18 @@ static double strong_share(const double *v, size_t n, double t) {
 
 static int write_manifest(const char *dir, double threshold, char *path, size_t pn) {
     snprintf(path, pn, "%s/routescore.json", dir);
-    cJSON *m = NULL;
-    FILE *f = fopen(path, "rb");
-    if (f) {
-        rs_cli_buf b = {0};
-        char chunk[8192];
-        size_t r;
-        while ((r = fread(chunk, 1, sizeof chunk, f)) > 0)
-            if (rs_cli_buf_append(&b, chunk, r) != RS_OK) break;
-        fclose(f);
-        m = b.len ? cJSON_Parse(b.data) : NULL;
-        rs_cli_buf_free(&b);
-        if (!cJSON_IsObject(m)) {
-            fprintf(stderr, "routescore calibrate: %s is not a JSON object; not touching it\n", path);
-            cJSON_Delete(m);
-            return 2;
-        }
-    } else {
-        m = cJSON_CreateObject();
+    /* the manifest as open reads it: one that would not open is left alone */
+    rs_manifest man;
+    int found = 0;
+    rs_err merr;
+    if (rs_manifest_open(dir, &man, &found, &merr) != RS_OK) {
+        fprintf(stderr, "routescore calibrate: %s; not touching it\n", merr.msg);
+        return 2;
     }
+    cJSON *m = found ? man.json : cJSON_CreateObject();
+    man.json = NULL; /* m is ours now */
+    rs_manifest_close(&man);
+    if (!m) return 2;
     cJSON_DeleteItemFromObjectCaseSensitive(m, "threshold");
     cJSON_AddNumberToObject(m, "threshold", threshold);
     char *text = cJSON_Print(m);
@@ -87,7 +81,7 @@ static int write_manifest(const char *dir, double threshold, char *path, size_t 
     if (!text) return 2;
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    f = fopen(tmp, "wb");
+    FILE *f = fopen(tmp, "wb");
     int ok = f && fputs(text, f) >= 0 && fputc('\n', f) != EOF;
     if (f) ok = (fflush(f) == 0) & (fsync(fileno(f)) == 0) & (fclose(f) == 0) & ok;
     free(text);

@@ -469,13 +469,14 @@ rs_status srv_http_start(rs_server *s, rs_err *err) {
     }
     char *pem[3] = {NULL, NULL, NULL};
     if (cfg->tls_cert[0]) {
-        pem[0] = srv_read_text_file(cfg->tls_cert, 1 << 20);
-        pem[1] = srv_read_text_file(cfg->tls_key, 1 << 20);
-        pem[2] = cfg->tls_client_ca[0] ? srv_read_text_file(cfg->tls_client_ca, 1 << 20) : NULL;
+        rs_err rerr = {{0}};
+        pem[0] = srv_read_text_file(cfg->tls_cert, 1 << 20, &rerr);
+        pem[1] = pem[0] ? srv_read_text_file(cfg->tls_key, 1 << 20, &rerr) : NULL;
+        pem[2] = pem[1] && cfg->tls_client_ca[0] ? srv_read_text_file(cfg->tls_client_ca, 1 << 20, &rerr) : NULL;
         if (!pem[0] || !pem[1] || (cfg->tls_client_ca[0] && !pem[2])) {
             for (int i = 0; i < 3; i++) free(pem[i]);
             http_free(h);
-            return rs_errf(err, RS_ERR_IO, "http: cannot read the TLS certificate, key or client CA");
+            return rs_errf(err, RS_ERR_IO, "http: TLS certificate, key or client CA: %s", rerr.msg);
         }
     }
     const unsigned idle = (unsigned)ceil(cfg->http_request_timeout_s * 12); /* keep-alive idle limit */

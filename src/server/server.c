@@ -13,6 +13,8 @@
 
 #include "clock.h"
 #include "ext_proc.h"
+#include "file.h"
+#include "manifest.h"
 #include "srv_log.h"
 
 extern const unsigned char rs_proto_fds[];
@@ -33,19 +35,16 @@ static void on_fatal(void *arg, const char *msg) {
 }
 
 
-char *srv_read_text_file(const char *path, size_t max) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = malloc(max + 1);
-    size_t n = buf ? fread(buf, 1, max, f) : 0;
-    fclose(f);
-    if (buf) buf[n] = 0;
-    return buf;
+/* A whole text file (TLS PEMs, the token file, a manifest); NULL with err
+ * set when it is missing, unreadable, larger than max or holds a NUL. */
+char *srv_read_text_file(const char *path, size_t max, rs_err *err) {
+    char *text = NULL;
+    return rs_file_read(path, max, RS_FILE_TEXT, &text, NULL, err) == RS_OK ? text : NULL;
 }
 
 static rs_status load_tokens(rs_server *s, rs_err *err) {
-    char *text = srv_read_text_file(s->cfg.auth_tokens_file, 1 << 20);
-    if (!text) return rs_errf(err, RS_ERR_IO, "cannot read %s", s->cfg.auth_tokens_file);
+    char *text = srv_read_text_file(s->cfg.auth_tokens_file, 1 << 20, err);
+    if (!text) return rs_errf(err, RS_ERR_IO, "auth tokens: %s", err->msg);
     int n = 0;
     for (char *p = text; *p; p++) n += *p == '\n';
     s->tokens = calloc((size_t)n + 1, sizeof *s->tokens);
@@ -72,11 +71,11 @@ static rs_status load_tokens(rs_server *s, rs_err *err) {
 
 static grpc_server_credentials *make_creds(rs_server *s, rs_err *err) {
     if (!s->cfg.tls_cert[0]) return grpc_insecure_server_credentials_create();
-    char *cert = srv_read_text_file(s->cfg.tls_cert, 1 << 20), *key = srv_read_text_file(s->cfg.tls_key, 1 << 20);
-    char *ca = s->cfg.tls_client_ca[0] ? srv_read_text_file(s->cfg.tls_client_ca, 1 << 20) : NULL;
+    char *cert = srv_read_text_file(s->cfg.tls_cert, 1 << 20, err), *key = srv_read_text_file(s->cfg.tls_key, 1 << 20, err);
+    char *ca = s->cfg.tls_client_ca[0] ? srv_read_text_file(s->cfg.tls_client_ca, 1 << 20, err) : NULL;
     grpc_server_credentials *cr = NULL;
     if (!cert || !key || (s->cfg.tls_client_ca[0] && !ca)) {
-        rs_errf(err, RS_ERR_IO, "cannot read the TLS certificate, key or client CA");
+        rs_errf(err, RS_ERR_IO, "TLS certificate, key or client CA: %s", err->msg);
     } else {
         grpc_ssl_pem_key_cert_pair pair = {key, cert};
         cr = grpc_ssl_server_credentials_create_ex(
@@ -104,14 +103,14 @@ static rs_status start_metrics_http(rs_server *s, rs_err *err) {
     };
     char *cert = NULL, *key = NULL, *ca = NULL;
     if (cfg->tls_cert[0]) {
-        cert = srv_read_text_file(cfg->tls_cert, 1 << 20);
-        key = srv_read_text_file(cfg->tls_key, 1 << 20);
-        ca = cfg->tls_client_ca[0] ? srv_read_text_file(cfg->tls_client_ca, 1 << 20) : NULL;
+        cert = srv_read_text_file(cfg->tls_cert, 1 << 20, err);
+        key = srv_read_text_file(cfg->tls_key, 1 << 20, err);
+        ca = cfg->tls_client_ca[0] ? srv_read_text_file(cfg->tls_client_ca, 1 << 20, err) : NULL;
         if (!cert || !key || (cfg->tls_client_ca[0] && !ca)) {
             free(cert);
             free(key);
             free(ca);
-            return rs_errf(err, RS_ERR_IO, "metrics: cannot read the TLS certificate, key or client CA");
+            return rs_errf(err, RS_ERR_IO, "metrics: TLS certificate, key or client CA: %s", err->msg);
         }
         o.tls_cert_pem = cert;
         o.tls_key_pem = key;
@@ -130,14 +129,12 @@ static void resolve_name(const rs_srv_router_cfg *rc, char *out, size_t n) {
         snprintf(out, n, "%s", rc->name);
         return;
     }
-    char path[RS_SRV_PATH + 32];
-    snprintf(path, sizeof path, "%s/routescore.json", rc->model);
-    char *text = srv_read_text_file(path, 1 << 20);
-    cJSON *m = text ? cJSON_Parse(text) : NULL;
-    free(text);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, "name");
-    if (cJSON_IsString(v) && v->valuestring[0]) {
-        snprintf(out, n, "%s", v->valuestring);
+    /* a manifest that does not open leaves the directory's name; opening
+     * the router then reports why */
+    rs_manifest m;
+    int found = 0;
+    if (rs_manifest_open(rc->model, &m, &found, NULL) == RS_OK && found && m.name) {
+        snprintf(out, n, "%s", m.name);
     } else {
         char dir[RS_SRV_PATH];
         snprintf(dir, sizeof dir, "%s", rc->model);
@@ -146,7 +143,7 @@ static void resolve_name(const rs_srv_router_cfg *rc, char *out, size_t n) {
         const char *b = strrchr(dir, '/');
         snprintf(out, n, "%s", b && b[1] ? b + 1 : dir);
     }
-    cJSON_Delete(m);
+    rs_manifest_close(&m);
 }
 
 /* libgrpc's own log lines, as JSON lines like ours (its INFO is our debug). */

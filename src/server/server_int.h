@@ -284,7 +284,7 @@ void srv_log_request(const rs_req *r, const char *transport, int code, const cha
                      const char *traceparent);
 
 /* server.c */
-char *srv_read_text_file(const char *path, size_t max);
+char *srv_read_text_file(const char *path, size_t max, rs_err *err);
 
 /* http.c */
 rs_status srv_http_start(rs_server *s, rs_err *err);

@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "file.h"
+#include "manifest.h"
 #include "yaml_json.h"
 
 void rs_srv_router_default(rs_srv_router_cfg *r) {
@@ -67,14 +69,6 @@ static int is_dir(const char *p) {
     return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
-/* Relative paths in a config file are relative to the file's directory. */
-static void resolve_path(char *dst, size_t n, const char *base_dir, const char *v) {
-    if (v[0] == '/' || !base_dir || !*base_dir || !v[0])
-        snprintf(dst, n, "%s", v);
-    else
-        snprintf(dst, n, "%s/%s", base_dir, v);
-}
-
 static rs_status read_object(const cJSON *obj, const char *where, const key_spec *keys, size_t nkeys, void *target,
                              const char *base_dir, const char *const *nested, size_t n_nested, rs_err *err) {
     if (!cJSON_IsObject(obj)) return rs_errf(err, RS_ERR_INVALID_ARG, "config: %s must be an object", where);
@@ -99,9 +93,10 @@ static rs_status read_object(const cJSON *obj, const char *where, const key_spec
                 what = "a shorter string";
                 break;
             }
-            if (k->type == K_PATH)
-                resolve_path(p, k->size, base_dir, it->valuestring);
-            else
+            /* Relative paths in a config file are relative to the file's directory. */
+            if (k->type == K_PATH && it->valuestring[0]) {
+                if (rs_path_join(p, k->size, base_dir, it->valuestring, NULL) != RS_OK) what = "a shorter path";
+            } else
                 snprintf(p, k->size, "%s", it->valuestring);
             break;
         case K_BOOL:
@@ -240,32 +235,11 @@ int rs_srv_replicas(const rs_srv_router_cfg *r) {
 
 static rs_status read_file(const char *path, cJSON **out, rs_err *err) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return rs_errf(err, RS_ERR_IO, "config: cannot open %s", path);
     char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            if (cap > (16u << 20)) {
-                free(buf);
-                fclose(f);
-                return rs_errf(err, RS_ERR_TOO_LARGE, "config: %s is larger than 16 MiB", path);
-            }
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return rs_errf(err, RS_ERR_NOMEM, "no memory");
-            }
-            buf = nb;
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0) break;
-    }
-    fclose(f);
-    buf[n] = 0;
+    size_t n = 0;
+    rs_status st = rs_file_read(path, 16u << 20, RS_FILE_TEXT, &buf, &n, err);
+    if (st != RS_OK)
+        return rs_errf(err, st, "config: %s%s", st == RS_ERR_NOT_FOUND || st == RS_ERR_IO ? "cannot open " : "", err->msg);
     const size_t pl = strlen(path);
     if ((pl > 5 && !strcmp(path + pl - 5, ".yaml")) || (pl > 4 && !strcmp(path + pl - 4, ".yml"))) {
         rs_status st = rs_yaml_to_json(buf, n, path, out, err);
@@ -417,14 +391,11 @@ rs_status rs_srv_config_validate(const rs_srv_config *c, rs_err *err) {
 
 /* The "threshold" of a router manifest, NaN when absent or unreadable. */
 static float manifest_threshold(const char *dir) {
-    char path[RS_SRV_PATH + 32];
-    snprintf(path, sizeof path, "%s/routescore.json", dir);
-    cJSON *m;
-    rs_err e;
-    if (access(path, R_OK) != 0 || read_file(path, &m, &e) != RS_OK) return NAN;
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, "threshold");
-    float t = cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= 1 ? (float)v->valuedouble : NAN;
-    cJSON_Delete(m);
+    rs_manifest m;
+    int found = 0;
+    if (rs_manifest_open(dir, &m, &found, NULL) != RS_OK || !found) return NAN;
+    const float t = m.has_threshold ? m.threshold : NAN;
+    rs_manifest_close(&m);
     return t;
 }
 

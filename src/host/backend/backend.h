@@ -1,9 +1,10 @@
 /* backend.h — the compute backend interface: a table of functions.
  *
- * Model code (encoder.c) is written once against this table. The CPU backend
- * (backend_cpu.c) is always built and is the numerical reference; a CUDA
- * backend provides the same table. A backend is chosen per process (or per
- * engine), never per op.
+ * Model code (encoder.c, llama.c, llama_tp.c) is written once against this
+ * table. The CPU backend (backend_cpu.c, backend_cpu_llama.c) is always built
+ * and is the numerical reference; the CUDA backend (src/kernels/) provides
+ * the same table. A backend is chosen per engine (rs_engine_opts.backend),
+ * never per op; tensor-parallel ranks each have their own.
  *
  * Memory: every float* passed to an op lives in the backend's memory space
  * (host memory for the CPU, device memory for CUDA), obtained from `alloc`.

@@ -118,7 +118,10 @@ int rs_engine_lost(const rs_engine *e);
 /* The backend this engine runs on: "cpu" or "cuda". */
 const char *rs_engine_backend(const rs_engine *e);
 
-/* Floating-point operations of one forward over these packed lengths. */
-double rs_engine_flops(const rs_engine *e, const int32_t *offsets, int n_seq);
+/* Floating-point operations of one forward over these packed lengths:
+ * sequence i is offsets[i] .. offsets[i+1], offsets as rs_engine_score_tokens
+ * takes them (n_seq + 1 entries). For causal_llm: the prompts' own ids
+ * (rs_engine_tokenize's counts), without the shared prefix. */
+double rs_engine_flops(const rs_engine *e, const size_t *offsets, size_t n_seq);
 
 #endif

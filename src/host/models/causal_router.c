@@ -12,18 +12,16 @@
 #include "causal_router.h"
 
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "file.h"
+#include "manifest.h"
 #include "llama.h"
 #include "llama_tp.h"
 #include "model_files.h"
 #include "tokenizer.h"
-
-#define RS_CAUSAL_RATINGS 5
 
 struct rs_causal {
     rs_model_files *files;
@@ -42,31 +40,6 @@ struct rs_causal {
     float *logits;                    /* (max_slots, vocab) */
 };
 
-static int is_file(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-int rs_causal_is_llama_config(const cJSON *config) {
-    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(config, "model_type");
-    return cJSON_IsString(mt) && !strcmp(mt->valuestring, "llama");
-}
-
-rs_status rs_causal_is_llama_dir(const char *dir, int *is_llama, rs_err *err) {
-    *is_llama = 0;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    cJSON *j = NULL;
-    if (!is_file(path)) return RS_OK;
-    /* a config that cannot be read (or memory that runs out) is an error, not
-     * "no Llama": the caller would open the wrong kind of model */
-    rs_status st = rs_read_json_file(path, &j, err);
-    if (st != RS_OK) return st;
-    *is_llama = rs_causal_is_llama_config(j);
-    cJSON_Delete(j);
-    return RS_OK;
-}
-
 /* Python's str.strip() for the whitespace these files can hold. */
 static void strip(const char **s, size_t *n) {
     while (*n && strchr(" \t\n\r\v\f\x1c\x1d\x1e\x1f", (*s)[0]) && (*s)[0]) (*s)++, (*n)--;
@@ -77,42 +50,30 @@ static const char SYS_HEAD[] = "<|begin_of_text|><|start_header_id|>system<|end_
 static const char USER_HEAD[] = "<|start_header_id|>user<|end_header_id|>\n\n";
 static const char EOT[] = "<|eot_id|>";
 
-static int json_int_opt(const cJSON *m, const char *key, int dflt) {
-    const cJSON *v = m ? cJSON_GetObjectItemCaseSensitive(m, key) : NULL;
-    return cJSON_IsNumber(v) ? v->valueint : dflt;
-}
-
-static rs_status read_prompt_file(const char *router_dir, const cJSON *m, const char *key, const char *dflt,
-                                  char **out, rs_err *err) {
-    const cJSON *v = m ? cJSON_GetObjectItemCaseSensitive(m, key) : NULL;
+static rs_status read_prompt_file(const char *router_dir, const char *file, char **out, rs_err *err) {
     char path[4200];
-    snprintf(path, sizeof path, "%s/%s", router_dir, cJSON_IsString(v) ? v->valuestring : dflt);
-    size_t len;
-    return rs_read_text_file(path, 1 << 20, out, &len, err);
+    rs_status st = rs_path_join(path, sizeof path, router_dir, file, err);
+    return st != RS_OK ? st : rs_file_read(path, 1 << 20, RS_FILE_TEXT, out, NULL, err);
 }
 
 /* Tokenizer: manifest "tokenizer", else tokenizer.json, else a tiktoken
  * tokenizer.model in the model dir; then the rating tokens. */
-static rs_status load_tokenizer(rs_causal *c, const char *router_dir, const char *model_dir, const cJSON *m,
+static rs_status load_tokenizer(rs_causal *c, const char *router_dir, const char *model_dir, const rs_manifest *m,
                                 rs_err *err) {
     char path[4200] = "";
-    const cJSON *v = m ? cJSON_GetObjectItemCaseSensitive(m, "tokenizer") : NULL;
-    if (cJSON_IsString(v))
-        snprintf(path, sizeof path, "%s%s%s", v->valuestring[0] == '/' ? "" : router_dir,
-                 v->valuestring[0] == '/' ? "" : "/", v->valuestring);
-    else {
+    if (m->tokenizer) {
+        rs_status st = rs_path_join(path, sizeof path, router_dir, m->tokenizer, err);
+        if (st != RS_OK) return rs_errf(err, st, "%s/routescore.json: tokenizer: %s", router_dir, err->msg);
+    } else {
         snprintf(path, sizeof path, "%s/tokenizer.json", model_dir);
-        if (!is_file(path)) snprintf(path, sizeof path, "%s/tokenizer.model", model_dir);
+        if (!rs_file_exists(path)) snprintf(path, sizeof path, "%s/tokenizer.model", model_dir);
     }
-    const cJSON *ps = m ? cJSON_GetObjectItemCaseSensitive(m, "parse_special_tokens") : NULL;
-    if (ps && !cJSON_IsBool(ps))
-        return rs_errf(err, RS_ERR_INVALID_ARG, "%s/routescore.json: parse_special_tokens must be a boolean", router_dir);
     rs_status st = rs_tokenizer_load(path, &c->tok, err);
     if (st != RS_OK) return st;
-    rs_tokenizer_set_parse_special(c->tok, cJSON_IsTrue(ps));
+    rs_tokenizer_set_parse_special(c->tok, m->parse_special);
     /* RouteLLM: orig_vocab_size = len(tokenizer) - 5, i.e. the id of [[1]]. */
     int32_t first = rs_tokenizer_token_id(c->tok, "[[1]]");
-    c->orig_vocab = json_int_opt(m, "orig_vocab_size", first >= 0 ? first : (int)rs_tokenizer_vocab_size(c->tok));
+    c->orig_vocab = m->orig_vocab_size ? m->orig_vocab_size : first >= 0 ? first : (int)rs_tokenizer_vocab_size(c->tok);
     for (int i = 0; i < RS_CAUSAL_RATINGS; i++) {
         char t[8];
         snprintf(t, sizeof t, "[[%d]]", i + 1);
@@ -150,7 +111,7 @@ void rs_causal_limits(int max_tokens, int batch_tokens, int *mt, int *bt) {
     if (*bt < *mt) *bt = *mt;
 }
 
-rs_status rs_causal_open(const char *router_dir, const char *model_dir, const cJSON *manifest, rs_backend *b,
+rs_status rs_causal_open(const char *router_dir, const char *model_dir, const rs_manifest *manifest, rs_backend *b,
                          int device, int max_tokens, int batch_tokens, rs_causal **out, rs_err *err) {
     *out = NULL;
     rs_causal *c = calloc(1, sizeof *c);
@@ -167,29 +128,21 @@ rs_status rs_causal_open(const char *router_dir, const char *model_dir, const cJ
                      c->orig_vocab, c->orig_vocab + RS_CAUSAL_RATINGS - 1, cfg.vocab_size);
         goto fail;
     }
-    if ((st = read_prompt_file(router_dir, manifest, "system_file", "system_ft_v5.txt", &sys, err)) != RS_OK ||
-        (st = read_prompt_file(router_dir, manifest, "classifier_file", "classifier_ft_v5.txt", &c->classifier,
-                               err)) != RS_OK)
+    const char *sys_file = manifest->system_file ? manifest->system_file : "system_ft_v5.txt";
+    const char *cls_file = manifest->classifier_file ? manifest->classifier_file : "classifier_ft_v5.txt";
+    if ((st = read_prompt_file(router_dir, sys_file, &sys, err)) != RS_OK ||
+        (st = read_prompt_file(router_dir, cls_file, &c->classifier, err)) != RS_OK)
         goto fail;
-    c->max_new_tokens = json_int_opt(manifest, "max_new_tokens", 6);
-    const cJSON *tpv = manifest ? cJSON_GetObjectItemCaseSensitive(manifest, "tensor_parallel") : NULL;
-    const int tp = tpv ? (cJSON_IsNumber(tpv) && tpv->valuedouble == (double)tpv->valueint ? tpv->valueint : -1) : 1;
-    if (tp < 1 || tp > RS_LLAMA_TP_MAX) {
+    /* ranges the manifest checked; the defaults are RouteLLM's */
+    c->max_new_tokens = manifest->max_new_tokens ? manifest->max_new_tokens : 6;
+    const int tp = manifest->tensor_parallel ? manifest->tensor_parallel : 1;
+    if (tp > RS_LLAMA_TP_MAX) {
         st = rs_errf(err, RS_ERR_INVALID_ARG, "%s: tensor_parallel must be 1 to %d", router_dir, RS_LLAMA_TP_MAX);
         goto fail;
     }
-    c->max_slots = json_int_opt(manifest, "max_slots", 32);
-    const int ar_timeout = json_int_opt(manifest, "allreduce_timeout_ms", 0);
-    if (ar_timeout < 0 || ar_timeout > 3600000) {
-        st = rs_errf(err, RS_ERR_INVALID_ARG, "%s: allreduce_timeout_ms must be 0 (default, 30 s) to 3600000",
-                     router_dir);
-        goto fail;
-    }
+    c->max_slots = manifest->max_slots ? manifest->max_slots : 32;
+    const int ar_timeout = manifest->allreduce_timeout_ms; /* 0: the default, 30 s */
     rs_causal_limits(max_tokens, batch_tokens, &c->max_tokens, &c->batch_tokens);
-    if (c->max_new_tokens < 1 || c->max_new_tokens > 64 || c->max_slots < 1 || c->max_slots > 4096) {
-        st = rs_errf(err, RS_ERR_INVALID_ARG, "%s: max_new_tokens (1..64) or max_slots (1..4096) out of range", router_dir);
-        goto fail;
-    }
 
     /* The shared prefix: BOS, system header, stripped system text, eot. */
     const char *s = sys;
@@ -244,11 +197,11 @@ fail:
     free(sys);
     free(prefix_text);
     free(prefix);
-    rs_causal_free(c);
+    rs_causal_close(c);
     return st;
 }
 
-void rs_causal_free(rs_causal *c) {
+void rs_causal_close(rs_causal *c) {
     if (!c) return;
     rs_llama_tp_free(c->model);
     for (int r = 1; r < RS_LLAMA_TP_MAX; r++)
@@ -271,6 +224,8 @@ const char *rs_causal_architecture(const rs_causal *c) {
 int rs_causal_max_tokens(const rs_causal *c) { return c->max_tokens; }
 int rs_causal_vocab_size(const rs_causal *c) { return c->cfg->vocab_size; }
 int rs_causal_hidden(const rs_causal *c) { return c->cfg->hidden; }
+int rs_causal_max_slots(const rs_causal *c) { return c->max_slots; }
+int rs_causal_batch_tokens(const rs_causal *c) { return c->batch_tokens; }
 
 rs_status rs_causal_tokenize(const rs_causal *c, const char *prompt, size_t len, int32_t *ids, size_t cap,
                              size_t *n_ids, rs_err *err) {
@@ -334,7 +289,7 @@ rs_status rs_causal_tokenize(const rs_causal *c, const char *prompt, size_t len,
 
 /* One prompt's decision from the logits of one generated position; returns
  * non-zero when the prompt is decided. */
-static int decide(const rs_causal *c, const float *lg, int step, int32_t *next, rs_score *s) {
+static int decide(const rs_causal *c, const float *lg, int step, int32_t *next, rs_causal_result *s) {
     const int V = c->cfg->vocab_size;
     int best = 0;
     for (int i = 1; i < V; i++)
@@ -345,8 +300,8 @@ static int decide(const rs_causal *c, const float *lg, int step, int32_t *next, 
         double mx = r[0], e[RS_CAUSAL_RATINGS], sum = 0;
         for (int i = 1; i < RS_CAUSAL_RATINGS; i++) mx = r[i] > mx ? r[i] : mx;
         for (int i = 0; i < RS_CAUSAL_RATINGS; i++) sum += (e[i] = exp(r[i] - mx));
-        s->n_labels = RS_CAUSAL_RATINGS;
-        for (int i = 0; i < RS_CAUSAL_RATINGS; i++) s->label_probs[i] = (float)(e[i] / sum);
+        s->rated = 1;
+        for (int i = 0; i < RS_CAUSAL_RATINGS; i++) s->ratings[i] = (float)(e[i] / sum);
         s->win_prob = (float)(1.0 - (e[3] + e[4]) / sum);
         return 1;
     }
@@ -356,13 +311,13 @@ static int decide(const rs_causal *c, const float *lg, int step, int32_t *next, 
 }
 
 /* Scores prompts [i0, i1) of the packed ids: they fit the slots and budget. */
-static rs_status score_group(rs_causal *c, const int32_t *ids, const size_t *offsets, size_t i0, size_t i1,
-                             rs_score *out, rs_err *err) {
+static rs_status score_group(rs_causal *c, const int32_t *ids, const int32_t *offsets, int i0, int i1,
+                             rs_causal_result *out, rs_err *err) {
     const int V = c->cfg->vocab_size;
     int n = 0, live[4096], n_live = 0;
     int32_t next[4096];
-    for (size_t i = i0; i < i1; i++) {
-        const int sl = (int)(i - i0), L = (int)(offsets[i + 1] - offsets[i]);
+    for (int i = i0; i < i1; i++) {
+        const int sl = i - i0, L = offsets[i + 1] - offsets[i];
         for (int t = 0; t < L; t++, n++) {
             c->ids[n] = ids[offsets[i] + t];
             c->slot[n] = sl;
@@ -370,9 +325,9 @@ static rs_status score_group(rs_causal *c, const int32_t *ids, const size_t *off
         }
         c->rows[sl] = n - 1;
         live[n_live++] = sl;
-        rs_score *s = &out[i];
+        rs_causal_result *s = &out[i];
+        memset(s, 0, sizeof *s);
         s->win_prob = 1.f; /* no rating token: send to strong */
-        s->n_labels = 0;
         s->tokens = rs_llama_tp_prefix_len(c->model) + L;
     }
     rs_status st = rs_llama_tp_forward(c->model, c->ids, c->slot, c->pos, n, c->rows, n_live, c->logits, err);
@@ -380,7 +335,7 @@ static rs_status score_group(rs_causal *c, const int32_t *ids, const size_t *off
         int still = 0;
         for (int r = 0; r < n_live; r++) {
             const int sl = live[r];
-            if (decide(c, c->logits + (size_t)r * (size_t)V, step, &next[sl], &out[i0 + (size_t)sl])) continue;
+            if (decide(c, c->logits + (size_t)r * (size_t)V, step, &next[sl], &out[i0 + sl])) continue;
             live[still++] = sl;
         }
         n_live = still;
@@ -389,7 +344,7 @@ static rs_status score_group(rs_causal *c, const int32_t *ids, const size_t *off
             const int sl = live[r];
             c->ids[r] = next[sl];
             c->slot[r] = sl;
-            c->pos[r] = (int)(offsets[i0 + (size_t)sl + 1] - offsets[i0 + (size_t)sl]) + step;
+            c->pos[r] = offsets[i0 + sl + 1] - offsets[i0 + sl] + step;
             c->rows[r] = r;
         }
         st = rs_llama_tp_forward(c->model, c->ids, c->slot, c->pos, n_live, c->rows, n_live, c->logits, err);
@@ -397,79 +352,36 @@ static rs_status score_group(rs_causal *c, const int32_t *ids, const size_t *off
     return st;
 }
 
-rs_status rs_causal_score_tokens(rs_causal *c, const int32_t *ids, const size_t *offsets, size_t n, float threshold,
-                                 rs_score *out, rs_err *err) {
-    for (size_t i = 0; i < n; i++) {
-        size_t L = offsets[i + 1] - offsets[i];
-        if (offsets[i + 1] <= offsets[i] || L > (size_t)c->max_tokens)
-            return rs_errf(err, RS_ERR_INVALID_ARG, "sequence %zu has %zu tokens (1 to %d allowed)", i,
-                           offsets[i + 1] > offsets[i] ? L : 0, c->max_tokens);
-        for (size_t t = offsets[i]; t < offsets[i + 1]; t++)
+rs_status rs_causal_score_tokens(rs_causal *c, const int32_t *ids, const int32_t *offsets, int n,
+                                 rs_causal_result *out, rs_err *err) {
+    for (int i = 0; i < n; i++) {
+        const int L = offsets[i + 1] - offsets[i];
+        if (L < 1 || L > c->max_tokens)
+            return rs_errf(err, RS_ERR_INVALID_ARG, "sequence %d has %d tokens (1 to %d allowed)", i, L > 0 ? L : 0,
+                           c->max_tokens);
+        for (int32_t t = offsets[i]; t < offsets[i + 1]; t++)
             if (ids[t] < 0 || ids[t] >= c->cfg->vocab_size)
-                return rs_errf(err, RS_ERR_INVALID_ARG, "sequence %zu: token id %d outside the vocabulary (%d)", i,
+                return rs_errf(err, RS_ERR_INVALID_ARG, "sequence %d: token id %d outside the vocabulary (%d)", i,
                                ids[t], c->cfg->vocab_size);
     }
-    size_t i0 = 0;
-    while (i0 < n) {
-        size_t i1 = i0, budget = 0;
-        while (i1 < n && (int)(i1 - i0) < c->max_slots && budget + offsets[i1 + 1] - offsets[i1] <= (size_t)c->batch_tokens)
-            budget += offsets[i1 + 1] - offsets[i1], i1++;
+    for (int i0 = 0; i0 < n;) {
+        int i1 = i0;
+        size_t budget = 0;
+        while (i1 < n && i1 - i0 < c->max_slots &&
+               budget + (size_t)(offsets[i1 + 1] - offsets[i1]) <= (size_t)c->batch_tokens)
+            budget += (size_t)(offsets[i1 + 1] - offsets[i1]), i1++;
         rs_status st = score_group(c, ids, offsets, i0, i1, out, err);
         if (st != RS_OK) return st;
-        for (size_t i = i0; i < i1; i++) out[i].route_strong = out[i].win_prob >= threshold;
         i0 = i1;
     }
     return RS_OK;
 }
 
-rs_status rs_causal_score(rs_causal *c, const char *const *prompts, const size_t *lens, size_t n, float threshold,
-                          rs_score *out, rs_err *err) {
-    /* Tokenize everything (in parallel), then score the good ones packed. */
-    const size_t cap = (size_t)c->max_tokens;
-    int32_t *tok = malloc((n ? n : 1) * cap * sizeof *tok);
-    size_t *cnt = calloc(n ? n : 1, sizeof *cnt), *offs = malloc((n + 1) * sizeof *offs);
-    int32_t *packed = calloc((n ? n : 1) * cap, sizeof *packed);
-    size_t *owner = malloc((n ? n : 1) * sizeof *owner);
-    rs_score *tmp = calloc(n ? n : 1, sizeof *tmp);
-    rs_status st = RS_OK;
-    if (!tok || !cnt || !offs || !packed || !owner || !tmp) {
-        st = rs_errf(err, RS_ERR_NOMEM, "no memory");
-        goto done;
-    }
-#pragma omp parallel for schedule(dynamic, 1)
-    for (size_t i = 0; i < n; i++) {
-        rs_score *s = &out[i];
-        memset(s, 0, sizeof *s);
-        rs_err terr = {{0}};
-        s->status = prompts[i] ? rs_causal_tokenize(c, prompts[i], lens[i], tok + i * cap, cap, &cnt[i], &terr)
-                               : rs_errf(&terr, RS_ERR_INVALID_ARG, "missing prompt");
-        if (s->status != RS_OK) snprintf(s->error, sizeof s->error, "%.*s", (int)sizeof s->error - 1, terr.msg);
-    }
-    size_t m = 0;
-    offs[0] = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (out[i].status != RS_OK) continue;
-        memcpy(packed + offs[m], tok + i * cap, cnt[i] * sizeof *packed);
-        offs[m + 1] = offs[m] + cnt[i];
-        owner[m++] = i;
-    }
-    if ((st = rs_causal_score_tokens(c, packed, offs, m, threshold, tmp, err)) != RS_OK) goto done;
-    for (size_t k = 0; k < m; k++) out[owner[k]] = tmp[k];
-done:
-    free(tok);
-    free(cnt);
-    free(offs);
-    free(packed);
-    free(owner);
-    free(tmp);
-    return st;
-}
-
-double rs_causal_flops(const rs_causal *c, const int32_t *offsets, int n_seq) {
+double rs_causal_flops(const rs_causal *c, const size_t *offsets, size_t n_seq) {
     double f = 0;
     const double P = rs_llama_tp_prefix_len(c->model);
-    for (int s = 0; s < n_seq; s++) {
-        int L = offsets[s + 1] - offsets[s];
+    for (size_t s = 0; s < n_seq; s++) {
+        const int L = (int)(offsets[s + 1] - offsets[s]);
         /* Token t (0-based) of the prompt attends to P + t + 1 positions. */
         f += rs_llama_flops(c->cfg, L, P + (L + 1) / 2.0, 1);
     }

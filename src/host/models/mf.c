@@ -125,14 +125,14 @@ done:
     free(buf);
     rs_st_close(f);
     if (st != RS_OK) {
-        rs_mf_free(m);
+        rs_mf_close(m);
         return st;
     }
     *out = m;
     return RS_OK;
 }
 
-void rs_mf_free(rs_mf *m) {
+void rs_mf_close(rs_mf *m) {
     if (!m) return;
     free(m->v);
     free(m);

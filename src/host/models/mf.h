@@ -26,7 +26,7 @@ typedef struct rs_mf rs_mf;
  * looked up by name in it. */
 rs_status rs_mf_open(const char *path, const cJSON *models, const char *strong, const char *weak, rs_mf **out,
                      rs_err *err);
-void rs_mf_free(rs_mf *m);
+void rs_mf_close(rs_mf *m);
 
 /* The prompt embedding's width (text_proj's input). */
 int rs_mf_input_dim(const rs_mf *m);

@@ -1,6 +1,8 @@
 /* model_files.c — see model_files.h. */
 #include "model_files.h"
 
+#include "file.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,7 +10,6 @@
 #include <sys/stat.h>
 
 #define RS_MAX_SHARDS 64
-#define RS_MAX_JSON_BYTES (64u << 20)
 
 struct rs_model_files {
     char dir[4096];
@@ -18,49 +19,6 @@ struct rs_model_files {
     float **owned; /* fp32 copies of F16/BF16 tensors */
     size_t n_owned, cap_owned;
 };
-
-rs_status rs_read_text_file(const char *path, size_t max_bytes, char **out, size_t *len, rs_err *err) {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return rs_errf(err, errno == ENOENT ? RS_ERR_NOT_FOUND : RS_ERR_IO, "%s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return rs_errf(err, RS_ERR_IO, "%s: not a regular file", path);
-    }
-    if ((size_t)sb.st_size > max_bytes) {
-        fclose(f);
-        return rs_errf(err, RS_ERR_TOO_LARGE, "%s: %lld bytes (limit %zu)", path, (long long)sb.st_size, max_bytes);
-    }
-    char *buf = malloc((size_t)sb.st_size + 1);
-    size_t n = buf ? fread(buf, 1, (size_t)sb.st_size, f) : 0;
-    fclose(f);
-    if (!buf) return rs_errf(err, RS_ERR_NOMEM, "%s: no memory", path);
-    if (n != (size_t)sb.st_size) {
-        free(buf);
-        return rs_errf(err, RS_ERR_IO, "%s: short read", path);
-    }
-    buf[n] = 0;
-    *out = buf;
-    if (len) *len = n;
-    return RS_OK;
-}
-
-rs_status rs_read_json_file(const char *path, cJSON **out, rs_err *err) {
-    char *text = NULL;
-    size_t len = 0;
-    rs_status st = rs_read_text_file(path, RS_MAX_JSON_BYTES, &text, &len, err);
-    if (st != RS_OK) return st;
-    const char *end = NULL;
-    *out = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    if (!*out) {
-        size_t at = end ? (size_t)(end - text) : 0;
-        free(text);
-        return rs_errf(err, RS_ERR_FORMAT, "%s: invalid JSON near byte %zu", path, at);
-    }
-    free(text);
-    return RS_OK;
-}
 
 static uint32_t f32_bits(float f) {
     uint32_t u;
@@ -123,7 +81,7 @@ rs_status rs_model_files_open(const char *dir, rs_model_files **out, rs_err *err
     snprintf(m->dir, sizeof m->dir, "%s", dir);
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    rs_status st = rs_read_json_file(path, &m->config, err);
+    rs_status st = rs_file_read_json(path, &m->config, err);
     if (st != RS_OK) goto fail;
     if (!cJSON_IsObject(m->config)) {
         st = rs_errf(err, RS_ERR_FORMAT, "%s: not a JSON object", path);
@@ -136,7 +94,7 @@ rs_status rs_model_files_open(const char *dir, rs_model_files **out, rs_err *err
     } else {
         snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
         cJSON *index = NULL;
-        st = rs_read_json_file(path, &index, err);
+        st = rs_file_read_json(path, &index, err);
         if (st == RS_ERR_NOT_FOUND) {
             st = rs_errf(err, RS_ERR_NOT_FOUND, "%s: no model.safetensors or model.safetensors.index.json", dir);
             goto fail;

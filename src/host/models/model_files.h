@@ -35,10 +35,4 @@ rs_status rs_model_files_f32(rs_model_files *m, const char *name, int n_dims, co
 /* Converts n elements of src (F32/F16/BF16) to fp32. */
 void rs_convert_f32(float *dst, const void *src, rs_dtype dtype, size_t n);
 
-/* Reads a small text file (config, manifest) whole; caller frees. */
-rs_status rs_read_text_file(const char *path, size_t max_bytes, char **out, size_t *len, rs_err *err);
-
-/* Parses a JSON file; caller cJSON_Delete()s. */
-rs_status rs_read_json_file(const char *path, cJSON **out, rs_err *err);
-
 #endif

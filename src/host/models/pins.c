@@ -10,14 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
-/* The keys some router kind reads (engine.c, causal_router.c, mf.c, sw.c),
- * plus what train writes for people ("trained") and the pins. */
-static const char *const KNOWN_KEYS[] = {
-    "name", "kind", "encoder", "head", "pooling", "normalize", "threshold", "strong_model", "weak_model",
-    "max_tokens", "strong_labels", "encoder_layers", "parse_special_tokens", "trained", "sha256",
-    "checkpoint", "models", "battles", "num_tiers", "tokenizer", "system_file", "classifier_file",
-    "max_new_tokens", "max_slots", "tensor_parallel", "orig_vocab_size", "precision", "allreduce_timeout_ms",
-};
+#include "file.h"
+#include "manifest.h"
 
 static void to_hex(const unsigned char *d, unsigned n, char hex[RS_SHA256_HEX]) {
     static const char digits[] = "0123456789abcdef";
@@ -81,20 +75,14 @@ static int is_hex64(const char *s) {
     return i == 64;
 }
 
-rs_status rs_pins_check(const char *router_dir, const cJSON *manifest, rs_err *err) {
-    const cJSON *pins = cJSON_GetObjectItemCaseSensitive(manifest, "sha256");
+rs_status rs_pins_check(const char *router_dir, const rs_manifest *m, rs_err *err) {
+    const cJSON *pins = m->sha256, *manifest = m->json;
     if (!pins) return RS_OK;
-    if (!cJSON_IsObject(pins))
-        return rs_errf(err, RS_ERR_FORMAT, "%s/routescore.json: \"sha256\" must map file names to sha256 digests",
-                       router_dir);
-    for (const cJSON *k = manifest->child; k; k = k->next) {
-        size_t i = 0, n = sizeof KNOWN_KEYS / sizeof KNOWN_KEYS[0];
-        while (i < n && strcmp(k->string, KNOWN_KEYS[i])) i++;
-        if (i == n)
+    for (const cJSON *k = manifest->child; k; k = k->next)
+        if (!rs_manifest_known_key(k->string))
             return rs_errf(err, RS_ERR_FORMAT,
                            "%s/routescore.json: unknown key '%.64s' in a pinned manifest (a typo would silently "
                            "fall back to a default)", router_dir, k->string);
-    }
     for (const cJSON *p = pins->child; p; p = p->next) {
         if (!cJSON_IsString(p) || !is_hex64(p->valuestring) || !p->string[0])
             return rs_errf(err, RS_ERR_FORMAT, "%s/routescore.json: sha256 pin of '%.200s' is not 64 hex digits",
@@ -104,9 +92,8 @@ rs_status rs_pins_check(const char *router_dir, const cJSON *manifest, rs_err *e
         if (!strcmp(p->string, "routescore.json")) {
             st = rs_pins_manifest_digest(manifest, got, err);
         } else {
-            snprintf(path, sizeof path, "%s%s%s", p->string[0] == '/' ? "" : router_dir, p->string[0] == '/' ? "" : "/",
-                     p->string);
-            st = rs_pins_sha256_file(path, got, err);
+            st = rs_path_join(path, sizeof path, router_dir, p->string, err);
+            if (st == RS_OK) st = rs_pins_sha256_file(path, got, err);
             if (st != RS_OK)
                 return rs_errf(err, st, "%s/routescore.json: pinned file: %s", router_dir, err->msg);
         }

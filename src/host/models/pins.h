@@ -20,6 +20,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "manifest.h"
 #include "status.h"
 
 #define RS_SHA256_HEX 65 /* 64 hex digits and a NUL */
@@ -33,7 +34,7 @@ rs_status rs_pins_manifest_digest(const cJSON *manifest, char hex[RS_SHA256_HEX]
 /* Checks every pin of the manifest (none: RS_OK). RS_ERR_FORMAT for a
  * mismatch or a malformed pin, RS_ERR_IO / RS_ERR_NOT_FOUND for a pinned file
  * that cannot be read. */
-rs_status rs_pins_check(const char *router_dir, const cJSON *manifest, rs_err *err);
+rs_status rs_pins_check(const char *router_dir, const rs_manifest *manifest, rs_err *err);
 
 /* Sets manifest["sha256"]["routescore.json"] to the manifest's digest when the
  * manifest carries pins (after a tool such as calibrate changed it). */

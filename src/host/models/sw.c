@@ -433,14 +433,14 @@ rs_status rs_sw_open(const char *path, int num_tiers, const char *strong, const 
 done:
     free(ma), free(mb), free(ord), free(tier_sorted), free(beta), free(acc), free(gs);
     if (st != RS_OK) {
-        rs_sw_free(s);
+        rs_sw_close(s);
         return st;
     }
     *out = s;
     return RS_OK;
 }
 
-void rs_sw_free(rs_sw *s) {
+void rs_sw_close(rs_sw *s) {
     if (!s) return;
     for (int i = 0; s->names && i < s->n_models; i++) free(s->names[i]);
     free(s->names), free(s->tier), free(s->ta), free(s->tb), free(s->k), free(s->emb), free(s->inv_norm);

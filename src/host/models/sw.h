@@ -33,7 +33,7 @@ typedef rs_status (*rs_sw_embed_fn)(void *ctx, const char *const *prompts, const
  * battle needs an "embedding"). */
 rs_status rs_sw_open(const char *path, int num_tiers, const char *strong, const char *weak, int embed_dim,
                      rs_sw_embed_fn embed, void *ctx, rs_sw **out, rs_err *err);
-void rs_sw_free(rs_sw *s);
+void rs_sw_close(rs_sw *s);
 
 int rs_sw_input_dim(const rs_sw *s);
 size_t rs_sw_num_battles(const rs_sw *s);

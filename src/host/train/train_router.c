@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "manifest.h"
 #include "model_files.h"
 #include "pins.h"
 #include "safetensors.h"
@@ -145,15 +146,16 @@ rs_status rs_train_router_write(const rs_train_router *o, rs_err *err) {
      * keys that decide how it embeds carry over. */
     cJSON *spec = NULL;
     snprintf(enc_dir, sizeof enc_dir, "%s", o->encoder);
-    if (snprintf(path, sizeof path, "%s/routescore.json", o->encoder) < (int)sizeof path && access(path, F_OK) == 0) {
-        rs_status st = rs_read_json_file(path, &spec, err);
+    {
+        rs_manifest m;
+        int found = 0;
+        rs_status st = rs_manifest_open(o->encoder, &m, &found, err);
         if (st != RS_OK) return st;
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(spec, "encoder");
-        if (cJSON_IsString(e) &&
-            snprintf(enc_dir, sizeof enc_dir, "%s%s%s", e->valuestring[0] == '/' ? "" : o->encoder,
-                     e->valuestring[0] == '/' ? "" : "/", e->valuestring) >= (int)sizeof enc_dir) {
-            cJSON_Delete(spec);
-            return rs_errf(err, RS_ERR_TOO_LARGE, "path too long");
+        if (found) {
+            if (m.encoder) snprintf(enc_dir, sizeof enc_dir, "%s", m.encoder_dir);
+            spec = m.json; /* its keys carry over below */
+            m.json = NULL;
+            rs_manifest_close(&m);
         }
     }
     rs_status st = relative_path(o->out, enc_dir, enc_rel, sizeof enc_rel, err);
