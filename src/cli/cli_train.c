@@ -1,7 +1,7 @@
 /* cli_train.c — `routescore train`: fit an mf router head on labelled prompts.
  *
  * RouteLLM's mf router collapses to p = sigmoid(v . e) over a prompt
- * embedding e (REFERENCE.md §1), but its e is a paid remote embedder. This
+ * embedding e (docs/ROUTERS.md), but its e is a paid remote embedder. This
  * command retrains the head for a local encoder: it embeds every prompt with
  * the engine (the encoder's own pooling and L2 normalisation, so training and
  * serving see the same e), fits L2-regularised logistic regression

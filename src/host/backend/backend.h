@@ -22,7 +22,7 @@
  * device fault propagates as a value. A fault that leaves the device
  * unusable (CUDA's sticky errors: illegal address, launch failure) marks the
  * backend lost: `lost` then returns non-zero and every op fails fast with
- * RS_ERR_BACKEND; the process should stop serving and exit (REFERENCE §4). */
+ * RS_ERR_BACKEND; the process should stop serving and exit (docs/SERVING.md). */
 #ifndef RS_BACKEND_H
 #define RS_BACKEND_H
 

@@ -1,4 +1,4 @@
-/* causal_router.h — RouteLLM's causal_llm router (REFERENCE §1) on rs_llama:
+/* causal_router.h — RouteLLM's causal_llm router (docs/ROUTERS.md) on rs_llama:
  * the fine-tuned Llama rates a prompt with a token [[1]]..[[5]], and
  * p_strong_win = 1 - (p4 + p5) from the softmax of the 5 rating logits at
  * the first generated id >= the original vocabulary size (greedy, at most 6
