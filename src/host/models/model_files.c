@@ -42,15 +42,22 @@ static float half_to_f32(uint16_t h) {
     return bits_f32(sign | ((exp + 112) << 23) | (man << 13));
 }
 
+/* A tensor's data offset in a safetensors file need not be a multiple of its
+ * element size, so 16-bit values are read through memcpy, never a cast. */
+static uint16_t load_u16(const unsigned char *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
 void rs_convert_f32(float *dst, const void *src, rs_dtype dtype, size_t n) {
+    const unsigned char *s = src;
     if (dtype == RS_DTYPE_F32) {
         memcpy(dst, src, n * 4);
     } else if (dtype == RS_DTYPE_BF16) {
-        const uint16_t *s = src;
-        for (size_t i = 0; i < n; i++) dst[i] = bits_f32((uint32_t)s[i] << 16);
+        for (size_t i = 0; i < n; i++) dst[i] = bits_f32((uint32_t)load_u16(s + 2 * i) << 16);
     } else if (dtype == RS_DTYPE_F16) {
-        const uint16_t *s = src;
-        for (size_t i = 0; i < n; i++) dst[i] = half_to_f32(s[i]);
+        for (size_t i = 0; i < n; i++) dst[i] = half_to_f32(load_u16(s + 2 * i));
     }
 }
 
