@@ -1,0 +1,5 @@
+:J
+user
+textTranslate to German:
+	image_urlx
+textgood morning

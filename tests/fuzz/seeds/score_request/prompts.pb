@@ -1,0 +1,1 @@
+What is the capital of France?,Prove that there are infinitely many primes.(
