@@ -16,7 +16,7 @@
 static rs_status extract(const char *json, const char *field, char *out, size_t n) {
     cJSON *root = cJSON_Parse(json);
     if (!root) return RS_ERR_FORMAT;
-    rs_cli_buf scratch = {0};
+    rs_buf scratch = {0};
     const char *text;
     size_t len;
     rs_err err = {{0}};
@@ -28,7 +28,7 @@ static rs_status extract(const char *json, const char *field, char *out, size_t 
     } else {
         CHECK_MSG(err.msg[0] != '\0', "status %d without a message", st);
     }
-    rs_cli_buf_free(&scratch);
+    rs_buf_free(&scratch);
     cJSON_Delete(root);
     return st;
 }

@@ -65,29 +65,6 @@ rs_status rs_cli_default_model(char *buf, size_t n) {
     return RS_ERR_NOT_FOUND;
 }
 
-/* ----------------------------------------------------------------- buffer */
-
-rs_status rs_cli_buf_append(rs_cli_buf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *d = realloc(b->data, cap);
-        if (!d) return RS_ERR_NOMEM;
-        b->data = d;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return RS_OK;
-}
-
-void rs_cli_buf_free(rs_cli_buf *b) {
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
-
 void rs_cli_prompts_free(rs_cli_prompts *p) {
     for (size_t i = 0; p->text && i < p->n; i++) free(p->text[i]);
     free(p->text);
@@ -100,7 +77,7 @@ rs_status rs_cli_load_prompts(const char *path, const char *field, size_t limit,
     rs_jsonl *r;
     rs_status st = rs_jsonl_open(path, 0, &r, err);
     if (st != RS_OK) return st;
-    rs_cli_buf scratch = {0};
+    rs_buf scratch = {0};
     size_t cap = 0;
     while (out->n < limit) {
         cJSON *j;
@@ -141,7 +118,7 @@ rs_status rs_cli_load_prompts(const char *path, const char *field, size_t limit,
         out->text[out->n] = copy;
         out->len[out->n++] = tl;
     }
-    rs_cli_buf_free(&scratch);
+    rs_buf_free(&scratch);
     rs_jsonl_close(r);
     if (st != RS_OK) rs_cli_prompts_free(out);
     return st;
@@ -239,14 +216,14 @@ const cJSON *rs_cli_json_path(const cJSON *root, const char *path, rs_err *err) 
     }
 }
 
-static rs_status take_string(const cJSON *item, const char *what, rs_cli_buf *scratch, rs_err *err) {
+static rs_status take_string(const cJSON *item, const char *what, rs_buf *scratch, rs_err *err) {
     if (!cJSON_IsString(item) || !item->valuestring)
         return rs_errf(err, RS_ERR_INVALID_ARG, "field '%s' is not a string", what);
-    rs_status st = rs_cli_buf_append(scratch, item->valuestring, strlen(item->valuestring));
+    rs_status st = rs_buf_append(scratch, item->valuestring, strlen(item->valuestring));
     return st == RS_OK ? RS_OK : rs_errf(err, st, "out of memory");
 }
 
-rs_status rs_cli_extract_prompt(const cJSON *root, const char *field, rs_cli_buf *scratch,
+rs_status rs_cli_extract_prompt(const cJSON *root, const char *field, rs_buf *scratch,
                                 const char **text, size_t *len, rs_err *err) {
     *text = NULL;
     *len = 0;
@@ -266,7 +243,7 @@ rs_status rs_cli_extract_prompt(const cJSON *root, const char *field, rs_cli_buf
             char *t;
             size_t tl;
             if ((st = rs_messages_last_user_json(msgs, &t, &tl, err)) != RS_OK) return st;
-            st = rs_cli_buf_append(scratch, t, tl);
+            st = rs_buf_append(scratch, t, tl);
             free(t);
             if (st != RS_OK) return rs_errf(err, st, "out of memory");
         } else {

@@ -12,7 +12,7 @@
  *     thing (rs_cli_write_score_json, rs_cli_write_error_json);
  *   - strict number parsing for flags (rs_cli_parse_*), used with getopt_long.
  *
- * Ownership: rs_cli_buf is caller-owned and freed with rs_cli_buf_free.
+ * Ownership: an rs_buf (buf.h) is caller-owned and freed with rs_buf_free.
  * Nothing here keeps global state, so every helper is thread-compatible
  * (distinct objects on distinct threads). */
 #ifndef RS_CLI_COMMON_H
@@ -24,6 +24,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "buf.h"
 #include "clock.h"
 #include "engine.h"
 #include "json_text.h"
@@ -40,16 +41,6 @@
  * RS_OK: buf holds the path. RS_ERR_NOT_FOUND: no candidate exists; buf holds
  * a human-readable list of the places tried. RS_ERR_TOO_LARGE: n too small. */
 rs_status rs_cli_default_model(char *buf, size_t n);
-
-/* ---- growable byte buffer ---- */
-typedef struct rs_cli_buf {
-    char *data; /* NUL-terminated when len > 0 or after any append */
-    size_t len;
-    size_t cap;
-} rs_cli_buf;
-
-rs_status rs_cli_buf_append(rs_cli_buf *b, const char *s, size_t n);
-void rs_cli_buf_free(rs_cli_buf *b);
 
 /* ---- field paths ---- */
 
@@ -76,7 +67,7 @@ const cJSON *rs_cli_json_path(const cJSON *root, const char *path, rs_err *err);
  * cJSON tree: *text and *len point into scratch->data. An empty result is
  * RS_ERR_INVALID_ARG. (cJSON decodes "\u0000" into a NUL that would silently
  * cut the text; rs_json_check_text rejects such lines before parsing.) */
-rs_status rs_cli_extract_prompt(const cJSON *root, const char *field, rs_cli_buf *scratch,
+rs_status rs_cli_extract_prompt(const cJSON *root, const char *field, rs_buf *scratch,
                                 const char **text, size_t *len, rs_err *err);
 
 /* ---- a whole prompt file in memory (bench, calibrate) ---- */

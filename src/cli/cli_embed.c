@@ -26,7 +26,7 @@ static void usage(FILE *f) {
 typedef struct pending {
     char id[256];
     uint64_t line;
-    rs_cli_buf text;
+    rs_buf text;
 } pending;
 
 static int flush_batch(rs_engine *e, pending *p, int n, int dim, float *emb, FILE *out) {
@@ -157,7 +157,7 @@ int rs_cli_embed(int argc, char **argv) {
         fprintf(stderr, "routescore embed: writing %s failed\n", outp);
         rc = 2;
     }
-    for (int i = 0; p && i < EMBED_BATCH; i++) rs_cli_buf_free(&p[i].text);
+    for (int i = 0; p && i < EMBED_BATCH; i++) rs_buf_free(&p[i].text);
     free(p);
     free(emb);
     rs_engine_close(e);

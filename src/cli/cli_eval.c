@@ -82,20 +82,20 @@ static char *read_file(const char *path, size_t *len, rs_err *err) {
         rs_errf(err, RS_ERR_IO, "cannot open %s", path);
         return NULL;
     }
-    rs_cli_buf b = {0};
+    rs_buf b = {0};
     char tmp[65536];
     size_t k;
     while ((k = fread(tmp, 1, sizeof tmp, f)) > 0)
-        if (rs_cli_buf_append(&b, tmp, k) != RS_OK) {
+        if (rs_buf_append(&b, tmp, k) != RS_OK) {
             fclose(f);
-            rs_cli_buf_free(&b);
+            rs_buf_free(&b);
             rs_errf(err, RS_ERR_NOMEM, "out of memory reading %s", path);
             return NULL;
         }
     int bad = ferror(f);
     fclose(f);
     if (bad) {
-        rs_cli_buf_free(&b);
+        rs_buf_free(&b);
         rs_errf(err, RS_ERR_IO, "read error on %s", path);
         return NULL;
     }

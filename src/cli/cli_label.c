@@ -93,7 +93,7 @@ typedef struct label_batch {
     size_t n_items, cap_items;
     size_t n_prompts;
     size_t suppress; /* leading items already in the output (resume) */
-    rs_cli_buf arena;
+    rs_buf arena;
     const char **prompts; /* [batch] */
     size_t *lens;         /* [batch] */
     rs_score *scores;     /* [batch] */
@@ -401,7 +401,7 @@ static void batch_free(label_batch *b) {
     free(b->prompts);
     free(b->lens);
     free(b->scores);
-    rs_cli_buf_free(&b->arena);
+    rs_buf_free(&b->arena);
 }
 
 static rs_status batch_push(label_batch *b, uint64_t line, const char *id, int is_error, const char *text,
@@ -417,10 +417,10 @@ static rs_status batch_push(label_batch *b, uint64_t line, const char *id, int i
     it->line = line;
     it->is_error = is_error;
     it->id_off = b->arena.len;
-    if (rs_cli_buf_append(&b->arena, id, strlen(id) + 1) != RS_OK) return RS_ERR_NOMEM;
+    if (rs_buf_append(&b->arena, id, strlen(id) + 1) != RS_OK) return RS_ERR_NOMEM;
     it->text_off = b->arena.len;
     it->text_len = len;
-    if (rs_cli_buf_append(&b->arena, text, len) != RS_OK || rs_cli_buf_append(&b->arena, "", 1) != RS_OK)
+    if (rs_buf_append(&b->arena, text, len) != RS_OK || rs_buf_append(&b->arena, "", 1) != RS_OK)
         return RS_ERR_NOMEM;
     it->prompt_idx = is_error ? 0 : b->n_prompts++;
     b->n_items++;
@@ -482,7 +482,7 @@ static rs_status batch_flush(label_batch *b, rs_engine *e, const label_opts *o, 
 
 /* Turns one input line into a batch item (a prompt or an error record). */
 static rs_status take_line(label_batch *b, const label_opts *o, const char *line, size_t len, uint64_t line_no,
-                           rs_cli_buf *scratch) {
+                           rs_buf *scratch) {
     char id[ID_MAX];
     snprintf(id, sizeof id, "%llu", (unsigned long long)line_no);
     rs_err e = {{0}};
@@ -535,7 +535,7 @@ int rs_cli_label(int argc, char **argv) {
     label_out out = {NULL, 0};
     rs_engine *eng = NULL;
     label_batch batch;
-    rs_cli_buf scratch = {0};
+    rs_buf scratch = {0};
     rs_label_csv csv;
     int have_csv = 0, resuming = 0;
     uint64_t skip = 0, n_errors = 0, n_done = 0;
@@ -695,6 +695,6 @@ done:
     if (have_csv) rs_label_csv_free(&csv);
     rs_jsonl_close(in);
     batch_free(&batch);
-    rs_cli_buf_free(&scratch);
+    rs_buf_free(&scratch);
     return rc;
 }

@@ -87,7 +87,7 @@ rs_status rs_label_sniff(const char *path, const char *head, size_t len, rs_labe
 /* --------------------------------------------------------------------- CSV */
 
 void rs_label_csv_free(rs_label_csv *c) {
-    rs_cli_buf_free(&c->rec);
+    rs_buf_free(&c->rec);
     rs_csv_free(&c->csv);
     free(c->fields);
     c->fields = NULL;
@@ -128,9 +128,9 @@ static rs_status read_record(rs_label_csv *c, uint64_t *first_line, int *eof, in
                 *too_long = 1;
                 return RS_OK;
             }
-            if ((st = rs_cli_buf_append(&c->rec, "\n", 1)) != RS_OK) return rs_errf(err, st, "out of memory");
+            if ((st = rs_buf_append(&c->rec, "\n", 1)) != RS_OK) return rs_errf(err, st, "out of memory");
         }
-        if ((st = rs_cli_buf_append(&c->rec, line, len)) != RS_OK) return rs_errf(err, st, "out of memory");
+        if ((st = rs_buf_append(&c->rec, line, len)) != RS_OK) return rs_errf(err, st, "out of memory");
         for (const char *q = memchr(line, '"', len); q; q = memchr(q + 1, '"', len - (size_t)(q + 1 - line)))
             quoted ^= 1;
         first = 0;
@@ -280,7 +280,7 @@ rs_status rs_label_gz_member(FILE *f, const char *data, size_t len, rs_err *err)
 }
 
 /* Counts the records of one complete member and keeps its last line. */
-static rs_status commit_member(const rs_cli_buf *m, uint64_t *n_records, uint64_t *n_errors, rs_cli_buf *last,
+static rs_status commit_member(const rs_buf *m, uint64_t *n_records, uint64_t *n_errors, rs_buf *last,
                                const char *path, rs_err *err) {
     if (m->len == 0) return RS_OK;
     if (m->data[m->len - 1] != '\n')
@@ -296,7 +296,7 @@ static rs_status commit_member(const rs_cli_buf *m, uint64_t *n_records, uint64_
         p = nl + 1;
     }
     last->len = 0;
-    return rs_cli_buf_append(last, line, (size_t)(end - line - 1)) == RS_OK ? RS_OK
+    return rs_buf_append(last, line, (size_t)(end - line - 1)) == RS_OK ? RS_OK
                                                                            : rs_errf(err, RS_ERR_NOMEM, "out of memory");
 }
 
@@ -309,7 +309,7 @@ rs_status rs_label_gz_resume_scan(const char *path, uint64_t *n_records, uint64_
     }
     enum { IN = 64 << 10, OUT = 256 << 10 };
     unsigned char *in = malloc(IN), *out = malloc(OUT);
-    rs_cli_buf member = {0}, last = {0};
+    rs_buf member = {0}, last = {0};
     z_stream zs;
     memset(&zs, 0, sizeof zs);
     rs_status st = RS_OK;
@@ -333,7 +333,7 @@ rs_status rs_label_gz_resume_scan(const char *path, uint64_t *n_records, uint64_
             zs.avail_out = OUT;
             int rc = inflate(&zs, Z_NO_FLUSH);
             size_t got = OUT - zs.avail_out;
-            if (got && rs_cli_buf_append(&member, (const char *)out, got) != RS_OK) {
+            if (got && rs_buf_append(&member, (const char *)out, got) != RS_OK) {
                 st = rs_errf(err, RS_ERR_NOMEM, "out of memory");
                 goto done;
             }
@@ -379,8 +379,8 @@ done:
     fclose(f);
     free(in);
     free(out);
-    rs_cli_buf_free(&member);
-    rs_cli_buf_free(&last);
+    rs_buf_free(&member);
+    rs_buf_free(&last);
     return st;
 }
 

@@ -50,7 +50,7 @@ rs_status rs_label_sniff(const char *path, const char *head, size_t len, rs_labe
 /* ---- CSV records ---- */
 typedef struct rs_label_csv {
     rs_jsonl *r;
-    rs_cli_buf rec;   /* the raw record: its lines joined with "\n" */
+    rs_buf rec;   /* the raw record: its lines joined with "\n" */
     rs_csv csv;
     rs_csv_field *fields;
     size_t max_fields;

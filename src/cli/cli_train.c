@@ -259,7 +259,7 @@ static void warn_skip(const train_opts *o, uint64_t *n_skipped, uint64_t line, c
 
 /* The prompt, label and weight of one parsed record; err says what is wrong
  * (without the line number, which the caller adds). */
-static rs_status parse_record(const cJSON *root, const char *field, rs_cli_buf *scratch, const char **text,
+static rs_status parse_record(const cJSON *root, const char *field, rs_buf *scratch, const char **text,
                               size_t *tlen, int *label, double *weight, rs_err *err) {
     if (!cJSON_IsObject(root)) return rs_errf(err, RS_ERR_INVALID_ARG, "not a JSON object");
     rs_status st = rs_cli_extract_prompt(root, field, scratch, text, tlen, err);
@@ -285,7 +285,7 @@ static rs_status read_input(const train_opts *o, train_data *t, rs_err *err) {
     rs_jsonl *r = NULL;
     rs_status st = rs_jsonl_open(o->in, 0, &r, err);
     if (st != RS_OK) return st;
-    rs_cli_buf scratch = {0};
+    rs_buf scratch = {0};
     for (;;) {
         cJSON *root = NULL;
         uint64_t no = 0;
@@ -313,7 +313,7 @@ static rs_status read_input(const train_opts *o, train_data *t, rs_err *err) {
         cJSON_Delete(root);
         if (st != RS_OK) break;
     }
-    rs_cli_buf_free(&scratch);
+    rs_buf_free(&scratch);
     rs_jsonl_close(r);
     return st;
 }

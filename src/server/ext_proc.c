@@ -84,17 +84,6 @@ static void xfail_set(xfail *f, int http, grpc_status_code code, const char *fmt
     va_end(ap);
 }
 
-static grpc_byte_buffer *pack(const ProtobufCMessage *m) {
-    size_t len = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf) return NULL;
-    protobuf_c_message_pack(m, buf);
-    grpc_slice sl = grpc_slice_new(buf, len, free);
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
-    grpc_slice_unref(sl);
-    return bb;
-}
-
 /* A header's value (Envoy sends raw_value; value is the older form). */
 static const char *hval(const HVal *h, size_t *len) {
     if (h->raw_value.len || !h->value || !*h->value) {
@@ -187,7 +176,7 @@ static grpc_byte_buffer *answer_continue(int resp_case, hmut *hm, const char *bo
     case RESP(REQUEST_TRAILERS): r.request_trailers = &tr; break;
     default: r.response_trailers = &tr; break;
     }
-    return pack(&r.base);
+    return srv_pack(&r.base);
 }
 
 /* Fail-closed: Envoy answers the HTTP request itself. */
@@ -216,7 +205,7 @@ static grpc_byte_buffer *answer_immediate(const xfail *f) {
     ir.details = details;
     r.response_case = RESP(IMMEDIATE_RESPONSE);
     r.immediate_response = &ir;
-    grpc_byte_buffer *bb = pack(&r.base);
+    grpc_byte_buffer *bb = srv_pack(&r.base);
     free(text);
     return bb;
 }

@@ -82,22 +82,19 @@ static rs_status read_bb(grpc_byte_buffer *bb, grpc_slice *out) {
     return RS_OK;
 }
 
-static grpc_byte_buffer *pack_msg(const ProtobufCMessage *m) {
-    size_t len = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf) return NULL;
-    protobuf_c_message_pack(m, buf);
+static grpc_byte_buffer *bytes_bb(uint8_t *buf, size_t len) { /* takes buf */
     grpc_slice sl = grpc_slice_new(buf, len, free);
     grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
     grpc_slice_unref(sl);
     return bb;
 }
 
-static grpc_byte_buffer *bytes_bb(uint8_t *buf, size_t len) { /* takes buf */
-    grpc_slice sl = grpc_slice_new(buf, len, free);
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
-    grpc_slice_unref(sl);
-    return bb;
+grpc_byte_buffer *srv_pack(const ProtobufCMessage *m) {
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) return NULL;
+    protobuf_c_message_pack(m, buf);
+    return bytes_bb(buf, len);
 }
 
 /* Health services (docs/SERVING.md, Health): "" and "routescore.v1.Scorer"
@@ -284,7 +281,7 @@ static grpc_byte_buffer *req_response(rs_req *r, int with_error, grpc_status_cod
     srv_resp resp;
     rs_srv_err e;
     if (!srv_req_response(r, with_error, &resp, &e, code, msg)) return NULL;
-    grpc_byte_buffer *bb = pack_msg(&resp.msg.base);
+    grpc_byte_buffer *bb = srv_pack(&resp.msg.base);
     srv_resp_free(&resp);
     return bb;
 }
@@ -388,7 +385,7 @@ static void handle_list(rs_call *c, const uint8_t *data, size_t len) {
     Routescore__V1__RouterInfo info[RS_SRV_MAX_ROUTERS], *pinfo[RS_SRV_MAX_ROUTERS];
     Routescore__V1__ListRoutersResponse resp;
     srv_list_routers(s, &resp, info, pinfo);
-    push_out(c, pack_msg(&resp.base));
+    push_out(c, srv_pack(&resp.base));
     set_status(c, SRV_OK, RS_OK, NULL);
 }
 
@@ -414,7 +411,7 @@ static void handle_health(rs_call *c, const uint8_t *data, size_t len) {
     }
     Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
     resp.status = health_status(c->srv, c->watch_service);
-    push_out(c, pack_msg(&resp.base));
+    push_out(c, srv_pack(&resp.base));
     set_status(c, SRV_OK, RS_OK, NULL);
 }
 
@@ -600,7 +597,7 @@ static void advance(rs_call *c) {
         if (now != c->watch_last) {
             Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
             resp.status = now;
-            push_out(c, pack_msg(&resp.base));
+            push_out(c, srv_pack(&resp.base));
             c->watch_last = now;
         } else if (atomic_load(&s->draining) || atomic_load(&s->shutting_down)) {
             set_status(c, SRV_DRAINING, RS_OK, "server is shutting down");

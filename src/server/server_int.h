@@ -291,6 +291,9 @@ rs_status srv_http_start(rs_server *s, rs_err *err);
 void srv_http_stop(rs_server *s);
 
 /* server_call.c */
+/* A message packed into a byte buffer (NULL: no memory); the one packer of
+ * every answer gRPC sends. */
+grpc_byte_buffer *srv_pack(const ProtobufCMessage *m);
 void srv_arm(rs_server *s, call_kind k);
 /* Whether call metadata carries a valid bearer token (1 when auth is off). */
 int srv_authorized(const rs_server *s, const grpc_metadata_array *md);

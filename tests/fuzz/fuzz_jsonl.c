@@ -17,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     rs_err err;
     if (rs_jsonl_open(path, 1 << 16, &r, &err) != RS_OK) return 0;
     static const char *const fields[] = {NULL, "turns[0]", "a.b[2].c", "messages"};
-    rs_cli_buf scratch = {0};
+    rs_buf scratch = {0};
     for (int i = 0; i < 10000; i++) {
         cJSON *j = NULL;
         uint64_t line = 0;
@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
         rs_cli_record_id(j, (i & 4) ? "id" : NULL, line, id, sizeof id);
         cJSON_Delete(j);
     }
-    rs_cli_buf_free(&scratch);
+    rs_buf_free(&scratch);
     rs_jsonl_close(r);
     /* error messages quote inputs: the escaper on the raw bytes */
     char *msg = malloc(n + 1), safe[96];

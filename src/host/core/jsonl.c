@@ -10,6 +10,7 @@
 
 #include <zlib.h>
 
+#include "buf.h"
 #include "json_text.h"
 
 /* Reading through gzread makes plain and gzip input one code path: zlib
@@ -18,27 +19,6 @@
  * newline-free input costs bounded memory. */
 #define JSONL_CHUNK (256u << 10)
 
-/* The line being assembled: NUL-terminated after any append. */
-typedef struct rs_jsonl_buf {
-    char *data;
-    size_t len, cap;
-} rs_jsonl_buf;
-
-static rs_status buf_append(rs_jsonl_buf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *d = realloc(b->data, cap);
-        if (!d) return RS_ERR_NOMEM;
-        b->data = d;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return RS_OK;
-}
-
 struct rs_jsonl {
     gzFile gz;
     char *path;
@@ -46,7 +26,7 @@ struct rs_jsonl {
     char *chunk; /* [JSONL_CHUNK] */
     size_t cpos, clen;
     int eof;
-    rs_jsonl_buf line;
+    rs_buf line; /* the line being assembled */
     uint64_t line_no;
     int is_gzip;
 };
@@ -91,7 +71,7 @@ void rs_jsonl_close(rs_jsonl *r) {
     if (r->gz) gzclose(r->gz);
     free(r->chunk);
     free(r->path);
-    free(r->line.data);
+    rs_buf_free(&r->line);
     free(r);
 }
 
@@ -152,7 +132,7 @@ rs_status rs_jsonl_next(rs_jsonl *r, const char **line, size_t *len, uint64_t *l
             if (r->line.len + take > r->max_line) {
                 too_long = 1; /* keep consuming to the newline, store nothing */
             } else {
-                rs_status st = buf_append(&r->line, start, take);
+                rs_status st = rs_buf_append(&r->line, start, take);
                 if (st != RS_OK) return rs_errf(err, st, "out of memory reading %s", r->path);
             }
         }
@@ -168,7 +148,7 @@ got_line:
         return rs_errf(err, RS_ERR_TOO_LARGE, "line is longer than %zu bytes", r->max_line);
     }
     if (!r->line.data) {
-        rs_status st = buf_append(&r->line, "", 0);
+        rs_status st = rs_buf_append(&r->line, "", 0);
         if (st != RS_OK) return rs_errf(err, st, "out of memory");
     }
     if (r->line.len && r->line.data[r->line.len - 1] == '\r') r->line.data[--r->line.len] = '\0';
