@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 
-BIN = os.path.abspath(os.environ.get("RS_BIN") or os.path.join(os.path.dirname(__file__), "..", "build", "routescore"))
+BIN = os.path.abspath(os.environ.get("RS_BIN") or os.path.join(os.path.dirname(__file__), "..", "..", "build", "routescore"))
 failures = 0
 
 

@@ -13,7 +13,7 @@ for, on a small GSM8K-shaped benchmark generated here (so it needs no
 - PDF: a one-page PDF with the 680 x 440 MediaBox.
 - Names in any case (.PNG); a missing folder: exit 2 naming the file, and
   an existing plot is replaced only by a whole new one.
-The refusals of unknown names are tests/cli_eval_plot_ext.sh's."""
+The refusals of unknown names are tests/cli/cli_eval_plot_ext.sh's."""
 import json
 import os
 import random
@@ -25,7 +25,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 import zlib
 
-BIN = os.environ.get("RS_BIN") or os.path.join(os.path.dirname(__file__), "..", "build", "routescore")
+BIN = os.environ.get("RS_BIN") or os.path.join(os.path.dirname(__file__), "..", "..", "build", "routescore")
 W_PX, H_PX, X0, Y0, PW, PH = 680, 440, 70, 40, 520, 340
 failures = 0
 

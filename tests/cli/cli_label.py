@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 import rsdata  # noqa: E402
 import rstest  # noqa: E402
 from rstest import BIN, ENCODER, check, failures, sanitizer_check  # noqa: E402

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 import rsdata  # noqa: E402
 import rstest  # noqa: E402
 from cli_label import make_router, read_records, write_lines  # noqa: E402

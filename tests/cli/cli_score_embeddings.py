@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`routescore score --embeddings-in FILE` on the mf_routellm and sw_ranking
 test routers: one JSON record per line, matching the numpy references of
-tests/gen_mf_routellm.py and tests/gen_sw_ranking.py; a line of the wrong
+tools/gen/gen_mf_routellm.py and tools/gen/gen_sw_ranking.py; a line of the wrong
 width is a per-line error (exit 1) and the lines after it still score."""
 import json
 import os

@@ -39,7 +39,7 @@ import tempfile
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 import rsdata  # noqa: E402
 import rstest  # noqa: E402
 
@@ -107,7 +107,7 @@ def label_file_checks(tmp):
     """models/make_train_labels.py: the default file is unchanged (gain labels,
     no weights); --labels mixed --gsm8k-weight 5 gives weak-wrong on MMLU,
     gain on GSM8K, and "weight": 5 on GSM8K lines only; a bad weight exits 2."""
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models", "make_train_labels.py")
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", "make_train_labels.py")
     mmlu = rsdata.decontaminated("mmlu", list(rsdata.mmlu_rows()), key=lambda r: r[1])
     gsm = rsdata.decontaminated("gsm8k", list(rsdata.gsm8k_rows()), key=lambda r: r[0])
     for opts, want_mmlu, weight in (([], lambda w, s: int(s and not w), None),
@@ -276,7 +276,7 @@ def length_checks(tmp):
 
 
 def standardize_checks(tmp):
-    tiny = os.path.join(os.environ.get("RS_TEST_DATA") or os.path.join(os.path.dirname(__file__), "data"),
+    tiny = os.path.join(os.environ.get("RS_TEST_DATA") or os.path.join(os.path.dirname(__file__), "..", "data"),
                         "causal_tiny", "router")
     spec = os.path.join(tmp, "tiny-spec")
     os.makedirs(spec)

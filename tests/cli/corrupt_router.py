@@ -26,11 +26,11 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 import rstest  # noqa: E402
 from rstest import check  # noqa: E402
 
-ENCODER = os.path.join(HERE, "data", "fidelity", "xlmr_tiny_text")
+ENCODER = os.path.join(HERE, "..", "data", "fidelity", "xlmr_tiny_text")
 WORDS = ("what is the capital of france explain quantum physics write a poem about cats prove this theorem "
          "hello world code in python sort a list translate to german summarise the article").split()
 

@@ -44,7 +44,7 @@ import tempfile
 
 import yaml
 
-SRC = os.environ.get("RS_SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SRC = os.environ.get("RS_SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHART = os.path.join(SRC, "deploy", "helm", "routescore")
 SCHEMAS = os.path.join(SRC, "deploy", "helm", "schemas")
 RELEASE, NAMESPACE = "routescore", "routescore"

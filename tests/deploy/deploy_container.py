@@ -24,7 +24,7 @@ Checks:
   the drain is logged in time and the container exits 0.
 
 usage: deploy_container.py --image IMAGE --chart-dir DIR [--engine podman]
-  DIR: what `tests/deploy_chart.py --write-config DIR` wrote.
+  DIR: what `tests/deploy/deploy_chart.py --write-config DIR` wrote.
 Exit 0 all checks passed, 1 a check failed, 2 the container could not be run.
 """
 import argparse
@@ -37,7 +37,7 @@ import threading
 import time
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 import server_util as su  # noqa: E402
 
 PROMPTS = ["What is 2+2?", "Prove that the square root of 2 is irrational.",

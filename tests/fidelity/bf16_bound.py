@@ -19,7 +19,7 @@ import shutil
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 import rsdata  # noqa: E402
 import rstest  # noqa: E402
 from rstest import check, run  # noqa: E402
@@ -33,9 +33,9 @@ N_PROMPTS = 300
 SEED = 4321
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.environ.get("RS_SOURCE_DIR") or os.path.join(HERE, "..")
+SRC = os.environ.get("RS_SOURCE_DIR") or os.path.join(HERE, "..", "..")
 ROUTER = os.path.join(SRC, "models", "routers", "minilm-mf")
-CAUSAL = os.path.join(os.environ.get("RS_TEST_DATA", os.path.join(HERE, "data")), "causal_tiny", "router")
+CAUSAL = os.path.join(os.environ.get("RS_TEST_DATA", os.path.join(HERE, "..", "data")), "causal_tiny", "router")
 
 
 def native_bf16():

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """causal_llm router end to end: `routescore score --model tests/data/causal_tiny/router`
 against golden win probabilities from RouteLLM's scorer on HF generate
-(tests/gen_causal_tiny.py), within 1e-4 — prompts that reach a rating token and
+(tools/gen/gen_causal_tiny.py), within 1e-4 — prompts that reach a rating token and
 prompts that do not (win_prob 1.0). All prompts go in one call, so the batched
 prefill/decode path is what is checked, then a few one at a time; then the
 same router split over 2 tensor-parallel ranks ("tensor_parallel": 2, simulated
@@ -10,7 +10,7 @@ heads is refused."""
 import json, os, shutil, subprocess, sys, tempfile
 
 here = os.path.dirname(os.path.abspath(__file__))
-data = os.path.join(os.environ.get("RS_TEST_DATA", os.path.join(here, "data")), "causal_tiny")
+data = os.path.join(os.environ.get("RS_TEST_DATA", os.path.join(here, "..", "data")), "causal_tiny")
 binary = os.environ["RS_BIN"]
 golden = json.load(open(os.path.join(data, "golden.json"), encoding="utf-8"))["prompts"]
 router = os.path.join(data, "router")

@@ -7,7 +7,7 @@ Checks, on the prompts chosen in tests/data/fidelity/minilm_select.json:
      cosine >= 0.99999 to sentence-transformers' (mean pool + L2 normalise);
   3. `routescore label` on a router dir = MiniLM encoder + its pooler + a random
      3-label classifier (committed head): softmax within 1e-4 absolute.
-Goldens come from tests/gen_fidelity.py. Stdlib only (CI runs it without torch).
+Goldens come from tools/gen/gen_fidelity.py. Stdlib only (CI runs it without torch).
 
 Env (set by CTest): RS_BIN, RS_MODEL_CACHE, RS_TEST_DATA, RS_SHARED_DATA, RS_SOURCE_DIR.
 Exit 0 pass, 1 fail, 77 skipped (no model cache or shared data).
@@ -27,11 +27,11 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.environ.get("RS_SOURCE_DIR") or os.path.join(HERE, "..")
-sys.path.insert(0, os.path.join(SRC, "tests"))
+SRC = os.environ.get("RS_SOURCE_DIR") or os.path.join(HERE, "..", "..")
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 import rsdata  # noqa: E402
 
-TEST_DATA = os.environ.get("RS_TEST_DATA") or os.path.join(HERE, "data")
+TEST_DATA = os.environ.get("RS_TEST_DATA") or os.path.join(HERE, "..", "data")
 FID = os.path.join(TEST_DATA, "fidelity")
 CACHE = os.environ.get("RS_MODEL_CACHE") or os.path.join(SRC, "models", "cache")
 MODEL = os.path.join(CACHE, "all-minilm-l6-v2")
@@ -72,13 +72,13 @@ def prompt_texts(sel, rows, gold):
         prompts = rsdata.all_prompts()
         if len(prompts) != sel["n_all_prompts"]:
             sys.exit(f"FAIL: shared data changed: {len(prompts)} prompts, goldens were made "
-                     f"on {sel['n_all_prompts']}; regenerate with tests/gen_fidelity.py")
+                     f"on {sel['n_all_prompts']}; regenerate with tools/gen/gen_fidelity.py")
     texts = [prompts[r["index"]] if "index" in r else r["text"] for r in rows]
     drift = [k for k, (t, g) in enumerate(zip(texts, gold))
              if hashlib.sha256(t.encode("utf-8")).hexdigest() != g["prompt_sha256"]]
     if drift:
         sys.exit(f"FAIL: {len(drift)} selected prompts differ from the ones the goldens were "
-                 f"made on (rows {drift[:10]}); regenerate with tests/gen_fidelity.py")
+                 f"made on (rows {drift[:10]}); regenerate with tools/gen/gen_fidelity.py")
     return texts
 
 

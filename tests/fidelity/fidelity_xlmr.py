@@ -2,7 +2,7 @@
 """fidelity_xlmr — routescore's XLM-R classifier path against HF transformers goldens.
 
 The model is a small random XLMRobertaForSequenceClassification made by
-tests/gen_fidelity.py (no XLM-R weights are reachable): RoBERTa position ids
+tools/gen/gen_fidelity.py (no XLM-R weights are reachable): RoBERTa position ids
 (from padding_idx + 1), one token type, the dense -> tanh -> out_proj head on <s>.
 Two variants: 3 labels (softmax, win_prob = p0) and 1 label (win_prob = sigmoid).
 `routescore score --model DIR --ids-in F` reads JSON arrays of ids and must give
@@ -20,8 +20,8 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.environ.get("RS_SOURCE_DIR") or os.path.join(HERE, "..")
-TEST_DATA = os.environ.get("RS_TEST_DATA") or os.path.join(HERE, "data")
+SRC = os.environ.get("RS_SOURCE_DIR") or os.path.join(HERE, "..", "..")
+TEST_DATA = os.environ.get("RS_TEST_DATA") or os.path.join(HERE, "..", "data")
 FID = os.path.join(TEST_DATA, "fidelity")
 
 PROB_TOL = 1e-4

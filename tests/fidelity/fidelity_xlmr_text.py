@@ -3,7 +3,7 @@
 
 tests/data/fidelity/xlmr_tiny_text/ is the tiny random XLM-R classifier with its
 own XLM-R-style tokenizer.json (Unigram + Metaspace + Precompiled, made by
-tests/gen_tok_unigram.py); tests/gen_xlmr_text_golden.py scored ~50 prompts with
+tools/gen/gen_tok_unigram.py); tools/gen/gen_xlmr_text_golden.py scored ~50 prompts with
 HF (tokenizer, truncation to 128, model, softmax). Here
 `routescore score --model DIR TEXT...` must give the same ids count and the
 golden label probabilities within 1e-4, and `routescore tokenize` the same ids.
@@ -27,17 +27,17 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 import rsdata  # noqa: E402
 
-TEST_DATA = os.environ.get("RS_TEST_DATA") or os.path.join(HERE, "data")
+TEST_DATA = os.environ.get("RS_TEST_DATA") or os.path.join(HERE, "..", "data")
 MODEL = os.path.join(TEST_DATA, "fidelity", "xlmr_tiny_text")
 GOLDEN = os.path.join(TEST_DATA, "fidelity", "xlmr_tiny_text_golden.jsonl")
 TOL = 1e-4
 
 
 def main():
-    rs_bin = os.environ.get("RS_BIN") or os.path.join(HERE, "..", "build", "routescore")
+    rs_bin = os.environ.get("RS_BIN") or os.path.join(HERE, "..", "..", "build", "routescore")
     if not os.path.isfile(rs_bin):
         print("FAIL: %s not found (not built yet)" % rs_bin)
         return 1

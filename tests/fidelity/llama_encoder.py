@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A LlamaForCausalLM as a router's encoder (manifest "encoder_layers",
 "pooling": "mean"|"last", "normalize"), against HF transformers
-(tests/gen_llama_encoder.py -> tests/data/llama_encoder/golden.json):
+(tools/gen/gen_llama_encoder.py -> tests/data/llama_encoder/golden.json):
 
 - `routescore embed` on a spec directory (kind "embed") gives HF's pooled
   hidden_states[L] for the tiny random Llama-3-shaped model and for
@@ -19,11 +19,11 @@ import json, math, os, struct, sys, tempfile
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 import rstest  # noqa: E402
 from rstest import CACHE, check  # noqa: E402
 
-DATA = os.environ.get("RS_TEST_DATA") or os.path.join(HERE, "data")
+DATA = os.environ.get("RS_TEST_DATA") or os.path.join(HERE, "..", "data")
 golden = json.load(open(os.path.join(DATA, "llama_encoder", "golden.json"), encoding="utf-8"))
 prompts = golden["prompts"]
 

@@ -22,12 +22,12 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 import rstest  # noqa: E402
 from rstest import check  # noqa: E402
 
-ROOT = os.path.join(HERE, "..")
-CAUSAL = os.path.join(HERE, "data", "causal_tiny", "router")
+ROOT = os.path.join(HERE, "..", "..")
+CAUSAL = os.path.join(HERE, "..", "data", "causal_tiny", "router")
 MINILM = os.path.join(ROOT, "models", "routers", "minilm-mf")
 
 SYS_HEAD = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """tokenizer_families — routescore's Unigram, byte-level BPE and tiktoken paths
 against their upstream oracles, on every RouteLLM prompt plus the adversarial
-texts of tests/advtext.py. Zero mismatches is the bar.
+texts of tests/lib/advtext.py. Zero mismatches is the bar.
 
 Families (each skipped when its tokenizer file is absent):
   xlmr_unigram  tests/data/tokenizer/xlmr_unigram/tokenizer.json (committed; built
-                by tests/gen_tok_unigram.py the way XLM-R's is) vs HF `tokenizers`,
+                by tools/gen/gen_tok_unigram.py the way XLM-R's is) vs HF `tokenizers`,
                 with the post-processor's <s> ... </s>
   smollm2       models/cache/smollm2/tokenizer.json (models/fetch_smollm2_tokenizer.sh)
                 vs HF `tokenizers`
@@ -32,14 +32,14 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import gen_tokenizer_golden as gold  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 import rsdata  # noqa: E402
-import tokenizer_oracle as base  # noqa: E402
+import tok_golden as gold  # noqa: E402
+import tokenizer_oracle as base  # noqa: E402  (this folder's)
 
-ROOT = os.path.join(HERE, "..")
+ROOT = os.path.join(HERE, "..", "..")
 CACHE = os.environ.get("RS_MODEL_CACHE") or os.path.join(ROOT, "models", "cache")
-DATA = os.path.join(HERE, "data", "tokenizer")
+DATA = os.path.join(HERE, "..", "data", "tokenizer")
 
 LLAMA3_PAT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
               r"\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -218,7 +218,7 @@ def check_family(binary, name, real, adv, regen):
         print("%s: wrote %s" % (name, golden_path(name)))
     header, golden = base.load_golden(golden_path(name))
     if gold.texts_digest(texts) not in header or len(golden) != len(texts):
-        print("%s: golden does not match the texts: regenerate with tests/tokenizer_families.py --regen" % name)
+        print("%s: golden does not match the texts: regenerate with tests/fidelity/tokenizer_families.py --regen" % name)
         return 1
     extra = ["--add-special"] if add_special else []
     # the oracles parse special tokens in the text (HF's default, tiktoken's allowed_special="all")

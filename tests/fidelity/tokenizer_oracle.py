@@ -2,8 +2,8 @@
 """tokenizer_oracle — routescore's tokenizer against HF `tokenizers` on real text.
 
 Runs `routescore tokenize --add-special` over every RouteLLM prompt plus the
-adversarial texts of tests/advtext.py and compares each line with the golden
-made by tests/gen_tokenizer_golden.py (and, when `tokenizers` is importable,
+adversarial texts of tests/lib/advtext.py and compares each line with the golden
+made by tools/gen/gen_tokenizer_golden.py (and, when `tokenizers` is importable,
 live against HF too, plus a truncation pass with --max-tokens). Then checks
 that invalid-UTF-8 and malformed lines come back as per-line errors while the
 lines around them still tokenize. Zero mismatches is the bar.
@@ -16,9 +16,9 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import gen_tokenizer_golden as gold  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 import rsdata  # noqa: E402
+import tok_golden as gold  # noqa: E402
 
 SHOW = 5  # diffs printed per check
 
@@ -191,7 +191,7 @@ def main():
     digest = gold.texts_digest(texts)
     if digest not in header or len(golden) != len(texts):
         print("golden does not match the texts (%d texts, digest %s; golden: %s): regenerate it with "
-              "tests/gen_tokenizer_golden.py" % (len(texts), digest, header.strip()))
+              "tools/gen/gen_tokenizer_golden.py" % (len(texts), digest, header.strip()))
         return 1
     try:
         hf = gold.hf_tokenizer(tok_path)

@@ -5,14 +5,14 @@
 # each. Exit 0 when every mutant is caught (and the unmutated copy passes),
 # 1 otherwise.
 #
-#   bash tests/gpusim_mutants.sh [KEEP_DIR]     (about 7 minutes on 2 cores)
-#   MUTANTS="missing-barrier wrong-transpose" bash tests/gpusim_mutants.sh   (only those)
+#   bash tests/gpu/gpusim_mutants.sh [KEEP_DIR]     (about 7 minutes on 2 cores)
+#   MUTANTS="missing-barrier wrong-transpose" bash tests/gpu/gpusim_mutants.sh   (only those)
 #
 # The mutants: swapped mma fragment registers, an off-by-one attention mask,
 # a missing tail guard, a missing __syncthreads, a cross-stream race (weight
 # vectors copied on the legacy stream), a wrong cuBLASLt transpose.
 set -euo pipefail
-SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 W=${1:-$(mktemp -d /tmp/rs-mutants.XXXXXX)}
 mkdir -p "$W/tree"
 cd "$SRC"

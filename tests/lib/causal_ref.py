@@ -1,5 +1,5 @@
 """causal_ref — RouteLLM's causal_llm router (docs/ROUTERS.md) in Python, shared by
-tests/gen_causal_tiny.py (the tiny test router and its golden outputs) and
+tools/gen/gen_causal_tiny.py (the tiny test router and its golden outputs) and
 benchmarks/causal_bench.py (a SmolLM2-sized router and the HF peer):
 
 - the router directory routescore reads: a tokenizer with the Llama 3 header
@@ -27,7 +27,7 @@ PROMPT_FILES = ("system_ft_v5.txt", "classifier_ft_v5.txt")
 
 def default_prompt_dir():
     """RouteLLM's two prompt files in ../shared/data (RS_SHARED_DATA overrides)."""
-    root = os.environ.get("RS_SHARED_DATA") or os.path.join(HERE, "..", "..", "shared", "data")
+    root = os.environ.get("RS_SHARED_DATA") or os.path.join(HERE, "..", "..", "..", "shared", "data")
     return os.path.join(root, "routellm", "routers", "causal_llm")
 
 

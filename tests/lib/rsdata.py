@@ -16,7 +16,7 @@ csv.field_size_limit(sys.maxsize)
 def data_dir():
     """The RouteLLM data folder, or None when ../shared/data is absent."""
     root = os.environ.get("RS_SHARED_DATA") or os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
     d = os.path.join(root, "routellm")
     return d if os.path.isdir(d) else None
 

@@ -7,8 +7,8 @@ import os
 import subprocess
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-BIN = os.environ.get("RS_BIN") or os.path.join(_HERE, "..", "build", "routescore")
-CACHE = os.environ.get("RS_MODEL_CACHE") or os.path.join(_HERE, "..", "models", "cache")
+BIN = os.environ.get("RS_BIN") or os.path.join(_HERE, "..", "..", "build", "routescore")
+CACHE = os.environ.get("RS_MODEL_CACHE") or os.path.join(_HERE, "..", "..", "models", "cache")
 ENCODER = os.path.join(CACHE, "all-minilm-l6-v2")
 
 failures = []

@@ -12,6 +12,7 @@
   SIGTERM and returns the exit code; serving() runs one for a `with` block and
   checks that it exits 0;
 - setup() for a test's start (Check, temporary directory, router, stubs),
+  prompts_for_test() (64 prompts of every shape, for Score calls),
   code_of() for the status a call ends with, f32() for float32 rounding;
 - load: callers() (threads, each a run of one-prompt Score calls; the
   replica tests), and the asyncio closed_loop() (N callers, one call in flight
@@ -38,7 +39,7 @@ import time
 import urllib.request
 
 SKIP = 77
-SRC = os.environ.get("RS_SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SRC = os.environ.get("RS_SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def skip(why):
@@ -51,7 +52,7 @@ def skip(why):
 # `opentelemetry` package that shadows the real one, which Ray needs.
 # .ci/setup installs it there (tests/requirements-xds.txt).
 XDS_DIR = os.environ.get("RS_XDS_PYTHONPATH") or os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build-pydeps", "xds")
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "build-pydeps", "xds")
 XDS_HINT = f"pip install --no-deps --target {XDS_DIR} -r tests/requirements-xds.txt"
 
 
@@ -112,6 +113,28 @@ def make_router(dirpath, seed=1234, threshold=0.5, name="test-mf", scale=3.0):
                    "pooling": "mean", "normalize": True, "threshold": threshold,
                    "strong_model": "strong-llm", "weak_model": "weak-llm"}, f)
     return dirpath
+
+
+def prompts_for_test():
+    """64 prompts: models/example_prompts.jsonl, edge cases (non-ASCII, one truncated
+    to max_tokens, one character), then numbered questions."""
+    ps = []
+    with open(os.path.join(SRC, "models", "example_prompts.jsonl")) as f:
+        for line in f:
+            rec = json.loads(line) if line.strip() else {}
+            if "prompt" in rec:
+                ps.append(rec["prompt"])
+    ps += [
+        "Ünïcödé prompt — with accents, 中文字符 and emoji 🎉",
+        "word " * 600,  # truncated to max_tokens
+        "x",
+        "Translate 'good morning' into French, German, Japanese and Swahili.",
+    ]
+    i = 0
+    while len(ps) < 64:
+        ps.append(f"Question {i}: what is {i} * {i + 3}, and why does multiplication distribute over addition?")
+        i += 1
+    return ps[:64]
 
 
 def router_dir(tmp):

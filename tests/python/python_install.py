@@ -16,11 +16,11 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 import rstest  # noqa: E402
 from rstest import ENCODER, check  # noqa: E402
 
-SRC = os.path.abspath(os.environ.get("RS_SOURCE_DIR") or os.path.join(HERE, ".."))
+SRC = os.path.abspath(os.environ.get("RS_SOURCE_DIR") or os.path.join(HERE, "..", ".."))
 PROMPTS = ["Prove that sqrt(2) is irrational.", "hi there", "Write a haiku about the sea."]
 SNIPPET = """
 import json, sys, routescore

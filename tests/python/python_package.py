@@ -25,12 +25,12 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 import rsdata  # noqa: E402
 import rstest  # noqa: E402
 from rstest import ENCODER, check  # noqa: E402
 
-SRC = os.environ.get("RS_SOURCE_DIR") or os.path.join(HERE, "..")
+SRC = os.environ.get("RS_SOURCE_DIR") or os.path.join(HERE, "..", "..")
 sys.path.insert(0, os.path.join(SRC, "python"))
 
 try:

@@ -24,12 +24,12 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 import rsdata  # noqa: E402
 import rstest  # noqa: E402
 from rstest import ENCODER, check  # noqa: E402
 
-SRC = os.environ.get("RS_SOURCE_DIR") or os.path.join(HERE, "..")
+SRC = os.environ.get("RS_SOURCE_DIR") or os.path.join(HERE, "..", "..")
 sys.path.insert(0, os.path.join(SRC, "python"))
 BLOCK = 250  # rows per row group, per Ray block and per batch
 N = max(BLOCK, int(os.environ.get("RS_RAY_N", "2000")) // BLOCK * BLOCK)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """mf_routellm and sw_ranking with a local encoder (the manifest's `encoder`,
 here the tiny XLM-R test checkpoint, hidden 64): text prompts scored by
-`routescore score` must equal the numpy references (tests/gen_mf_routellm.py,
-tests/gen_sw_ranking.py) applied to the encoder's embeddings from
+`routescore score` must equal the numpy references (tests/lib/
+routellm_router_ref.py) applied to the encoder's embeddings from
 `routescore embed`. For sw_ranking the battle file carries prompts only, so the
 router embeds them itself at open."""
 import json
@@ -13,26 +13,14 @@ import tempfile
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gen_mf_routellm import pred_win_rate, save_safetensors  # noqa: E402
-from gen_sw_ranking import compute_elo_mle_with_tie, compute_tiers  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+from routellm_router_ref import compute_elo_mle_with_tie, compute_tiers, pred_win_rate, save_safetensors  # noqa: E402
+from tiny_encoder import ENC, WORDS, embed  # noqa: E402
 
 BIN, DATA = os.environ.get("RS_BIN"), os.environ.get("RS_TEST_DATA")
 if not BIN or not DATA:
     print("RS_BIN / RS_TEST_DATA not set")
     sys.exit(77)
-ENC = os.path.abspath(os.path.join(DATA, "fidelity", "xlmr_tiny_text")) if DATA else None
-
-WORDS = "the cat dog proof integral python write poem translate french sum prime story code bug law tax".split()
-
-
-def embed(tmp, prompts):
-    path = os.path.join(tmp, "prompts.jsonl")
-    with open(path, "w") as f:
-        for p in prompts:
-            f.write(json.dumps({"prompt": p}) + "\n")
-    r = subprocess.run([BIN, "embed", "--model", ENC, "--in", path], capture_output=True, text=True, check=True)
-    return np.array([json.loads(l)["embedding"] for l in r.stdout.splitlines()], dtype=np.float64)
 
 
 def score(router, prompts):

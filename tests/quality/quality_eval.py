@@ -1,5 +1,5 @@
 """quality_eval — `routescore eval --scores` against the Python rendering of
-RouteLLM's evaluation (tests/routellm_eval_ref.py) on generated score files:
+RouteLLM's evaluation (tests/lib/routellm_eval_ref.py) on generated score files:
 random (fixed seeds), oracle-like, reversed, constant, heavy ties, joined by
 prompt and by id. Every figure (points, AUC, APGR, CPT50/80) must agree to
 1e-6. Also: random routing on MMLU gives APGR in [0.45, 0.55] (a sanity
@@ -15,12 +15,12 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 import rsdata  # noqa: E402
 import routellm_eval_ref as ref  # noqa: E402
 
 rsdata.skip_if_absent()
-BIN = os.environ.get("RS_BIN") or os.path.join(os.path.dirname(__file__), "..", "build", "routescore")
+BIN = os.environ.get("RS_BIN") or os.path.join(os.path.dirname(__file__), "..", "..", "build", "routescore")
 DATA = rsdata.data_dir()
 failures = 0
 
@@ -103,7 +103,7 @@ with tempfile.TemporaryDirectory() as tmp:
 
         if bench == "gsm8k":
             # Plot: well-formed SVG with the three curves' colours (cairo draws
-            # paths; tests/cli_eval_plot.py checks the geometry).
+            # paths; tests/cli/cli_eval_plot.py checks the geometry).
             svg = os.path.join(tmp, "plot.svg")
             rc, _, err = run_eval(bench, os.path.join(tmp, "gsm8k_random1.jsonl"), "--plot", svg)
             check(rc == 0, f"plot run exit {rc}: {err}")

@@ -8,7 +8,7 @@ every call ended OK or UNAVAILABLE (no CANCELLED, nothing else), the server
 exited 0, and the server's count of Score calls finished OK equals the
 clients' count of OK answers (no accepted call lost).
 
-  python3 tests/drain_trials.py [--trials 100]   (CTest runs it with --trials 12)
+  python3 tests/server/drain_trials.py [--trials 100]   (CTest runs it with --trials 12)
 
 Prints one line per trial and a summary; exits 1 if any trial failed.
 """
@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 import server_util as su  # noqa: E402
 import grpc  # noqa: E402
 

@@ -12,12 +12,12 @@
  * Environment (read here, in the test binary):
  *   ROUTESCORE_TEST_BACKEND_FAIL_AFTER=N  every forward after the N-th
  *     (rs_engine_score_tokens / _embeddings called by the batcher) fails
- *     with RS_ERR_BACKEND, as a lost GPU would (tests/server_fatal.py).
+ *     with RS_ERR_BACKEND, as a lost GPU would (tests/server/server_fatal.py).
  *   ROUTESCORE_TEST_ALLOC_FAIL_AT=N  counting starts when the server logs
  *     "serving"; the N-th allocation after that (0-based) fails, once.
  *     -1 counts without failing. At exit the binary prints
  *     {"event":"alloc_faults","counted":C,"failed":F} on stderr
- *     (tests/server_alloc_fail.py). */
+ *     (tests/server/server_alloc_fail.py). */
 #include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdatomic.h>

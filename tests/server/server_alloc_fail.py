@@ -1,7 +1,7 @@
 """server_alloc_fail.py — one allocation failing at every position over a server request.
 
-As tests/test_alloc_fail.c does for the engine, but over the server: the test
-binary tests/serve_faults.c (RS_FAULT_BIN) wraps the allocator of the
+As tests/unit/test_alloc_fail.c does for the engine, but over the server: the test
+binary tests/server/serve_faults.c (RS_FAULT_BIN) wraps the allocator of the
 server's and engine's own code; with ROUTESCORE_TEST_ALLOC_FAIL_AT=N the N-th
 allocation after the server logs "serving" fails, once. A first run counts
 the allocations of the request (a Score call with two prompts and, when
@@ -21,7 +21,7 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 import server_util as su  # noqa: E402
 import grpc  # noqa: E402
 

@@ -7,8 +7,9 @@ routers. Against one server holding an embeddings-only mf_routellm router, an
 embeddings-only sw_ranking router and a text router:
 - ListRouters states each router's client_embedding_dim and takes_text;
 - scores through the server equal `routescore score --embeddings-in` on the
-  same vectors (bit for bit: the same engine call) and the numpy references
-  of tests/gen_mf_routellm.py / gen_sw_ranking.py;
+  same vectors (bit for bit: the same engine call) and the expected values
+  tools/gen/gen_mf_routellm.py / gen_sw_ranking.py wrote with the numpy
+  references of tests/lib/routellm_router_ref.py;
 - concurrent callers' embeddings are batched (batch size histogram), a
   threshold per request applies, ScoreStream carries them too;
 - a router with both (mf_routellm on a local encoder) takes text and
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import threading
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 import server_util as su  # noqa: E402
 import grpc  # noqa: E402
 
@@ -73,8 +74,8 @@ def both_router(tmp):
     """An mf_routellm router on the tiny XLM-R test encoder (hidden 64), some
     prompts, and their embeddings from `routescore embed`."""
     import numpy as np
-    from gen_mf_routellm import save_safetensors
-    from local_encoder_routers import ENC, WORDS, embed
+    from routellm_router_ref import save_safetensors
+    from tiny_encoder import ENC, WORDS, embed
 
     rng = np.random.default_rng(11)
     prompts = [" ".join(rng.choice(WORDS, rng.integers(2, 9))) for _ in range(24)]

@@ -1,7 +1,7 @@
 """server_fatal.py — a fatal engine error (a lost GPU) ends in NOT_SERVING
 and a non-zero exit, never in a server that keeps answering with errors.
 
-The backend failure is injected by the test binary tests/serve_faults.c
+The backend failure is injected by the test binary tests/server/serve_faults.c
 (RS_FAULT_BIN; ROUTESCORE_TEST_BACKEND_FAIL_AFTER=N: every forward after the
 N-th fails with RS_ERR_BACKEND, as a CUDA sticky error does); the production
 binary has no such switch. The caller of the failed batch gets UNAVAILABLE (retry elsewhere), a
@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 import server_util as su  # noqa: E402
 import grpc  # noqa: E402
 

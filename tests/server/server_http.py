@@ -16,9 +16,11 @@ import select
 import socket
 import subprocess
 import threading
+import sys
 import time
 
-import server_util as su
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+import server_util as su  # noqa: E402
 
 
 def http_port(srv):

@@ -22,10 +22,10 @@ import os
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 import server_util as su  # noqa: E402
-from server_config import run_check, write  # noqa: E402
-from server_rpc import prompts_for_test  # noqa: E402
+from server_util import prompts_for_test  # noqa: E402
+from server_config import run_check, write  # noqa: E402  (this folder's)
 
 
 def label_scores(router, prompts, tmp):

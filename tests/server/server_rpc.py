@@ -17,30 +17,10 @@ import subprocess
 import sys
 import threading
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 import server_util as su  # noqa: E402
 import grpc  # noqa: E402
 from google.protobuf import descriptor_pb2  # noqa: E402
-
-
-def prompts_for_test():
-    ps = []
-    with open(os.path.join(su.SRC, "models", "example_prompts.jsonl")) as f:
-        for line in f:
-            rec = json.loads(line) if line.strip() else {}
-            if "prompt" in rec:
-                ps.append(rec["prompt"])
-    ps += [
-        "Ünïcödé prompt — with accents, 中文字符 and emoji 🎉",
-        "word " * 600,  # truncated to max_tokens
-        "x",
-        "Translate 'good morning' into French, German, Japanese and Swahili.",
-    ]
-    i = 0
-    while len(ps) < 64:
-        ps.append(f"Question {i}: what is {i} * {i + 3}, and why does multiplication distribute over addition?")
-        i += 1
-    return ps[:64]
 
 
 def label_scores(router, prompts, tmp):
@@ -92,7 +72,7 @@ def main():
         name = info.name
 
         # --- Score: 64 prompts in one call, identical to `routescore label` ---
-        prompts = prompts_for_test()
+        prompts = su.prompts_for_test()
         resp = scorer.Score(pb.ScoreRequest(prompts=prompts, request_id=7), timeout=60)
         check(len(resp.scores) == 64 and resp.request_id == 7 and resp.router == name,
               f"Score answers 64 prompts in one call ({len(resp.scores)})")
@@ -203,7 +183,7 @@ def main():
               f"decisions ({strong:.0f}+{weak:.0f}) = prompts scored")
         ch.close()
     check(bool(srv.events("drained")), "logged 'drained'")
-    llama_encoder_router(check, tmp, st, prompts_for_test())
+    llama_encoder_router(check, tmp, st, su.prompts_for_test())
     check.done()
 
 

@@ -1,6 +1,6 @@
 /* test_engine.c — the engine on the small random XLM-R classifier in
  * tests/data/fidelity (its golden probabilities come from HF transformers,
- * tests/gen_fidelity.py):
+ * tools/gen/gen_fidelity.py):
  *   - probabilities equal the golden within 1e-4 whatever the packing: one
  *     sequence per forward, all in one, and a tiny arena forcing many batches;
  *   - every way a model directory can be broken is refused with an error

@@ -1,7 +1,7 @@
 /* test_llama_logits.c — rs_llama (CPU) against HF transformers' LlamaForCausalLM
  * on SmolLM2-135M-Instruct (models/fetch_smollm2_model.sh: the GGUF dequantised
  * to fp32): logits at every position of 50 prompts, the top 8 per position of
- * tests/data/smollm2_logits.json (tests/gen_smollm2_logits.py), relative
+ * tests/data/smollm2_logits.json (tools/gen/gen_smollm2_logits.py), relative
  * error <= 1e-3 (against the position's largest |logit|). Skips (77) when the
  * model is not fetched. */
 #include <math.h>

@@ -1,5 +1,5 @@
 /* test_mf_routellm.c — the mf_routellm router against a numpy rendering of
- * RouteLLM's MFModel.pred_win_rate (tests/gen_mf_routellm.py), on client
+ * RouteLLM's MFModel.pred_win_rate (tools/gen/gen_mf_routellm.py), on client
  * embeddings: a 6-model checkpoint named by the manifest's "models" list and
  * a 64-model one using RouteLLM's own MODEL_IDS table. */
 #include <cjson/cJSON.h>

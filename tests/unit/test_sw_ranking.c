@@ -1,6 +1,6 @@
 /* test_sw_ranking.c — the sw_ranking router (battle file with precomputed
  * embeddings, tiers, similarity-weighted Bradley–Terry fit) against a numpy
- * rendering of RouteLLM's SWRankingRouter (tests/gen_sw_ranking.py). */
+ * rendering of RouteLLM's SWRankingRouter (tools/gen/gen_sw_ranking.py). */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>

@@ -12,17 +12,18 @@ every layer's inv_freq buffer is overwritten with the llama3-scaled one
 (transformers' _compute_llama3_parameters, copied below), and config.json
 gets the rope_scaling block afterwards.
 
-The template, the router directory layout and the scorer are causal_ref.py's,
+The template, the router directory layout and the scorer are tests/lib/causal_ref.py's,
 shared with benchmarks/causal_bench.py."""
 import json, math, os, shutil, sys
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
 from transformers import LlamaConfig, LlamaForCausalLM
 
-import causal_ref
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+import causal_ref  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(HERE, "data", "causal_tiny")
+OUT = os.path.join(ROOT, "tests", "data", "causal_tiny")
 SRC = sys.argv[1] if len(sys.argv) > 1 else causal_ref.default_prompt_dir()
 ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
         "original_max_position_embeddings": 64}

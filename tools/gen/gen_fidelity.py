@@ -6,8 +6,8 @@ padding), which is how RouteLLM and sentence-transformers run these models.
 Run with the interpreter that has torch (Debian's python3-torch):
 
     models/fetch.sh
-    /usr/bin/python3 tests/gen_fidelity.py            # both parts
-    /usr/bin/python3 tests/gen_fidelity.py --only xlmr
+    /usr/bin/python3 tools/gen/gen_fidelity.py            # both parts
+    /usr/bin/python3 tools/gen/gen_fidelity.py --only xlmr
 
 Versions: tests/requirements-oracle.txt. The output is deterministic (seeded
 selection, seeded weights, gzip without timestamps): regenerating on the same
@@ -38,12 +38,12 @@ import sys
 import numpy as np
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import rsdata  # noqa: E402
 
-OUT = os.path.join(HERE, "data", "fidelity")
-MINILM = os.path.join(HERE, "..", "models", "cache", "all-minilm-l6-v2")
+OUT = os.path.join(ROOT, "tests", "data", "fidelity")
+MINILM = os.path.join(ROOT, "models", "cache", "all-minilm-l6-v2")
 
 SEED = 20240611
 MAX_TOKENS = 256          # sentence_bert_config.json max_seq_length
@@ -90,7 +90,7 @@ def write_if_changed(path, data):
     if old != data:
         with open(path, "wb") as f:
             f.write(data)
-    log(f"  {os.path.relpath(path, os.path.join(HERE, '..'))}: {len(data)} bytes"
+    log(f"  {os.path.relpath(path, ROOT)}: {len(data)} bytes"
         + ("" if old != data else " (unchanged)"))
 
 
@@ -212,8 +212,8 @@ def minilm(args):
 
     select = {
         "about": "Fidelity selection for all-MiniLM-L6-v2: 'index' rows index "
-                 "tests/rsdata.py all_prompts(); 'text' rows are inline edge cases. "
-                 "Regenerate with tests/gen_fidelity.py.",
+                 "tests/lib/rsdata.py all_prompts(); 'text' rows are inline edge cases. "
+                 "Regenerate with tools/gen/gen_fidelity.py.",
         "seed": SEED,
         "max_tokens": MAX_TOKENS,
         "n_all_prompts": len(prompts),

@@ -19,12 +19,12 @@ import json, os, subprocess, sys
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/gen
 import gen_causal_tiny  # noqa: E402
 
-CACHE = os.environ.get("RS_MODEL_CACHE") or os.path.join(HERE, "..", "models", "cache")
-OUT = os.path.join(HERE, "data", "llama_encoder", "golden.json")
+CACHE = os.environ.get("RS_MODEL_CACHE") or os.path.join(ROOT, "models", "cache")
+OUT = os.path.join(ROOT, "tests", "data", "llama_encoder", "golden.json")
 PROMPTS = [
     "What is 2+2?", "hi", "Prove that there are infinitely many primes.",
     "Write a Python function that reverses a linked list.",
@@ -52,7 +52,7 @@ def hf_ids(tok_path):
 
 def load(name):
     if name == "causal_tiny":
-        d = os.path.join(HERE, "data", "causal_tiny", "router")
+        d = os.path.join(ROOT, "tests", "data", "causal_tiny", "router")
         with open(os.path.join(d, "config.json")) as f:
             cfg = json.load(f)
         cfg.pop("rope_scaling")  # transformers 4.40 predates rope_type "llama3": patched below
@@ -72,7 +72,7 @@ def main():
         d, model = load(name)
         n_layers = model.config.num_hidden_layers
         ids = hf_ids(os.path.join(d, "tokenizer.json"))
-        entry = {"dir": os.path.relpath(d, os.path.join(HERE, "..")), "ids": ids, "configs": []}
+        entry = {"dir": os.path.relpath(d, ROOT), "ids": ids, "configs": []}
         for layers, pooling, normalize in configs:
             embs = []
             for seq in ids:

@@ -2,47 +2,25 @@
 """Generates tests/data/mf_routellm{,64}: small random checkpoints in RouteLLM's
 MFModel layout (P.weight, text_proj.0.weight, classifier.0.weight), client
 embeddings, and the win probabilities of a numpy rendering of RouteLLM's
-MFModel.pred_win_rate (routellm/routers/matrix_factorization/model.py):
+MFModel.pred_win_rate (routellm/routers/matrix_factorization/model.py;
+tests/lib/routellm_router_ref.py):
 
     logits = classifier(normalize(P[[a, b]]) * text_proj(e)); sigmoid(l[0] - l[1])
 
 mf_routellm: 6 models named by the manifest's "models" list, dim 8, text 32.
 mf_routellm64: RouteLLM's own 64-model table (strong gpt-4-1106-preview = 24,
 weak mixtral-8x7b-instruct-v0.1 = 36), dim 8, text 32. Seeded; rerun to
-regenerate byte-identical files.  Usage: python3 tests/gen_mf_routellm.py"""
+regenerate byte-identical files.  Usage: python3 tools/gen/gen_mf_routellm.py"""
 import json
 import os
-import struct
+import sys
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def save_safetensors(path, tensors):
-    """The safetensors format by hand: u64 header length, JSON header, data."""
-    header, blobs, off = {}, [], 0
-    for name, arr in tensors.items():
-        b = np.ascontiguousarray(arr, dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
-def normalize(x):  # torch.nn.functional.normalize(p=2, dim=1, eps=1e-12)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def pred_win_rate(P, W, c, a, b, e):
-    model_embed = normalize(P[[a, b]].astype(np.float64))
-    prompt_embed = W.astype(np.float64) @ e.astype(np.float64)  # text_proj: Linear(text_dim, dim, bias=False)
-    logits = (model_embed * prompt_embed) @ c.astype(np.float64).T  # classifier: Linear(dim, 1, bias=False)
-    logits = logits.squeeze()
-    return float(1.0 / (1.0 + np.exp(-(logits[0] - logits[1]))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DATA = os.path.join(ROOT, "tests", "data")
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+from routellm_router_ref import pred_win_rate, save_safetensors  # noqa: E402
 
 
 def make(out, n_models, names, strong, weak, seed, dim=8, text_dim=32, n_prompts=12):
@@ -73,6 +51,6 @@ def make(out, n_models, names, strong, weak, seed, dim=8, text_dim=32, n_prompts
 
 if __name__ == "__main__":
     names = ["model-%d" % i for i in range(6)]
-    make(os.path.join(HERE, "data", "mf_routellm"), 6, names, "model-4", "model-1", seed=7)
-    make(os.path.join(HERE, "data", "mf_routellm64"), 64, None, "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1",
+    make(os.path.join(DATA, "mf_routellm"), 6, names, "model-4", "model-1", seed=7)
+    make(os.path.join(DATA, "mf_routellm64"), 64, None, "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1",
          seed=64)

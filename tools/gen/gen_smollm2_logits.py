@@ -8,8 +8,8 @@ import json, os, subprocess, sys
 import torch
 from transformers import LlamaForCausalLM
 
-here = os.path.dirname(os.path.abspath(__file__))
-model_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "models", "cache", "smollm2-135m")
+root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
+model_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "models", "cache", "smollm2-135m")
 TOPK = 8
 subjects = ["the moon", "prime numbers", "a rainy day", "Python decorators", "the French revolution",
             "photosynthesis", "jazz music", "black holes", "sourdough bread", "the stock market"]
@@ -39,5 +39,5 @@ with torch.no_grad():
     ids = enc[3]
     g = model.generate(torch.tensor([ids]), max_new_tokens=16, do_sample=False)
     print("sanity (decode with the tokenizer):", g[0][len(ids):].tolist(), file=sys.stderr)
-with open(os.path.join(here, "data", "smollm2_logits.json"), "w") as f:
+with open(os.path.join(root, "tests", "data", "smollm2_logits.json"), "w") as f:
     json.dump({"topk": TOPK, "prompts": out}, f, separators=(",", ":"), ensure_ascii=False)

@@ -16,77 +16,21 @@ SWRankingRouter (routellm/routers/similarity_weighted/):
     1 - 1 / (1 + 10**((E_strong - E_weak) / 400)).
 
 8 models in 4 tiers, 240 battles, embeddings of width 16. Seeded.
-Usage: python3 tests/gen_sw_ranking.py"""
+The renderings are tests/lib/routellm_router_ref.py's.
+Usage: python3 tools/gen/gen_sw_ranking.py"""
 import json
 import math
 import os
+import sys
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(HERE, "data", "sw_ranking")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OUT = os.path.join(ROOT, "tests", "data", "sw_ranking")
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+from routellm_router_ref import compute_elo_mle_with_tie, compute_tiers  # noqa: E402
 NUM_TIERS = 4
 STRONG, WEAK = "model-6", "model-1"
-
-
-def compute_elo_mle_with_tie(model_a, model_b, winner, sample_weight=None, SCALE=400, BASE=10, INIT_RATING=1000):
-    models = list(dict.fromkeys(list(model_a) + list(model_b)))  # pd.concat(...).unique()
-    col = {m: i for i, m in enumerate(models)}
-    a = np.concatenate([model_a, model_a])
-    b = np.concatenate([model_b, model_b])
-    w = np.concatenate([winner, winner])
-    n, p = len(a), len(models)
-    X = np.zeros([n, p])
-    X[np.arange(n), [col[m] for m in a]] = +math.log(BASE)
-    X[np.arange(n), [col[m] for m in b]] = -math.log(BASE)
-    Y = np.zeros(n)
-    Y[w == "model_a"] = 1.0
-    tie_idx = (w == "tie") | (w == "tie (bothbad)")
-    tie_idx[len(tie_idx) // 2:] = False
-    Y[tie_idx] = 1.0
-    sw = np.ones(n) if sample_weight is None else np.concatenate([sample_weight, sample_weight])
-    beta = np.zeros(p)
-    for _ in range(200):  # IRLS / Newton, minimum-norm steps
-        s = 1 / (1 + np.exp(-X @ beta))
-        g = X.T @ (sw * (Y - s))
-        H = (X * (sw * s * (1 - s))[:, None]).T @ X
-        step = np.linalg.pinv(H, rcond=1e-13) @ g
-        beta += step
-        if np.max(np.abs(step)) < 1e-13:
-            break
-    elo = SCALE * beta + INIT_RATING
-    order = np.argsort(-elo, kind="stable")  # sort_values(ascending=False)
-    return [(models[i], elo[i]) for i in order]
-
-
-def compute_tiers(model_ratings, num_tiers):
-    n, m = len(model_ratings), num_tiers
-    r = [v for _, v in model_ratings]
-    dp = np.zeros((n, n, m))
-    dp_split = np.zeros((n, n, m))
-    for i in range(n):
-        for j in range(i + 1, n):
-            dp[i][j][0] = np.var(r[i:j + 1])
-    for tier in range(1, m):
-        for i in range(n):
-            for j in range(i + 1, n):
-                dp[i][j][tier] = 1000000000
-                for l in range(i, j):
-                    if dp[i][j][tier] > dp[i][l][tier - 1] + dp[l + 1][j][0]:
-                        dp_split[i][j][tier] = l
-                        dp[i][j][tier] = dp[i][l][tier - 1] + dp[l + 1][j][0]
-    cur_n, split_idx = n, []
-    for tier in range(m - 1, 0, -1):
-        split = int(dp_split[0][cur_n - 1][tier])
-        split_idx.append(split)
-        cur_n = split + 1
-    split_idx = split_idx[::-1] + [n - 1]
-    model2tier, cur_idx = {}, 0
-    for i in range(len(split_idx)):
-        for j in range(cur_idx, split_idx[i] + 1):
-            model2tier[model_ratings[j][0]] = i
-        cur_idx = split_idx[i] + 1
-    return model2tier
 
 
 def main():

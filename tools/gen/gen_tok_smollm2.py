@@ -9,7 +9,7 @@ ByteLevel decoder and post-processor, and the control tokens as special added
 tokens. It is written with HF `tokenizers` itself, so the oracle and routescore
 load the same file. models/fetch_smollm2_tokenizer.sh runs it.
 
-usage: python3 tests/gen_tok_smollm2.py MODEL.gguf OUT/tokenizer.json
+usage: python3 tools/gen/gen_tok_smollm2.py MODEL.gguf OUT/tokenizer.json
 Needs: gguf, tokenizers.
 """
 import sys

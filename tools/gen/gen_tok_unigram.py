@@ -9,7 +9,7 @@ XLM-R's exact normalizer (Precompiled + Replace), pre-tokenizer (Metaspace),
 post-processor and decoder. The output is committed (tests/data/tokenizer/);
 re-run only to change it, then regenerate its golden.
 
-usage: python3 tests/gen_tok_unigram.py VOCAB_SIZE OUT_DIR [CHARACTER_COVERAGE]
+usage: python3 tools/gen/gen_tok_unigram.py VOCAB_SIZE OUT_DIR [CHARACTER_COVERAGE]
   tests/data/tokenizer/xlmr_unigram:     VOCAB_SIZE 8000
   tests/data/fidelity/xlmr_tiny_text:    VOCAB_SIZE 638 CHARACTER_COVERAGE 0.995 (the tiny
                                          model's 640 ids: the converter adds <pad>, <mask>)
@@ -19,8 +19,8 @@ import os
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import rsdata  # noqa: E402
 
 

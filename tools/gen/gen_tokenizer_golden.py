@@ -1,60 +1,24 @@
 #!/usr/bin/env python3
 """gen_tokenizer_golden — the MiniLM tokenizer golden, made by HF `tokenizers`.
 
-Tokenizes every RouteLLM prompt (tests/rsdata.py all_prompts()) and the
-adversarial texts of tests/advtext.py with the real all-MiniLM-L6-v2
+Tokenizes every RouteLLM prompt (tests/lib/rsdata.py all_prompts()) and the
+adversarial texts of tests/lib/advtext.py with the real all-MiniLM-L6-v2
 tokenizer.json (add_special_tokens=True, no truncation, no padding) and writes
 one line per text: a 16-hex digest of the ids (blake2b-64 of little-endian
-int32) and the id count. tests/tokenizer_oracle.py checks routescore against it.
+int32) and the id count (the format: tests/lib/tok_golden.py).
+tests/fidelity/tokenizer_oracle.py checks routescore against it.
 
-usage: python3 tests/gen_tokenizer_golden.py [TOKENIZER_JSON] [OUT]
+usage: python3 tools/gen/gen_tokenizer_golden.py [TOKENIZER_JSON] [OUT]
   TOKENIZER_JSON defaults to $RS_MODEL_CACHE/all-minilm-l6-v2/tokenizer.json
   OUT defaults to tests/data/tokenizer/minilm_golden.txt
 """
-import hashlib
 import os
-import struct
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import advtext  # noqa: E402
-import rsdata  # noqa: E402
-
-GOLDEN = os.path.join(HERE, "data", "tokenizer", "minilm_golden.txt")
-
-
-def default_tokenizer_json():
-    if os.environ.get("RS_TOKENIZER_JSON"):
-        return os.environ["RS_TOKENIZER_JSON"]
-    cache = os.environ.get("RS_MODEL_CACHE") or os.path.join(HERE, "..", "models", "cache")
-    return os.path.join(cache, "all-minilm-l6-v2", "tokenizer.json")
-
-
-def ids_digest(ids):
-    return hashlib.blake2b(struct.pack("<%di" % len(ids), *ids), digest_size=8).hexdigest()
-
-
-def texts_digest(texts):
-    h = hashlib.blake2b(digest_size=8)
-    for t in texts:
-        b = t.encode("utf-8")
-        h.update(struct.pack("<Q", len(b)))
-        h.update(b)
-    return h.hexdigest()
-
-
-def all_texts():
-    """(real prompts, adversarial texts)."""
-    return rsdata.all_prompts(), advtext.texts()
-
-
-def hf_tokenizer(path):
-    from tokenizers import Tokenizer
-    tok = Tokenizer.from_file(path)
-    tok.no_truncation()
-    tok.no_padding()
-    return tok
+from tok_golden import GOLDEN, all_texts, default_tokenizer_json, hf_tokenizer, ids_digest, texts_digest  # noqa: E402
 
 
 def main():

@@ -5,19 +5,19 @@ Makes tests/data/fidelity/xlmr_tiny_text/: the tiny random
 XLMRobertaForSequenceClassification of tests/data/fidelity/xlmr_tiny (config and
 weights copied) with an XLM-R-style tokenizer.json whose vocabulary fits its 640
 ids (SentencePiece Unigram, nmt_nfkc charsmap, converted by transformers'
-XLMRobertaConverter: made beforehand by `tests/gen_tok_unigram.py 638
+XLMRobertaConverter: made beforehand by `tools/gen/gen_tok_unigram.py 638
 tests/data/fidelity/xlmr_tiny_text 0.995`, which needs sentencepiece). Then
 scores ~50 raw-text prompts the way RouteLLM's bert router does: HF tokenizer
 (<s> ... </s>, truncation on the right to the model's 128 tokens), one prompt at
 a time, fp32 on the CPU, softmax over the 3 logits. Writes
 tests/data/fidelity/xlmr_tiny_text_golden.jsonl: {"prompt_index" (into
-tests/rsdata.py all_prompts(): benchmark prompts are read from ../shared/data at
+tests/lib/rsdata.py all_prompts(): benchmark prompts are read from ../shared/data at
 run time, never stored here) or "text" (the edge cases below), "text_sha256",
 "ids", "probs"}.
-tests/fidelity_xlmr_text.py checks `routescore score --model DIR TEXT` against it.
+tests/fidelity/fidelity_xlmr_text.py checks `routescore score --model DIR TEXT` against it.
 
 Run with Debian's /usr/bin/python3 (torch 1.13, transformers 4.40.2):
-  /usr/bin/python3 tests/gen_xlmr_text_golden.py
+  /usr/bin/python3 tools/gen/gen_xlmr_text_golden.py
 """
 import hashlib
 import json
@@ -26,11 +26,11 @@ import random
 import shutil
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import rsdata  # noqa: E402
 
-FID = os.path.join(HERE, "data", "fidelity")
+FID = os.path.join(ROOT, "tests", "data", "fidelity")
 SRC = os.path.join(FID, "xlmr_tiny")
 OUT = os.path.join(FID, "xlmr_tiny_text")
 GOLDEN = os.path.join(FID, "xlmr_tiny_text_golden.jsonl")
@@ -58,7 +58,7 @@ def main():
     from transformers import XLMRobertaForSequenceClassification, XLMRobertaTokenizerFast
     tok_json = os.path.join(OUT, "tokenizer.json")
     if not os.path.isfile(tok_json):
-        sys.exit("%s missing: run tests/gen_tok_unigram.py 638 %s 0.995 first" % (tok_json, OUT))
+        sys.exit("%s missing: run tools/gen/gen_tok_unigram.py 638 %s 0.995 first" % (tok_json, OUT))
     for name in ("config.json", "model.safetensors"):
         shutil.copyfile(os.path.join(SRC, name), os.path.join(OUT, name))
     tok = XLMRobertaTokenizerFast(tokenizer_file=tok_json, model_max_length=MAX_TOKENS)
