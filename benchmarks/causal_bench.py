@@ -5,7 +5,7 @@
 The router: SmolLM2-135M-Instruct's fp32 weights (models/cache/smollm2-135m, from
 models/fetch_smollm2_model.sh) with RouteLLM's 5 rating tokens (and the 4 Llama 3
 header specials of its prompt template) added to the vocabulary: new embedding /
-tied LM-head rows, seeded. Built with tests/causal_ref.py, the code that builds the
+tied LM-head rows, seeded. Built with tests/lib/causal_ref.py, the code that builds the
 tiny test router, into the git-ignored models/cache/causal-smollm2-SCENARIO/ (reused
 while its parameters match). Two scenarios:
   unrated  the new rows keep their random init: the rating never wins the argmax, so
@@ -50,7 +50,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import causal_ref  # noqa: E402
 import rsdata  # noqa: E402
 
@@ -98,7 +98,7 @@ def sample_and_tokenize(args, routers):
     random.Random(args.seed).shuffle(cands)
     req = {"base": args.base, "routers": routers, "candidates": cands[:4000], "lo": args.min_tokens,
            "hi": args.max_tokens, "n": args.n, "system": system, "classifier": classifier}
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "tests"))
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "tests", "lib"))
     p = subprocess.run([args.tok_python, os.path.abspath(__file__), "--tokenize-child"], input=json.dumps(req),
                        capture_output=True, text=True, env=env)
     if p.returncode != 0:

@@ -1,7 +1,7 @@
 """http_vs_grpc.py — sequential one-prompt latency: HTTP/JSON POST /v1/score (keep-alive) vs gRPC Score.
 Run from tests/: RS_BIN=../build/routescore python3 ../benchmarks/http_vs_grpc.py"""
 import http.client, json, os, time, sys, statistics
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
 import server_util as su
 check, tmp, router, stubs = su.setup()
 pb = stubs.scorer

@@ -49,7 +49,7 @@ from concurrent import futures
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(SRC, "tests"))
+sys.path.insert(0, os.path.join(SRC, "tests", "lib"))
 import server_util as su  # noqa: E402
 import grpc  # noqa: E402
 

@@ -25,7 +25,8 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "lib"))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "server"))
 import server_util as su  # noqa: E402
 import server_admission as sa  # noqa: E402
 import grpc  # noqa: E402

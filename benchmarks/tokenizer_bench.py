@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """tokenizer_bench — tokens/s of routescore's tokenizers against HF `tokenizers`
 (and `tiktoken` for the Llama 3 rank file), single-threaded, on the same prompts
-(every RouteLLM prompt, tests/rsdata.py all_prompts()) in one run.
+(every RouteLLM prompt, tests/lib/rsdata.py all_prompts()) in one run.
 
 Times are CPU seconds of the process (the machines are shared, wall time is
 noisy). routescore is timed by `routescore tokenize --bench N` (texts loaded
@@ -27,7 +27,8 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..")
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "fidelity"))
 import rsdata  # noqa: E402
 import tokenizer_families as fam  # noqa: E402
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # deploy/ci_chart.sh — render and check the Helm chart and lint the
-# Dockerfiles, offline (tests/deploy_chart.py says what is checked).
+# Dockerfiles, offline (tests/deploy/deploy_chart.py says what is checked).
 # The tools come from PyPI into a virtual environment, build-deploy/venv:
 # helm-python-sdk (Helm v4 as a shared library: the chart is rendered by
 # Helm's own engine with no helm binary and no cluster), kubernetes-validate,
@@ -22,6 +22,6 @@ if [[ $(id -u) -eq 0 ]] && unshare -n true 2>/dev/null; then
   echo "ci_chart: checks run without network (unshare -n)"
 fi
 rc=0
-"${offline[@]}" "$venv/bin/python" tests/deploy_chart.py "$@" || rc=$?
+"${offline[@]}" "$venv/bin/python" tests/deploy/deploy_chart.py "$@" || rc=$?
 echo "ci_chart: $(( $(date +%s) - t0 )) s"
 exit $rc

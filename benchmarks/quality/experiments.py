@@ -2,7 +2,7 @@
 all-MiniLM-L6-v2 embeddings (numpy only).
 
 Every figure is on prompts the head never trained on, computed with
-tests/routellm_eval_ref.py (RouteLLM's evaluation):
+tests/lib/routellm_eval_ref.py (RouteLLM's evaluation):
   MMLU   held-out subjects: train on the subjects whose name starts with a-m,
          evaluate on n-z, and the reverse; the two APGRs averaged.
   GSM8K  5-fold cross-validation by row index % 5; the out-of-fold scores are
@@ -36,7 +36,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import routellm_eval_ref as ref  # noqa: E402
 import rsdata  # noqa: E402
 

@@ -1,7 +1,7 @@
 /* cli_tokenize.c — `routescore tokenize`: print the token ids of texts.
  *
  * Exists so the tokenizer can be checked against HF `tokenizers` from a
- * script (tests/tokenizer_oracle.py) and inspected by hand. One output line
+ * script (tests/fidelity/tokenizer_oracle.py) and inspected by hand. One output line
  * per input text or JSON line, in order, so outputs align with inputs; a text
  * that fails prints {"line": N, "error": "..."} in its place and the run goes
  * on (exit 1 at the end). */

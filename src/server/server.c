@@ -370,7 +370,7 @@ rs_status rs_server_load(rs_server *s, rs_err *err) {
             .fatal_arg = s,
         };
         /* (Backend faults for tests are injected by the test binary
-         * tests/serve_faults.c, which wraps the engine's forward: nothing
+         * tests/server/serve_faults.c, which wraps the engine's forward: nothing
          * here reads the environment.) */
         if ((st = rs_batcher_start(r->engines, r->n_engines, &bo, &r->batcher, err)) != RS_OK) return st;
         r->loaded = 1;

@@ -429,7 +429,7 @@ int rs_srv_bearer_ok(const char (*tokens)[256], int n, const char *v, size_t vl)
      * length and whether it holds a NUL. Each token is compared over its
      * whole zero-padded 256-byte buffer, so neither its bytes nor its
      * length change the time taken or the path through the code
-     * (tests/test_bearer_ct.c checks that under valgrind). */
+     * (tests/unit/test_bearer_ct.c checks that under valgrind). */
     if (vl < 7 || strncasecmp(v, "Bearer ", 7)) return 0;
     v += 7;
     vl -= 7;

@@ -108,7 +108,7 @@ int rs_srv_replicas(const rs_srv_router_cfg *r);
  * scheme case-insensitive) carries one of the n tokens. Each tokens[i] is
  * 1..255 bytes, NUL-terminated and zero-padded to 256 bytes. Constant time
  * in the tokens (their bytes and lengths): no branch or memory access
- * depends on them (tests/test_bearer_ct.c); shared by the gRPC and HTTP
+ * depends on them (tests/unit/test_bearer_ct.c); shared by the gRPC and HTTP
  * endpoints. */
 int rs_srv_bearer_ok(const char (*tokens)[256], int n, const char *v, size_t vl);
 
