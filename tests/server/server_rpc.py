@@ -94,7 +94,7 @@ def main():
               f"timings: tokenize {resp.tokenize_us}us queue {resp.queue_us}us inference {resp.inference_us}us "
               f"total {resp.total_us}us")
 
-        # the same prompts in 8 concurrent requests: other batch packings, same bits
+        # the same prompts in 8 concurrent requests: other batch packings, the same scores
         results = [None] * 8
 
         def worker(k):
@@ -104,7 +104,7 @@ def main():
         [t.start() for t in ts]
         [t.join() for t in ts]
         split = [s.win_prob for r in results for s in r.scores]
-        check(all(su.f32(a) == su.f32(b.win_prob) for a, b in zip(split, resp.scores)),
+        check(su.same_scores(split, [b.win_prob for b in resp.scores]),
               "scores do not depend on how prompts are batched")
 
         # per-request threshold and strong_share
@@ -126,7 +126,7 @@ def main():
         got = {r.request_id: r for r in scorer.ScoreStream(reqs(), timeout=60)}
         check(len(got) == 22, f"ScoreStream answers every request ({len(got)}/22)")
         ok_ids = all(len(got[1000 + i].scores) == 3 and
-                     all(su.f32(a.win_prob) == su.f32(b.win_prob) for a, b in zip(got[1000 + i].scores, resp.scores[i:i + 3]))
+                     su.same_scores([a.win_prob for a in got[1000 + i].scores], [b.win_prob for b in resp.scores[i:i + 3]])
                      for i in range(20) if 1000 + i in got)
         check(ok_ids, "ScoreStream scores match Score")
         e1, e2 = got.get(5000), got.get(5001)
