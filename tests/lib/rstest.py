@@ -43,6 +43,27 @@ def binary_missing():
     return True
 
 
+def package_unready():
+    """The Python package tests' preconditions: the binary and the build's
+    libroutescore_engine.so (ROUTESCORE_LIBRARY) must exist (else 1: the build
+    is broken), the default encoder's weights and the shared data may not
+    (else 77: skipped). None when the test can run."""
+    if binary_missing():
+        return 1
+    lib = os.environ.get("ROUTESCORE_LIBRARY")
+    if not lib or not os.path.exists(lib):
+        print(f"ROUTESCORE_LIBRARY={lib!r}: the build's libroutescore_engine.so is needed")
+        return 1
+    if not os.path.isdir(ENCODER):
+        print(f"no encoder at {ENCODER} (run bash models/fetch.sh)")
+        return 77
+    import rsdata
+    if rsdata.data_dir() is None:
+        print("skipped: ../shared/data/routellm not found")
+        return 77
+    return None
+
+
 def result(name):
     """main()'s exit code: 1 if any check failed, else 0."""
     if failures:

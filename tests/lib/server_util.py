@@ -273,19 +273,25 @@ def serving(check, args, what="exit 0", **kw):
     check(rc == 0, f"{what} ({rc})")
 
 
-def callers(srv, st, prompts, n_callers, n_calls, timeout=60):
-    """n_callers threads, each on its own channel making n_calls one-prompt Score calls; caller k's j-th scores
-    prompts[(k * n_calls + j) % len(prompts)]. Returns ({(k, j): (prompt index, win_prob)}, [codes of errors])."""
+def callers(srv, st, prompts, n_callers, n_calls, timeout=60, make_req=None):
+    """n_callers threads, each on its own channel making n_calls unary Score calls; caller k's j-th call scores
+    the one prompt prompts[(k * n_calls + j) % len(prompts)], or, given make_req(k, j) -> (key, ScoreRequest),
+    that request. Returns ({(k, j): (prompt index or key, win_prob of the first score)}, [codes of errors])."""
     got, errs = {}, []
+
+    def request(k, j):
+        if make_req:
+            return make_req(k, j)
+        i = (k * n_calls + j) % len(prompts)
+        return i, st.scorer.ScoreRequest(prompts=[prompts[i]])
 
     def caller(k):
         try:
             with srv.channel() as ch:
                 stub = st.scorer_grpc.ScorerStub(ch)
                 for j in range(n_calls):
-                    i = (k * n_calls + j) % len(prompts)
-                    got[(k, j)] = (i, stub.Score(st.scorer.ScoreRequest(prompts=[prompts[i]]), timeout=timeout)
-                                   .scores[0].win_prob)
+                    key, req = request(k, j)
+                    got[(k, j)] = (key, stub.Score(req, timeout=timeout).scores[0].win_prob)
         except grpc.RpcError as e:
             errs.append(e.code())
 

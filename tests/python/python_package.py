@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
 import rsdata  # noqa: E402
 import rstest  # noqa: E402
-from rstest import ENCODER, check  # noqa: E402
+from rstest import check  # noqa: E402
 
 SRC = os.environ.get("RS_SOURCE_DIR") or os.path.join(HERE, "..", "..")
 sys.path.insert(0, os.path.join(SRC, "python"))
@@ -69,16 +69,9 @@ def same_as_cli(s, recs, what):
 
 
 def main():
-    if rstest.binary_missing():
-        return 1
-    lib = os.environ.get("ROUTESCORE_LIBRARY")
-    if not lib or not os.path.exists(lib):
-        print(f"ROUTESCORE_LIBRARY={lib!r}: the build's libroutescore_engine.so is needed")
-        return 1
-    if not os.path.isdir(ENCODER):
-        print(f"no encoder at {ENCODER} (run bash models/fetch.sh)")
-        return 77
-    rsdata.skip_if_absent()
+    unready = rstest.package_unready()
+    if unready is not None:
+        return unready
     import routescore
 
     model = os.path.join(SRC, "models", "routers", "minilm-mf")

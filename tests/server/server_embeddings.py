@@ -24,7 +24,6 @@ import math
 import os
 import subprocess
 import sys
-import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 import server_util as su  # noqa: E402
@@ -44,30 +43,6 @@ def cli_scores(d):
     r = subprocess.run([su.binary(), "score", "--model", d, "--embeddings-in", os.path.join(d, "embeddings.jsonl")],
                        capture_output=True, text=True, check=True)
     return [json.loads(line)["win_prob"] for line in r.stdout.splitlines()]
-
-
-def concurrent_calls(srv, st, n_callers, n_calls, make_req):
-    """n_callers threads, each on its own channel making n_calls unary calls;
-    make_req(k, j) gives (key, request) for caller k's call j. Returns
-    ({(k, j): (key, win_prob of the first score)}, [error codes])."""
-    results, errs = {}, []
-
-    def caller(k):
-        try:
-            with srv.channel() as ch:
-                stub = st.scorer_grpc.ScorerStub(ch)
-                for j in range(n_calls):
-                    key, req = make_req(k, j)
-                    results[(k, j)] = (key, stub.Score(req, timeout=60).scores[0].win_prob)
-        except grpc.RpcError as e:
-            errs.append(e.code())
-
-    ts = [threading.Thread(target=caller, args=(k,)) for k in range(n_callers)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    return results, errs
 
 
 def both_router(tmp):
@@ -138,7 +113,7 @@ def main():
 
             # Many concurrent one-embedding callers: answers right, batched.
             before = su.metric_value(srv.metrics(), "routescore_batch_size_count", {"router": "mf"}) or 0
-            results, errs = concurrent_calls(srv, st, 16, 4, lambda k, j: (
+            results, errs = su.callers(srv, st, None, 16, 4, make_req=lambda k, j: (
                 (k * 4 + j) % len(mf_embs), emb_req("mf", [mf_embs[(k * 4 + j) % len(mf_embs)]])))
             m = srv.metrics()
             batches = (su.metric_value(m, "routescore_batch_size_count", {"router": "mf"}) or 0) - before
@@ -153,7 +128,7 @@ def main():
                        else emb_req("both", [both_embs[i]]))
                 return (i, k < 4), req
 
-            both, errs = concurrent_calls(srv, st, 8, 6, mixed_req)
+            both, errs = su.callers(srv, st, None, 8, 6, make_req=mixed_req)
             per = {}
             for (i, by_text), p in both.values():
                 per.setdefault(i, {}).setdefault(by_text, []).append(p)
