@@ -260,8 +260,8 @@ fail:
 static rs_status warm_up(router *r, rs_engine *e, rs_err *err) {
     static const char *const P[] = {"hi", "What is the capital of France?",
                                     "Write a Python function that merges two sorted lists and explain its complexity.",
-                                    "Prove that there are infinitely many primes. Then explain the proof to a child, "
-                                    "step by step, with an example using the first ten primes."};
+                                    ("Prove that there are infinitely many primes. Then explain the proof to a child, "
+                                     "step by step, with an example using the first ten primes.")};
     size_t lens[4];
     rs_score out[4];
     if (r->info.max_tokens > 0) {

@@ -52,15 +52,15 @@
 #include "srv_log.h"
 
 const rs_method_desc srv_methods[CK_COUNT] = {
-    [CK_SCORE] = {"/routescore.v1.Scorer/Score", 1, RS_METHOD_SCORE, 32},
+    [CK_SCORE] = {"/routescore.v1.Scorer/Score", 1, RS_METHOD_SCORE, 32, 0},
     [CK_STREAM] = {"/routescore.v1.Scorer/ScoreStream", 0, RS_METHOD_SCORE_STREAM, 4, 1},
-    [CK_LIST] = {"/routescore.v1.Scorer/ListRouters", 1, RS_METHOD_LIST_ROUTERS, 2},
-    [CK_HCHECK] = {"/grpc.health.v1.Health/Check", 1, RS_METHOD_HEALTH_CHECK, 4},
-    [CK_HWATCH] = {"/grpc.health.v1.Health/Watch", 1, RS_METHOD_HEALTH_WATCH, 2},
-    [CK_REFLECT] = {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", 0, RS_METHOD_REFLECTION, 2},
-    [CK_REFLECT_V1] = {"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", 0, RS_METHOD_REFLECTION, 2},
+    [CK_LIST] = {"/routescore.v1.Scorer/ListRouters", 1, RS_METHOD_LIST_ROUTERS, 2, 0},
+    [CK_HCHECK] = {"/grpc.health.v1.Health/Check", 1, RS_METHOD_HEALTH_CHECK, 4, 0},
+    [CK_HWATCH] = {"/grpc.health.v1.Health/Watch", 1, RS_METHOD_HEALTH_WATCH, 2, 0},
+    [CK_REFLECT] = {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", 0, RS_METHOD_REFLECTION, 2, 0},
+    [CK_REFLECT_V1] = {"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", 0, RS_METHOD_REFLECTION, 2, 0},
     [CK_EXTPROC] = {"/envoy.service.ext_proc.v3.ExternalProcessor/Process", 0, RS_METHOD_EXT_PROC, 4, 1},
-    [CK_UNKNOWN] = {NULL, 0, RS_METHOD_UNKNOWN, 2},
+    [CK_UNKNOWN] = {NULL, 0, RS_METHOD_UNKNOWN, 2, 0},
 };
 
 /* ------------------------------------------------------------------------ */

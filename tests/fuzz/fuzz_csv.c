@@ -19,6 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
             if (st != RS_OK || nf == 0) break;
             for (size_t k = 0; k < nf; k++) sum += strlen(f[k].s) + f[k].len;
         }
+        (void)sum; /* the reads are the point: ASan checks every field's bytes */
         rs_csv_free(&c);
     }
     return 0;
