@@ -72,6 +72,7 @@ def main():
     unready = rstest.package_unready()
     if unready is not None:
         return unready
+    lib = os.environ["ROUTESCORE_LIBRARY"]  # the workers' too
     from routescore import ray_data
 
     model = os.path.join(SRC, "models", "routers", "minilm-mf")
